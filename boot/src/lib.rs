@@ -1,0 +1,1 @@
+//! Host side of fsdax: image building, QEMU runner, QMP.

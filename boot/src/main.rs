@@ -1,0 +1,2 @@
+mod fstool;
+fn main() {}

@@ -1,0 +1,2 @@
+//! fsdax drivers: ACPI/NFIT, pmem, serial, APIC.
+#![cfg_attr(not(test), no_std)]

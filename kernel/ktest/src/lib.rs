@@ -1,0 +1,2 @@
+//! In-kernel test registry.
+#![no_std]
