@@ -1,2 +1,183 @@
+//! `fsdax`: the host CLI. `fsdax help` lists the commands.
+
 mod fstool;
-fn main() {}
+
+use std::path::PathBuf;
+use std::process::ExitCode as ProcessExit;
+
+use anyhow::{bail, Result};
+use fsdax_boot::build::{self, Firmware};
+use fsdax_boot::qemu::{self, Console, RunOptions};
+use fsdax_boot::{output_dir, ExitCode};
+
+const HELP: &str = "\
+fsdax: build and run the fsdax kernel in QEMU with an emulated NVDIMM
+
+usage: fsdax COMMAND [OPTIONS]
+
+  build [--uefi]          build the kernel and its BIOS (or UEFI) disk image
+  run   [RUN OPTIONS]     build, then boot into the console (Ctrl-A x quits,
+                          Ctrl-A c switches to the QEMU monitor)
+  test  [RUN OPTIONS]     build, boot with `test` and run the in-kernel tests;
+                          exits 0 when every kernel test passed
+  bench [RUN OPTIONS]     build, boot with `bench` and print the benchmarks
+
+RUN OPTIONS
+  --uefi                  boot with OVMF instead of SeaBIOS
+  --pmem PATH             NVDIMM backing file (default target/fsdax/pmem.img;
+                          created when missing, never truncated)
+  --pmem-size SIZE        NVDIMM size, e.g. 256M (default), 1G
+  --qmp PATH              QMP socket path (default: none)
+  --cmdline STRING        kernel command line: shell (default), test [FILTER],
+                          test selftest, bench [NAME]
+  --no-build              use the image already built
+  -- ARGS...              extra QEMU arguments
+";
+
+struct Cli {
+    firmware: Firmware,
+    pmem: PathBuf,
+    pmem_size: u64,
+    qmp: Option<PathBuf>,
+    cmdline: Option<String>,
+    no_build: bool,
+    extra: Vec<String>,
+}
+
+fn parse_run_options(args: &[String]) -> Result<Cli> {
+    let mut cli = Cli {
+        firmware: Firmware::Bios,
+        pmem: output_dir().join("pmem.img"),
+        pmem_size: qemu::DEFAULT_PMEM_SIZE,
+        qmp: None,
+        cmdline: None,
+        no_build: false,
+        extra: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next().cloned().ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--uefi" => cli.firmware = Firmware::Uefi,
+            "--bios" => cli.firmware = Firmware::Bios,
+            "--pmem" => cli.pmem = value("--pmem")?.into(),
+            "--pmem-size" => cli.pmem_size = qemu::parse_size(&value("--pmem-size")?)?,
+            "--qmp" => cli.qmp = Some(value("--qmp")?.into()),
+            "--cmdline" => cli.cmdline = Some(value("--cmdline")?),
+            "--no-build" => cli.no_build = true,
+            "--" => {
+                cli.extra = it.cloned().collect();
+                break;
+            }
+            other => bail!("unknown option {other:?} (see `fsdax help`)"),
+        }
+    }
+    Ok(cli)
+}
+
+/// Builds (unless `--no-build`) and runs QEMU on the terminal; returns QEMU's
+/// exit status.
+fn run(cli: Cli, default_cmdline: &str) -> Result<i32> {
+    let image = if cli.no_build {
+        let image = build::image_path(cli.firmware);
+        if !image.exists() {
+            bail!("{} is missing: run `fsdax build` first", image.display());
+        }
+        image
+    } else {
+        build::build_all(cli.firmware)?
+    };
+    let mut opts = RunOptions::new(cli.firmware, image, cli.pmem);
+    opts.pmem_size = cli.pmem_size;
+    opts.qmp = cli.qmp;
+    opts.cmdline = cli.cmdline.unwrap_or_else(|| default_cmdline.to_string());
+    // `run` hands the terminal to QEMU; `test` and `bench` only print.
+    let interactive = default_cmdline == "shell";
+    opts.console = if interactive { Console::Terminal } else { Console::Piped };
+    opts.extra = cli.extra;
+    let accel = opts.accel;
+    eprintln!(
+        "fsdax: booting {} image under {}; NVDIMM {} ({} MiB); cmdline {:?}",
+        opts.firmware.name(),
+        accel.describe(),
+        opts.pmem.display(),
+        opts.pmem_size >> 20,
+        opts.cmdline
+    );
+    if interactive {
+        eprintln!("fsdax: console on this terminal; Ctrl-A x quits, Ctrl-A c toggles the QEMU monitor");
+    }
+    let mut command = qemu::qemu_command(&opts)?;
+    if !interactive {
+        command.stdin(std::process::Stdio::null());
+    }
+    let status = command.status()?;
+    Ok(status.code().unwrap_or(-1))
+}
+
+fn describe_exit(status: i32) -> String {
+    match ExitCode::from_qemu_status(status) {
+        Some(code) => format!("{code:?} (QEMU status {status})"),
+        None => format!("QEMU status {status}"),
+    }
+}
+
+fn main_inner(args: &[String]) -> Result<ProcessExit> {
+    let Some(cmd) = args.first() else {
+        print!("{HELP}{}", fstool::HELP);
+        return Ok(ProcessExit::SUCCESS);
+    };
+    if let Some(result) = fstool::run(cmd, &args[1..]) {
+        return match result {
+            Ok(()) => Ok(ProcessExit::SUCCESS),
+            Err(e) => bail!("{e}"),
+        };
+    }
+    match cmd.as_str() {
+        "help" | "-h" | "--help" => {
+            print!("{HELP}{}", fstool::HELP);
+            Ok(ProcessExit::SUCCESS)
+        }
+        "build" => {
+            let cli = parse_run_options(&args[1..])?;
+            let image = build::build_all(cli.firmware)?;
+            println!("{}", image.display());
+            Ok(ProcessExit::SUCCESS)
+        }
+        "run" => {
+            let status = run(parse_run_options(&args[1..])?, "shell")?;
+            eprintln!("fsdax: QEMU exited: {}", describe_exit(status));
+            Ok(match ExitCode::from_qemu_status(status) {
+                Some(ExitCode::Poweroff) | Some(ExitCode::TestsPassed) | Some(ExitCode::BenchDone) => {
+                    ProcessExit::SUCCESS
+                }
+                _ if status == 0 => ProcessExit::SUCCESS,
+                _ => ProcessExit::FAILURE,
+            })
+        }
+        "test" | "bench" => {
+            let status = run(parse_run_options(&args[1..])?, cmd)?;
+            let want = if cmd == "test" { ExitCode::TestsPassed } else { ExitCode::BenchDone };
+            eprintln!("fsdax: QEMU exited: {}", describe_exit(status));
+            Ok(if ExitCode::from_qemu_status(status) == Some(want) {
+                ProcessExit::SUCCESS
+            } else {
+                ProcessExit::FAILURE
+            })
+        }
+        other => bail!("unknown command {other:?} (see `fsdax help`)"),
+    }
+}
+
+fn main() -> ProcessExit {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match main_inner(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fsdax: error: {e:#}");
+            ProcessExit::from(2)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The harness protocol: what the kernel prints and how it exits QEMU.
+//!
+//! QEMU's `isa-debug-exit` device (port 0xf4) turns a written value `v` into
+//! the process exit status `2 * v + 1`.
+
+/// The kernel writes one of these to the debug-exit port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitCode {
+    /// `poweroff` when ACPI shutdown is unavailable.
+    Poweroff = 0x00,
+    /// Every kernel test passed.
+    TestsPassed = 0x10,
+    /// At least one kernel test failed.
+    TestsFailed = 0x11,
+    /// A benchmark run finished.
+    BenchDone = 0x12,
+    /// A fault or panic in the kernel itself.
+    KernelPanic = 0x20,
+    /// A fatal machine check.
+    FatalMachineCheck = 0x30,
+}
+
+impl ExitCode {
+    /// The QEMU process exit status this code produces.
+    pub const fn qemu_status(self) -> i32 {
+        (self as i32) * 2 + 1
+    }
+
+    /// The code behind a QEMU exit status, if it is one of ours.
+    pub fn from_qemu_status(status: i32) -> Option<Self> {
+        [
+            Self::Poweroff,
+            Self::TestsPassed,
+            Self::TestsFailed,
+            Self::BenchDone,
+            Self::KernelPanic,
+            Self::FatalMachineCheck,
+        ]
+        .into_iter()
+        .find(|c| c.qemu_status() == status)
+    }
+}
+
+/// Prefix of the one summary line: `ktest: N passed, N failed`.
+pub const SUMMARY_PREFIX: &str = "ktest: ";
+/// The shell prompt.
+pub const PROMPT: &str = "fsdax> ";
+/// The name of the QEMU fw_cfg file that carries the kernel command line.
+pub const FW_CFG_CMDLINE: &str = "opt/fsdax/cmdline";
