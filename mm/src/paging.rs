@@ -1,0 +1,502 @@
+//! Page tables: map and unmap ranges with 4 KiB, 2 MiB and 1 GiB pages.
+//!
+//! [`PageMapper`] wraps the `x86_64` crate's `OffsetPageTable` (which walks
+//! tables through a physical-memory window) and adds what the kernel needs on
+//! top: ranges that use the largest page size the alignment of both
+//! addresses allows, rollback on failure, unmapping whatever sizes are there,
+//! and leaf enumeration (to rebuild the bootloader's mappings in the kernel's
+//! own tables). TLB flushes are not executed here; they are returned as a
+//! [`TlbFlush`] that the caller must carry out.
+
+use x86_64::structures::paging::mapper::{
+    CleanUp, MapToError, MappedFrame, Mapper, TranslateResult, UnmapError,
+};
+use x86_64::structures::paging::page_table::PageTableEntry;
+use x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, OffsetPageTable, Page, PageSize as X86PageSize, PageTable,
+    PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use crate::{HUGE_1G, HUGE_2M, PAGE_SIZE};
+
+pub use x86_64::structures::paging::PageTableFlags as Flags;
+
+/// A page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PageSize {
+    Size4K,
+    Size2M,
+    Size1G,
+}
+
+impl PageSize {
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => PAGE_SIZE,
+            PageSize::Size2M => HUGE_2M,
+            PageSize::Size1G => HUGE_1G,
+        }
+    }
+
+    /// The largest size not above `max` that both addresses are aligned to
+    /// and that fits in `remaining` bytes.
+    pub fn largest_fitting(virt: u64, phys: u64, remaining: u64, max: PageSize) -> PageSize {
+        [PageSize::Size1G, PageSize::Size2M]
+            .into_iter()
+            .filter(|s| *s <= max)
+            .find(|s| {
+                let b = s.bytes();
+                virt % b == 0 && phys % b == 0 && remaining >= b
+            })
+            .unwrap_or(PageSize::Size4K)
+    }
+}
+
+/// Errors of mapping operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// Addresses or length not 4 KiB aligned, or the range wraps.
+    Unaligned,
+    /// Something is already mapped at this virtual address.
+    AlreadyMapped(u64),
+    /// No frame for a page table.
+    OutOfFrames,
+    /// Nothing is mapped at this address.
+    NotMapped(u64),
+    /// The range would cut a huge page at this address in two.
+    SplitsHugePage(u64),
+}
+
+/// A TLB flush the caller must perform after changing mappings.
+#[must_use = "stale TLB entries must be flushed"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlbFlush {
+    /// Nothing was unmapped or changed; new mappings need no flush.
+    None,
+    /// Flush these pages (`invlpg` each page start in `[start, end)`,
+    /// stepping by `step`).
+    Range { start: u64, end: u64, step: u64 },
+    /// Flush everything that is not global (reload CR3).
+    All,
+}
+
+impl TlbFlush {
+    /// Combines two pending flushes.
+    pub fn merge(self, other: TlbFlush) -> TlbFlush {
+        match (self, other) {
+            (TlbFlush::None, x) | (x, TlbFlush::None) => x,
+            _ => TlbFlush::All,
+        }
+    }
+}
+
+/// Pages of each size used by a mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapStats {
+    pub pages_4k: u64,
+    pub pages_2m: u64,
+    pub pages_1g: u64,
+}
+
+impl MapStats {
+    fn count(&mut self, size: PageSize) {
+        match size {
+            PageSize::Size4K => self.pages_4k += 1,
+            PageSize::Size2M => self.pages_2m += 1,
+            PageSize::Size1G => self.pages_1g += 1,
+        }
+    }
+}
+
+/// A mapped leaf: what [`PageMapper::translate`] and
+/// [`PageMapper::for_each_leaf`] report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    pub virt: u64,
+    pub phys: u64,
+    pub size: PageSize,
+    pub flags: PageTableFlags,
+}
+
+/// A level-4 page table, reached through a physical-memory window.
+#[derive(Debug)]
+pub struct PageMapper<'a> {
+    inner: OffsetPageTable<'a>,
+    window: u64,
+}
+
+impl<'a> PageMapper<'a> {
+    /// # Safety
+    /// `pml4` must be a valid level-4 table, every physical address any of
+    /// its tables refers to must be readable and writable at
+    /// `window + phys`, and nothing else may modify these tables while the
+    /// mapper lives.
+    pub unsafe fn new(pml4: &'a mut PageTable, window: u64) -> Self {
+        // SAFETY: forwarded from this function's contract.
+        let inner = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(window)) };
+        PageMapper { inner, window }
+    }
+
+    /// The flags of intermediate tables: present and writable, and
+    /// user-accessible if the leaf is (the leaf decides).
+    fn parent_flags(flags: PageTableFlags) -> PageTableFlags {
+        PageTableFlags::PRESENT
+            | PageTableFlags::WRITABLE
+            | (flags & PageTableFlags::USER_ACCESSIBLE)
+    }
+
+    fn map_one<A: FrameAllocator<Size4KiB>>(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        size: PageSize,
+        flags: PageTableFlags,
+        alloc: &mut A,
+    ) -> Result<(), MapError> {
+        let parent = Self::parent_flags(flags);
+        let err = |e: MapToError<Size4KiB>| match e {
+            MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+            MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage => {
+                MapError::AlreadyMapped(virt)
+            }
+        };
+        // SAFETY (for the three `map_to_with_table_flags` calls): mapping a
+        // page is unsafe because it can alias memory; the callers of
+        // `map_range` state what they map, and the kernel's own code never
+        // creates a mapping to a frame it does not own (see kernel::mem).
+        let flush = match size {
+            PageSize::Size4K => unsafe {
+                self.inner.map_to_with_table_flags(
+                    Page::<Size4KiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
+                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
+                    flags,
+                    parent,
+                    alloc,
+                )
+            }
+            .map(|f| f.ignore())
+            .map_err(err),
+            PageSize::Size2M => unsafe {
+                self.inner.map_to_with_table_flags(
+                    Page::<Size2MiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
+                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
+                    flags | PageTableFlags::HUGE_PAGE,
+                    parent,
+                    alloc,
+                )
+            }
+            .map(|f| f.ignore())
+            .map_err(|e| err(convert_err(e))),
+            PageSize::Size1G => unsafe {
+                self.inner.map_to_with_table_flags(
+                    Page::<Size1GiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
+                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
+                    flags | PageTableFlags::HUGE_PAGE,
+                    parent,
+                    alloc,
+                )
+            }
+            .map(|f| f.ignore())
+            .map_err(|e| err(convert_err(e))),
+        };
+        flush
+    }
+
+    /// Maps `[virt, virt + len)` to `[phys, phys + len)` with the largest
+    /// pages (up to `max`) that the alignment of both addresses allows. On
+    /// failure, whatever this call mapped is unmapped again.
+    pub fn map_range<A: FrameAllocator<Size4KiB>>(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        len: u64,
+        flags: PageTableFlags,
+        max: PageSize,
+        alloc: &mut A,
+    ) -> Result<MapStats, MapError> {
+        if virt % PAGE_SIZE != 0 || phys % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(MapError::Unaligned);
+        }
+        virt.checked_add(len).ok_or(MapError::Unaligned)?;
+        phys.checked_add(len).ok_or(MapError::Unaligned)?;
+        let mut stats = MapStats::default();
+        let mut done = 0;
+        while done < len {
+            let size = PageSize::largest_fitting(virt + done, phys + done, len - done, max);
+            if let Err(e) = self.map_one(virt + done, phys + done, size, flags, alloc) {
+                if done > 0 {
+                    // Roll back: these pages were mapped just now, by us.
+                    let _ = self.unmap_range(virt, done);
+                }
+                return Err(e);
+            }
+            stats.count(size);
+            done += size.bytes();
+        }
+        Ok(stats)
+    }
+
+    /// What is mapped at `virt`, if anything.
+    pub fn translate(&self, virt: u64) -> Option<Leaf> {
+        match self.inner.translate(VirtAddr::new(virt)) {
+            TranslateResult::Mapped { frame, offset, flags } => {
+                let (phys, size) = match frame {
+                    MappedFrame::Size4KiB(f) => (f.start_address().as_u64(), PageSize::Size4K),
+                    MappedFrame::Size2MiB(f) => (f.start_address().as_u64(), PageSize::Size2M),
+                    MappedFrame::Size1GiB(f) => (f.start_address().as_u64(), PageSize::Size1G),
+                };
+                Some(Leaf { virt: virt - offset, phys, size, flags })
+            }
+            _ => None,
+        }
+    }
+
+    /// Unmaps every page in `[virt, virt + len)`; each must be mapped and lie
+    /// wholly inside the range. Returns the flush to perform.
+    pub fn unmap_range(&mut self, virt: u64, len: u64) -> Result<TlbFlush, MapError> {
+        if virt % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(MapError::Unaligned);
+        }
+        let end = virt.checked_add(len).ok_or(MapError::Unaligned)?;
+        // Check first, so that a bad range changes nothing.
+        let mut at = virt;
+        while at < end {
+            let leaf = self.translate(at).ok_or(MapError::NotMapped(at))?;
+            if leaf.virt != at || at + leaf.size.bytes() > end {
+                return Err(MapError::SplitsHugePage(at));
+            }
+            at += leaf.size.bytes();
+        }
+        let mut at = virt;
+        let mut min_step = u64::MAX;
+        while at < end {
+            let leaf = self.translate(at).ok_or(MapError::NotMapped(at))?;
+            let va = VirtAddr::new(at);
+            let r = match leaf.size {
+                PageSize::Size4K => self.inner.unmap(Page::<Size4KiB>::containing_address(va)).map(|(_, f)| f.ignore()),
+                PageSize::Size2M => self.inner.unmap(Page::<Size2MiB>::containing_address(va)).map(|(_, f)| f.ignore()),
+                PageSize::Size1G => self.inner.unmap(Page::<Size1GiB>::containing_address(va)).map(|(_, f)| f.ignore()),
+            };
+            r.map_err(|e| match e {
+                UnmapError::PageNotMapped => MapError::NotMapped(at),
+                _ => MapError::SplitsHugePage(at),
+            })?;
+            min_step = min_step.min(leaf.size.bytes());
+            at += leaf.size.bytes();
+        }
+        Ok(if len == 0 {
+            TlbFlush::None
+        } else if len / min_step > 64 {
+            TlbFlush::All
+        } else {
+            TlbFlush::Range { start: virt, end, step: min_step }
+        })
+    }
+
+    /// Frees the page-table frames left empty in `[virt, virt + len)`.
+    ///
+    /// # Safety
+    /// The tables in the range must not be shared with another address space
+    /// (the kernel half of task address spaces is shared: never clean it).
+    pub unsafe fn free_empty_tables<D: FrameDeallocator<Size4KiB>>(&mut self, virt: u64, len: u64, dealloc: &mut D) {
+        if len == 0 {
+            return;
+        }
+        let start = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+        let end = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + len - 1));
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.inner.clean_up_addr_range(Page::range_inclusive(start, end), dealloc) };
+    }
+
+    /// Calls `f` for every present leaf whose PML4 slot is in `slots`.
+    pub fn for_each_leaf(&self, slots: core::ops::Range<usize>, mut f: impl FnMut(Leaf)) {
+        let window = self.window;
+        let table_at = |e: &PageTableEntry| -> &PageTable {
+            // SAFETY: `new`'s contract: every table this one refers to is
+            // readable at window + phys, and not modified while we read.
+            unsafe { &*((window + e.addr().as_u64()) as *const PageTable) }
+        };
+        let sign_extend = |v: u64| if v & (1 << 47) != 0 { v | 0xffff_0000_0000_0000 } else { v };
+        let pml4 = self.inner.level_4_table();
+        for i4 in slots.filter(|&i| i < 512) {
+            let e4 = &pml4[i4];
+            if !e4.flags().contains(PageTableFlags::PRESENT) {
+                continue;
+            }
+            for (i3, e3) in table_at(e4).iter().enumerate() {
+                if !e3.flags().contains(PageTableFlags::PRESENT) {
+                    continue;
+                }
+                let v3 = sign_extend(((i4 as u64) << 39) | ((i3 as u64) << 30));
+                if e3.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    f(Leaf { virt: v3, phys: e3.addr().as_u64(), size: PageSize::Size1G, flags: e3.flags() });
+                    continue;
+                }
+                for (i2, e2) in table_at(e3).iter().enumerate() {
+                    if !e2.flags().contains(PageTableFlags::PRESENT) {
+                        continue;
+                    }
+                    let v2 = v3 | ((i2 as u64) << 21);
+                    if e2.flags().contains(PageTableFlags::HUGE_PAGE) {
+                        f(Leaf { virt: v2, phys: e2.addr().as_u64(), size: PageSize::Size2M, flags: e2.flags() });
+                        continue;
+                    }
+                    for (i1, e1) in table_at(e2).iter().enumerate() {
+                        if e1.flags().contains(PageTableFlags::PRESENT) {
+                            let v1 = v2 | ((i1 as u64) << 12);
+                            f(Leaf { virt: v1, phys: e1.addr().as_u64(), size: PageSize::Size4K, flags: e1.flags() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The level-4 table.
+    pub fn level_4_table(&mut self) -> &mut PageTable {
+        self.inner.level_4_table_mut()
+    }
+}
+
+fn convert_err<S: X86PageSize>(e: MapToError<S>) -> MapToError<Size4KiB> {
+    match e {
+        MapToError::FrameAllocationFailed => MapToError::FrameAllocationFailed,
+        MapToError::ParentEntryHugePage => MapToError::ParentEntryHugePage,
+        MapToError::PageAlreadyMapped(_) => MapToError::ParentEntryHugePage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::BitmapFrameAllocator;
+
+    /// A fake physical memory: `frames` page-aligned 4 KiB frames; physical
+    /// address `p` lives at `base + p`.
+    struct FakePhys {
+        mem: Vec<PageTable>,
+    }
+
+    impl FakePhys {
+        fn new(frames: usize) -> Self {
+            let mut mem = Vec::with_capacity(frames);
+            mem.resize_with(frames, PageTable::new);
+            FakePhys { mem }
+        }
+        fn window(&self) -> u64 {
+            self.mem.as_ptr() as u64
+        }
+    }
+
+    /// Mapper + allocator over fake memory; frame 0 is the PML4.
+    fn setup(frames: usize) -> (FakePhys, BitmapFrameAllocator<'static>) {
+        let phys = FakePhys::new(frames);
+        let bitmap = Box::leak(vec![0u64; BitmapFrameAllocator::words_for(frames)].into_boxed_slice());
+        let mut alloc = BitmapFrameAllocator::new(bitmap, 0, frames);
+        alloc.add_usable(PAGE_SIZE, frames as u64 * PAGE_SIZE);
+        (phys, alloc)
+    }
+
+    fn mapper(phys: &mut FakePhys) -> PageMapper<'_> {
+        let window = phys.window();
+        // SAFETY: frame 0 is a valid (zeroed) level-4 table; every table the
+        // mapper creates comes from the allocator over `phys.mem`, which is
+        // reachable at window + phys and owned by this test.
+        unsafe { PageMapper::new(&mut *(window as *mut PageTable), window) }
+    }
+
+    const RW: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+
+    #[test]
+    fn largest_fitting_respects_alignment_length_and_cap() {
+        use PageSize::*;
+        assert_eq!(PageSize::largest_fitting(0, 0, HUGE_1G, Size1G), Size1G);
+        assert_eq!(PageSize::largest_fitting(0, 0, HUGE_1G, Size2M), Size2M);
+        assert_eq!(PageSize::largest_fitting(0, HUGE_2M, HUGE_1G, Size1G), Size2M);
+        assert_eq!(PageSize::largest_fitting(0, 0, HUGE_2M - PAGE_SIZE, Size1G), Size4K);
+        assert_eq!(PageSize::largest_fitting(PAGE_SIZE, 0, HUGE_1G, Size1G), Size4K);
+    }
+
+    #[test]
+    fn maps_with_mixed_page_sizes_and_translates() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        // virt and phys both start 4 KiB before a 2 MiB boundary, so the
+        // range needs 4K + 2M pages + a 1G page is impossible (length).
+        let virt = 0xffff_c000_0000_0000 + HUGE_2M - PAGE_SIZE;
+        let pmem = 0x1_0000_0000 + HUGE_2M - PAGE_SIZE;
+        let len = PAGE_SIZE + 2 * HUGE_2M + 3 * PAGE_SIZE;
+        let stats = m.map_range(virt, pmem, len, RW, PageSize::Size1G, &mut alloc).unwrap();
+        assert_eq!(stats, MapStats { pages_4k: 4, pages_2m: 2, pages_1g: 0 });
+        let leaf = m.translate(virt + PAGE_SIZE + 12345).unwrap();
+        assert_eq!(leaf.size, PageSize::Size2M);
+        assert_eq!(leaf.phys, pmem + PAGE_SIZE);
+        assert_eq!(m.translate(virt + len), None);
+        assert_eq!(m.translate(virt - PAGE_SIZE), None);
+        // A 1 GiB page when everything is aligned.
+        let s = m.map_range(0xffff_c010_0000_0000, 0x40_0000_0000, HUGE_1G, RW, PageSize::Size1G, &mut alloc).unwrap();
+        assert_eq!(s.pages_1g, 1);
+        assert_eq!(m.translate(0xffff_c010_0000_0000 + 77).unwrap().phys, 0x40_0000_0000);
+    }
+
+    #[test]
+    fn overlapping_map_fails_and_rolls_back() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        let base = 0x4000_0000;
+        m.map_range(base + 8 * PAGE_SIZE, 0x1000_0000, PAGE_SIZE, RW, PageSize::Size4K, &mut alloc).unwrap();
+        let err = m.map_range(base, 0x2000_0000, 16 * PAGE_SIZE, RW, PageSize::Size4K, &mut alloc);
+        assert_eq!(err, Err(MapError::AlreadyMapped(base + 8 * PAGE_SIZE)));
+        // The first 8 pages of the failed call were rolled back.
+        for i in 0..8 {
+            assert_eq!(m.translate(base + i * PAGE_SIZE), None);
+        }
+        assert_eq!(m.translate(base + 8 * PAGE_SIZE).unwrap().phys, 0x1000_0000);
+    }
+
+    #[test]
+    fn unmap_checks_before_changing_anything() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        let base = 0x4000_0000;
+        m.map_range(base, 0x8000_0000, HUGE_2M, RW, PageSize::Size2M, &mut alloc).unwrap();
+        assert_eq!(m.unmap_range(base, PAGE_SIZE), Err(MapError::SplitsHugePage(base)));
+        assert!(m.translate(base).is_some(), "failed unmap changed nothing");
+        assert_eq!(m.unmap_range(base, 2 * HUGE_2M), Err(MapError::NotMapped(base + HUGE_2M)));
+        assert_eq!(m.unmap_range(base, HUGE_2M), Ok(TlbFlush::Range { start: base, end: base + HUGE_2M, step: HUGE_2M }));
+        assert_eq!(m.translate(base), None);
+        assert_eq!(m.unmap_range(base, 3), Err(MapError::Unaligned));
+    }
+
+    #[test]
+    fn empty_tables_are_freed() {
+        let (mut phys, mut alloc) = setup(64);
+        let before = alloc.stats().free;
+        {
+            let mut m = mapper(&mut phys);
+            m.map_range(0x1234_5000, 0x9000, 3 * PAGE_SIZE, RW, PageSize::Size4K, &mut alloc).unwrap();
+            assert_eq!(alloc.stats().free, before - 3, "PDPT, PD and PT");
+            let _ = m.unmap_range(0x1234_5000, 3 * PAGE_SIZE).unwrap();
+            // SAFETY: this fake address space shares no tables.
+            unsafe { m.free_empty_tables(0, 1 << 47, &mut alloc) };
+        }
+        assert_eq!(alloc.stats().free, before);
+    }
+
+    #[test]
+    fn for_each_leaf_enumerates_every_mapping() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        m.map_range(0xffff_f000_0000_0000, 0x20_0000, HUGE_2M + PAGE_SIZE, RW, PageSize::Size2M, &mut alloc).unwrap();
+        m.map_range(0x1000, 0x5000, PAGE_SIZE, RW, PageSize::Size4K, &mut alloc).unwrap();
+        let mut leaves = Vec::new();
+        m.for_each_leaf(256..512, |l| leaves.push(l));
+        assert_eq!(leaves.len(), 2);
+        assert_eq!((leaves[0].virt, leaves[0].phys, leaves[0].size), (0xffff_f000_0000_0000, 0x20_0000, PageSize::Size2M));
+        assert_eq!((leaves[1].virt, leaves[1].phys, leaves[1].size), (0xffff_f000_0020_0000, 0x40_0000, PageSize::Size4K));
+        let mut low = Vec::new();
+        m.for_each_leaf(0..256, |l| low.push(l.virt));
+        assert_eq!(low, vec![0x1000]);
+    }
+}
