@@ -256,18 +256,50 @@ const fn fatal(reason: FatalReason) -> Severity {
 pub const RULES: &[Rule] = &[
     rule("Invalid", Severity::NoError, VAL, 0),
     rule("Not enabled", Severity::NoError, EN, 0),
-    rule("Processor context corrupt", fatal(FatalReason::ProcessorContextCorrupt), PCC, PCC),
-    rule("MCIP not set in #MC handler", fatal(FatalReason::McipNotSet), 0, 0).mcg(MCIP, 0),
-    rule("Neither restart nor error IP", fatal(FatalReason::NeitherRestartNorErrorIp), 0, 0)
-        .mcg(RIPV | EIPV, 0),
-    rule("In kernel and no restart IP", fatal(FatalReason::KernelNoRestartIp), 0, 0)
-        .mcg(RIPV, 0)
-        .ctx(ContextFilter::Kernel),
+    rule(
+        "Processor context corrupt",
+        fatal(FatalReason::ProcessorContextCorrupt),
+        PCC,
+        PCC,
+    ),
+    rule(
+        "MCIP not set in #MC handler",
+        fatal(FatalReason::McipNotSet),
+        0,
+        0,
+    )
+    .mcg(MCIP, 0),
+    rule(
+        "Neither restart nor error IP",
+        fatal(FatalReason::NeitherRestartNorErrorIp),
+        0,
+        0,
+    )
+    .mcg(RIPV | EIPV, 0),
+    rule(
+        "In kernel and no restart IP",
+        fatal(FatalReason::KernelNoRestartIp),
+        0,
+        0,
+    )
+    .mcg(RIPV, 0)
+    .ctx(ContextFilter::Kernel),
     rule("Corrected error", Severity::Corrected, UC, 0),
     // --- CPUs with software error recovery ---
-    rule("Uncorrected no action required (UCNA)", Severity::Deferred, UC_SAR, UC).ser(),
-    rule("Illegal combination (UCNA with AR)", fatal(FatalReason::IllegalUcnaWithAr), OVER | UC_SAR, UC | AR)
-        .ser(),
+    rule(
+        "Uncorrected no action required (UCNA)",
+        Severity::Deferred,
+        UC_SAR,
+        UC,
+    )
+    .ser(),
+    rule(
+        "Illegal combination (UCNA with AR)",
+        fatal(FatalReason::IllegalUcnaWithAr),
+        OVER | UC_SAR,
+        UC | AR,
+    )
+    .ser(),
     rule("Non-signalled machine check", Severity::Keep, S, 0).ser(),
     rule(
         "Action required with lost events",
@@ -345,13 +377,41 @@ pub const RULES: &[Rule] = &[
         UC_S | McaCode::L3_WRITEBACK as u64,
     )
     .ser(),
-    rule("Action optional: unknown MCA code", Severity::Logged, OVER | UC_SAR, UC_S).ser(),
-    rule("Action optional with lost events", Severity::Logged, OVER | UC_SAR, OVER | UC_S).ser(),
+    rule(
+        "Action optional: unknown MCA code",
+        Severity::Logged,
+        OVER | UC_SAR,
+        UC_S,
+    )
+    .ser(),
+    rule(
+        "Action optional with lost events",
+        Severity::Logged,
+        OVER | UC_SAR,
+        OVER | UC_S,
+    )
+    .ser(),
     // --- everything left is uncorrected; with SER it was matched above ---
-    rule("Overflowed uncorrected", fatal(FatalReason::OverflowedUncorrected), OVER | UC, OVER | UC),
-    rule("Uncorrected in the kernel", fatal(FatalReason::UncorrectedInKernel), UC, UC)
-        .ctx(ContextFilter::Kernel),
-    rule("Uncorrected without SER", fatal(FatalReason::UncorrectedWithoutSer), UC, UC).no_ser(),
+    rule(
+        "Overflowed uncorrected",
+        fatal(FatalReason::OverflowedUncorrected),
+        OVER | UC,
+        OVER | UC,
+    ),
+    rule(
+        "Uncorrected in the kernel",
+        fatal(FatalReason::UncorrectedInKernel),
+        UC,
+        UC,
+    )
+    .ctx(ContextFilter::Kernel),
+    rule(
+        "Uncorrected without SER",
+        fatal(FatalReason::UncorrectedWithoutSer),
+        UC,
+        UC,
+    )
+    .no_ser(),
 ];
 
 /// The fallback if no rule matches (the table is total, so this is only
@@ -373,12 +433,7 @@ pub struct Grade {
 /// Grades one bank's status.
 ///
 /// `ser` is `McgCap::ser_p()`; `mcg` is `IA32_MCG_STATUS` at the `#MC`.
-pub fn grade_bank(
-    ser: bool,
-    mcg: McgStatus,
-    status: MciStatus,
-    ctx: InterruptedContext,
-) -> Grade {
+pub fn grade_bank(ser: bool, mcg: McgStatus, status: MciStatus, ctx: InterruptedContext) -> Grade {
     let Some(rule) = RULES.iter().find(|r| r.matches(ser, mcg, status, ctx)) else {
         return NO_MATCH;
     };

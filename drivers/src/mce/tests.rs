@@ -145,7 +145,11 @@ fn every_case_grades_as_expected() {
 #[test]
 fn every_rule_is_exercised() {
     let hit: BTreeSet<&str> = CASES.iter().map(|c| c.rule).collect();
-    let missing: Vec<&str> = RULES.iter().map(|r| r.name).filter(|n| !hit.contains(n)).collect();
+    let missing: Vec<&str> = RULES
+        .iter()
+        .map(|r| r.name)
+        .filter(|n| !hit.contains(n))
+        .collect();
     assert!(missing.is_empty(), "rules without a test case: {missing:?}");
 }
 
@@ -173,7 +177,12 @@ fn table_is_total_over_the_architectural_bits() {
                 for ctx in [USER, KERNEL, KERNEL_SAFE] {
                     for ser in [false, true] {
                         let g = grade_bank(ser, McgStatus(mcg), MciStatus(status | code), ctx);
-                        assert_ne!(g.rule, "No match", "status {:#x} mcg {mcg:#x}", status | code);
+                        assert_ne!(
+                            g.rule,
+                            "No match",
+                            "status {:#x} mcg {mcg:#x}",
+                            status | code
+                        );
                     }
                 }
             }
@@ -263,16 +272,31 @@ fn bank(status: u64, addr: u64, misc: u64) -> BankRecord {
 fn poisoned_range_from_qemu_values() {
     let b = bank(SRAR_STATUS, 0x1_0000_1234, QEMU_MISC);
     let r = b.poisoned_range().unwrap();
-    assert_eq!(r, PhysRange { start: 0x1_0000_1200, len: 64 });
+    assert_eq!(
+        r,
+        PhysRange {
+            start: 0x1_0000_1200,
+            len: 64
+        }
+    );
     assert_eq!(r.end(), 0x1_0000_1240);
     assert!(r.start <= b.addr && b.addr < r.end());
 }
 
 #[test]
 fn poisoned_range_needs_valid_physical_address() {
-    assert_eq!(bank(SRAR_STATUS & !ADDRV, 0x1000, QEMU_MISC).poisoned_range(), None);
-    assert_eq!(bank(SRAR_STATUS & !MISCV, 0x1000, QEMU_MISC).poisoned_range(), None);
-    assert_eq!(bank(SRAR_STATUS & !VAL, 0x1000, QEMU_MISC).poisoned_range(), None);
+    assert_eq!(
+        bank(SRAR_STATUS & !ADDRV, 0x1000, QEMU_MISC).poisoned_range(),
+        None
+    );
+    assert_eq!(
+        bank(SRAR_STATUS & !MISCV, 0x1000, QEMU_MISC).poisoned_range(),
+        None
+    );
+    assert_eq!(
+        bank(SRAR_STATUS & !VAL, 0x1000, QEMU_MISC).poisoned_range(),
+        None
+    );
     // Linear address mode (1 << 6) with LSB 6.
     assert_eq!(bank(SRAR_STATUS, 0x1000, 0x46).poisoned_range(), None);
     assert_eq!(MciMisc(0x46).address_mode(), AddressMode::Linear);
@@ -280,18 +304,30 @@ fn poisoned_range_needs_valid_physical_address() {
     // LSB 12: a whole page.
     assert_eq!(
         bank(SRAR_STATUS, 0x12_3456, 0x80 | 12).poisoned_range(),
-        Some(PhysRange { start: 0x12_3000, len: 4096 })
+        Some(PhysRange {
+            start: 0x12_3000,
+            len: 4096
+        })
     );
     // LSB 0: one byte.
     assert_eq!(
         bank(SRAR_STATUS, 0x12_3456, 0x80).poisoned_range(),
-        Some(PhysRange { start: 0x12_3456, len: 1 })
+        Some(PhysRange {
+            start: 0x12_3456,
+            len: 1
+        })
     );
     // LSB 63 at the top half: the range would end at 2^64.
-    assert_eq!(bank(SRAR_STATUS, u64::MAX, 0x80 | 63).poisoned_range(), None);
+    assert_eq!(
+        bank(SRAR_STATUS, u64::MAX, 0x80 | 63).poisoned_range(),
+        None
+    );
     assert_eq!(
         bank(SRAR_STATUS, 0x7FFF_FFFF_FFFF_FFFF, 0x80 | 63).poisoned_range(),
-        Some(PhysRange { start: 0, len: 1 << 63 })
+        Some(PhysRange {
+            start: 0,
+            len: 1 << 63
+        })
     );
 }
 
@@ -299,18 +335,24 @@ fn poisoned_range_needs_valid_physical_address() {
 fn grade_event_returns_the_worst_bank() {
     let mcg = McgStatus(SRAR_MCG);
     let banks = [
-        bank(0, 0, 0),                          // empty
-        bank(BASE | 0x9f, 0x2000, QEMU_MISC),   // corrected
-        bank(SRAO_STATUS, 0x3000, QEMU_MISC),   // action optional
-        bank(SRAR_STATUS, 0x4000, QEMU_MISC),   // action required
-        bank(SRAO_STATUS, 0x5000, QEMU_MISC),   // action optional again
+        bank(0, 0, 0),                        // empty
+        bank(BASE | 0x9f, 0x2000, QEMU_MISC), // corrected
+        bank(SRAO_STATUS, 0x3000, QEMU_MISC), // action optional
+        bank(SRAR_STATUS, 0x4000, QEMU_MISC), // action required
+        bank(SRAO_STATUS, 0x5000, QEMU_MISC), // action optional again
     ];
     let e = grade_event(true, mcg, USER, &banks);
     assert_eq!(e.worst, Some(3));
-    assert_eq!(e.grade.severity, Severity::ActionRequiredTask { resumable: true });
+    assert_eq!(
+        e.grade.severity,
+        Severity::ActionRequiredTask { resumable: true }
+    );
     assert_eq!(
         banks[3].poisoned_range(),
-        Some(PhysRange { start: 0x4000, len: 64 })
+        Some(PhysRange {
+            start: 0x4000,
+            len: 64
+        })
     );
 
     // The same event in ordinary kernel code is fatal.
@@ -320,9 +362,15 @@ fn grade_event_returns_the_worst_bank() {
 
     // Ties keep the first bank.
     let e = grade_event(true, McgStatus(SRAO_MCG), USER, &banks[..3]);
-    assert_eq!((e.worst, e.grade.severity), (Some(2), Severity::ActionOptional));
+    assert_eq!(
+        (e.worst, e.grade.severity),
+        (Some(2), Severity::ActionOptional)
+    );
     let two_ao = [banks[2], banks[4]];
-    assert_eq!(grade_event(true, McgStatus(SRAO_MCG), USER, &two_ao).worst, Some(0));
+    assert_eq!(
+        grade_event(true, McgStatus(SRAO_MCG), USER, &two_ao).worst,
+        Some(0)
+    );
 
     // Nothing valid.
     let e = grade_event(true, mcg, USER, &banks[..1]);

@@ -31,11 +31,11 @@ mod tests;
 use core::fmt;
 
 pub use guid::*;
+use structures::{decode, Fields};
 pub use structures::{
     min_len, ty, BlockControl, BlockDataWindow, ControlRegion, FlushHint, Interleave,
     PlatformCapabilities, RegionMapping, Smbios, SpaRange, Structure,
 };
-use structures::{decode, Fields};
 
 /// Size of the standard ACPI table header.
 pub const ACPI_HEADER_LEN: usize = 36;
@@ -110,10 +110,15 @@ impl fmt::Display for NfitError {
             Self::BadLength { offset, len } => {
                 write!(f, "NFIT: impossible length {len} at byte {offset}")
             }
-            Self::ZeroLength { offset } => write!(f, "NFIT: zero-length sub-table at byte {offset}"),
+            Self::ZeroLength { offset } => {
+                write!(f, "NFIT: zero-length sub-table at byte {offset}")
+            }
             Self::BadChecksum => write!(f, "NFIT: bad checksum"),
             Self::BadCount { offset, count } => {
-                write!(f, "NFIT: count {count} does not fit the sub-table at byte {offset}")
+                write!(
+                    f,
+                    "NFIT: count {count} does not fit the sub-table at byte {offset}"
+                )
             }
             Self::EmptyRange { index } => write!(f, "NFIT: SPA range {index} is empty"),
             Self::RangeOverflow { index } => write!(f, "NFIT: SPA range {index} overflows"),
@@ -168,9 +173,9 @@ impl<'a> Nfit<'a> {
         if len < NFIT_HEADER_LEN {
             return Err(NfitError::BadLength { offset: 0, len });
         }
-        let table = bytes
-            .get(..len)
-            .ok_or(NfitError::Truncated { offset: bytes.len() })?;
+        let table = bytes.get(..len).ok_or(NfitError::Truncated {
+            offset: bytes.len(),
+        })?;
         if table.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) != 0 {
             return Err(NfitError::BadChecksum);
         }
@@ -178,7 +183,14 @@ impl<'a> Nfit<'a> {
         let header = NfitHeader {
             length,
             revision: f.u8(8)?,
-            oem_id: [ident(10)?, ident(11)?, ident(12)?, ident(13)?, ident(14)?, ident(15)?],
+            oem_id: [
+                ident(10)?,
+                ident(11)?,
+                ident(12)?,
+                ident(13)?,
+                ident(14)?,
+                ident(15)?,
+            ],
             oem_table_id: [
                 ident(16)?,
                 ident(17)?,
@@ -193,9 +205,9 @@ impl<'a> Nfit<'a> {
             creator_id: [ident(28)?, ident(29)?, ident(30)?, ident(31)?],
             creator_revision: f.u32(32)?,
         };
-        let body = table
-            .get(NFIT_HEADER_LEN..)
-            .ok_or(NfitError::Truncated { offset: NFIT_HEADER_LEN })?;
+        let body = table.get(NFIT_HEADER_LEN..).ok_or(NfitError::Truncated {
+            offset: NFIT_HEADER_LEN,
+        })?;
         let nfit = Nfit { header, body };
         nfit.validate()?;
         Ok(nfit)
@@ -372,7 +384,9 @@ impl<'a> RawStructures<'a> {
         if len < SUBTABLE_HEADER_LEN {
             return Err(NfitError::BadLength { offset, len });
         }
-        let bytes = rest.get(..len).ok_or(NfitError::BadLength { offset, len })?;
+        let bytes = rest
+            .get(..len)
+            .ok_or(NfitError::BadLength { offset, len })?;
         let structure = decode(ty, bytes, offset)?;
         self.pos += len;
         Ok(structure)

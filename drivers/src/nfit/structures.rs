@@ -310,9 +310,9 @@ impl<'a> FlushHint<'a> {
 
     /// The flush hint addresses (physical).
     pub fn addresses(&self) -> impl Iterator<Item = u64> + 'a {
-        self.addresses.chunks_exact(8).map(|c| {
-            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-        })
+        self.addresses
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
     }
 }
 

@@ -70,7 +70,11 @@ impl Builder {
     fn interleave(mut self, index: u16, line_size: u32, offsets: &[u32]) -> Self {
         let mut v = sub(2, 16 + 4 * offsets.len());
         put(&mut v, 4, index.to_le_bytes());
-        put(&mut v, 8, u32::try_from(offsets.len()).unwrap().to_le_bytes());
+        put(
+            &mut v,
+            8,
+            u32::try_from(offsets.len()).unwrap().to_le_bytes(),
+        );
         put(&mut v, 12, line_size.to_le_bytes());
         for (i, o) in offsets.iter().enumerate() {
             put(&mut v, 16 + 4 * i, o.to_le_bytes());
@@ -200,14 +204,20 @@ fn rich_table_parses_every_type() {
     assert_eq!(&nfit.header().oem_id, b"FSDAX ");
     assert_eq!(nfit.structures().count(), 17);
 
-    let pmem: Vec<_> = nfit.pmem_ranges().map(|r| (r.index, r.base, r.length)).collect();
+    let pmem: Vec<_> = nfit
+        .pmem_ranges()
+        .map(|r| (r.index, r.base, r.length))
+        .collect();
     assert_eq!(pmem, vec![(1, 4 * GIB, 2 * GIB), (2, 8 * GIB, GIB)]);
     assert_eq!(nfit.spa_ranges().count(), 4);
     assert_eq!(
         nfit.spa_range(3).unwrap().range_type,
         AddressRangeType::ControlRegion
     );
-    assert_eq!(nfit.spa_range(4).unwrap().range_type, AddressRangeType::Volatile);
+    assert_eq!(
+        nfit.spa_range(4).unwrap().range_type,
+        AddressRangeType::Volatile
+    );
     let first = nfit.spa_range(1).unwrap();
     assert!(first.proximity_valid());
     assert_eq!(first.proximity_domain, 7);
@@ -218,7 +228,9 @@ fn rich_table_parses_every_type() {
 
     let set: Vec<_> = nfit.mappings_for(1).collect();
     assert_eq!(set.len(), 2);
-    assert!(set.iter().all(|m| m.interleave_ways == 2 && m.interleave_index == 5));
+    assert!(set
+        .iter()
+        .all(|m| m.interleave_ways == 2 && m.interleave_index == 5));
     assert_eq!(set[1].device_handle, 0x0101);
     assert_eq!(set[1].region_offset, 256);
     assert_eq!(set[1].control_region_index, 11);
@@ -264,7 +276,10 @@ fn rich_table_parses_every_type() {
         nfit.flush_hints_for(0x0001).collect::<Vec<_>>(),
         vec![0xFED0_0000, 0xFED0_0040]
     );
-    assert_eq!(nfit.flush_hints_for(0x0101).collect::<Vec<_>>(), vec![0xFED1_0000]);
+    assert_eq!(
+        nfit.flush_hints_for(0x0101).collect::<Vec<_>>(),
+        vec![0xFED1_0000]
+    );
     assert_eq!(nfit.flush_hints_for(0x0002).count(), 0);
 
     let caps = nfit.platform_capabilities().unwrap();
@@ -299,7 +314,11 @@ fn empty_table_has_no_ranges() {
 fn spa_location_cookie_is_read_when_flagged() {
     let mut v = sub(0, 64);
     put(&mut v, 4, 1u16.to_le_bytes());
-    put(&mut v, 6, SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes());
+    put(
+        &mut v,
+        6,
+        SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes(),
+    );
     put(&mut v, 16, GUID_PERSISTENT_MEMORY.0);
     put(&mut v, 40, GIB.to_le_bytes());
     put(&mut v, 56, 0x00C0_0C1Eu64.to_le_bytes());
@@ -409,13 +428,25 @@ fn subtable_runs_past_end() {
     let t = Builder::default().raw(v).build();
     assert_eq!(
         Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength { offset: 40, len: 200 }
+        NfitError::BadLength {
+            offset: 40,
+            len: 200
+        }
     );
 }
 
 #[test]
 fn subtable_too_small_for_its_type() {
-    for (ty, len) in [(0, 55), (1, 47), (2, 15), (3, 7), (4, 31), (5, 39), (6, 15), (7, 15)] {
+    for (ty, len) in [
+        (0, 55),
+        (1, 47),
+        (2, 15),
+        (3, 7),
+        (4, 31),
+        (5, 39),
+        (6, 15),
+        (7, 15),
+    ] {
         let t = Builder::default().raw(sub(ty, len)).build();
         assert_eq!(
             Nfit::parse(&t).unwrap_err(),
@@ -432,7 +463,10 @@ fn control_region_with_windows_needs_full_length() {
     let t = Builder::default().raw(v).build();
     assert_eq!(
         Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength { offset: 40, len: 32 }
+        NfitError::BadLength {
+            offset: 40,
+            len: 32
+        }
     );
 }
 
@@ -445,7 +479,10 @@ fn flush_hint_count_exceeding_length() {
     fix_checksum(&mut bad);
     assert_eq!(
         Nfit::parse(&bad).unwrap_err(),
-        NfitError::BadCount { offset: 40, count: 2 }
+        NfitError::BadCount {
+            offset: 40,
+            count: 2
+        }
     );
     let mut huge = t;
     huge[40 + 8..40 + 10].copy_from_slice(&u16::MAX.to_le_bytes());
@@ -491,12 +528,20 @@ fn overlapping_spa_ranges() {
 
 #[test]
 fn empty_and_overflowing_spa_ranges() {
-    let t = Builder::default().spa(7, GUID_PERSISTENT_MEMORY, GIB, 0).build();
-    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::EmptyRange { index: 7 });
+    let t = Builder::default()
+        .spa(7, GUID_PERSISTENT_MEMORY, GIB, 0)
+        .build();
+    assert_eq!(
+        Nfit::parse(&t).unwrap_err(),
+        NfitError::EmptyRange { index: 7 }
+    );
     let t = Builder::default()
         .spa(8, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 11)
         .build();
-    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::RangeOverflow { index: 8 });
+    assert_eq!(
+        Nfit::parse(&t).unwrap_err(),
+        NfitError::RangeOverflow { index: 8 }
+    );
     // Ending exactly at 2^64 - 1 + 1 would overflow; ending one below is fine.
     let t = Builder::default()
         .spa(9, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 10)
@@ -510,7 +555,10 @@ fn too_many_spa_ranges() {
     for i in 0..=MAX_SPA_RANGES as u64 {
         b = b.spa(1, GUID_PERSISTENT_MEMORY, i * 4096, 4096);
     }
-    assert_eq!(Nfit::parse(&b.build()).unwrap_err(), NfitError::TooManyRanges);
+    assert_eq!(
+        Nfit::parse(&b.build()).unwrap_err(),
+        NfitError::TooManyRanges
+    );
 }
 
 #[test]
