@@ -1,2 +1,38 @@
-//! fsdax file system (see issue 4): a `no_std` + `alloc` library.
+//! fsdax file system (issue 4): a `no_std` + `alloc` DAX file system for
+//! persistent memory.
+//!
+//! Design in one paragraph (details in `docs/FORMAT.md`): all metadata lives
+//! in DRAM indexes (B-trees) and is persisted as a checkpoint (two slots,
+//! ping-pong) plus a redo log of checksummed transaction records, each made
+//! durable by store + flush + fence through the [`Pmem`] trait. File data
+//! lives in 4 KiB blocks, allocated to keep 2 MiB-aligned 2 MiB extents for
+//! huge DAX mappings. Extents can be shared (reflink); a persistent reverse
+//! map and reference counts say who owns every physical block, which is
+//! what memory-failure handling needs.
+//!
+//! Principles: simple and checkable over clever; every on-media value is
+//! validated before use; no `unsafe`; a corrupt image is an error (or a
+//! read-only mount), never a panic.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod codec;
+pub mod crc;
+mod error;
+pub mod format;
+mod fs;
+pub mod pmem;
+pub mod sim;
+mod space;
+mod state;
+
+pub use error::{Corruption, FsError, Result};
+pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
+pub use fs::{
+    Bmap, DirEntry, Falloc, FileSystem, FsStats, FsckReport, MetaKind, MkfsOptions, MountInfo,
+    MountOptions, RmapOwner, RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
+};
+pub use pmem::{MemPmem, Pmem, Poisoned};
+pub use state::{FileKind, Ino, ROOT_INO};
