@@ -11,8 +11,11 @@
 //! - An uncorrected error on a CPU without SER is fatal even in user mode:
 //!   without SER the hardware promises no containment.
 //! - A kernel context is either ordinary or machine-check safe (the RIP has
-//!   an exception-table entry tagged machine-check safe); only a data load
-//!   at a safe site with RIPV set is recoverable in the kernel.
+//!   an exception-table entry tagged machine-check safe). As in Linux's
+//!   `error_context()`, a safe site counts only if RIPV and EIPV are both
+//!   set; only a data load at such a site is recoverable in the kernel.
+//! - The Skylake patrol-scrub CMCI quirk and the TDX (SEAM) rows are left
+//!   out: neither exists under QEMU, and both need model/bank inputs.
 #![forbid(unsafe_code)]
 
 use super::registers::{BankRecord, McaCode, McgStatus, MciStatus};
@@ -75,7 +78,7 @@ pub enum Severity {
     /// Action optional with no known action (unknown code or lost events):
     /// log only.
     Logged,
-    /// SRAO (UC, S, !AR, memory scrub or cache write-back): the address is
+    /// SRAO (UC, !AR, memory scrub or cache write-back): the address is
     /// poisoned but nothing consumed it. Poison it from normal context.
     ActionOptional,
     /// SRAR in a user task: the task consumed poison. Unmap the page and
@@ -286,6 +289,23 @@ pub const RULES: &[Rule] = &[
     .ctx(ContextFilter::Kernel),
     rule("Corrected error", Severity::Corrected, UC, 0),
     // --- CPUs with software error recovery ---
+    // Known action-optional codes. As in Linux, S is not tested (SRAO may
+    // also be reported through CMCI with S=0) and OVER is ignored: the
+    // address of the latest error is still poisoned.
+    rule(
+        "Action optional: memory scrubbing error",
+        Severity::ActionOptional,
+        UC | AR | CODE_NO_CHANNEL,
+        UC | McaCode::MEMORY_SCRUB as u64,
+    )
+    .ser(),
+    rule(
+        "Action optional: last-level cache write-back error",
+        Severity::ActionOptional,
+        UC | AR | CODE,
+        UC | McaCode::L3_WRITEBACK as u64,
+    )
+    .ser(),
     rule(
         "Uncorrected no action required (UCNA)",
         Severity::Deferred,
@@ -364,20 +384,6 @@ pub const RULES: &[Rule] = &[
     )
     .ser(),
     rule(
-        "Action optional: memory scrubbing error",
-        Severity::ActionOptional,
-        OVER | UC_SAR | CODE_NO_CHANNEL,
-        UC_S | McaCode::MEMORY_SCRUB as u64,
-    )
-    .ser(),
-    rule(
-        "Action optional: last-level cache write-back error",
-        Severity::ActionOptional,
-        OVER | UC_SAR | CODE,
-        UC_S | McaCode::L3_WRITEBACK as u64,
-    )
-    .ser(),
-    rule(
         "Action optional: unknown MCA code",
         Severity::Logged,
         OVER | UC_SAR,
@@ -434,6 +440,14 @@ pub struct Grade {
 ///
 /// `ser` is `McgCap::ser_p()`; `mcg` is `IA32_MCG_STATUS` at the `#MC`.
 pub fn grade_bank(ser: bool, mcg: McgStatus, status: MciStatus, ctx: InterruptedContext) -> Grade {
+    // The exception table can only be trusted if the saved RIP is both the
+    // faulting instruction (EIPV) and the place to resume (RIPV).
+    let ctx = match ctx {
+        InterruptedContext::Kernel { mc_safe: true } if !(mcg.ripv() && mcg.eipv()) => {
+            InterruptedContext::Kernel { mc_safe: false }
+        }
+        other => other,
+    };
     let Some(rule) = RULES.iter().find(|r| r.matches(ser, mcg, status, ctx)) else {
         return NO_MATCH;
     };

@@ -117,7 +117,12 @@ const CASES: &[Case] = &[
     case(true, GOOD_MCG, BASE | UC | S | (SCRUB | 0x3), USER, Sev::ActionOptional, "Action optional: memory scrubbing error"),
     case(true, GOOD_MCG, BASE | UC | S | L3WB, KERNEL, Sev::ActionOptional, "Action optional: last-level cache write-back error"),
     case(true, GOOD_MCG, BASE | UC | S | 0x0135, USER, Sev::Logged, "Action optional: unknown MCA code"),
-    case(true, GOOD_MCG, BASE | OVER | UC | S | SCRUB, USER, Sev::Logged, "Action optional with lost events"),
+    case(true, GOOD_MCG, BASE | OVER | UC | S | 0x0135, USER, Sev::Logged, "Action optional with lost events"),
+    // Known AO codes ignore OVER and S (CMCI-reported SRAO).
+    case(true, GOOD_MCG, BASE | OVER | UC | S | SCRUB, USER, Sev::ActionOptional, "Action optional: memory scrubbing error"),
+    case(true, GOOD_MCG, BASE | UC | SCRUB, KERNEL, Sev::ActionOptional, "Action optional: memory scrubbing error"),
+    // A machine-check-safe site counts only with RIPV and EIPV.
+    case(true, RIPV | MCIP, VAL | EN | UC | S | AR | DATA, KERNEL_SAFE, fatal(F::DataLoadInKernel), "Data load in ordinary kernel code"),
     // CPUs without SER.
     case(false, GOOD_MCG, BASE | OVER | UC | DATA, USER, fatal(F::OverflowedUncorrected), "Overflowed uncorrected"),
     case(false, GOOD_MCG, BASE | UC | DATA, KERNEL_SAFE, fatal(F::UncorrectedInKernel), "Uncorrected in the kernel"),

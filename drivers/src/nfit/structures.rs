@@ -394,9 +394,9 @@ pub(super) fn decode(ty: u16, bytes: &[u8], offset: usize) -> Result<Structure<'
             if base.checked_add(length).is_none() {
                 return Err(NfitError::RangeOverflow { index });
             }
-            let location_cookie = if len >= min_len::SPA_RANGE_WITH_COOKIE
-                && flags & SpaRange::FLAG_LOCATION_COOKIE_VALID != 0
-            {
+            // A flagged location cookie must be present (as Linux checks).
+            let location_cookie = if flags & SpaRange::FLAG_LOCATION_COOKIE_VALID != 0 {
+                need(min_len::SPA_RANGE_WITH_COOKIE)?;
                 Some(f.u64(56)?)
             } else {
                 None

@@ -325,6 +325,23 @@ fn spa_location_cookie_is_read_when_flagged() {
     let t = Builder::default().raw(v).build();
     let r = Nfit::parse(&t).unwrap().spa_range(1).unwrap();
     assert_eq!(r.location_cookie, Some(0x00C0_0C1E));
+
+    // Flagged, but the structure is too short to hold the cookie.
+    let mut short = sub(0, 56);
+    put(
+        &mut short,
+        6,
+        SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes(),
+    );
+    put(&mut short, 40, GIB.to_le_bytes());
+    let t = Builder::default().raw(short).build();
+    assert_eq!(
+        Nfit::parse(&t).unwrap_err(),
+        NfitError::BadLength {
+            offset: 40,
+            len: 56
+        }
+    );
 }
 
 #[test]

@@ -16,6 +16,8 @@ mod tests;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::mce::PhysRange;
+
 /// A half-open byte range `[start, end)`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ByteRange {
@@ -61,6 +63,18 @@ impl ByteRange {
     /// Whether `offset` is inside the range.
     pub const fn contains(&self, offset: u64) -> bool {
         self.start <= offset && offset < self.end
+    }
+}
+
+impl From<PhysRange> for ByteRange {
+    /// The physical range a machine check reported (its end never
+    /// overflows), e.g. to push it into a [`PoisonRing`] from the `#MC`
+    /// handler; the driver translates it to device offsets when draining.
+    fn from(r: PhysRange) -> Self {
+        Self {
+            start: r.start,
+            end: r.start.saturating_add(r.len),
+        }
     }
 }
 

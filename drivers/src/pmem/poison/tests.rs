@@ -42,6 +42,11 @@ fn byte_range_basics() {
     assert!(x.overlaps(&r(14, 20)) && !x.overlaps(&r(15, 20)));
     assert!(r(3, 3).is_empty());
     assert_eq!(std::format!("{x:?}"), "0xa..0xf");
+    let phys = crate::mce::PhysRange {
+        start: 0x1_0000_1200,
+        len: 64,
+    };
+    assert_eq!(ByteRange::from(phys), r(0x1_0000_1200, 0x1_0000_1240));
 }
 
 #[test]
