@@ -402,3 +402,53 @@ fn rank_orders_severities() {
         assert!(w[0].rank() < w[1].rank(), "{:?} !< {:?}", w[0], w[1]);
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ctx() -> impl Strategy<Value = InterruptedContext> {
+        prop_oneof![Just(USER), Just(KERNEL), Just(KERNEL_SAFE)]
+    }
+
+    proptest! {
+        /// The reported range is aligned, 2^lsb long and holds the address.
+        #[test]
+        fn poisoned_range_holds_the_address(addr in 0u64..(1 << 52), lsb in 0u64..=40) {
+            let b = bank(SRAR_STATUS, addr, 0x80 | lsb);
+            let r = b.poisoned_range().unwrap();
+            prop_assert_eq!(r.len, 1u64 << lsb);
+            prop_assert_eq!(r.start % r.len, 0);
+            prop_assert!(r.start <= addr && addr < r.end());
+        }
+
+        /// grade_event picks a bank whose grade is the maximum rank, and
+        /// the first such bank.
+        #[test]
+        fn grade_event_is_the_first_maximum(
+            statuses in prop::collection::vec(any::<u64>(), 0..10),
+            mcg in 0u64..16,
+            ctx in ctx(),
+            ser in any::<bool>(),
+        ) {
+            let banks: Vec<_> = statuses.iter().map(|&s| bank(s, 0x1000, QEMU_MISC)).collect();
+            let e = grade_event(ser, McgStatus(mcg), ctx, &banks);
+            let ranks: Vec<Option<u8>> = banks
+                .iter()
+                .map(|b| b.status.val().then(|| {
+                    grade_bank(ser, McgStatus(mcg), b.status, ctx).severity.rank()
+                }))
+                .collect();
+            let best = ranks.iter().flatten().max().copied();
+            match e.worst {
+                None => prop_assert!(best.is_none()),
+                Some(i) => {
+                    prop_assert_eq!(ranks[i], best);
+                    prop_assert!(ranks[..i].iter().flatten().all(|r| Some(*r) < best));
+                    prop_assert_eq!(e.grade, grade_bank(ser, McgStatus(mcg), banks[i].status, ctx));
+                }
+            }
+        }
+    }
+}

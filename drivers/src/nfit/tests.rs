@@ -643,3 +643,74 @@ proptest! {
         parse_and_walk(&t);
     }
 }
+
+#[derive(Clone, Debug)]
+enum Sub {
+    Spa { len: u64, pmem: bool },
+    Flush { handle: u32, addrs: Vec<u64> },
+    Interleave { lines: Vec<u32> },
+    Unknown { ty: u16, len: u16 },
+}
+
+fn sub_strategy() -> impl Strategy<Value = Sub> {
+    prop_oneof![
+        (1u64..=(1 << 32), any::<bool>()).prop_map(|(len, pmem)| Sub::Spa { len, pmem }),
+        (any::<u32>(), prop::collection::vec(any::<u64>(), 0..6))
+            .prop_map(|(handle, addrs)| Sub::Flush { handle, addrs }),
+        prop::collection::vec(any::<u32>(), 0..6).prop_map(|lines| Sub::Interleave { lines }),
+        (8u16..100, 4u16..64).prop_map(|(ty, len)| Sub::Unknown { ty, len }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Well-formed tables built from random sub-tables parse back to
+    /// exactly what was put in.
+    #[test]
+    fn well_formed_tables_round_trip(subs in prop::collection::vec(sub_strategy(), 0..12)) {
+        let mut b = Builder::default();
+        let mut spa = Vec::new();
+        let mut flush = Vec::new();
+        let mut lines = Vec::new();
+        for (i, s) in subs.iter().enumerate() {
+            let index = u16::try_from(i + 1).unwrap();
+            b = match s {
+                Sub::Spa { len, pmem } => {
+                    // Bases 8 GiB apart, lengths at most 4 GiB: disjoint.
+                    let base = (i as u64) << 33;
+                    let guid = if *pmem { GUID_PERSISTENT_MEMORY } else { GUID_VOLATILE_MEMORY };
+                    spa.push((index, base, *len, *pmem));
+                    b.spa(index, guid, base, *len)
+                }
+                Sub::Flush { handle, addrs } => {
+                    flush.push((*handle, addrs.clone()));
+                    b.flush(*handle, addrs)
+                }
+                Sub::Interleave { lines: l } => {
+                    lines.push((index, l.clone()));
+                    b.interleave(index, 4096, l)
+                }
+                Sub::Unknown { ty, len } => b.raw(sub(*ty, usize::from(*len))),
+            };
+        }
+        let t = b.build();
+        let nfit = Nfit::parse(&t).unwrap();
+        prop_assert_eq!(nfit.structures().count(), subs.len());
+        let got: Vec<_> = nfit.spa_ranges().map(|r| (r.index, r.base, r.length, r.is_pmem())).collect();
+        prop_assert_eq!(got, spa.clone());
+        prop_assert_eq!(nfit.pmem_ranges().count(), spa.iter().filter(|s| s.3).count());
+        for (handle, _) in &flush {
+            let want: Vec<u64> = flush
+                .iter()
+                .filter(|(h, _)| h == handle)
+                .flat_map(|(_, a)| a.iter().copied())
+                .collect();
+            prop_assert_eq!(nfit.flush_hints_for(*handle).collect::<Vec<_>>(), want);
+        }
+        for (index, l) in &lines {
+            let il = nfit.interleave(*index).unwrap();
+            prop_assert_eq!(il.line_offsets().collect::<Vec<_>>(), l.clone());
+        }
+    }
+}
