@@ -28,7 +28,9 @@ pub enum InterruptedContext {
     /// Kernel mode.
     Kernel {
         /// The RIP is at an exception-table entry tagged machine-check safe
-        /// (e.g. a load in the machine-check-safe copy).
+        /// (e.g. a load in the machine-check-safe copy). Grading honours it
+        /// only when MCG_STATUS has both RIPV and EIPV; otherwise the RIP
+        /// says nothing reliable and the context counts as ordinary.
         mc_safe: bool,
     },
 }
