@@ -337,6 +337,12 @@ impl<P: Pmem> FileSystem<P> {
         &self.pm
     }
 
+    /// The device, mutably: for the crash simulator and tests (stores made
+    /// through it bypass the file system).
+    pub fn pmem_mut(&mut self) -> &mut P {
+        &mut self.pm
+    }
+
     /// What mount found.
     pub fn mount_info(&self) -> MountInfo {
         self.info
@@ -697,7 +703,7 @@ impl<P: Pmem> FileSystem<P> {
         if offset > size {
             self.zero_tail(ino, size, offset)?;
         }
-        let res = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true);
+        let res = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true, true);
         let written = match res {
             Ok(n) => n,
             Err(e) => {
@@ -761,10 +767,10 @@ impl<P: Pmem> FileSystem<P> {
         self.begin()?;
         match mode {
             Falloc::Allocate { keep_size } => {
-                if offset > size && !keep_size {
-                    self.zero_tail(ino, size, offset)?;
+                if end > size && !keep_size {
+                    self.zero_tail(ino, size, end)?;
                 }
-                let r = self.write_range(ino, offset, len, Fill::Keep, true, false);
+                let r = self.write_range(ino, offset, len, Fill::Keep, true, false, true);
                 match r {
                     Ok(n) if n == len => {}
                     Ok(_) => {
@@ -786,14 +792,15 @@ impl<P: Pmem> FileSystem<P> {
                 if first_full < last_full {
                     self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
                 }
-                // Partial blocks at either end: zero in place (CoW if shared).
+                // Partial blocks at either end are zeroed in copies (CoW even
+                // if unshared) so that the whole punch commits atomically.
                 let head_end = end.min(first_full * BS);
                 if offset < head_end {
-                    self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true)?;
+                    self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true, false)?;
                 }
                 let tail_start = (last_full * BS).max(offset);
                 if tail_start < end && last_full >= first_full {
-                    self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true)?;
+                    self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, false)?;
                 }
             }
         }
@@ -814,7 +821,8 @@ impl<P: Pmem> FileSystem<P> {
     fn zero_tail(&mut self, ino: Ino, size: u64, new_end: u64) -> Result<()> {
         let end = size.div_ceil(BS).saturating_mul(BS).min(new_end);
         if size < end {
-            self.write_range(ino, size, end - size, Fill::Zero, false, true)?;
+            // In place is fine: these bytes are past EOF in every committed state.
+            self.write_range(ino, size, end - size, Fill::Zero, false, true, true)?;
         }
         Ok(())
     }
@@ -837,7 +845,17 @@ impl<P: Pmem> FileSystem<P> {
     /// does not cover are copied); holes are allocated if `alloc_holes`.
     /// Pushes mutations into the open transaction. Returns bytes handled
     /// (short only on ENOSPC after some progress).
-    fn write_range(&mut self, ino: Ino, offset: u64, len: u64, fill: Fill<'_>, alloc_holes: bool, unshare: bool) -> Result<u64> {
+    #[allow(clippy::too_many_arguments)]
+    fn write_range(
+        &mut self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        fill: Fill<'_>,
+        alloc_holes: bool,
+        unshare: bool,
+        in_place: bool,
+    ) -> Result<u64> {
         let end = offset + len;
         let mut pos = offset;
         while pos < end {
@@ -858,7 +876,7 @@ impl<P: Pmem> FileSystem<P> {
             };
             let run_end = ((fb + run) * BS).min(end);
             match mapped {
-                Some((p, false)) => {
+                Some((p, false)) if in_place => {
                     let phys = p * BS + (pos - fb * BS);
                     let k = run_end - pos;
                     match fill {
@@ -1099,7 +1117,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::Invalid);
         }
         self.begin()?;
-        let r = self.write_range(ino, offset, len, Fill::Keep, true, true);
+        let r = self.write_range(ino, offset, len, Fill::Keep, true, true, true);
         self.commit()?;
         match r? {
             n if n == len => self.bmap(ino, offset),
