@@ -175,12 +175,21 @@ impl Superblock {
     }
     /// Decodes and checks magic, CRC, block size and geometry.
     pub fn decode(b: &[u8]) -> Result<Self> {
+        let sb = Self::decode_unchecked(b)?;
+        let crc = u32::from_le_bytes([b[SB_LEN - 4], b[SB_LEN - 3], b[SB_LEN - 2], b[SB_LEN - 1]]);
+        if crc != crc32c(&b[..SB_LEN - 4]) {
+            return corrupt(Corruption::Superblock);
+        }
+        Ok(sb)
+    }
+
+    /// Decodes without verifying the CRC (tools that repair checksums).
+    pub fn decode_unchecked(b: &[u8]) -> Result<Self> {
         if b.len() < SB_LEN || b[..8] != SB_MAGIC {
             return Err(FsError::NotFsdax);
         }
         let mut d = Dec::new(&b[..SB_LEN]);
         let _ = d.bytes(8)?;
-        let body_crc = crc32c(&b[..SB_LEN - 4]);
         let version = d.u32()?;
         let bs = d.u32()?;
         let feat_compat = d.u64()?;
@@ -192,9 +201,7 @@ impl Superblock {
         }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(d.bytes(16)?);
-        if d.u32()? != body_crc {
-            return corrupt(Corruption::Superblock);
-        }
+        let _crc = d.u32()?;
         if version != VERSION || u64::from(bs) != BLOCK_SIZE {
             return Err(FsError::NotFsdax);
         }
