@@ -31,7 +31,8 @@ pub type TestResult = Result<(), Failure>;
 /// One registered kernel test.
 #[derive(Debug)]
 pub struct KTest {
-    /// `module_path!()` of the declaration.
+    /// `module_path!()` inside the test's own module, so it ends with the
+    /// test's name: `crate::module::test_name`.
     pub module: &'static str,
     pub name: &'static str,
     /// A test that is meant to fail: run only on request (`test selftest`),
