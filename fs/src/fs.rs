@@ -700,21 +700,18 @@ impl<P: Pmem> FileSystem<P> {
             return Ok(0);
         }
         self.begin()?;
+        let r = self.write_inner(ino, offset, data, size);
+        self.finish(r)
+    }
+
+    fn write_inner(&mut self, ino: Ino, offset: u64, data: &[u8], size: u64) -> Result<usize> {
         if offset > size {
             self.zero_tail(ino, size, offset)?;
         }
-        let res = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true, true);
-        let written = match res {
-            Ok(n) => n,
-            Err(e) => {
-                self.commit()?;
-                return Err(e);
-            }
-        };
+        let written = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true, true)?;
         if offset + written > size {
             self.push(Mutation::SetSize { ino, size: offset + written })?;
         }
-        self.commit()?;
         Ok(written as usize)
     }
 
@@ -742,45 +739,49 @@ impl<P: Pmem> FileSystem<P> {
         if size > MAX_FILE_SIZE {
             return Err(FsError::TooBig);
         }
+        if size > old {
+            self.need_free(1)?;
+        }
         self.begin()?;
+        let r = self.truncate_inner(ino, old, size);
+        self.finish(r)
+    }
+
+    fn truncate_inner(&mut self, ino: Ino, old: u64, size: u64) -> Result<()> {
         if size > old {
             self.zero_tail(ino, old, size)?;
         } else {
             let keep = size.div_ceil(BS);
-            if self.file(ino)?.extents.range(keep..).next().is_some() || self.st.inode(ino)?.extent_at(keep).is_some() {
-                self.push(Mutation::Unmap { ino, fblk: keep, len: MAX_FILE_BLOCKS - keep })?;
-            }
+            self.unmap_if_mapped(ino, keep, MAX_FILE_BLOCKS - keep)?;
         }
         if size != old {
             self.push(Mutation::SetSize { ino, size })?;
         }
-        self.commit()
+        Ok(())
     }
 
-    /// `fallocate`.
+    /// `fallocate`. Allocation that runs out of space part-way keeps what it
+    /// allocated (past EOF if the size would have grown) and fails.
     pub fn fallocate(&mut self, ino: Ino, mode: Falloc, offset: u64, len: u64) -> Result<()> {
         let size = self.file(ino)?.size;
         let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE).ok_or(FsError::TooBig)?;
         if len == 0 {
             return Err(FsError::Invalid);
         }
+        self.need_free(2)?;
         self.begin()?;
+        let r = self.fallocate_inner(ino, mode, offset, len, size, end);
+        self.finish(r)
+    }
+
+    fn fallocate_inner(&mut self, ino: Ino, mode: Falloc, offset: u64, len: u64, size: u64, end: u64) -> Result<()> {
         match mode {
             Falloc::Allocate { keep_size } => {
                 if end > size && !keep_size {
                     self.zero_tail(ino, size, end)?;
                 }
-                let r = self.write_range(ino, offset, len, Fill::Keep, true, false, true);
-                match r {
-                    Ok(n) if n == len => {}
-                    Ok(_) => {
-                        self.commit()?;
-                        return Err(FsError::NoSpace);
-                    }
-                    Err(e) => {
-                        self.commit()?;
-                        return Err(e);
-                    }
+                if self.write_range(ino, offset, len, Fill::Keep, true, false, true)? != len {
+                    return Err(FsError::NoSpace);
                 }
                 if !keep_size && end > size {
                     self.push(Mutation::SetSize { ino, size: end })?;
@@ -789,9 +790,6 @@ impl<P: Pmem> FileSystem<P> {
             Falloc::PunchHole => {
                 let first_full = offset.div_ceil(BS);
                 let last_full = end / BS;
-                if first_full < last_full {
-                    self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
-                }
                 // Partial blocks at either end are zeroed in copies (CoW even
                 // if unshared) so that the whole punch commits atomically.
                 let head_end = end.min(first_full * BS);
@@ -802,9 +800,34 @@ impl<P: Pmem> FileSystem<P> {
                 if tail_start < end && last_full >= first_full {
                     self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, false)?;
                 }
+                if first_full < last_full {
+                    self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
+                }
             }
         }
-        self.commit()
+        Ok(())
+    }
+
+    /// Fails early with ENOSPC unless `n` blocks are free (for operations
+    /// whose only allocations are a few copy-on-write blocks).
+    fn need_free(&self, n: u64) -> Result<()> {
+        if self.st.space.free.total() < n {
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Ends a transaction: commits whatever was pushed (also when `r` is an
+    /// error part-way, so DRAM and media agree), then returns `r`.
+    fn finish<T>(&mut self, r: Result<T>) -> Result<T> {
+        if self.ro {
+            // A failed push shut the file system down; nothing to commit.
+            return r.and(Err(FsError::ReadOnly));
+        }
+        let c = self.commit();
+        let v = r?;
+        c?;
+        Ok(v)
     }
 
     fn unmap_if_mapped(&mut self, ino: Ino, fblk: u64, len: u64) -> Result<()> {
@@ -1010,10 +1033,14 @@ impl<P: Pmem> FileSystem<P> {
         }
         let s = self.file(src)?;
         let size = s.size;
-        let nblk = size.div_ceil(BS);
-        let pieces = extents_in(s, 0, nblk);
+        let pieces = extents_in(s, 0, size.div_ceil(BS));
         self.file(dst)?;
         self.begin()?;
+        let r = self.reflink_inner(dst, size, pieces);
+        self.finish(r)
+    }
+
+    fn reflink_inner(&mut self, dst: Ino, size: u64, pieces: Vec<(u64, u64, u64)>) -> Result<()> {
         self.unmap_if_mapped(dst, 0, MAX_FILE_BLOCKS)?;
         for (f, p, l) in pieces {
             self.push(Mutation::Map { ino: dst, fblk: f, pblk: p, len: l, fresh: false })?;
@@ -1021,7 +1048,7 @@ impl<P: Pmem> FileSystem<P> {
         if self.file(dst)?.size != size {
             self.push(Mutation::SetSize { ino: dst, size })?;
         }
-        self.commit()
+        Ok(())
     }
 
     fn check_remap(&self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64, dedupe: bool) -> Result<()> {
@@ -1045,10 +1072,18 @@ impl<P: Pmem> FileSystem<P> {
     }
 
     fn remap(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64) -> Result<()> {
+        let dsize = self.file(dst)?.size;
+        if doff > dsize {
+            self.need_free(1)?;
+        }
+        self.begin()?;
+        let r = self.remap_inner(src, so, dst, doff, len, dsize);
+        self.finish(r)
+    }
+
+    fn remap_inner(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64, dsize: u64) -> Result<()> {
         let nblk = len.div_ceil(BS);
         let (sfb, dfb) = (so / BS, doff / BS);
-        let dsize = self.file(dst)?.size;
-        self.begin()?;
         if doff > dsize {
             self.zero_tail(dst, dsize, doff)?;
         }
@@ -1060,7 +1095,7 @@ impl<P: Pmem> FileSystem<P> {
         if doff + len > dsize {
             self.push(Mutation::SetSize { ino: dst, size: doff + len })?;
         }
-        self.commit()
+        Ok(())
     }
 
     /// FICLONERANGE: share `[so, so + len)` of `src` at `doff` in `dst`.
@@ -1118,8 +1153,7 @@ impl<P: Pmem> FileSystem<P> {
         }
         self.begin()?;
         let r = self.write_range(ino, offset, len, Fill::Keep, true, true, true);
-        self.commit()?;
-        match r? {
+        match self.finish(r)? {
             n if n == len => self.bmap(ino, offset),
             _ => Err(FsError::NoSpace),
         }
