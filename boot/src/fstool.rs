@@ -167,7 +167,7 @@ impl Progress {
         }
         self.last = now;
         self.shown = true;
-        let pct = if self.total == 0 { 100 } else { done * 100 / self.total };
+        let pct = (done * 100).checked_div(self.total).unwrap_or(100);
         let bar: String = (0..30).map(|i| if i * 100 < pct * 30 { '#' } else { '.' }).collect();
         eprint!("\r{:>12} [{bar}] {pct:3}% {}/{} MiB", self.what, done >> 20, self.total >> 20);
     }

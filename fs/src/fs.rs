@@ -1054,7 +1054,7 @@ impl<P: Pmem> FileSystem<P> {
     fn check_remap(&self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64, dedupe: bool) -> Result<()> {
         let ss = self.file(src)?.size;
         let ds = self.file(dst)?.size;
-        if len == 0 || so % BS != 0 || doff % BS != 0 {
+        if len == 0 || !so.is_multiple_of(BS) || !doff.is_multiple_of(BS) {
             return Err(FsError::Invalid);
         }
         let se = so.checked_add(len).ok_or(FsError::Invalid)?;
@@ -1062,7 +1062,7 @@ impl<P: Pmem> FileSystem<P> {
         if se > ss || (dedupe && de > ds) {
             return Err(FsError::Invalid);
         }
-        if se % BS != 0 && (se != ss || de < ds) {
+        if !se.is_multiple_of(BS) && (se != ss || de < ds) {
             return Err(FsError::Invalid);
         }
         if src == dst && so < de && doff < se {

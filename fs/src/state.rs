@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use crate::codec::{Dec, Enc};
 use crate::crc::crc32c;
 use crate::error::{corrupt, Corruption, FsError, Result};
-use crate::format::{Geometry, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE, MAX_NAME};
+use crate::format::{Geometry, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE, MAX_NAME};
 use crate::space::Space;
 
 /// Inode number.
@@ -415,7 +415,7 @@ impl State {
         let (mut f, mut e) = (fblk, Extent { pblk, len });
         // Merge with the previous extent if physically contiguous.
         if let Some((&pf, &pe)) = i.extents.range(..fblk).next_back() {
-            if pf + pe.len == fblk && pe.pblk + pe.len == pblk && pe.len + len <= MAX_EXTENT {
+            if pf + pe.len == fblk && pe.pblk + pe.len == pblk && same_huge_page(pe.pblk, pe.len + len) {
                 i.extents.remove(&pf);
                 rmap.remove(&(pe.pblk, ino, pf));
                 f = pf;
@@ -423,7 +423,7 @@ impl State {
             }
         }
         if let Some(&ne) = i.extents.get(&(fblk + len)) {
-            if e.pblk + e.len == ne.pblk && e.len + ne.len <= MAX_EXTENT {
+            if e.pblk + e.len == ne.pblk && same_huge_page(e.pblk, e.len + ne.len) {
                 i.extents.remove(&(fblk + len));
                 rmap.remove(&(ne.pblk, ino, fblk + len));
                 e.len += ne.len;
@@ -484,10 +484,8 @@ impl State {
             return bad();
         }
         let Some(c) = self.inodes.get(&ino) else { return bad() };
-        if c.kind == FileKind::Dir {
-            if c.links != 0 || self.is_ancestor(ino, dir) {
-                return bad();
-            }
+        if c.kind == FileKind::Dir && (c.links != 0 || self.is_ancestor(ino, dir)) {
+            return bad();
         }
         let is_dir = c.kind == FileKind::Dir;
         if let Some(c) = self.inodes.get_mut(&ino) {
@@ -645,6 +643,7 @@ impl State {
 
         let (n, b) = sec(SEC_INODES)?;
         let mut d = Dec::new(b);
+        let mut inodes: Vec<(Ino, Inode)> = Vec::new();
         for _ in 0..n {
             let ino = d.u64()?;
             let mut i = Inode::new(FileKind::from_code(d.u8()?)?);
@@ -653,12 +652,14 @@ impl State {
             if i.size > MAX_FILE_SIZE
                 || ino == 0
                 || ino >= st.next_ino
+                || inodes.last().is_some_and(|&(prev, _)| prev >= ino)
                 || (i.kind == FileKind::Dir && (i.size != 0 || ne != 0))
                 || (ino == ROOT_INO && i.kind != FileKind::Dir)
             {
                 return corrupt(Corruption::Inode);
             }
             let mut prev_end = 0u64;
+            let mut exts = Vec::with_capacity(ne);
             for _ in 0..ne {
                 let (f, p, l) = (d.u64()?, d.u64()?, d.u64()?);
                 if l == 0
@@ -670,25 +671,46 @@ impl State {
                     return corrupt(Corruption::Inode);
                 }
                 prev_end = f + l;
-                i.extents.insert(f, Extent { pblk: p, len: l });
+                exts.push((f, Extent { pblk: p, len: l }));
             }
-            if st.inodes.insert(ino, i).is_some() {
-                return corrupt(Corruption::Inode);
-            }
+            i.extents = exts.into_iter().collect();
+            inodes.push((ino, i));
         }
+        // Sorted input: the B-tree is bulk-built.
+        st.inodes = inodes.into_iter().collect();
         if d.remaining() != 0 || !st.inodes.contains_key(&ROOT_INO) {
             return corrupt(Corruption::Inode);
         }
 
         let (n, b) = sec(SEC_DIRENTS)?;
         let mut d = Dec::new(b);
-        for _ in 0..n {
-            let (dir, ino) = (d.u64()?, d.u64()?);
-            let l = usize::from(d.u16()?);
-            let name = d.bytes(l)?;
-            if check_name(name).is_err() || dir == ino || ino == ROOT_INO {
-                return corrupt(Corruption::Tree);
+        // Entries come sorted by (directory, name); collect each directory's
+        // run and bulk-build its B-tree.
+        let mut run: Vec<(Box<[u8]>, Ino)> = Vec::new();
+        let mut run_dir: Ino = 0;
+        let mut last: Option<(Ino, &[u8])> = None;
+        for k in 0..=n {
+            let next = if k < n {
+                let (dir, ino) = (d.u64()?, d.u64()?);
+                let l = usize::from(d.u16()?);
+                let name = d.bytes(l)?;
+                if check_name(name).is_err() || dir == ino || ino == ROOT_INO || last.is_some_and(|x| x >= (dir, name)) {
+                    return corrupt(Corruption::Tree);
+                }
+                last = Some((dir, name));
+                Some((dir, ino, name))
+            } else {
+                None
+            };
+            if next.is_none_or(|(dir, _, _)| dir != run_dir) && !run.is_empty() {
+                let Some(p) = st.inodes.get_mut(&run_dir) else { return corrupt(Corruption::Tree) };
+                if p.kind != FileKind::Dir {
+                    return corrupt(Corruption::Tree);
+                }
+                p.entries = core::mem::take(&mut run).into_iter().collect();
             }
+            let Some((dir, ino, name)) = next else { break };
+            run_dir = dir;
             let Some(c) = st.inodes.get_mut(&ino) else { return corrupt(Corruption::Tree) };
             c.links = c.links.saturating_add(1);
             let is_dir = c.kind == FileKind::Dir;
@@ -699,12 +721,10 @@ impl State {
                 c.parent = dir;
             }
             let Some(p) = st.inodes.get_mut(&dir) else { return corrupt(Corruption::Tree) };
-            if p.kind != FileKind::Dir || p.entries.insert(name.into(), ino).is_some() {
-                return corrupt(Corruption::Tree);
-            }
             if is_dir {
                 p.subdirs += 1;
             }
+            run.push((name.into(), ino));
         }
         if d.remaining() != 0 {
             return corrupt(Corruption::Format);
@@ -712,12 +732,15 @@ impl State {
 
         let (n, b) = sec(SEC_RMAP)?;
         let mut d = Dec::new(b);
+        let mut recs: Vec<((u64, u64, u64), u64)> = Vec::new();
         for _ in 0..n {
             let (p, l, ino, f) = (d.u64()?, d.u64()?, d.u64()?, d.u64()?);
-            if st.space.rmap.insert((p, ino, f), l).is_some() {
+            if recs.last().is_some_and(|&(k, _)| k >= (p, ino, f)) {
                 return corrupt(Corruption::Space);
             }
+            recs.push(((p, ino, f), l));
         }
+        st.space.rmap = recs.into_iter().collect();
         let (n, b) = sec(SEC_REFC)?;
         let mut d = Dec::new(b);
         let mut prev_end = 0;
@@ -861,6 +884,13 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Does `[pblk, pblk + len)` stay inside one 2 MiB-aligned physical page?
+/// Merged extents never cross one, so a file written congruently with its
+/// physical placement ends up with whole, aligned 2 MiB extents.
+fn same_huge_page(pblk: u64, len: u64) -> bool {
+    len <= MAX_EXTENT && pblk / HUGE_BLOCKS == (pblk + len - 1) / HUGE_BLOCKS
 }
 
 fn push_merge(v: &mut Vec<(u64, u64)>, s: u64, e: u64) {

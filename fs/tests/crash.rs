@@ -93,7 +93,7 @@ fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut
             if !p.pending.is_empty() {
                 subsets.push((0..p.pending.len()).collect());
                 for _ in 0..samples {
-                    subsets.push((0..p.pending.len()).filter(|_| rng.next() % 2 == 0).collect());
+                    subsets.push((0..p.pending.len()).filter(|_| rng.next().is_multiple_of(2)).collect());
                 }
             }
             for sub in subsets {
@@ -156,7 +156,7 @@ fn crash_states_of_scripted_workload() {
 
 #[test]
 fn crash_states_of_random_workloads() {
-    let budget: usize = std::env::var("FSDAX_FS_CRASH_WORKLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let budget: usize = std::env::var("FSDAX_FS_CRASH_WORKLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
     let mut st = Stats { ops: 0, points: 0, states: 0 };
     let mut runner = TestRunner::deterministic();
     let strat = proptest::collection::vec(strat::op(), 5..25);

@@ -210,7 +210,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
 
 #[test]
 fn hostile_images_never_panic() {
-    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8000);
     let seeds = seeds();
     for s in &seeds {
         let fs = FileSystem::mount(MemPmem::from_bytes(s.clone())).unwrap();

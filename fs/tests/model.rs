@@ -38,7 +38,7 @@ fn run(ops: &[Op], crash_remount: bool) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("FSDAX_FS_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        cases: std::env::var("FSDAX_FS_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]

@@ -74,7 +74,7 @@ fn remap_check(ss: u64, so: u64, ds: u64, d_o: u64, len: u64, same: bool, dedupe
     if len == 0 || se > ss || (dedupe && de > ds) {
         return Err(FsError::Invalid);
     }
-    if se % 4096 != 0 && (se != ss || de < ds) {
+    if !se.is_multiple_of(4096) && (se != ss || de < ds) {
         return Err(FsError::Invalid);
     }
     if same && so < de && d_o < se {
