@@ -1138,7 +1138,7 @@ impl<P: Pmem> FileSystem<P> {
             },
             None => {
                 let next = i.extents.range(fb..).next().map_or(MAX_FILE_BLOCKS, |(&s, _)| s);
-                Bmap { file_offset: fb * BS, len: (next - fb) * BS, phys: None, shared: false }
+                Bmap { file_offset: fb.saturating_mul(BS), len: next.saturating_sub(fb) * BS, phys: None, shared: false }
             }
         })
     }

@@ -251,3 +251,57 @@ fn corrupted_image_is_detected() {
     assert!(fs.mount_info().used_backup_superblock && fs.is_read_only());
     assert!(fs.fsck().is_err());
 }
+
+#[test]
+fn bmap_write_unshares_and_allocates_for_dax_faults() {
+    let mut fs = fresh(16);
+    let r = fs.root();
+    let a = fs.create(r, b"a").unwrap();
+    fs.write(a, 0, &[4u8; 3 * 4096]).unwrap();
+    let b = fs.create(r, b"b").unwrap();
+    fs.reflink(a, b).unwrap();
+    assert!(fs.bmap(b, 4096).unwrap().shared);
+    let m = fs.bmap_write(b, 4096, 4096).unwrap();
+    assert!(!m.shared && m.phys.is_some());
+    assert_ne!(m.phys, fs.bmap(a, 4096).unwrap().phys.map(|p| p + 4096));
+    assert_eq!(read_all(&fs, b), vec![4u8; 3 * 4096], "unsharing keeps the contents");
+    // A hole becomes a zeroed block; the size does not change.
+    fs.truncate(b, 40_000).unwrap();
+    assert_eq!(fs.bmap(b, 20_000).unwrap().phys, None);
+    let m = fs.bmap_write(b, 20_000, 1).unwrap();
+    assert!(m.phys.is_some());
+    assert_eq!(fs.stat(b).unwrap().size, 40_000);
+    assert!(read_all(&fs, b)[12_288..].iter().all(|&x| x == 0));
+    fs.fsck().unwrap();
+}
+
+#[test]
+fn extreme_arguments_are_errors_not_panics() {
+    let mut fs = fresh(16);
+    let r = fs.root();
+    let f = fs.create(r, b"f").unwrap();
+    fs.write(f, 0, b"abc").unwrap();
+    let mut buf = [0u8; 16];
+    for off in [u64::MAX, u64::MAX - 1, MAX_FILE_SIZE, MAX_FILE_SIZE - 1, 1 << 63] {
+        let size = fs.stat(f).unwrap().size;
+        let n = fs.read(f, off, &mut buf).unwrap() as u64;
+        assert_eq!(n, size.saturating_sub(off).min(16));
+        let _ = fs.bmap(f, off);
+        assert!(fs.write(f, off, b"x").is_err() || off == MAX_FILE_SIZE - 1);
+        let _ = fs.truncate(f, off);
+        let _ = fs.fallocate(f, Falloc::PunchHole, off, u64::MAX);
+        let _ = fs.fallocate(f, Falloc::Allocate { keep_size: true }, off, 4096);
+        let _ = fs.reflink_range(f, 0, f, off & !4095, 4096);
+        let _ = fs.dedupe_range(f, 0, f, off & !4095, 4096);
+        let _ = fs.bmap_write(f, off, u64::MAX);
+        let _ = fs.rmap_query(off, u64::MAX);
+        let _ = fs.mark_bad(off, u64::MAX);
+        let _ = fs.clear_bad(off, 1);
+    }
+    assert_eq!(fs.stat(999), Err(FsError::NotFound));
+    assert_eq!(fs.read(r, 0, &mut buf), Err(FsError::IsDir));
+    assert_eq!(fs.lookup(f, b"x"), Err(FsError::NotDir));
+    assert_eq!(fs.rename(r, b"f", r, b""), Err(FsError::Invalid));
+    fs.truncate(f, 3).unwrap();
+    fs.fsck().unwrap();
+}
