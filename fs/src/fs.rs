@@ -831,6 +831,9 @@ impl<P: Pmem> FileSystem<P> {
     }
 
     fn unmap_if_mapped(&mut self, ino: Ino, fblk: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
         let i = self.file(ino)?;
         let mapped = i.extent_at(fblk).is_some() || i.extents.range(fblk..fblk + len).next().is_some();
         if mapped {

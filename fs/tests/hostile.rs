@@ -171,10 +171,15 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
     let g = sb.geo;
     let meta_end = g.data_start as usize * BS;
     // Pick a target region: superblock, a checkpoint slot's used part, the log.
-    let region = match rng.below(6) {
+    let current = (0..2u8)
+        .filter_map(|s| CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s)))
+        .max()
+        .map_or(0, |x| x.1);
+    let region = match rng.below(8) {
         0 => (0, SB_LEN),
-        1 | 2 => {
-            let slot = rng.below(2) as u8;
+        1..=4 => {
+            // Mostly the checkpoint in use.
+            let slot = if rng.below(4) == 0 { 1 - current } else { current };
             let h = g.ckpt_slot(slot) as usize * BS;
             let hdr = CkptHeader::decode(&img[h..h + CKPT_HDR_LEN], &UUID);
             let used = hdr.map_or(CKPT_HDR_LEN, |x| x.body_len as usize);
@@ -184,7 +189,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
                 (h + BS, used.max(1))
             }
         }
-        3 | 4 => (g.log_start as usize * BS, 2048),
+        5 | 6 => (g.log_start as usize * BS, 1024),
         _ => (0, meta_end),
     };
     let n = 1 + rng.below(4);
@@ -218,6 +223,7 @@ fn hostile_images_never_panic() {
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut mounted, mut rw, mut refused) = (0u64, 0u64, 0u64);
+    let mut outcomes = std::collections::BTreeMap::new();
     for i in 0..iters {
         let mut img = seeds[(i % 2) as usize].clone();
         mutate(&mut img, &mut rng);
@@ -229,10 +235,15 @@ fn hostile_images_never_panic() {
         let r = std::panic::catch_unwind(|| match FileSystem::mount(MemPmem::from_bytes(img)) {
             Ok(fs) => {
                 let ro = fs.is_read_only();
+                let why = format!("mounted ro={ro} degraded={:?}", fs.mount_info().degraded);
                 exercise(fs);
-                Some(ro)
+                (Some(ro), why)
             }
-            Err(_) => None,
+            Err(e) => (None, format!("refused {e:?}")),
+        });
+        let r = r.map(|(o, why)| {
+            *outcomes.entry(why).or_insert(0u64) += 1;
+            o
         });
         match r {
             Ok(Some(ro)) => {
@@ -249,6 +260,9 @@ fn hostile_images_never_panic() {
         }
     }
     println!("hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused");
+    for (k, v) in &outcomes {
+        println!("  {v:6}  {k}");
+    }
     assert!(mounted > 0 && refused > 0);
 }
 
