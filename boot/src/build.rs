@@ -47,7 +47,8 @@ pub fn build_kernel() -> Result<PathBuf> {
             "build",
             "--package",
             "fsdax-kernel",
-            "--release",
+            "--profile",
+            "kernel",
             "--target",
             "x86_64-fsdax.json",
             "-Zjson-target-spec",
@@ -61,7 +62,7 @@ pub fn build_kernel() -> Result<PathBuf> {
     if !status.success() {
         bail!("kernel build failed ({status})");
     }
-    let elf = target_dir.join("x86_64-fsdax").join("release").join("fsdax-kernel");
+    let elf = target_dir.join("x86_64-fsdax").join("kernel").join("fsdax-kernel");
     if !elf.exists() {
         bail!("kernel build succeeded but {} is missing", elf.display());
     }

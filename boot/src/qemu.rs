@@ -383,7 +383,8 @@ fn pump(mut stream: Box<dyn Read + Send>, output: &(Mutex<Output>, Condvar)) {
             output.1.notify_all();
             return;
         }
-        out.bytes.extend_from_slice(&buf[..n]);
+        // The serial console ends lines with \r\n; readers want \n.
+        out.bytes.extend(buf[..n].iter().copied().filter(|&b| b != b'\r'));
         output.1.notify_all();
     }
 }

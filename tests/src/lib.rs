@@ -1,1 +1,94 @@
-//! Shared helpers for the QEMU tests.
+//! Shared helpers for the host-driven QEMU tests: build the images once per
+//! test binary, boot a machine with its own NVDIMM file, read its console.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use fsdax_boot::build::Firmware;
+use fsdax_boot::qemu::{Machine, RunOptions};
+pub use fsdax_boot::{ExitCode, PROMPT, SUMMARY_PREFIX};
+
+/// Generous: TCG on a loaded 2-core machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+static BIOS: OnceLock<PathBuf> = OnceLock::new();
+static UEFI: OnceLock<PathBuf> = OnceLock::new();
+
+/// The disk image for `firmware`, built once per test binary.
+pub fn image(firmware: Firmware) -> PathBuf {
+    let cell = match firmware {
+        Firmware::Bios => &BIOS,
+        Firmware::Uefi => &UEFI,
+    };
+    cell.get_or_init(|| {
+        // One build at a time: both firmwares share the kernel build.
+        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+        fsdax_boot::build::build_all(firmware).expect("building the kernel image")
+    })
+    .clone()
+}
+
+/// A fresh NVDIMM backing file for test `name` (any old one is removed).
+pub fn fresh_pmem(name: &str) -> PathBuf {
+    let path = pmem_path(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The NVDIMM backing file path for test `name` (kept between boots).
+pub fn pmem_path(name: &str) -> PathBuf {
+    fsdax_boot::output_dir().join("tests").join(format!("{name}.pmem"))
+}
+
+/// Run options for test `name` with the given command line.
+pub fn options(firmware: Firmware, pmem: PathBuf, cmdline: &str) -> RunOptions {
+    let mut opts = RunOptions::new(firmware, image(firmware), pmem);
+    opts.cmdline = cmdline.to_string();
+    opts
+}
+
+/// Boots `cmdline` with a fresh NVDIMM under BIOS.
+pub fn boot(name: &str, cmdline: &str) -> Machine {
+    Machine::start(&options(Firmware::Bios, fresh_pmem(name), cmdline)).expect("starting QEMU")
+}
+
+/// Boots the shell and waits for its first prompt.
+pub fn boot_shell(name: &str) -> Machine {
+    let mut m = boot(name, "shell");
+    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("shell prompt");
+    m
+}
+
+/// Types a command and returns its output (up to the next prompt).
+pub fn command(m: &mut Machine, line: &str) -> String {
+    m.send_line(line).expect("console input");
+    let out = m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("`{line}` did not finish: {e:#}"));
+    out.trim_end_matches(PROMPT).to_string()
+}
+
+/// Parses the harness summary `ktest: P passed, F failed`.
+pub fn parse_summary(text: &str) -> Option<(usize, usize)> {
+    let line = text.lines().rev().find(|l| l.starts_with(SUMMARY_PREFIX))?;
+    let rest = line.trim().strip_prefix(SUMMARY_PREFIX)?;
+    let (p, f) = rest.split_once(" passed, ")?;
+    Some((p.trim().parse().ok()?, f.trim_end_matches(" failed").trim().parse().ok()?))
+}
+
+/// The exit code behind a QEMU exit status.
+pub fn exit_code(status: std::process::ExitStatus) -> Option<ExitCode> {
+    status.code().and_then(ExitCode::from_qemu_status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_parses() {
+        assert_eq!(parse_summary("x\nktest: 12 passed, 3 failed\n"), Some((12, 3)));
+        assert_eq!(parse_summary("ktest: 0 passed, 0 failed"), Some((0, 0)));
+        assert_eq!(parse_summary("no summary"), None);
+    }
+}
