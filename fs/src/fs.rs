@@ -842,13 +842,15 @@ impl<P: Pmem> FileSystem<P> {
         Ok(())
     }
 
-    /// Zeroes `[size, min(round_up(size), new_end))` of the old last block
-    /// before the file grows, so stale bytes past EOF never reappear.
+    /// Before a file grows from `size` to cover `new_end`: zeroes every
+    /// mapped byte of `[size, new_end)`. Bytes past EOF are undefined on
+    /// media (the tail of the last block; blocks preallocated past EOF that
+    /// an interrupted write touched), and must never become visible.
+    /// Holes stay holes; costs per extent plus the bytes actually mapped.
     fn zero_tail(&mut self, ino: Ino, size: u64, new_end: u64) -> Result<()> {
-        let end = size.div_ceil(BS).saturating_mul(BS).min(new_end);
-        if size < end {
+        if size < new_end {
             // In place is fine: these bytes are past EOF in every committed state.
-            self.write_range(ino, size, end - size, Fill::Zero, false, true, true)?;
+            self.write_range(ino, size, new_end - size, Fill::Zero, false, true, true)?;
         }
         Ok(())
     }

@@ -35,7 +35,25 @@ fn model_of(img: &[u8]) -> (Model, MountInfo) {
         panic!("fsck of crash image: {e:?}");
     }
     let info = fs.mount_info();
-    (walk(&fs).unwrap(), info)
+    let model = walk(&fs).unwrap();
+    // Whatever a crash left past EOF must never become visible: grow every
+    // file and check the new bytes read as zeros.
+    let mut fs = fs;
+    for (p, n) in &model {
+        if let Node::File(c) = n {
+            let ino = fs.resolve(&path_str(p)).unwrap();
+            let old = c.len() as u64;
+            match fs.truncate(ino, old + 9000) {
+                Ok(()) => {}
+                Err(FsError::NoSpace) => continue, // a shared last block needs a CoW block
+                Err(e) => panic!("truncate after crash: {e:?}"),
+            }
+            let mut buf = vec![0xEEu8; 9000];
+            assert_eq!(fs.read(ino, old, &mut buf).unwrap(), 9000);
+            assert!(buf.iter().all(|&b| b == 0), "stale bytes past EOF of {} exposed after crash", path_str(p));
+        }
+    }
+    (model, info)
 }
 
 /// Is `got` an allowed crash result between `before` and `after`?
