@@ -6,6 +6,11 @@
 //! it. (No `forbid(unsafe_code)` here: the device code will need
 //! `unsafe`; [`poison`] forbids it for itself.)
 
+pub mod device;
 pub mod poison;
 
 pub use poison::{ByteRange, DrainStats, PoisonList, PoisonListFull, PoisonRing, PoisonRingFull};
+pub use device::{
+    DeviceLock, DeviceState, DeviceStats, FsPmem, Holder, HolderError, MfFlags, PmemDevice,
+    PmemError, PmemMedia, CACHE_LINE, PAGE_SIZE,
+};
