@@ -90,7 +90,9 @@ impl Geometry {
     /// Checks the regions are ordered, non-overlapping and on the device.
     pub fn validate(&self) -> Result<()> {
         let ok = (|| {
-            let b = self.ckpt_start.checked_add(self.ckpt_blocks.checked_mul(2)?)?;
+            let b = self
+                .ckpt_start
+                .checked_add(self.ckpt_blocks.checked_mul(2)?)?;
             let l = self.log_start.checked_add(self.log_blocks)?;
             let d = self.data_start.checked_add(self.data_blocks)?;
             Some(
@@ -215,7 +217,14 @@ impl Superblock {
             data_blocks: g[6],
         };
         geo.validate()?;
-        Ok(Self { version, feat_compat, feat_ro_compat, feat_incompat, geo, uuid })
+        Ok(Self {
+            version,
+            feat_compat,
+            feat_ro_compat,
+            feat_incompat,
+            geo,
+            uuid,
+        })
     }
 }
 
@@ -258,7 +267,12 @@ impl CkptHeader {
         let body_len = d.u64().ok()?;
         let body_crc = d.u32().ok()?;
         let crc = d.u32().ok()?;
-        (crc == crc32c(&b[..CKPT_HDR_LEN - 4])).then_some(Self { gen, body_len, body_crc, uuid: *uuid })
+        (crc == crc32c(&b[..CKPT_HDR_LEN - 4])).then_some(Self {
+            gen,
+            body_len,
+            body_crc,
+            uuid: *uuid,
+        })
     }
 }
 
@@ -270,7 +284,13 @@ pub fn uuid_tag(uuid: &[u8; 16]) -> u64 {
 }
 
 /// Encodes a log record: header + payload, padded to [`LOG_ALIGN`].
-pub fn encode_log_record(uuid: &[u8; 16], gen: u64, seq: u64, nmut: u32, payload: &[u8]) -> alloc::vec::Vec<u8> {
+pub fn encode_log_record(
+    uuid: &[u8; 16],
+    gen: u64,
+    seq: u64,
+    nmut: u32,
+    payload: &[u8],
+) -> alloc::vec::Vec<u8> {
     let mut e = Enc::default();
     e.u32(LOG_MAGIC);
     e.u32(0);
@@ -310,7 +330,11 @@ pub fn decode_log_header(b: &[u8], uuid: &[u8; 16], gen: u64, seq: u64) -> Optio
     }
     let payload_len = u64::from(d.u32().ok()?);
     let nmut = d.u32().ok()?;
-    Some(LogHeader { payload_len, nmut, crc })
+    Some(LogHeader {
+        payload_len,
+        nmut,
+        crc,
+    })
 }
 
 #[cfg(test)]
@@ -333,7 +357,10 @@ mod tests {
         assert_eq!(b.len(), SB_LEN);
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
         b[40] ^= 1;
-        assert_eq!(Superblock::decode(&b), Err(FsError::Corrupt(Corruption::Superblock)));
+        assert_eq!(
+            Superblock::decode(&b),
+            Err(FsError::Corrupt(Corruption::Superblock))
+        );
     }
 
     #[test]

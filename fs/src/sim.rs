@@ -93,9 +93,16 @@ impl CrashSim {
         b
     }
     fn push_point(&mut self) {
-        let pending = self.dirty.union(&self.flushed).map(|&l| (l, self.line(l))).collect();
+        let pending = self
+            .dirty
+            .union(&self.flushed)
+            .map(|&l| (l, self.line(l)))
+            .collect();
         let newly_durable = core::mem::take(&mut self.since_last).into_iter().collect();
-        self.points.push(CrashPoint { newly_durable, pending });
+        self.points.push(CrashPoint {
+            newly_durable,
+            pending,
+        });
     }
 }
 
@@ -119,7 +126,11 @@ impl Pmem for CrashSim {
     fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned { copied: 0, offset, len });
+            return Err(Poisoned {
+                copied: 0,
+                offset,
+                len,
+            });
         }
         self.load(offset, buf);
         Ok(())

@@ -34,7 +34,11 @@ impl RangeSet {
     }
     /// The range containing block `b`.
     pub fn containing(&self, b: u64) -> Option<(u64, u64)> {
-        self.map.range(..=b).next_back().map(|(&s, &l)| (s, l)).filter(|&(s, l)| s + l > b)
+        self.map
+            .range(..=b)
+            .next_back()
+            .map(|(&s, &l)| (s, l))
+            .filter(|&(s, l)| s + l > b)
     }
     /// Is every block of `[a, a + n)` in the set?
     pub fn contains_range(&self, a: u64, n: u64) -> bool {
@@ -46,7 +50,9 @@ impl RangeSet {
     }
     /// Removes `[a, a + n)`, which must be entirely in the set.
     pub fn remove(&mut self, a: u64, n: u64) -> Result<()> {
-        let Some((s, l)) = self.containing(a) else { return corrupt(Corruption::Space) };
+        let Some((s, l)) = self.containing(a) else {
+            return corrupt(Corruption::Space);
+        };
         if s + l < a + n || n == 0 {
             return corrupt(Corruption::Space);
         }
@@ -163,14 +169,19 @@ impl Space {
         }
         self.refc_split(a);
         self.refc_split(a + n);
-        let inside: Vec<(u64, u64, u32)> =
-            self.refc.range(a..a + n).map(|(&s, &(l, c))| (s, l, c)).collect();
+        let inside: Vec<(u64, u64, u32)> = self
+            .refc
+            .range(a..a + n)
+            .map(|(&s, &(l, c))| (s, l, c))
+            .collect();
         let mut cur = a;
         for (s, l, c) in inside {
             if s > cur {
                 self.refc.insert(cur, (s - cur, 2));
             }
-            let Some(c2) = c.checked_add(1) else { return corrupt(Corruption::Space) };
+            let Some(c2) = c.checked_add(1) else {
+                return corrupt(Corruption::Space);
+            };
             self.refc.insert(s, (l, c2));
             cur = s + l;
         }
@@ -187,8 +198,11 @@ impl Space {
         }
         self.refc_split(a);
         self.refc_split(a + n);
-        let inside: Vec<(u64, u64, u32)> =
-            self.refc.range(a..a + n).map(|(&s, &(l, c))| (s, l, c)).collect();
+        let inside: Vec<(u64, u64, u32)> = self
+            .refc
+            .range(a..a + n)
+            .map(|(&s, &(l, c))| (s, l, c))
+            .collect();
         let mut freed = Vec::new();
         let mut cur = a;
         for (s, l, c) in inside {

@@ -87,7 +87,11 @@ impl Inode {
     }
     /// The extent covering file block `f`, as (start fblk, extent).
     pub fn extent_at(&self, f: u64) -> Option<(u64, Extent)> {
-        self.extents.range(..=f).next_back().map(|(&s, &e)| (s, e)).filter(|&(s, e)| s + e.len > f)
+        self.extents
+            .range(..=f)
+            .next_back()
+            .map(|(&s, &e)| (s, e))
+            .filter(|&(s, e)| s + e.len > f)
     }
 }
 
@@ -186,7 +190,13 @@ impl Mutation {
                 e.u64(*ino);
                 e.u64(*size);
             }
-            Mutation::Map { ino, fblk, pblk, len, fresh } => {
+            Mutation::Map {
+                ino,
+                fblk,
+                pblk,
+                len,
+                fresh,
+            } => {
                 e.u8(if *fresh { 4 } else { 5 });
                 e.u64(*ino);
                 e.u64(*fblk);
@@ -227,9 +237,15 @@ impl Mutation {
     /// Decodes one mutation.
     pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Self> {
         Ok(match d.u8()? {
-            1 => Mutation::InodeAlloc { ino: d.u64()?, kind: FileKind::from_code(d.u8()?)? },
+            1 => Mutation::InodeAlloc {
+                ino: d.u64()?,
+                kind: FileKind::from_code(d.u8()?)?,
+            },
             2 => Mutation::InodeFree { ino: d.u64()? },
-            3 => Mutation::SetSize { ino: d.u64()?, size: d.u64()? },
+            3 => Mutation::SetSize {
+                ino: d.u64()?,
+                size: d.u64()?,
+            },
             t @ (4 | 5) => Mutation::Map {
                 ino: d.u64()?,
                 fblk: d.u64()?,
@@ -237,20 +253,37 @@ impl Mutation {
                 len: d.u64()?,
                 fresh: t == 4,
             },
-            6 => Mutation::Unmap { ino: d.u64()?, fblk: d.u64()?, len: d.u64()? },
+            6 => Mutation::Unmap {
+                ino: d.u64()?,
+                fblk: d.u64()?,
+                len: d.u64()?,
+            },
             7 => {
                 let dir = d.u64()?;
                 let ino = d.u64()?;
                 let n = usize::from(d.u16()?);
-                Mutation::DirAdd { dir, ino, name: d.bytes(n)?.to_vec() }
+                Mutation::DirAdd {
+                    dir,
+                    ino,
+                    name: d.bytes(n)?.to_vec(),
+                }
             }
             8 => {
                 let dir = d.u64()?;
                 let n = usize::from(d.u16()?);
-                Mutation::DirRemove { dir, name: d.bytes(n)?.to_vec() }
+                Mutation::DirRemove {
+                    dir,
+                    name: d.bytes(n)?.to_vec(),
+                }
             }
-            9 => Mutation::BadAdd { pblk: d.u64()?, len: d.u64()? },
-            10 => Mutation::BadRemove { pblk: d.u64()?, len: d.u64()? },
+            9 => Mutation::BadAdd {
+                pblk: d.u64()?,
+                len: d.u64()?,
+            },
+            10 => Mutation::BadRemove {
+                pblk: d.u64()?,
+                len: d.u64()?,
+            },
             _ => return corrupt(Corruption::Log),
         })
     }
@@ -261,7 +294,8 @@ pub fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME {
         return Err(FsError::NameTooLong);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0) {
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0)
+    {
         return Err(FsError::Invalid);
     }
     Ok(())
@@ -283,7 +317,12 @@ fn bad<T>() -> Result<T> {
 impl State {
     /// The state of a fresh file system: an empty root, all data free.
     pub fn fresh(geo: Geometry) -> Result<Self> {
-        let mut s = State { geo, inodes: BTreeMap::new(), next_ino: ROOT_INO + 1, space: Space::default() };
+        let mut s = State {
+            geo,
+            inodes: BTreeMap::new(),
+            next_ino: ROOT_INO + 1,
+            space: Space::default(),
+        };
         s.inodes.insert(ROOT_INO, Inode::new(FileKind::Dir));
         s.space.free.insert(geo.data_start, geo.data_blocks)?;
         Ok(s)
@@ -305,20 +344,34 @@ impl State {
                 self.next_ino = self.next_ino.max(ino + 1);
             }
             Mutation::InodeFree { ino } => {
-                let Some(i) = self.inodes.get(ino) else { return bad() };
-                if *ino == ROOT_INO || i.links != 0 || !i.extents.is_empty() || !i.entries.is_empty() {
+                let Some(i) = self.inodes.get(ino) else {
+                    return bad();
+                };
+                if *ino == ROOT_INO
+                    || i.links != 0
+                    || !i.extents.is_empty()
+                    || !i.entries.is_empty()
+                {
                     return bad();
                 }
                 self.inodes.remove(ino);
             }
             Mutation::SetSize { ino, size } => {
-                let Some(i) = self.inodes.get_mut(ino) else { return bad() };
+                let Some(i) = self.inodes.get_mut(ino) else {
+                    return bad();
+                };
                 if i.kind != FileKind::File || *size > MAX_FILE_SIZE {
                     return bad();
                 }
                 i.size = *size;
             }
-            Mutation::Map { ino, fblk, pblk, len, fresh } => {
+            Mutation::Map {
+                ino,
+                fblk,
+                pblk,
+                len,
+                fresh,
+            } => {
                 self.map(*ino, *fblk, *pblk, *len, *fresh)?;
             }
             Mutation::Unmap { ino, fblk, len } => {
@@ -334,9 +387,15 @@ impl State {
             }
             Mutation::DirAdd { dir, ino, name } => self.dir_add(*dir, *ino, name)?,
             Mutation::DirRemove { dir, name } => {
-                let Some(d) = self.inodes.get_mut(dir) else { return bad() };
-                let Some(child) = d.entries.remove(name.as_slice()) else { return bad() };
-                let Some(c) = self.inodes.get_mut(&child) else { return bad() };
+                let Some(d) = self.inodes.get_mut(dir) else {
+                    return bad();
+                };
+                let Some(child) = d.entries.remove(name.as_slice()) else {
+                    return bad();
+                };
+                let Some(c) = self.inodes.get_mut(&child) else {
+                    return bad();
+                };
                 c.links = c.links.saturating_sub(1);
                 if c.kind == FileKind::Dir {
                     c.parent = 0;
@@ -389,13 +448,16 @@ impl State {
     }
 
     fn map(&mut self, ino: Ino, fblk: u64, pblk: u64, len: u64, fresh: bool) -> Result<()> {
-        if len == 0 || len > MAX_EXTENT || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
+        if len == 0 || len > MAX_EXTENT || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS)
+        {
             return bad();
         }
         if !self.geo.in_data(pblk, len) {
             return bad();
         }
-        let Some(i) = self.inodes.get(&ino) else { return bad() };
+        let Some(i) = self.inodes.get(&ino) else {
+            return bad();
+        };
         if i.kind != FileKind::File {
             return bad();
         }
@@ -410,16 +472,24 @@ impl State {
         } else {
             self.space.refc_inc(pblk, len)?;
         }
-        let Some(i) = self.inodes.get_mut(&ino) else { return bad() };
+        let Some(i) = self.inodes.get_mut(&ino) else {
+            return bad();
+        };
         let rmap = &mut self.space.rmap;
         let (mut f, mut e) = (fblk, Extent { pblk, len });
         // Merge with the previous extent if physically contiguous.
         if let Some((&pf, &pe)) = i.extents.range(..fblk).next_back() {
-            if pf + pe.len == fblk && pe.pblk + pe.len == pblk && same_huge_page(pe.pblk, pe.len + len) {
+            if pf + pe.len == fblk
+                && pe.pblk + pe.len == pblk
+                && same_huge_page(pe.pblk, pe.len + len)
+            {
                 i.extents.remove(&pf);
                 rmap.remove(&(pe.pblk, ino, pf));
                 f = pf;
-                e = Extent { pblk: pe.pblk, len: pe.len + len };
+                e = Extent {
+                    pblk: pe.pblk,
+                    len: pe.len + len,
+                };
             }
         }
         if let Some(&ne) = i.extents.get(&(fblk + len)) {
@@ -438,7 +508,9 @@ impl State {
         if len == 0 || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
             return bad();
         }
-        let Some(i) = self.inodes.get_mut(&ino) else { return bad() };
+        let Some(i) = self.inodes.get_mut(&ino) else {
+            return bad();
+        };
         if i.kind != FileKind::File {
             return bad();
         }
@@ -457,12 +529,18 @@ impl State {
             let lo = f.max(fblk);
             let hi = (f + e.len).min(end);
             if f < lo {
-                let l = Extent { pblk: e.pblk, len: lo - f };
+                let l = Extent {
+                    pblk: e.pblk,
+                    len: lo - f,
+                };
                 i.extents.insert(f, l);
                 self.space.rmap.insert((l.pblk, ino, f), l.len);
             }
             if f + e.len > hi {
-                let r = Extent { pblk: e.pblk + (hi - f), len: f + e.len - hi };
+                let r = Extent {
+                    pblk: e.pblk + (hi - f),
+                    len: f + e.len - hi,
+                };
                 i.extents.insert(hi, r);
                 self.space.rmap.insert((r.pblk, ino, hi), r.len);
             }
@@ -479,11 +557,15 @@ impl State {
         if check_name(name).is_err() || dir == ino || ino == ROOT_INO {
             return bad();
         }
-        let Some(d) = self.inodes.get(&dir) else { return bad() };
+        let Some(d) = self.inodes.get(&dir) else {
+            return bad();
+        };
         if d.kind != FileKind::Dir || d.entries.contains_key(name) {
             return bad();
         }
-        let Some(c) = self.inodes.get(&ino) else { return bad() };
+        let Some(c) = self.inodes.get(&ino) else {
+            return bad();
+        };
         if c.kind == FileKind::Dir && (c.links != 0 || self.is_ancestor(ino, dir)) {
             return bad();
         }
@@ -616,7 +698,12 @@ impl State {
     /// Parses and checks a checkpoint body (checksums, structure, then the
     /// cross-structure invariants of [`State::verify`]).
     pub fn decode_checkpoint(geo: Geometry, body: &[u8]) -> Result<Self> {
-        let mut st = State { geo, inodes: BTreeMap::new(), next_ino: 0, space: Space::default() };
+        let mut st = State {
+            geo,
+            inodes: BTreeMap::new(),
+            next_ino: 0,
+            space: Space::default(),
+        };
         let mut d = Dec::new(body);
         let mut secs: [Option<(u64, &[u8])>; 8] = [None; 8];
         while d.remaining() > 0 {
@@ -694,7 +781,11 @@ impl State {
                 let (dir, ino) = (d.u64()?, d.u64()?);
                 let l = usize::from(d.u16()?);
                 let name = d.bytes(l)?;
-                if check_name(name).is_err() || dir == ino || ino == ROOT_INO || last.is_some_and(|x| x >= (dir, name)) {
+                if check_name(name).is_err()
+                    || dir == ino
+                    || ino == ROOT_INO
+                    || last.is_some_and(|x| x >= (dir, name))
+                {
                     return corrupt(Corruption::Tree);
                 }
                 last = Some((dir, name));
@@ -703,7 +794,9 @@ impl State {
                 None
             };
             if next.is_none_or(|(dir, _, _)| dir != run_dir) && !run.is_empty() {
-                let Some(p) = st.inodes.get_mut(&run_dir) else { return corrupt(Corruption::Tree) };
+                let Some(p) = st.inodes.get_mut(&run_dir) else {
+                    return corrupt(Corruption::Tree);
+                };
                 if p.kind != FileKind::Dir {
                     return corrupt(Corruption::Tree);
                 }
@@ -711,7 +804,9 @@ impl State {
             }
             let Some((dir, ino, name)) = next else { break };
             run_dir = dir;
-            let Some(c) = st.inodes.get_mut(&ino) else { return corrupt(Corruption::Tree) };
+            let Some(c) = st.inodes.get_mut(&ino) else {
+                return corrupt(Corruption::Tree);
+            };
             c.links = c.links.saturating_add(1);
             let is_dir = c.kind == FileKind::Dir;
             if is_dir {
@@ -720,7 +815,9 @@ impl State {
                 }
                 c.parent = dir;
             }
-            let Some(p) = st.inodes.get_mut(&dir) else { return corrupt(Corruption::Tree) };
+            let Some(p) = st.inodes.get_mut(&dir) else {
+                return corrupt(Corruption::Tree);
+            };
             if is_dir {
                 p.subdirs += 1;
             }
@@ -760,7 +857,11 @@ impl State {
                 if !geo.in_data(s, l) {
                     return corrupt(Corruption::Space);
                 }
-                let set = if tag == SEC_FREE { &mut st.space.free } else { &mut st.space.bad };
+                let set = if tag == SEC_FREE {
+                    &mut st.space.free
+                } else {
+                    &mut st.space.bad
+                };
                 set.insert(s, l)?;
             }
         }
@@ -775,7 +876,9 @@ impl State {
         // 1. Extent maps, collected as physical intervals.
         let mut derived: Vec<(u64, u64, u64, u64)> = Vec::new(); // (p, ino, f, len)
         for (&ino, i) in &self.inodes {
-            if ino >= self.next_ino || (i.kind == FileKind::Dir && (!i.extents.is_empty() || i.size != 0)) {
+            if ino >= self.next_ino
+                || (i.kind == FileKind::Dir && (!i.extents.is_empty() || i.size != 0))
+            {
                 return corrupt(Corruption::Inode);
             }
             if i.kind == FileKind::File && !i.entries.is_empty() {
@@ -786,14 +889,19 @@ impl State {
                 if e.len == 0 || e.len > MAX_EXTENT || f < prev_end || !g.in_data(e.pblk, e.len) {
                     return corrupt(Corruption::Inode);
                 }
-                prev_end = f.checked_add(e.len).ok_or(FsError::Corrupt(Corruption::Inode))?;
+                prev_end = f
+                    .checked_add(e.len)
+                    .ok_or(FsError::Corrupt(Corruption::Inode))?;
                 derived.push((e.pblk, ino, f, e.len));
             }
         }
         // 2. Reverse map == extents, record for record.
         derived.sort_unstable();
         if derived.len() != self.space.rmap.len()
-            || !derived.iter().zip(self.space.rmap.iter()).all(|(a, (k, &l))| (a.0, a.1, a.2) == *k && a.3 == l)
+            || !derived
+                .iter()
+                .zip(self.space.rmap.iter())
+                .all(|(a, (k, &l))| (a.0, a.1, a.2) == *k && a.3 == l)
         {
             return corrupt(Corruption::Space);
         }
@@ -843,7 +951,9 @@ impl State {
             return corrupt(Corruption::Space);
         }
         // 5. Tree: every inode reachable from the root exactly as linked.
-        let root = self.inode(ROOT_INO).map_err(|_| FsError::Corrupt(Corruption::Tree))?;
+        let root = self
+            .inode(ROOT_INO)
+            .map_err(|_| FsError::Corrupt(Corruption::Tree))?;
         if root.links != 0 || root.kind != FileKind::Dir {
             return corrupt(Corruption::Tree);
         }
@@ -855,10 +965,14 @@ impl State {
             if visited_dirs > self.inodes.len() {
                 return corrupt(Corruption::Tree);
             }
-            let Some(di) = self.inodes.get(&d) else { return corrupt(Corruption::Tree) };
+            let Some(di) = self.inodes.get(&d) else {
+                return corrupt(Corruption::Tree);
+            };
             let mut subdirs = 0;
             for &c in di.entries.values() {
-                let Some(ci) = self.inodes.get(&c) else { return corrupt(Corruption::Tree) };
+                let Some(ci) = self.inodes.get(&c) else {
+                    return corrupt(Corruption::Tree);
+                };
                 if ci.kind == FileKind::Dir {
                     if ci.parent != d || ci.links != 1 {
                         return corrupt(Corruption::Tree);
@@ -874,11 +988,23 @@ impl State {
             }
         }
         // Files may have several links; count distinct reachable inodes.
-        let files = self.inodes.values().filter(|i| i.kind == FileKind::File).count();
-        let linked: usize = self.inodes.values().filter(|i| i.kind == FileKind::File).map(|i| i.links as usize).sum();
+        let files = self
+            .inodes
+            .values()
+            .filter(|i| i.kind == FileKind::File)
+            .count();
+        let linked: usize = self
+            .inodes
+            .values()
+            .filter(|i| i.kind == FileKind::File)
+            .map(|i| i.links as usize)
+            .sum();
         if visited_dirs + files != self.inodes.len()
             || linked != seen
-            || self.inodes.values().any(|i| i.kind == FileKind::File && i.links == 0)
+            || self
+                .inodes
+                .values()
+                .any(|i| i.kind == FileKind::File && i.links == 0)
         {
             return corrupt(Corruption::Tree);
         }

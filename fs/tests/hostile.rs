@@ -30,7 +30,11 @@ const UUID: [u8; 16] = [0xAB; 16];
 
 /// Valid seed images: (checkpointed, with un-checkpointed log records).
 fn seeds() -> Vec<Vec<u8>> {
-    let opts = MkfsOptions { uuid: UUID, ckpt_blocks: Some(64), log_blocks: Some(32) };
+    let opts = MkfsOptions {
+        uuid: UUID,
+        ckpt_blocks: Some(64),
+        log_blocks: Some(32),
+    };
     let mut fs = FileSystem::mkfs(MemPmem::new(6 << 20), opts).unwrap();
     let r = fs.root();
     let d = fs.mkdir(r, b"dir").unwrap();
@@ -66,7 +70,9 @@ fn exercise(mut fs: FileSystem<MemPmem>) {
     while let Some(d) = stack.pop() {
         budget -= 1;
         assert!(budget > 0, "directory walk does not terminate");
-        let Ok(ents) = fs.readdir(d, None, 1000) else { continue };
+        let Ok(ents) = fs.readdir(d, None, 1000) else {
+            continue;
+        };
         for e in ents {
             let _ = fs.stat(e.ino);
             match e.kind {
@@ -117,7 +123,9 @@ fn exercise(mut fs: FileSystem<MemPmem>) {
 
 /// Fixes every checksum after a structure-aware mutation.
 fn fix_checksums(img: &mut [u8]) {
-    let Ok(sb) = Superblock::decode_unchecked(&img[..SB_LEN]) else { return };
+    let Ok(sb) = Superblock::decode_unchecked(&img[..SB_LEN]) else {
+        return;
+    };
     let c = crc32c(&img[..SB_LEN - 4]);
     img[SB_LEN - 4..SB_LEN].copy_from_slice(&c.to_le_bytes());
     let g = sb.geo;
@@ -172,14 +180,21 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
     let meta_end = g.data_start as usize * BS;
     // Pick a target region: superblock, a checkpoint slot's used part, the log.
     let current = (0..2u8)
-        .filter_map(|s| CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s)))
+        .filter_map(|s| {
+            CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID)
+                .map(|h| (h.gen, s))
+        })
         .max()
         .map_or(0, |x| x.1);
     let region = match rng.below(8) {
         0 => (0, SB_LEN),
         1..=4 => {
             // Mostly the checkpoint in use.
-            let slot = if rng.below(4) == 0 { 1 - current } else { current };
+            let slot = if rng.below(4) == 0 {
+                1 - current
+            } else {
+                current
+            };
             let h = g.ckpt_slot(slot) as usize * BS;
             let hdr = CkptHeader::decode(&img[h..h + CKPT_HDR_LEN], &UUID);
             let used = hdr.map_or(CKPT_HDR_LEN, |x| x.body_len as usize);
@@ -203,7 +218,8 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
             1 => img[off] = rng.next() as u8,
             2 => {
                 // An interesting 8-byte value.
-                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 4096][rng.below(8) as usize];
+                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 4096]
+                    [rng.below(8) as usize];
                 let end = (off + 8).min(img.len());
                 img[off..end].copy_from_slice(&v.to_le_bytes()[..end - off]);
             }
@@ -215,7 +231,10 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
 
 #[test]
 fn hostile_images_never_panic() {
-    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8000);
+    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8000);
     let seeds = seeds();
     for s in &seeds {
         let fs = FileSystem::mount(MemPmem::from_bytes(s.clone())).unwrap();
@@ -231,7 +250,11 @@ fn hostile_images_never_panic() {
         if fixed {
             fix_checksums(&mut img);
         }
-        let img_copy = if std::env::var("FSDAX_FS_FUZZ_DUMP").is_ok() { Some(img.clone()) } else { None };
+        let img_copy = if std::env::var("FSDAX_FS_FUZZ_DUMP").is_ok() {
+            Some(img.clone())
+        } else {
+            None
+        };
         let r = std::panic::catch_unwind(|| match FileSystem::mount(MemPmem::from_bytes(img)) {
             Ok(fs) => {
                 let ro = fs.is_read_only();
@@ -259,7 +282,9 @@ fn hostile_images_never_panic() {
             }
         }
     }
-    println!("hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused");
+    println!(
+        "hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused"
+    );
     for (k, v) in &outcomes {
         println!("  {v:6}  {k}");
     }
@@ -276,7 +301,10 @@ fn fsck_catches_deliberate_corruption() {
     // keeping every checksum valid: only the invariant checks can see it.
     let mut bad = img.clone();
     let slot = (0..2u8)
-        .filter_map(|s| CkptHeader::decode(&bad[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s)))
+        .filter_map(|s| {
+            CkptHeader::decode(&bad[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID)
+                .map(|h| (h.gen, s))
+        })
         .max()
         .unwrap()
         .1;
@@ -296,7 +324,10 @@ fn fsck_catches_deliberate_corruption() {
     fix_checksums(&mut bad);
     match FileSystem::mount(MemPmem::from_bytes(bad)) {
         Ok(fs) => {
-            assert!(fs.is_read_only(), "an inconsistent image must not mount read-write");
+            assert!(
+                fs.is_read_only(),
+                "an inconsistent image must not mount read-write"
+            );
             assert!(fs.fsck().is_err());
         }
         Err(e) => assert!(matches!(e, FsError::Corrupt(_)), "{e:?}"),
