@@ -9,8 +9,8 @@
 pub mod device;
 pub mod poison;
 
-pub use poison::{ByteRange, DrainStats, PoisonList, PoisonListFull, PoisonRing, PoisonRingFull};
 pub use device::{
     DeviceLock, DeviceState, DeviceStats, FsPmem, Holder, HolderError, MfFlags, PmemDevice,
     PmemError, PmemMedia, CACHE_LINE, PAGE_SIZE,
 };
+pub use poison::{ByteRange, DrainStats, PoisonList, PoisonListFull, PoisonRing, PoisonRingFull};
