@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+mod acpi;
 mod arch;
 mod cmdline;
 mod harness;
@@ -18,6 +19,7 @@ mod log;
 mod mce;
 mod mem;
 mod panic;
+mod pmem;
 mod power;
 mod shell;
 mod task;
@@ -49,8 +51,13 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     let features = arch::cpu::features();
     arch::cpu::enable_paging_features(&features);
     let tsc_hz = time::calibrate_tsc();
-    info!("cpu: TSC {} MHz; clwb {} clflushopt {} 1G pages {} MCA {}",
-        tsc_hz / 1_000_000, features.clwb, features.clflushopt, features.pdpe1gb, features.mca);
+    let flush = arch::copy::init(&features);
+    info!("cpu: TSC {} MHz; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
+        tsc_hz / 1_000_000, features.clwb, features.clflushopt, features.pdpe1gb, features.mca, flush.name());
+    match mce::init(&features) {
+        Some(m) => info!("mce: MCG_CAP {:#x}, {} banks, SER {}; CR4.MCE on", m.cap, m.banks, m.ser),
+        None => warn!("mce: no machine-check architecture"),
+    }
 
     let m = mem::init(boot, &features);
     let f = mem::frame_stats();
@@ -63,8 +70,12 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
         m.direct_map.pages_4k,
         m.copied_leaves
     );
-    if let Some(rsdp) = boot.rsdp_addr.into_option() {
-        info!("acpi: RSDP at {rsdp:#x}");
+    match boot.rsdp_addr.into_option() {
+        Some(rsdp) => match acpi::init(rsdp) {
+            Ok(a) => info!("acpi: RSDP at {rsdp:#x}, revision {}, {} tables", a.revision, a.tables.len()),
+            Err(e) => error!("acpi: tables at RSDP {rsdp:#x} unreadable: {e:?}"),
+        },
+        None => warn!("acpi: no RSDP"),
     }
 
     // SAFETY: boot is single-threaded with interrupts off.
@@ -73,6 +84,8 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
     task::init();
     x86_64::instructions::interrupts::enable();
+    pmem::init();
+    pmem::start_worker();
 
     let (cmdline, from_fw_cfg) = cmdline::read();
     if let Some(level) = cmdline.log_level {

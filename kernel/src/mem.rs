@@ -634,3 +634,23 @@ mod tests {
         fsdax_ktest::Failure { file: file!(), line: line!(), message }
     }
 }
+
+/// A readable virtual address for `[phys, +len)`: the direct map if it covers
+/// the range, otherwise a fresh permanent read-only mapping (firmware tables
+/// outside the memory map).
+pub fn phys_readable(phys: u64, len: u64) -> u64 {
+    let covered = |p: u64| translate_kernel(phys_to_virt(p)).is_some();
+    let last = phys + len.max(1) - 1;
+    if covered(phys) && covered(last & !(PAGE_SIZE - 1)) {
+        return phys_to_virt(phys);
+    }
+    let offset = phys & (PAGE_SIZE - 1);
+    let base = phys - offset;
+    let span = (len + offset).next_multiple_of(PAGE_SIZE);
+    let virt = NEXT_MMIO.fetch_add(span + PAGE_SIZE, Ordering::Relaxed);
+    // SAFETY: a read-only, non-executable view of firmware memory in a
+    // fresh virtual range.
+    unsafe { map_kernel(virt, base, span, Flags::PRESENT | Flags::NO_EXECUTE, PageSize::Size4K) }
+        .expect("mapping firmware memory");
+    virt + offset
+}

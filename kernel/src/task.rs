@@ -49,6 +49,9 @@ pub enum ExitReason {
     Killed,
     /// It faulted (the report names the exception).
     Fault(Fault),
+    /// It consumed poisoned memory (action-required machine check at `rip`
+    /// for physical address `phys`).
+    MachineCheck { rip: u64, phys: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,11 +119,13 @@ pub fn init() {
     })
     .expect("idle task");
     debug_assert_eq!(idle, IDLE_TASK);
-    // The idle task runs only when nothing else is ready.
+    // The idle task runs only when nothing else is ready, and it is part of
+    // the kernel: a fault (or consumed poison) there is a kernel panic.
     without_interrupts(|| {
         let mut s = SCHED.lock();
         let s = s.as_mut().expect("init");
         s.run_queue.retain(|&t| t != IDLE_TASK);
+        s.task(IDLE_TASK).critical = true;
     });
     STARTED.store(true, Ordering::Release);
 }
@@ -480,6 +485,31 @@ pub fn on_fault(fault: Fault) -> ! {
     exit(ExitReason::Fault(fault))
 }
 
+/// For the #MC handler: the current task and whether it may be killed (not
+/// critical, interrupts were on, scheduler lock free). Lock-free: a held
+/// scheduler lock means "kernel context".
+pub fn current_for_machine_check(interrupts_were_on: bool) -> (TaskId, bool) {
+    match SCHED.try_lock() {
+        Some(guard) => match guard.as_ref() {
+            Some(s) => {
+                let critical = s.tasks.get(&s.current).is_none_or(|t| t.critical);
+                (s.current, interrupts_were_on && !critical)
+            }
+            None => (KERNEL_TASK, false),
+        },
+        None => (KERNEL_TASK, false),
+    }
+}
+
+/// Kills the current task because it consumed poison (called from the #MC
+/// handler for a task `current_for_machine_check` called killable, so no
+/// kernel lock is held by the interrupted code).
+pub fn kill_current_on_machine_check(rip: u64, phys: u64) -> ! {
+    let id = current();
+    crate::error!("task {id} killed: it consumed poisoned memory at {phys:#x} (RIP {rip:#x})");
+    exit(ExitReason::MachineCheck { rip, phys })
+}
+
 struct KernelStackHint;
 
 impl KernelStackHint {
@@ -508,6 +538,7 @@ pub fn for_each(mut f: impl FnMut(TaskId, &str, &'static str, u64, bool)) {
                     State::Dead(ExitReason::Returned) => "exited",
                     State::Dead(ExitReason::Killed) => "killed",
                     State::Dead(ExitReason::Fault(_)) => "faulted",
+                    State::Dead(ExitReason::MachineCheck { .. }) => "poisoned",
                 };
                 (t.id, t.name.clone(), state, t.ticks, t.space.is_some())
             })

@@ -135,10 +135,6 @@ extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) ->
     fatal(fault)
 }
 
-extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    crate::mce::on_machine_check(&frame)
-}
-
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     crate::time::on_timer_interrupt();
 }
@@ -181,7 +177,11 @@ pub fn init() {
         unsafe {
             idt.double_fault.set_handler_fn(double_fault).set_stack_index(gdt::IST_DOUBLE_FAULT);
             idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(gdt::IST_NMI);
-            idt.machine_check.set_handler_fn(machine_check).set_stack_index(gdt::IST_MACHINE_CHECK);
+            // The #MC handler may return (recoverable events), so it is
+            // installed by address: the IDT's type for vector 18 diverges.
+            idt.machine_check
+                .set_handler_addr(x86_64::VirtAddr::new(crate::mce::machine_check_handler as *const () as u64))
+                .set_stack_index(gdt::IST_MACHINE_CHECK);
         }
         for v in 32..=255u8 {
             idt[v].set_handler_fn(unexpected);

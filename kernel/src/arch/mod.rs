@@ -1,6 +1,7 @@
 //! x86_64 glue: the only place (with `mem` and `task::switch`) that executes
 //! privileged instructions.
 
+pub mod copy;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
