@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod acpi;
 mod arch;
+mod bench;
 mod cmdline;
 mod harness;
 mod log;
@@ -99,6 +100,7 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     let args: alloc::vec::Vec<&str> = cmdline.args.iter().map(|s| s.as_str()).collect();
     match cmdline.mode.as_str() {
         "test" => harness::run_and_exit(&args),
+        "bench" => bench::run_and_exit(&args),
         "shell" => shell::run(),
         other => {
             error!("unknown mode {other:?}; starting the shell");

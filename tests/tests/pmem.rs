@@ -137,3 +137,26 @@ fn writes_persist_in_the_backing_file_and_across_boots() {
     assert!(out.contains("0000124ff0: a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5"), "{out}");
     assert!(out.contains("0000125000: 00 00 00"), "{out}");
 }
+
+#[test]
+fn bench_pmem_prints_one_json_line_per_measurement() {
+    let mut m = boot("bench", "bench pmem");
+    m.wait_for("bench: done", BOOT_TIMEOUT).expect("bench finished");
+    let status = m.wait_exit(BOOT_TIMEOUT).unwrap();
+    assert_eq!(exit_code(status), Some(ExitCode::BenchDone));
+    let lines: Vec<serde_json::Value> = m
+        .transcript()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        .collect();
+    let names = ["write_plain", "write_nt", "write_clwb", "read_mc", "read_plain"];
+    assert_eq!(lines.len(), names.len() * 3, "{lines:?}");
+    for name in names {
+        for size in [4096u64, 2 << 20, 64 << 20] {
+            let l = lines.iter().find(|l| l["name"] == name && l["size"] == size).expect("a measurement");
+            assert!(l["cycles"].as_u64().unwrap() > 0 && l["bytes"].as_u64().unwrap() >= size, "{l}");
+            assert!(l["gbps"].as_f64().is_some(), "{l}");
+        }
+    }
+}
