@@ -1,10 +1,11 @@
 //! The NFIT that QEMU 7.2 builds for `-device nvdimm` with a 256 MiB
-//! backend (see `/work/shared/brief/PLATFORM.md`).
+//! backend (see `../shared/brief/PLATFORM.md`).
 //!
-//! `fixtures/qemu-nfit-256m.bin` is, for now, synthesised from QEMU's
-//! `hw/acpi/nvdimm.c` by `fixtures/synth_qemu_nfit.py`; the kernel engineer
-//! will replace it with bytes captured in a guest. The assertions below are
-//! what PLATFORM.md says QEMU's table contains, so they hold for both.
+//! `fixtures/qemu-nfit-256m.bin` holds bytes captured in a guest with the
+//! kernel's `acpi dump NFIT`; `fixtures/synth_qemu_nfit.py` (written from
+//! QEMU's `hw/acpi/nvdimm.c`) produces the identical 224 bytes. The QEMU
+//! test `nfit_matches_the_committed_fixture` re-captures it on every run.
+//! The assertions below are what PLATFORM.md says QEMU's table contains.
 
 use std::path::Path;
 
