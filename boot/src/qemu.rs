@@ -134,7 +134,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 /// Creates the NVDIMM backing file (sparse) if it is missing. An existing
 /// file is never truncated: a smaller one is an error, so no data is lost.
 pub fn ensure_pmem_file(path: &Path, size: u64) -> Result<()> {
-    if size == 0 || size % (2 << 20) != 0 {
+    if size == 0 || !size.is_multiple_of(2 << 20) {
         bail!("NVDIMM size must be a non-zero multiple of 2 MiB (got {size})");
     }
     match std::fs::metadata(path) {

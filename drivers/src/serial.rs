@@ -57,11 +57,8 @@ impl core::fmt::Write for RawWriter {
         let mut data = Port::<u8>::new(self.0);
         let mut lsr = Port::<u8>::new(self.0 + 5);
         for &b in s.as_bytes() {
-            for byte in if b == b'\n' {
-                [b'\r', b'\n'].iter()
-            } else {
-                core::slice::from_ref(&b).iter()
-            } {
+            let bytes: &[u8] = if b == b'\n' { b"\r\n" } else { core::slice::from_ref(&b) };
+            for byte in bytes {
                 // SAFETY: COM1's line-status and data registers; reading LSR
                 // and writing a byte when the transmitter is empty has no
                 // other effect.

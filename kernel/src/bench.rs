@@ -26,6 +26,40 @@ fn report(bench: &str, name: &str, size: u64, bytes: u64, cycles: u64) {
     );
 }
 
+/// A measured operation: `pm` in the pmem mapping, `ram` a RAM buffer, both
+/// valid for `len` bytes.
+type Op = unsafe fn(pm: *mut u8, ram: *mut u8, len: usize);
+
+unsafe fn write_plain(pm: *mut u8, ram: *mut u8, len: usize) {
+    // SAFETY: `Op`'s contract.
+    unsafe { copy::copy_plain(pm, ram, len) }
+}
+
+unsafe fn write_nt(pm: *mut u8, ram: *mut u8, len: usize) {
+    // SAFETY: `Op`'s contract.
+    unsafe { copy::copy_flush(pm, ram, len) };
+    copy::fence();
+}
+
+unsafe fn write_clwb(pm: *mut u8, ram: *mut u8, len: usize) {
+    // SAFETY: `Op`'s contract.
+    unsafe {
+        copy::copy_plain(pm, ram, len);
+        copy::flush(pm, len);
+    }
+    copy::fence();
+}
+
+unsafe fn read_mc(pm: *mut u8, ram: *mut u8, len: usize) {
+    // SAFETY: `Op`'s contract.
+    unsafe { copy::copy_mc(ram, pm, len) };
+}
+
+unsafe fn read_plain(pm: *mut u8, ram: *mut u8, len: usize) {
+    // SAFETY: `Op`'s contract.
+    unsafe { copy::copy_plain(ram, pm, len) }
+}
+
 /// The pmem copy benchmarks.
 pub fn pmem() {
     let Some(dev) = crate::pmem::devices().first() else {
@@ -47,29 +81,18 @@ pub fn pmem() {
         copy::flush_insn().name(),
         crate::time::tsc_hz() / 1_000_000
     );
-    type Op = unsafe fn(*mut u8, *mut u8, usize);
-    // SAFETY (for every op): `pm` points into the pmem mapping with at least
-    // `len` bytes before its end, `ram` to the 2 MiB buffer, `len` <= 2 MiB.
     let ops: [(&str, Op); 5] = [
-        ("write_plain", |pm, ram, len| unsafe { copy::copy_plain(pm, ram, len) }),
-        ("write_nt", |pm, ram, len| unsafe {
-            copy::copy_flush(pm, ram, len);
-            copy::fence();
-        }),
-        ("write_clwb", |pm, ram, len| unsafe {
-            copy::copy_plain(pm, ram, len);
-            copy::flush(pm, len);
-            copy::fence();
-        }),
-        ("read_mc", |pm, ram, len| unsafe {
-            copy::copy_mc(ram, pm, len);
-        }),
-        ("read_plain", |pm, ram, len| unsafe { copy::copy_plain(ram, pm, len) }),
+        ("write_plain", write_plain),
+        ("write_nt", write_nt),
+        ("write_clwb", write_clwb),
+        ("read_mc", read_mc),
+        ("read_plain", read_plain),
     ];
     for (name, op) in ops {
         for (size, reps) in [(4096u64, 256u64), (CHUNK, 8), (BIG, 1)] {
             // Warm the translation and caches once.
-            // SAFETY: see `ops`.
+            // SAFETY: `base` starts the last 64 MiB of the pmem mapping and
+            // `ram_ptr` the 2 MiB buffer; at most 2 MiB is copied.
             unsafe { op(base as *mut u8, ram_ptr, size.min(CHUNK) as usize) };
             let t0 = cpu::rdtsc();
             for r in 0..reps {

@@ -53,8 +53,11 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     arch::cpu::enable_paging_features(&features);
     let tsc_hz = time::calibrate_tsc();
     let flush = arch::copy::init(&features);
-    info!("cpu: TSC {} MHz; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
-        tsc_hz / 1_000_000, features.clwb, features.clflushopt, features.pdpe1gb, features.mca, flush.name());
+    info!("cpu: {} TSC {} MHz{}; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
+        if features.vendor_intel { "Intel" } else { "non-Intel" },
+        tsc_hz / 1_000_000,
+        if features.invariant_tsc { " (invariant)" } else { "" },
+        features.clwb, features.clflushopt, features.pdpe1gb, features.mca, flush.name());
     match mce::init(&features) {
         Some(m) => info!("mce: MCG_CAP {:#x}, {} banks, SER {}; CR4.MCE on", m.cap, m.banks, m.ser),
         None => warn!("mce: no machine-check architecture"),
@@ -63,9 +66,10 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     let m = mem::init(boot, &features);
     let f = mem::frame_stats();
     info!(
-        "memory: {} MiB usable, {} MiB free; own page tables live (direct map {}x1G {}x2M {}x4K, {} bootloader leaves copied)",
+        "memory: {} MiB usable, {} MiB free, highest address {:#x}; own page tables live (direct map {}x1G {}x2M {}x4K, {} bootloader leaves copied)",
         f.usable / 256,
         f.free / 256,
+        m.max_phys,
         m.direct_map.pages_1g,
         m.direct_map.pages_2m,
         m.direct_map.pages_4k,

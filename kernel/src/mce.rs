@@ -174,11 +174,6 @@ fn log_event(mcg: McgStatus, bank: &BankRecord, rip: u64, severity: Severity, ta
     slot.outcome.store(severity_code(severity) | (task << 8), Ordering::Release);
 }
 
-/// Machine checks seen since boot.
-pub fn events_seen() -> usize {
-    LOGGED.load(Ordering::Relaxed)
-}
-
 // ------------------------------------------------------------------ handler
 
 /// The #MC handler, installed with `set_handler_addr` because it may return

@@ -388,11 +388,6 @@ impl KernelStack {
     pub fn top(&self) -> u64 {
         self.bottom() + self.pages * PAGE_SIZE
     }
-
-    /// The guard page's address.
-    pub fn guard(&self) -> u64 {
-        self.bottom() - PAGE_SIZE
-    }
 }
 
 impl Drop for KernelStack {
@@ -620,6 +615,10 @@ mod tests {
         kassert_eq!(a.translate(0x4000_0000).map(|l| l.phys), Some(frame));
         kassert!(b.translate(0x4000_0000).is_none(), "b sees a's mapping");
         kassert!(translate_kernel(0x4000_0000).is_none(), "kernel sees a's mapping");
+        a.unmap(0x4000_0000, PAGE_SIZE).map_err(|_| fail("unmap"))?;
+        kassert!(a.translate(0x4000_0000).is_none());
+        // SAFETY: as above, mapped again to check the space frees its tables.
+        unsafe { a.map(0x4000_0000, frame, PAGE_SIZE, rw(), PageSize::Size4K) }.map_err(|_| fail("map again"))?;
         // Both share the kernel half.
         let here = super::kernel_pml4 as *const () as u64;
         kassert_eq!(a.translate(here), translate_kernel(here));

@@ -684,6 +684,23 @@ mod tests {
         Ok(())
     });
 
+    ktest!(yield_lets_a_ready_task_run, {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ran);
+        let id = spawn("yielder", move || r.store(true, Ordering::SeqCst)).map_err(|_| fail("spawn"))?;
+        // Interrupts off: only yield_now can switch to the new task.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            for _ in 0..4 {
+                if !ran.load(Ordering::SeqCst) {
+                    yield_now();
+                }
+            }
+        });
+        kassert!(ran.load(Ordering::SeqCst), "yield_now did not run the ready task");
+        kassert_eq!(join(id), Some(ExitReason::Returned));
+        Ok(())
+    });
+
     ktest!(kill_stops_a_spinning_task, {
         let id = spawn("spinner", || loop {
             core::hint::spin_loop();

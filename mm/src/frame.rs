@@ -60,14 +60,14 @@ impl<'a> BitmapFrameAllocator<'a> {
     /// whose frames are all in use until [`Self::add_usable`] releases them.
     /// `bitmap` must have at least [`Self::words_for`]`(frames)` words.
     pub fn new(bitmap: &'a mut [u64], base: u64, frames: usize) -> Self {
-        assert!(base % PAGE_SIZE == 0, "frame allocator base must be page aligned");
+        assert!(base.is_multiple_of(PAGE_SIZE), "frame allocator base must be page aligned");
         assert!(bitmap.len() >= Self::words_for(frames), "bitmap too small");
         bitmap.fill(u64::MAX);
         BitmapFrameAllocator { base, frames, bitmap, usable: 0, free: 0, hint: 0 }
     }
 
     fn index(&self, addr: u64) -> Option<usize> {
-        if addr % PAGE_SIZE != 0 || addr < self.base {
+        if !addr.is_multiple_of(PAGE_SIZE) || addr < self.base {
             return None;
         }
         let i = usize::try_from((addr - self.base) / PAGE_SIZE).ok()?;

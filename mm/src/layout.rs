@@ -36,6 +36,8 @@ pub const MMIO_BASE: u64 = 0xffff_e800_0000_0000;
 /// Where the bootloader places the kernel and its boot-time data.
 pub const BOOTLOADER_DYNAMIC_START: u64 = 0xffff_f000_0000_0000;
 
+const _: () = assert!(PMEM_BASE + PMEM_WINDOW <= HEAP_BASE, "pmem window overlaps the heap");
+
 /// Is `virt` in the kernel (upper) half?
 pub const fn is_kernel_half(virt: u64) -> bool {
     virt >= PHYS_OFFSET
@@ -57,7 +59,6 @@ mod tests {
         for w in regions.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "{:x?} overlaps {:x?}", w[0], w[1]);
         }
-        assert!(PMEM_BASE + PMEM_WINDOW <= HEAP_BASE);
         assert!(is_kernel_half(PHYS_OFFSET) && !is_kernel_half(0x7fff_ffff_f000));
         assert_eq!((PHYS_OFFSET >> 39) & 511, KERNEL_PML4_FIRST as u64);
     }

@@ -47,7 +47,7 @@ impl PageSize {
             .filter(|s| *s <= max)
             .find(|s| {
                 let b = s.bytes();
-                virt % b == 0 && phys % b == 0 && remaining >= b
+                virt.is_multiple_of(b) && phys.is_multiple_of(b) && remaining >= b
             })
             .unwrap_or(PageSize::Size4K)
     }
@@ -155,52 +155,15 @@ impl<'a> PageMapper<'a> {
         alloc: &mut A,
     ) -> Result<(), MapError> {
         let parent = Self::parent_flags(flags);
-        let err = |e: MapToError<Size4KiB>| match e {
-            MapToError::FrameAllocationFailed => MapError::OutOfFrames,
-            MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage => {
-                MapError::AlreadyMapped(virt)
+        match size {
+            PageSize::Size4K => map_sized::<Size4KiB, A>(&mut self.inner, virt, phys, flags, parent, alloc),
+            PageSize::Size2M => {
+                map_sized::<Size2MiB, A>(&mut self.inner, virt, phys, flags | PageTableFlags::HUGE_PAGE, parent, alloc)
             }
-        };
-        // SAFETY (for the three `map_to_with_table_flags` calls): mapping a
-        // page is unsafe because it can alias memory; the callers of
-        // `map_range` state what they map, and the kernel's own code never
-        // creates a mapping to a frame it does not own (see kernel::mem).
-        let flush = match size {
-            PageSize::Size4K => unsafe {
-                self.inner.map_to_with_table_flags(
-                    Page::<Size4KiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
-                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
-                    flags,
-                    parent,
-                    alloc,
-                )
+            PageSize::Size1G => {
+                map_sized::<Size1GiB, A>(&mut self.inner, virt, phys, flags | PageTableFlags::HUGE_PAGE, parent, alloc)
             }
-            .map(|f| f.ignore())
-            .map_err(err),
-            PageSize::Size2M => unsafe {
-                self.inner.map_to_with_table_flags(
-                    Page::<Size2MiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
-                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
-                    flags | PageTableFlags::HUGE_PAGE,
-                    parent,
-                    alloc,
-                )
-            }
-            .map(|f| f.ignore())
-            .map_err(|e| err(convert_err(e))),
-            PageSize::Size1G => unsafe {
-                self.inner.map_to_with_table_flags(
-                    Page::<Size1GiB>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?,
-                    PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?,
-                    flags | PageTableFlags::HUGE_PAGE,
-                    parent,
-                    alloc,
-                )
-            }
-            .map(|f| f.ignore())
-            .map_err(|e| err(convert_err(e))),
-        };
-        flush
+        }
     }
 
     /// Maps `[virt, virt + len)` to `[phys, phys + len)` with the largest
@@ -215,7 +178,7 @@ impl<'a> PageMapper<'a> {
         max: PageSize,
         alloc: &mut A,
     ) -> Result<MapStats, MapError> {
-        if virt % PAGE_SIZE != 0 || phys % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !virt.is_multiple_of(PAGE_SIZE) || !phys.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         virt.checked_add(len).ok_or(MapError::Unaligned)?;
@@ -255,7 +218,7 @@ impl<'a> PageMapper<'a> {
     /// Unmaps every page in `[virt, virt + len)`; each must be mapped and lie
     /// wholly inside the range. Returns the flush to perform.
     pub fn unmap_range(&mut self, virt: u64, len: u64) -> Result<TlbFlush, MapError> {
-        if virt % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !virt.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         let end = virt.checked_add(len).ok_or(MapError::Unaligned)?;
@@ -359,11 +322,31 @@ impl<'a> PageMapper<'a> {
     }
 }
 
-fn convert_err<S: X86PageSize>(e: MapToError<S>) -> MapToError<Size4KiB> {
-    match e {
-        MapToError::FrameAllocationFailed => MapToError::FrameAllocationFailed,
-        MapToError::ParentEntryHugePage => MapToError::ParentEntryHugePage,
-        MapToError::PageAlreadyMapped(_) => MapToError::ParentEntryHugePage,
+/// Maps one page of size `S`.
+fn map_sized<S: X86PageSize, A: FrameAllocator<Size4KiB>>(
+    table: &mut OffsetPageTable<'_>,
+    virt: u64,
+    phys: u64,
+    flags: PageTableFlags,
+    parent: PageTableFlags,
+    alloc: &mut A,
+) -> Result<(), MapError>
+where
+    for<'a> OffsetPageTable<'a>: Mapper<S>,
+{
+    let page = Page::<S>::from_start_address(VirtAddr::new(virt)).map_err(|_| MapError::Unaligned)?;
+    let frame = PhysFrame::<S>::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+    // SAFETY: mapping a page is unsafe because it can alias memory; the
+    // callers of `map_range` state what they map (see their contracts), and
+    // the kernel never maps a frame it does not own.
+    let result = unsafe { table.map_to_with_table_flags(page, frame, flags, parent, alloc) };
+    match result {
+        Ok(flush) => {
+            flush.ignore();
+            Ok(())
+        }
+        Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
+        Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => Err(MapError::AlreadyMapped(virt)),
     }
 }
 

@@ -226,7 +226,7 @@ unsafe fn movnti_zero(dst: *mut u8, qwords: usize) {
 /// # Safety
 /// `src` readable and `dst` (pmem) writable for `len` bytes, not overlapping.
 pub unsafe fn copy_flush(dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY (whole body): every access stays inside the caller's ranges.
+    // SAFETY: (whole body) every access stays inside the caller's ranges.
     unsafe {
         if len < NT_THRESHOLD {
             core::ptr::copy_nonoverlapping(src, dst, len);
@@ -249,7 +249,7 @@ pub unsafe fn copy_flush(dst: *mut u8, src: *const u8, len: usize) {
 /// # Safety
 /// `dst` writable for `len` bytes.
 pub unsafe fn zero_flush(dst: *mut u8, len: usize) {
-    // SAFETY (whole body): every access stays inside the caller's range.
+    // SAFETY: (whole body) every access stays inside the caller's range.
     unsafe {
         let head = dst.align_offset(8).min(len);
         core::ptr::write_bytes(dst, 0, head);

@@ -16,7 +16,9 @@ pub const IST_MACHINE_CHECK: u16 = 2;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
+/// Only the CPU uses these bytes (as a stack), hence never "read".
 #[repr(align(16))]
+#[allow(dead_code)]
 struct IstStack([u8; IST_STACK_SIZE]);
 
 static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];

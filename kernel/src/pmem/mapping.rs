@@ -31,7 +31,7 @@ impl PmemMapping {
     /// The range must be persistent memory owned by the caller (from the
     /// NFIT), not RAM the frame allocator hands out.
     pub unsafe fn new(phys: u64, len: u64) -> Result<PmemMapping, MapError> {
-        if phys % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
+        if !phys.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(MapError::Unaligned);
         }
         let slot = (len + phys % HUGE_1G).next_multiple_of(HUGE_1G);
