@@ -9,7 +9,7 @@ use crate::crc::{crc32c, crc32c_update};
 use crate::error::{corrupt, Corruption, FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
-use crate::state::{check_name, FileKind, Ino, Mutation, State, ROOT_INO};
+use crate::state::{check_name, FileKind, Ino, Mutation, State, TxnEffects, ROOT_INO};
 
 /// Options for [`FileSystem::mkfs`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -198,7 +198,7 @@ pub struct FileSystem<P: Pmem> {
     ro: bool,
     txn: Enc,
     txn_n: u32,
-    deferred: Vec<(u64, u64)>,
+    fx: TxnEffects,
     data_dirty: bool,
     cursor: u64,
     info: MountInfo,
@@ -244,7 +244,7 @@ impl<P: Pmem> FileSystem<P> {
             ro: false,
             txn: Enc::default(),
             txn_n: 0,
-            deferred: Vec::new(),
+            fx: TxnEffects::default(),
             data_dirty: false,
             cursor: geo.data_start,
             info: MountInfo::default(),
@@ -311,7 +311,7 @@ impl<P: Pmem> FileSystem<P> {
             ro: info.read_only,
             txn: Enc::default(),
             txn_n: 0,
-            deferred: Vec::new(),
+            fx: TxnEffects::default(),
             data_dirty: false,
             cursor: geo.data_start,
             info,
@@ -369,12 +369,12 @@ impl<P: Pmem> FileSystem<P> {
         }
         self.txn.buf.clear();
         self.txn_n = 0;
-        self.deferred.clear();
+        self.fx = TxnEffects::default();
         Ok(())
     }
 
     fn push(&mut self, m: Mutation) -> Result<()> {
-        if let Err(e) = self.st.apply(&m, Some(&mut self.deferred)) {
+        if let Err(e) = self.st.apply(&m, Some(&mut self.fx)) {
             // DRAM may be half-updated: stop all writes (XFS-style shutdown).
             self.ro = true;
             self.info.degraded.get_or_insert(e);
@@ -419,7 +419,8 @@ impl<P: Pmem> FileSystem<P> {
     }
 
     fn release_deferred(&mut self) -> Result<()> {
-        for (a, n) in core::mem::take(&mut self.deferred) {
+        self.fx.unmapped = Default::default();
+        for (a, n) in core::mem::take(&mut self.fx.freed) {
             self.st.space.release(a, n)?;
         }
         Ok(())
@@ -985,6 +986,14 @@ impl<P: Pmem> FileSystem<P> {
                     let p = e.pblk + (fb - ef);
                     let lim = (ef + e.len - fb).min(last + 1 - fb);
                     let (shared, k) = self.st.space.shared_run(p, lim);
+                    // Blocks unmapped earlier in this transaction are still
+                    // mapped by the committed state: treat them as shared.
+                    let (shared, k) = match self.fx.unmapped.intersect(p, k).first() {
+                        _ if shared => (true, k),
+                        Some(&(s, l)) if s == p => (true, l),
+                        Some(&(s, _)) => (false, s - p),
+                        None => (false, k),
+                    };
                     (Some((p, shared)), k)
                 }
                 None => {

@@ -15,7 +15,7 @@ use crate::codec::{Dec, Enc};
 use crate::crc::crc32c;
 use crate::error::{corrupt, Corruption, FsError, Result};
 use crate::format::{Geometry, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE, MAX_NAME};
-use crate::space::Space;
+use crate::space::{RangeSet, Space};
 
 /// Inode number.
 pub type Ino = u64;
@@ -289,6 +289,33 @@ impl Mutation {
     }
 }
 
+/// What an open run-time transaction must remember until it commits.
+#[derive(Debug, Default)]
+pub(crate) struct TxnEffects {
+    /// Blocks whose count reached zero: free only after the commit, so an
+    /// uncommitted operation never overwrites blocks the committed state uses.
+    pub freed: Vec<(u64, u64)>,
+    /// Blocks that lost an owner in this transaction. The committed state
+    /// still maps them where they were unmapped, so they must not be written
+    /// in place before the commit even if their count is now 1.
+    pub unmapped: RangeSet,
+}
+
+impl TxnEffects {
+    fn add_unmapped(&mut self, a: u64, n: u64) {
+        let mut cur = a;
+        for (s, l) in self.unmapped.intersect(a, n) {
+            if s > cur {
+                let _ = self.unmapped.insert(cur, s - cur);
+            }
+            cur = s + l;
+        }
+        if cur < a + n {
+            let _ = self.unmapped.insert(cur, a + n - cur);
+        }
+    }
+}
+
 /// Checks a directory-entry name.
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME {
@@ -332,9 +359,10 @@ impl State {
         self.inodes.get(&ino).ok_or(FsError::NotFound)
     }
 
-    /// Applies one mutation. Blocks freed are pushed to `deferred` if given
-    /// (run time: they become free only after the commit), else freed now.
-    pub fn apply(&mut self, m: &Mutation, deferred: Option<&mut Vec<(u64, u64)>>) -> Result<()> {
+    /// Applies one mutation. At run time `fx` collects what the open
+    /// transaction must remember (blocks freed become free only after the
+    /// commit); during replay (`None`) blocks are freed at once.
+    pub fn apply(&mut self, m: &Mutation, fx: Option<&mut TxnEffects>) -> Result<()> {
         match m {
             Mutation::InodeAlloc { ino, kind } => {
                 if *ino <= ROOT_INO || *ino == u64::MAX || self.inodes.contains_key(ino) {
@@ -375,9 +403,14 @@ impl State {
                 self.map(*ino, *fblk, *pblk, *len, *fresh)?;
             }
             Mutation::Unmap { ino, fblk, len } => {
-                let freed = self.unmap(*ino, *fblk, *len)?;
-                match deferred {
-                    Some(d) => d.extend(freed),
+                let (freed, dec) = self.unmap(*ino, *fblk, *len)?;
+                match fx {
+                    Some(fx) => {
+                        fx.freed.extend(freed);
+                        for (a, n) in dec {
+                            fx.add_unmapped(a, n);
+                        }
+                    }
                     None => {
                         for (a, n) in freed {
                             self.space.release(a, n)?;
@@ -504,7 +537,12 @@ impl State {
         Ok(())
     }
 
-    fn unmap(&mut self, ino: Ino, fblk: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+    fn unmap(
+        &mut self,
+        ino: Ino,
+        fblk: u64,
+        len: u64,
+    ) -> Result<(Vec<(u64, u64)>, Vec<(u64, u64)>)> {
         if len == 0 || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
             return bad();
         }
@@ -547,10 +585,10 @@ impl State {
             dec.push((e.pblk + (lo - f), hi - lo));
         }
         let mut freed = Vec::new();
-        for (p, n) in dec {
+        for &(p, n) in &dec {
             freed.extend(self.space.refc_dec(p, n)?);
         }
-        Ok(freed)
+        Ok((freed, dec))
     }
 
     fn dir_add(&mut self, dir: Ino, ino: Ino, name: &[u8]) -> Result<()> {
