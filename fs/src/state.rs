@@ -289,6 +289,9 @@ impl Mutation {
     }
 }
 
+/// A run of physical blocks: (first block, length).
+type BlockRun = (u64, u64);
+
 /// What an open run-time transaction must remember until it commits.
 #[derive(Debug, Default)]
 pub(crate) struct TxnEffects {
@@ -542,7 +545,7 @@ impl State {
         ino: Ino,
         fblk: u64,
         len: u64,
-    ) -> Result<(Vec<(u64, u64)>, Vec<(u64, u64)>)> {
+    ) -> Result<(Vec<BlockRun>, Vec<BlockRun>)> {
         if len == 0 || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
             return bad();
         }
