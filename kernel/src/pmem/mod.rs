@@ -246,6 +246,17 @@ fn hexdump(base: u64, bytes: &[u8]) {
     }
 }
 
+/// Parses `REGION OFFSET BYTE LEN` into the device, offset and a fill
+/// buffer (at most 64 MiB), after handling queued poison.
+fn fill_args(dev: &str, off: &str, byte: &str, len: &str) -> Option<(&'static Device, u64, Vec<u8>)> {
+    let (d, off, byte, len) = (device(dev)?, parse_num(off)?, parse_num(byte)?, parse_num(len)?);
+    if len == 0 || len > 64 << 20 || byte > 0xff {
+        return None;
+    }
+    drain_machine_check_poison();
+    Some((d, off, alloc::vec![byte as u8; len as usize]))
+}
+
 fn cmd_pmem(args: &[&str]) {
     match args {
         [] => {
@@ -281,32 +292,20 @@ fn cmd_pmem(args: &[&str]) {
             }
         }
         ["write", dev, off, byte, len] => {
-            let (Some(d), Some(off), Some(byte), Some(len)) = (device(dev), parse_num(off), parse_num(byte), parse_num(len))
-            else {
-                return crate::kprintln!("usage: pmem write REGION OFFSET BYTE LEN");
+            let Some((d, off, buf)) = fill_args(dev, off, byte, len) else {
+                return crate::kprintln!("usage: pmem write REGION OFFSET BYTE LEN (at most 64 MiB, BYTE 0..=255)");
             };
-            if len > 64 << 20 || byte > 0xff {
-                return crate::kprintln!("at most 64 MiB, BYTE 0..=255");
-            }
-            drain_machine_check_poison();
-            let buf = alloc::vec![byte as u8; len as usize];
             match d.write(off, &buf) {
-                Ok(()) => crate::kprintln!("wrote {len} bytes of {byte:#04x} at {off:#x} (flushed and fenced)"),
+                Ok(()) => crate::kprintln!("wrote {} bytes of {:#04x} at {off:#x} (flushed and fenced)", buf.len(), buf[0]),
                 Err(e) => crate::kprintln!("{}", describe(e)),
             }
         }
         ["recover", dev, off, byte, len] => {
-            let (Some(d), Some(off), Some(byte), Some(len)) = (device(dev), parse_num(off), parse_num(byte), parse_num(len))
-            else {
-                return crate::kprintln!("usage: pmem recover REGION OFFSET BYTE LEN (page aligned)");
+            let Some((d, off, buf)) = fill_args(dev, off, byte, len) else {
+                return crate::kprintln!("usage: pmem recover REGION OFFSET BYTE LEN (page aligned, at most 64 MiB)");
             };
-            if len > 64 << 20 || byte > 0xff {
-                return crate::kprintln!("at most 64 MiB, BYTE 0..=255");
-            }
-            drain_machine_check_poison();
-            let buf = alloc::vec![byte as u8; len as usize];
             match d.recovery_write(off, &buf) {
-                Ok(cleared) => crate::kprintln!("recovery write of {len} bytes at {off:#x}: {cleared} poisoned bytes cleared"),
+                Ok(cleared) => crate::kprintln!("recovery write of {} bytes at {off:#x}: {cleared} poisoned bytes cleared", buf.len()),
                 Err(e) => crate::kprintln!("{}", describe(e)),
             }
         }
