@@ -33,7 +33,7 @@ impl Qmp {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         };
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut qmp =
             Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream, events: Vec::new() };
         let greeting = qmp.read_message()?;
