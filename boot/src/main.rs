@@ -18,9 +18,13 @@ usage: fsdax COMMAND [OPTIONS]
   build [--uefi]          build the kernel and its BIOS (or UEFI) disk image
   run   [RUN OPTIONS]     build, then boot into the console (Ctrl-A x quits,
                           Ctrl-A c switches to the QEMU monitor)
-  test  [RUN OPTIONS]     build, boot with `test` and run the in-kernel tests;
-                          exits 0 when every kernel test passed
-  bench [RUN OPTIONS]     build, boot with `bench` and print the benchmarks
+  test  [RUN OPTIONS] [FILTER...]
+                          build, boot with `test` and run the in-kernel tests
+                          (those whose name contains a FILTER; `selftest`
+                          adds one that fails on purpose); exits 0 when every
+                          kernel test passed
+  bench [RUN OPTIONS] [NAME...]
+                          build, boot with `bench` and print the benchmarks
 
 RUN OPTIONS
   --uefi                  boot with OVMF instead of SeaBIOS
@@ -42,6 +46,9 @@ struct Cli {
     cmdline: Option<String>,
     no_build: bool,
     extra: Vec<String>,
+    /// Words after the options: appended to the command line's mode
+    /// (`fsdax test mce` boots with `test mce`).
+    words: Vec<String>,
 }
 
 fn parse_run_options(args: &[String]) -> Result<Cli> {
@@ -53,6 +60,7 @@ fn parse_run_options(args: &[String]) -> Result<Cli> {
         cmdline: None,
         no_build: false,
         extra: Vec::new(),
+        words: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -71,6 +79,7 @@ fn parse_run_options(args: &[String]) -> Result<Cli> {
                 cli.extra = it.cloned().collect();
                 break;
             }
+            word if !word.starts_with('-') => cli.words.push(word.to_string()),
             other => bail!("unknown option {other:?} (see `fsdax help`)"),
         }
     }
@@ -92,7 +101,11 @@ fn run(cli: Cli, default_cmdline: &str) -> Result<i32> {
     let mut opts = RunOptions::new(cli.firmware, image, cli.pmem);
     opts.pmem_size = cli.pmem_size;
     opts.qmp = cli.qmp;
-    opts.cmdline = cli.cmdline.unwrap_or_else(|| default_cmdline.to_string());
+    opts.cmdline = cli.cmdline.unwrap_or_else(|| {
+        let mut words = vec![default_cmdline.to_string()];
+        words.extend(cli.words);
+        words.join(" ")
+    });
     // `run` hands the terminal to QEMU; `test` and `bench` only print.
     let interactive = default_cmdline == "shell";
     opts.console = if interactive { Console::Terminal } else { Console::Piped };

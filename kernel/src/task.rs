@@ -504,9 +504,18 @@ pub fn current_for_machine_check(interrupts_were_on: bool) -> (TaskId, bool) {
 /// Kills the current task because it consumed poison (called from the #MC
 /// handler for a task `current_for_machine_check` called killable, so no
 /// kernel lock is held by the interrupted code).
+///
+/// The report goes through the lock-free writer; `exit` then takes the
+/// scheduler lock, which `current_for_machine_check` found free, and nothing
+/// else can run on this CPU before it does.
 pub fn kill_current_on_machine_check(rip: u64, phys: u64) -> ! {
-    let id = current();
-    crate::error!("task {id} killed: it consumed poisoned memory at {phys:#x} (RIP {rip:#x})");
+    let id = match SCHED.try_lock() {
+        Some(guard) => guard.as_ref().map_or(KERNEL_TASK, |s| s.current),
+        None => KERNEL_TASK,
+    };
+    crate::log::emergency(format_args!(
+        "machine check: task {id} killed: it consumed poisoned memory at {phys:#x} (RIP {rip:#x})\n"
+    ));
     exit(ExitReason::MachineCheck { rip, phys })
 }
 

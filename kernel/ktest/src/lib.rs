@@ -91,15 +91,14 @@ macro_rules! kassert {
 /// Fails the enclosing kernel test if the two values differ; both are logged.
 #[macro_export]
 macro_rules! kassert_eq {
-    ($a:expr, $b:expr) => {{
+    ($a:expr, $b:expr) => {
+        $crate::kassert_eq!($a, $b, concat!("assertion failed: ", stringify!($a), " == ", stringify!($b)))
+    };
+    ($a:expr, $b:expr, $msg:expr) => {{
         let (a, b) = (&$a, &$b);
         if a != b {
             $crate::report_mismatch(stringify!($a), &a, stringify!($b), &b);
-            return Err($crate::Failure {
-                file: file!(),
-                line: line!(),
-                message: concat!("assertion failed: ", stringify!($a), " == ", stringify!($b)),
-            });
+            return Err($crate::Failure { file: file!(), line: line!(), message: $msg });
         }
     }};
 }
