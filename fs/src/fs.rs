@@ -285,8 +285,10 @@ impl<P: Pmem> FileSystem<P> {
             degrade(&mut info, FsError::Corrupt(Corruption::Superblock));
         }
         let loaded = load_state(&pm, &sb)?;
-        if loaded.fallback {
-            degrade(&mut info, FsError::Corrupt(Corruption::Checksum));
+        if let Some(why) = loaded.fallback {
+            // The newest checkpoint is unusable: the older one is mounted
+            // read-only (updates after it are lost; fsck reports it).
+            degrade(&mut info, why);
         }
         if let Some(e) = loaded.replay_error {
             degrade(&mut info, e);
@@ -1436,7 +1438,7 @@ impl<P: Pmem> FileSystem<P> {
         }
         self.st.verify()?;
         let loaded = load_state(&self.pm, &self.sb)?;
-        if loaded.fallback || loaded.replay_error.is_some() {
+        if loaded.fallback.is_some() || loaded.replay_error.is_some() {
             return corrupt(Corruption::Checksum);
         }
         if loaded.st.encode_checkpoint() != self.st.encode_checkpoint() {
@@ -1558,7 +1560,8 @@ struct Loaded {
     st: State,
     gen: u64,
     slot: u8,
-    fallback: bool,
+    /// Set when the newest checkpoint was unusable, with the reason.
+    fallback: Option<FsError>,
     replayed: u64,
     log_tail: u64,
     replay_error: Option<FsError>,
@@ -1578,23 +1581,31 @@ fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
     }
     hdrs.sort_by_key(|(_, h)| core::cmp::Reverse(h.gen));
     let mut last_err = FsError::Corrupt(Corruption::Checksum);
+    // Why the newest checkpoint could not be used (when falling back).
+    let mut first_err: Option<FsError> = None;
     for (idx, (slot, h)) in hdrs.iter().enumerate() {
         let cap = (geo.ckpt_blocks - 1) * BS;
         if h.body_len > cap {
+            last_err = FsError::Corrupt(Corruption::Format);
+            first_err.get_or_insert(last_err);
             continue;
         }
         let mut body = vec![0u8; h.body_len as usize];
         if let Err(e) = pm.load_mc((geo.ckpt_slot(*slot) + 1) * BS, &mut body) {
             last_err = poisoned(e);
+            first_err.get_or_insert(last_err);
             continue;
         }
         if crc32c(&body) != h.body_crc {
+            last_err = FsError::Corrupt(Corruption::Checksum);
+            first_err.get_or_insert(last_err);
             continue;
         }
         let body = match split_meta_rmap(&geo, &body) {
             Ok(b) => b,
             Err(e) => {
                 last_err = e;
+                first_err.get_or_insert(e);
                 continue;
             }
         };
@@ -1602,10 +1613,15 @@ fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
             Ok(s) => s,
             Err(e) => {
                 last_err = e;
+                first_err.get_or_insert(e);
                 continue;
             }
         };
-        let fallback = idx > 0;
+        let fallback = if idx > 0 {
+            Some(first_err.unwrap_or(last_err))
+        } else {
+            None
+        };
         let mut replayed = 0u64;
         let mut pos = 0u64;
         let mut replay_error = None;
@@ -1638,6 +1654,25 @@ fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
                 }
                 replayed += 1;
                 pos += (LOG_HDR + lh.payload_len).div_ceil(LOG_ALIGN) * LOG_ALIGN;
+            }
+        }
+        // A valid first record of the next epoch proves that a newer
+        // checkpoint was committed and has since become unreadable.
+        let mut fallback = fallback;
+        if let Some(next) = h.gen.checked_add(1) {
+            let base = geo.log_start * BS;
+            let mut hb = [0u8; LOG_HDR as usize];
+            if pm.load_mc(base, &mut hb).is_ok() {
+                if let Some(lh) = decode_log_header(&hb, &sb.uuid, next, 0) {
+                    let cap = geo.log_blocks * BS;
+                    let mut payload = vec![0u8; lh.payload_len.min(cap - LOG_HDR) as usize];
+                    if lh.payload_len <= cap - LOG_HDR
+                        && pm.load_mc(base + LOG_HDR, &mut payload).is_ok()
+                        && crc32c_update(crc32c(&hb[8..]), &payload) == lh.crc
+                    {
+                        fallback.get_or_insert(FsError::Corrupt(Corruption::Checksum));
+                    }
+                }
             }
         }
         return Ok(Loaded {

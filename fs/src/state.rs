@@ -540,12 +540,7 @@ impl State {
         Ok(())
     }
 
-    fn unmap(
-        &mut self,
-        ino: Ino,
-        fblk: u64,
-        len: u64,
-    ) -> Result<(Vec<BlockRun>, Vec<BlockRun>)> {
+    fn unmap(&mut self, ino: Ino, fblk: u64, len: u64) -> Result<(Vec<BlockRun>, Vec<BlockRun>)> {
         if len == 0 || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
             return bad();
         }

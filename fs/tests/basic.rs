@@ -340,3 +340,32 @@ fn extreme_arguments_are_errors_not_panics() {
     fs.truncate(f, 3).unwrap();
     fs.fsck().unwrap();
 }
+
+#[test]
+fn lost_newest_checkpoint_header_is_detected() {
+    // Newest checkpoint, then one logged operation in its epoch.
+    let mut fs = fresh(16);
+    let f = fs.create(fs.root(), b"f").unwrap();
+    fs.write(f, 0, b"data").unwrap();
+    fs.checkpoint().unwrap();
+    fs.create(fs.root(), b"g").unwrap();
+    let mut bytes = fs.into_pmem().into_bytes();
+    let sb = fsdax_fs::format::Superblock::decode(&bytes[..4096]).unwrap();
+    // Destroy the newest header: the older checkpoint is complete and valid,
+    // but the log shows that a newer one existed.
+    let newest = (0..2u8)
+        .filter_map(|s| {
+            let o = sb.geo.ckpt_slot(s) as usize * 4096;
+            fsdax_fs::format::CkptHeader::decode(&bytes[o..o + 64], &[7; 16]).map(|h| (h.gen, o))
+        })
+        .max()
+        .unwrap()
+        .1;
+    bytes[newest + 30] ^= 0xff;
+    let fs = FileSystem::mount(MemPmem::from_bytes(bytes)).unwrap();
+    assert!(
+        fs.is_read_only(),
+        "falling back to an older checkpoint must not be silent"
+    );
+    assert!(fs.fsck().is_err());
+}
