@@ -97,8 +97,9 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
         log::set_level(level);
     }
     info!(
-        "cmdline: {:?}{}",
+        "cmdline: {:?} {:?}{}",
         cmdline.mode,
+        cmdline.args,
         if from_fw_cfg { "" } else { " (no fw_cfg command line: default)" }
     );
     let args: alloc::vec::Vec<&str> = cmdline.args.iter().map(|s| s.as_str()).collect();
