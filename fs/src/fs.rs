@@ -1106,6 +1106,10 @@ impl<P: Pmem> FileSystem<P> {
     fn alloc(&mut self, goal: Option<u64>, fb: u64, want: u64) -> Option<(u64, u64)> {
         let want = want.clamp(1, MAX_EXTENT);
         let free = &self.st.space.free;
+        // A whole 2 MiB page of the file (a PMD fault, a large write) wants a
+        // whole aligned chunk; continuing an unaligned neighbour would lose it.
+        let whole_page = fb % HUGE_BLOCKS == 0 && want == HUGE_BLOCKS;
+        let goal = goal.filter(|g| !whole_page || g % HUGE_BLOCKS == 0);
         if let Some(g) = goal {
             if let Some((s, l)) = free.containing(g) {
                 // Stop at the chunk boundary so extents stay within 2 MiB pages.

@@ -369,3 +369,28 @@ fn lost_newest_checkpoint_header_is_detected() {
     );
     assert!(fs.fsck().is_err());
 }
+
+#[test]
+fn pmd_write_fault_on_shared_extent_gets_a_new_aligned_2m_extent() {
+    let mut fs = fresh(32);
+    let r = fs.root();
+    let a = fs.create(r, b"a").unwrap();
+    let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 253) as u8).collect();
+    fs.write(a, 0, &data).unwrap();
+    let b = fs.create(r, b"b").unwrap();
+    fs.reflink(a, b).unwrap();
+    // A 4 KiB write into the first 2 MiB of b: block-granular CoW.
+    fs.write(b, 4096, &[0xEE; 4096]).unwrap();
+    // A PMD write fault on the second 2 MiB: the whole page is unshared into
+    // a new aligned 2 MiB extent, so it can still be mapped with a PMD.
+    let m = fs.bmap_write(b, 2 << 20, 2 << 20).unwrap();
+    assert_eq!((m.file_offset, m.len), (2 << 20, 2 << 20));
+    assert!(!m.shared);
+    assert!(m.phys.unwrap().is_multiple_of(2 << 20));
+    assert_ne!(m.phys, fs.bmap(a, 2 << 20).unwrap().phys);
+    let mut exp = data.clone();
+    exp[4096..8192].fill(0xEE);
+    assert_eq!(read_all(&fs, b), exp);
+    assert_eq!(read_all(&fs, a), data);
+    fs.fsck().unwrap();
+}

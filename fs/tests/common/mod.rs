@@ -85,6 +85,12 @@ pub enum Op {
         dir: usize,
         name: u8,
     },
+    /// DAX write fault: `bmap_write` (allocate and unshare, contents kept).
+    Unshare {
+        file: usize,
+        off: u64,
+        len: u64,
+    },
     Remount,
 }
 
@@ -456,6 +462,22 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
             }
             check!(desc, exp, got)
         }
+        Op::Unshare { file, off, len } => {
+            let Some(p) = pick(&fl, file) else {
+                return "noop".into();
+            };
+            let ino = fs.resolve(&path_str(&p)).unwrap();
+            let got = fs.bmap_write(ino, off, len).map(|m| {
+                assert!(!m.shared, "bmap_write left the block shared");
+                assert!(m.phys.is_some(), "bmap_write left a hole");
+                assert!(m.file_offset <= off && off < m.file_offset + m.len);
+            });
+            check!(
+                format!("bmap_write {} off {off} len {len}", path_str(&p)),
+                Ok(()),
+                got
+            )
+        }
         Op::Remount => "remount".into(),
     }
 }
@@ -521,6 +543,8 @@ pub mod strat {
             2 => sel.clone().prop_map(|path| Op::Unlink { path }),
             1 => sel.clone().prop_map(|path| Op::Rmdir { path }),
             2 => (sel.clone(), sel.clone(), 0u8..4).prop_map(|(path, dir, name)| Op::Rename { path, dir, name }),
+            1 => (sel.clone(), 0u64..60_000, 1u64..40_000).prop_map(|(file, off, len)| Op::Unshare { file, off, len }),
+            1 => sel.clone().prop_map(|file| Op::Unshare { file, off: 0, len: 2 << 20 }),
             1 => Just(Op::Remount),
         ]
     }
