@@ -1108,8 +1108,8 @@ impl<P: Pmem> FileSystem<P> {
         let free = &self.st.space.free;
         // A whole 2 MiB page of the file (a PMD fault, a large write) wants a
         // whole aligned chunk; continuing an unaligned neighbour would lose it.
-        let whole_page = fb % HUGE_BLOCKS == 0 && want == HUGE_BLOCKS;
-        let goal = goal.filter(|g| !whole_page || g % HUGE_BLOCKS == 0);
+        let whole_page = fb.is_multiple_of(HUGE_BLOCKS) && want == HUGE_BLOCKS;
+        let goal = goal.filter(|g| !whole_page || g.is_multiple_of(HUGE_BLOCKS));
         if let Some(g) = goal {
             if let Some((s, l)) = free.containing(g) {
                 // Stop at the chunk boundary so extents stay within 2 MiB pages.
