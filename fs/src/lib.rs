@@ -13,6 +13,38 @@
 //! Principles: simple and checkable over clever; every on-media value is
 //! validated before use; no `unsafe`; a corrupt image is an error (or a
 //! read-only mount), never a panic.
+//!
+//! # What the kernel calls
+//! * implement [`Pmem`] for the pmem device (`load_mc` = the
+//!   machine-check-safe copy; `store` + `flush` + `fence` = `clwb`/`sfence`);
+//! * [`FileSystem::mount`] (replays the log), [`FileSystem::unmount`];
+//! * namespace: `lookup`, `create`, `mkdir`, `unlink`, `rmdir`, `rename`,
+//!   `readdir`, `stat`; data: `read`, `write`, `append`, `truncate`,
+//!   `fallocate`, `fsync`; sharing: `reflink`, `reflink_range`,
+//!   `dedupe_range`;
+//! * DAX faults: [`FileSystem::bmap`] (read fault: file offset -> physical
+//!   extent, with `shared`), [`FileSystem::bmap_write`] (write fault:
+//!   allocate / unshare durably, then map; MAP_SYNC semantics);
+//! * memory failure: [`FileSystem::rmap_query`] (physical range -> every
+//!   owner), [`FileSystem::mark_bad`] / [`FileSystem::clear_bad`]
+//!   (persistent bad-block list).
+//!
+//! ```
+//! use fsdax_fs::{FileSystem, MemPmem, MkfsOptions};
+//!
+//! let mut fs = FileSystem::mkfs(MemPmem::new(16 << 20), MkfsOptions::default()).unwrap();
+//! let f = fs.create(fs.root(), b"hello").unwrap();
+//! fs.write(f, 0, b"world").unwrap();
+//! let copy = fs.create(fs.root(), b"copy").unwrap();
+//! fs.reflink(f, copy).unwrap(); // shares the block, copies nothing
+//! let phys = fs.bmap(copy, 0).unwrap().phys.unwrap();
+//! assert_eq!(fs.rmap_query(phys, 1).len(), 2); // both owners are found
+//! let fs = FileSystem::mount(fs.into_pmem()).unwrap(); // "crash" + recovery
+//! let mut buf = [0u8; 5];
+//! fs.read(copy, 0, &mut buf).unwrap();
+//! assert_eq!(&buf, b"world");
+//! fs.fsck().unwrap();
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
