@@ -7,7 +7,6 @@
 //! program order, so an interrupted tool leaves the file as a crash of the
 //! file system would (and recovery handles that). No `unsafe`, no mmap.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -60,7 +59,6 @@ pub fn run(cmd: &str, args: &[String]) -> Option<Result<(), String>> {
 pub struct FilePmem {
     file: File,
     bytes: Vec<u8>,
-    dirty_lines: BTreeSet<u64>,
     read_only: bool,
 }
 
@@ -88,7 +86,6 @@ impl FilePmem {
         Ok(Self {
             file,
             bytes,
-            dirty_lines: BTreeSet::new(),
             read_only,
         })
     }
@@ -124,17 +121,9 @@ impl Pmem for FilePmem {
     }
     fn store(&mut self, offset: u64, data: &[u8]) {
         let o = offset as usize;
+        // Reaches the file only when flushed, like a store that is still in
+        // the CPU cache.
         self.bytes[o..o + data.len()].copy_from_slice(data);
-        if !data.is_empty() {
-            let (a, b) = (offset / 64, (offset + data.len() as u64 - 1) / 64);
-            if b - a < 4096 {
-                self.dirty_lines.extend(a..=b);
-            } else {
-                // Large stores are always flushed right after; track coarsely.
-                self.dirty_lines.insert(a);
-                self.dirty_lines.insert(b);
-            }
-        }
     }
     fn flush(&mut self, offset: u64, len: u64) {
         if len == 0 || self.read_only {
@@ -146,11 +135,6 @@ impl Pmem for FilePmem {
         if let Err(err) = self.file.write_all_at(&self.bytes[s..e], offset) {
             eprintln!("fsdax: writing the image failed: {err}");
             std::process::exit(1);
-        }
-        let (a, b) = (offset / 64, (offset + len - 1) / 64);
-        let hit: Vec<u64> = self.dirty_lines.range(a..=b).copied().collect();
-        for l in hit {
-            self.dirty_lines.remove(&l);
         }
     }
     fn fence(&mut self) {}
