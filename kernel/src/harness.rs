@@ -56,6 +56,7 @@ fn run_one(test: &'static KTest) -> Result<(), String> {
         },
         Some(ExitReason::Fault(f)) => Err(format!("task faulted: {f}")),
         Some(ExitReason::Killed) => Err(String::from("test task was killed")),
+        Some(ExitReason::Panicked) => Err(String::from("test task panicked")),
         Some(ExitReason::MachineCheck { phys, .. }) => Err(format!("test task consumed poison at {phys:#x}")),
         None => Err(String::from("test task vanished")),
     }

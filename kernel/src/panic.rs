@@ -34,9 +34,18 @@ pub fn kernel_fault(fault: &Fault, task: TaskId) -> ! {
     exit_qemu(ExitCode::KernelPanic)
 }
 
+/// A panic in an ordinary task that ran with interrupts on (so it holds no
+/// kernel lock) kills that task, like a fault; anywhere else it is a kernel
+/// panic.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    let interrupts_on = x86_64::instructions::interrupts::are_enabled();
     x86_64::instructions::interrupts::disable();
-    crate::log::emergency(format_args!("\nKERNEL PANIC: {info}\n"));
+    let (task, killable) = crate::task::current_for_machine_check(interrupts_on);
+    if killable {
+        crate::log::emergency(format_args!("task {task} killed: {info}\n"));
+        crate::task::exit(crate::task::ExitReason::Panicked);
+    }
+    crate::log::emergency(format_args!("\nKERNEL PANIC: {info}\n  in task {task}\n"));
     exit_qemu(ExitCode::KernelPanic)
 }

@@ -52,6 +52,8 @@ pub enum ExitReason {
     /// It consumed poisoned memory (action-required machine check at `rip`
     /// for physical address `phys`).
     MachineCheck { rip: u64, phys: u64 },
+    /// It panicked (the report was printed).
+    Panicked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,9 +487,9 @@ pub fn on_fault(fault: Fault) -> ! {
     exit(ExitReason::Fault(fault))
 }
 
-/// For the #MC handler: the current task and whether it may be killed (not
-/// critical, interrupts were on, scheduler lock free). Lock-free: a held
-/// scheduler lock means "kernel context".
+/// For the #MC and panic handlers: the current task and whether it may be
+/// killed (not critical, interrupts were on, scheduler lock free).
+/// Lock-free: a held scheduler lock means "kernel context".
 pub fn current_for_machine_check(interrupts_were_on: bool) -> (TaskId, bool) {
     match SCHED.try_lock() {
         Some(guard) => match guard.as_ref() {
@@ -548,6 +550,7 @@ pub fn for_each(mut f: impl FnMut(TaskId, &str, &'static str, u64, bool)) {
                     State::Dead(ExitReason::Killed) => "killed",
                     State::Dead(ExitReason::Fault(_)) => "faulted",
                     State::Dead(ExitReason::MachineCheck { .. }) => "poisoned",
+                    State::Dead(ExitReason::Panicked) => "panicked",
                 };
                 (t.id, t.name.clone(), state, t.ticks, t.space.is_some())
             })
@@ -707,6 +710,16 @@ mod tests {
         });
         kassert!(ran.load(Ordering::SeqCst), "yield_now did not run the ready task");
         kassert_eq!(join(id), Some(ExitReason::Returned));
+        Ok(())
+    });
+
+    ktest!(panicking_task_is_killed, {
+        let id = spawn("panicker", || {
+            let v: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
+            core::hint::black_box(v[core::hint::black_box(3)]);
+        })
+        .map_err(|_| fail("spawn"))?;
+        kassert_eq!(join(id), Some(ExitReason::Panicked));
         Ok(())
     });
 

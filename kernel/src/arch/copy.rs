@@ -1,9 +1,10 @@
 //! Copies to and from persistent memory.
 //!
 //! - [`copy_mc`]: the machine-check-safe copy (Linux `copy_mc_to_kernel`):
-//!   one `rep movsb` whose address is listed in the machine-check exception
-//!   table. A recoverable #MC on it resumes at the fixup, which returns the
-//!   bytes not copied (RCX at the time of the #MC).
+//!   a `rep movsq` body and a `rep movsb` tail, both listed in the
+//!   machine-check exception table. A recoverable #MC on either resumes at
+//!   its fixup, which returns the bytes not copied (`RCX * 8 + tail` for the
+//!   body, `RCX` for the tail).
 //! - [`copy_flush`] / [`zero_flush`]: the flushing copy for writes:
 //!   non-temporal stores (`movnti`) for the 8-byte-aligned body of ranges of
 //!   at least [`NT_THRESHOLD`] bytes, ordinary stores plus cache-line
@@ -62,21 +63,28 @@ pub fn flush_insn() -> FlushInsn {
     }
 }
 
-// The machine-check-safe copy and its exception-table entry.
+// The machine-check-safe copy and its exception-table entries.
 //   rdi = dst, rsi = src, rdx = len  ->  rax = bytes not copied
 global_asm!(
     ".section .text.fsdax_copy_mc,\"ax\"",
     ".global fsdax_copy_mc",
     "fsdax_copy_mc:",
     "    mov rcx, rdx",
-    "2:  rep movsb",
+    "    shr rcx, 3",
+    "    and edx, 7",
+    "2:  rep movsq",
+    "    mov rcx, rdx",
+    "3:  rep movsb",
     "    xor eax, eax",
     "    ret",
-    "3:  mov rax, rcx",
+    "4:  lea rax, [rdx + rcx * 8]",
+    "    ret",
+    "5:  mov rax, rcx",
     "    ret",
     ".pushsection mc_extable,\"aw\"",
     "    .balign 8",
-    "    .quad 2b, 3b",
+    "    .quad 2b, 4b",
+    "    .quad 3b, 5b",
     ".popsection",
 );
 
@@ -126,14 +134,24 @@ pub unsafe fn copy_mc(dst: *mut u8, src: *const u8, len: usize) -> usize {
     unsafe { fsdax_copy_mc(dst, src, len) }
 }
 
-/// A plain copy (`rep movsb`), for benchmarks that compare with `copy_mc`.
+/// A plain copy with the same instructions as [`copy_mc`] (`rep movsq`,
+/// then `rep movsb`) but no exception-table entries, for benchmarks.
 ///
 /// # Safety
 /// As for [`copy_mc`].
 pub unsafe fn copy_plain(dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY: forwarded.
+    // SAFETY: forwarded; the two string moves cover exactly `len` bytes.
     unsafe {
-        asm!("rep movsb", inout("rcx") len => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags));
+        asm!(
+            "rep movsq",
+            "mov rcx, {tail}",
+            "rep movsb",
+            tail = in(reg) len & 7,
+            inout("rcx") len >> 3 => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags),
+        );
     }
 }
 
@@ -262,18 +280,30 @@ pub unsafe fn zero_flush(dst: *mut u8, len: usize) {
     }
 }
 
-fsdax_ktest::ktest!(copy_mc_copies_and_has_a_fixup, {
+fsdax_ktest::ktest!(copy_mc_copies_and_has_fixups, {
     use fsdax_ktest::{kassert, kassert_eq};
     let src: alloc::vec::Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
-    let mut dst = alloc::vec![0u8; 5000];
-    // SAFETY: two distinct heap buffers of 5000 bytes.
-    let left = unsafe { copy_mc(dst.as_mut_ptr(), src.as_ptr(), 5000) };
-    kassert_eq!(left, 0);
-    kassert!(dst == src);
-    // The table has the copy's entry, and nothing else is a safe site.
-    let rip = fsdax_copy_mc as *const () as u64;
-    kassert!(mc_fixup(rip).is_none(), "the function entry is not the rep movsb");
-    kassert!(mc_fixup(rip + 3).is_some(), "mov rcx, rdx is 3 bytes; rep movsb follows");
+    for len in [0usize, 1, 7, 8, 9, 63, 4096, 4997] {
+        for skew in [0usize, 3] {
+            let mut dst = alloc::vec![0u8; 5000];
+            // SAFETY: two distinct heap buffers of 5000 bytes; skew + len <= 5000.
+            let left = unsafe { copy_mc(dst.as_mut_ptr(), src.as_ptr().add(skew), len) };
+            kassert_eq!(left, 0);
+            kassert!(dst[..len] == src[skew..skew + len], "copy_mc lost bytes");
+            kassert!(dst[len..].iter().all(|&b| b == 0), "copy_mc wrote past the end");
+            let mut plain = alloc::vec![0u8; 5000];
+            // SAFETY: as above.
+            unsafe { copy_plain(plain.as_mut_ptr(), src.as_ptr().add(skew), len) };
+            kassert!(plain == dst, "copy_plain differs from copy_mc");
+        }
+    }
+    // The two string moves are the only safe sites: mov rcx,rdx (3 bytes),
+    // shr rcx,3 (4), and edx,7 (3), rep movsq (3), mov rcx,rdx (3), rep movsb.
+    let f = fsdax_copy_mc as *const () as u64;
+    kassert!(mc_fixup(f).is_none(), "the entry is not a load");
+    kassert!(mc_fixup(f + 10).is_some(), "rep movsq");
+    kassert!(mc_fixup(f + 16).is_some(), "rep movsb");
+    kassert!(mc_fixup(f + 13).is_none(), "mov rcx, rdx");
     Ok(())
 });
 
