@@ -15,6 +15,7 @@ mod acpi;
 mod arch;
 mod bench;
 mod cmdline;
+mod fsys;
 mod harness;
 mod log;
 mod mce;

@@ -71,6 +71,11 @@ impl Holder for LoggingHolder {
     }
 }
 
+/// A fresh logging holder for device `name`.
+pub fn logging_holder(name: &str) -> Arc<dyn Holder> {
+    Arc::new(LoggingHolder { name: String::from(name) })
+}
+
 const DEVICE_NAMES: [&str; 8] = ["pmem0", "pmem1", "pmem2", "pmem3", "pmem4", "pmem5", "pmem6", "pmem7"];
 
 /// Finds the persistent-memory ranges in the NFIT and maps each one.
@@ -109,7 +114,7 @@ pub fn init() {
                     s.pages_4k
                 );
                 let dev = Device::new(name, range.base, KernelMedia::new(map));
-                let _ = dev.set_holder(Arc::new(LoggingHolder { name: String::from(name) }));
+                let _ = dev.set_holder(logging_holder(name));
                 devs.push(dev);
             }
             Err(e) => crate::error!("pmem: cannot map SPA range {:#x}+{:#x}: {e:?}", range.base, range.length),

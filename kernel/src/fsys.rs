@@ -1,0 +1,251 @@
+//! The fsdax file system on pmem0, in the kernel.
+//!
+//! `fs mount` mounts the file system found on pmem0 (the same bytes the host
+//! tool formats in the NVDIMM's backing file) through the device's
+//! machine-check-safe reads and flushing writes (`FsPmem`), and makes it the
+//! device's **holder**: from then on a memory failure on pmem0 reaches
+//! [`FsHolder::notify_failure`], which asks the file system's reverse map who
+//! owns the poisoned bytes, records them in the persistent bad-block list,
+//! and reports every owner (file inode and offset, or metadata). The mapping
+//! tasks that would be signalled come with DAX mappings (a later step).
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
+use fsdax_drivers::pmem::FsPmem;
+use fsdax_fs::{FileKind, FileSystem, FsError, MkfsOptions, RmapOwner, RmapRecord};
+use spin::Mutex;
+use x86_64::instructions::interrupts::without_interrupts;
+
+use crate::pmem::{self, Device};
+
+/// The file system on a kernel pmem device.
+pub type KernelFs = FileSystem<FsPmem<&'static Device>>;
+
+static FS: Mutex<Option<KernelFs>> = Mutex::new(None);
+
+/// Runs `f` on the mounted file system, under its lock (interrupts off, like
+/// every kernel lock).
+pub fn with_fs<R>(f: impl FnOnce(&mut KernelFs) -> R) -> Option<R> {
+    without_interrupts(|| FS.lock().as_mut().map(f))
+}
+
+/// The holder a mounted file system registers on its device.
+#[derive(Debug)]
+pub struct FsHolder;
+
+/// Describes the owners of a poisoned range, one line each.
+fn report_owners(offset: u64, owners: &[RmapRecord]) {
+    if owners.is_empty() {
+        crate::warn!("fs: poison at {offset:#x} hits free space: nothing lost");
+    }
+    for r in owners {
+        match r.owner {
+            RmapOwner::File { ino, offset: file_off } => crate::warn!(
+                "fs: poison at {offset:#x} hits file data: inode {ino} at file offset {:#x} (extent {file_off:#x}+{:#x}){}",
+                file_off + offset.saturating_sub(r.phys),
+                r.len,
+                if r.flags & fsdax_fs::RMAP_SHARED != 0 { " (shared extent: every owner is affected)" } else { "" }
+            ),
+            RmapOwner::Metadata(kind) => crate::warn!("fs: poison at {offset:#x} hits metadata: {kind:?}"),
+        }
+    }
+}
+
+impl Holder for FsHolder {
+    fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), HolderError> {
+        if flags.contains(MfFlags::PRE_REMOVE) {
+            crate::warn!("fs: device going away: unmounting");
+            let fs = without_interrupts(|| FS.lock().take());
+            if let Some(fs) = fs {
+                let _ = fs.unmount();
+            }
+            return Ok(());
+        }
+        let result = with_fs(|fs| fs.mark_bad(offset, len)).ok_or(HolderError::ShutDown)?;
+        match result {
+            Ok(owners) => {
+                report_owners(offset, &owners);
+                Ok(())
+            }
+            Err(e) => {
+                // The bad-block list could not be made persistent (e.g. the
+                // file system is read-only): still say who is affected.
+                crate::error!("fs: recording bad blocks at {offset:#x}+{len}: {e}");
+                if let Some(owners) = with_fs(|fs| fs.rmap_query(offset, len)) {
+                    report_owners(offset, &owners);
+                }
+                Err(HolderError::Unsupported)
+            }
+        }
+    }
+}
+
+/// Mounts the file system on `dev` and makes it the device's holder.
+pub fn mount(dev: &'static Device) -> Result<(), String> {
+    if without_interrupts(|| FS.lock().is_some()) {
+        return Err(String::from("a file system is already mounted"));
+    }
+    let fs = KernelFs::mount(FsPmem::new(dev)).map_err(|e| alloc::format!("{e}"))?;
+    let old = dev.clear_holder();
+    if dev.set_holder(Arc::new(FsHolder)).is_err() {
+        if let Some(old) = old {
+            let _ = dev.set_holder(old);
+        }
+        return Err(String::from("device busy"));
+    }
+    without_interrupts(|| *FS.lock() = Some(fs));
+    Ok(())
+}
+
+/// Unmounts (checkpoint) and gives the device its logging holder back.
+pub fn unmount() -> Result<(), String> {
+    let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from("nothing mounted"))?;
+    let dev: &'static Device = *fs.unmount().map_err(|e| alloc::format!("{e}"))?.device();
+    dev.clear_holder();
+    let _ = dev.set_holder(pmem::logging_holder(dev.name()));
+    Ok(())
+}
+
+fn err(e: FsError) -> String {
+    alloc::format!("{e}")
+}
+
+fn cmd_fs(args: &[&str]) {
+    let dev = || pmem::device("pmem0").ok_or_else(|| String::from("no pmem0"));
+    let result: Result<(), String> = match args {
+        ["mkfs"] => dev().and_then(|d| {
+            if without_interrupts(|| FS.lock().is_some()) {
+                return Err(String::from("unmount first"));
+            }
+            let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(err)?;
+            fs.unmount().map_err(err)?;
+            crate::kprintln!("fs: formatted {}", d.name());
+            Ok(())
+        }),
+        ["mount"] => dev().and_then(mount).map(|()| {
+            let info = with_fs(|fs| fs.mount_info());
+            crate::kprintln!("fs: mounted pmem0 ({info:?}); the file system is pmem0's holder");
+        }),
+        ["umount"] => unmount().map(|()| crate::kprintln!("fs: unmounted")),
+        ["ls"] | ["ls", _] => with_fs(|fs| -> Result<(), String> {
+            let dir = fs.resolve(args.get(1).copied().unwrap_or("/")).map_err(err)?;
+            for e in fs.readdir(dir, None, usize::MAX).map_err(err)? {
+                let st = fs.stat(e.ino).map_err(err)?;
+                let kind = if e.kind == FileKind::Dir { "d" } else { "-" };
+                crate::kprintln!("{kind} {:>6} {:>10}  {}", e.ino, st.size, String::from_utf8_lossy(&e.name));
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["cat", path] => with_fs(|fs| -> Result<(), String> {
+            let ino = fs.resolve(path).map_err(err)?;
+            let size = fs.stat(ino).map_err(err)?.size.min(1 << 20);
+            let mut buf: Vec<u8> = alloc::vec![0; size as usize];
+            let n = fs.read(ino, 0, &mut buf).map_err(err)?;
+            crate::kprintln!("{}", String::from_utf8_lossy(&buf[..n]));
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["write", path, words @ ..] => with_fs(|fs| -> Result<(), String> {
+            let ino = fs.open(path, true).map_err(err)?;
+            let text = words.join(" ");
+            fs.truncate(ino, 0).map_err(err)?;
+            fs.write(ino, 0, text.as_bytes()).map_err(err)?;
+            fs.fsync(ino).map_err(err)?;
+            crate::kprintln!("fs: wrote {} bytes to {path} (durable)", text.len());
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["stat", path] => with_fs(|fs| -> Result<(), String> {
+            let ino = fs.resolve(path).map_err(err)?;
+            let st = fs.stat(ino).map_err(err)?;
+            crate::kprintln!("{path}: {st:?}");
+            let mut off = 0;
+            while off < st.size {
+                let b = fs.bmap(ino, off).map_err(err)?;
+                crate::kprintln!("  file {:#x}+{:#x} -> {:?}{}", b.file_offset, b.len, b.phys, if b.shared { " shared" } else { "" });
+                off = b.file_offset + b.len.max(1);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["rmap", off] | ["rmap", off, _] => with_fs(|fs| -> Result<(), String> {
+            let parse = |s: &str| match s.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => s.parse().ok(),
+            };
+            let off = parse(off).ok_or_else(|| String::from("bad offset"))?;
+            let len = args.get(2).and_then(|s| parse(s)).unwrap_or(1);
+            let owners = fs.rmap_query(off, len);
+            if owners.is_empty() {
+                crate::kprintln!("free space");
+            }
+            for r in owners {
+                crate::kprintln!("{:#x}+{:#x}: {:?} flags {:#x}", r.phys, r.len, r.owner, r.flags);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["fsck"] => with_fs(|fs| fs.fsck().map(|r| crate::kprintln!("fs: clean: {r:?}")).map_err(err))
+            .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        ["df"] => with_fs(|fs| {
+            let s = fs.statfs();
+            crate::kprintln!("{s:?}; bad blocks {:?}", fs.bad_blocks());
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
+        _ => Err(String::from("usage: fs mkfs|mount|umount|ls [PATH]|cat PATH|write PATH TEXT|stat PATH|rmap OFF [LEN]|fsck|df")),
+    };
+    if let Err(e) = result {
+        crate::kprintln!("fs: {e}");
+    }
+}
+
+crate::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|ls|cat|write|stat|rmap|fsck|df",
+    help: "the fsdax file system on pmem0 (mounted, it is pmem0's holder)",
+    run: cmd_fs);
+
+mod tests {
+    use fsdax_drivers::pmem::ByteRange;
+    use fsdax_ktest::{kassert, kassert_eq, ktest, Failure};
+
+    use super::*;
+
+    fn fail(message: &'static str) -> Failure {
+        Failure { file: file!(), line: line!(), message }
+    }
+
+    ktest!(mount_and_memory_failure_reaches_the_file_owner, {
+        let d = pmem::device("pmem0").ok_or(fail("no pmem0"))?;
+        let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
+        fs.unmount().map_err(|_| fail("unmount after mkfs"))?;
+        mount(d).map_err(|_| fail("mount"))?;
+        let (ino, phys) = with_fs(|fs| -> Result<(u64, u64), Failure> {
+            let ino = fs.open("/victim", true).map_err(|_| fail("create"))?;
+            fs.write(ino, 0, &[0x42; 8192]).map_err(|_| fail("write"))?;
+            let b = fs.bmap(ino, 4096).map_err(|_| fail("bmap"))?;
+            Ok((ino, b.phys.ok_or(fail("hole"))? + (4096 - b.file_offset)))
+        })
+        .ok_or(fail("not mounted"))??;
+        // Poison in the file's second block reaches the file system through
+        // memory_failure -> device -> holder -> rmap.
+        let range = ByteRange::from_len(d.phys_base() + phys + 128, 64).ok_or(fail("range"))?;
+        let f = pmem::memory_failure(range, MfFlags::ACTION_OPTIONAL);
+        kassert!(matches!(f, pmem::Failure::Recorded { holder_notified: true, .. }), "the holder was not told");
+        let bad = with_fs(|fs| fs.bad_blocks()).ok_or(fail("not mounted"))?;
+        kassert!(bad.iter().any(|&(p, l)| p <= phys && phys < p + l), "not in the persistent bad-block list");
+        let owners = with_fs(|fs| fs.rmap_query(phys + 128, 64)).ok_or(fail("not mounted"))?;
+        kassert_eq!(owners.len(), 1);
+        kassert!(matches!(owners[0].owner, RmapOwner::File { ino: i, .. } if i == ino));
+        // Reading the file now fails at the poison instead of crashing.
+        let mut buf = [0u8; 8192];
+        kassert!(with_fs(|fs| fs.read(ino, 0, &mut buf)).ok_or(fail("not mounted"))?.is_err() || buf[4096 + 128] != 0x42);
+        unmount().map_err(|_| fail("unmount"))?;
+        kassert!(d.has_holder(), "the logging holder is back");
+        d.recovery_write(phys & !4095, &[0; 4096]).map_err(|_| fail("recovery write"))?;
+        Ok(())
+    });
+}
