@@ -103,7 +103,7 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
 /// Unmounts (checkpoint) and gives the device its logging holder back.
 pub fn unmount() -> Result<(), String> {
     let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from("nothing mounted"))?;
-    let dev: &'static Device = *fs.unmount().map_err(|e| alloc::format!("{e}"))?.device();
+    let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("{e}"))?.into_inner();
     dev.clear_holder();
     let _ = dev.set_holder(pmem::logging_holder(dev.name()));
     Ok(())
