@@ -318,6 +318,10 @@ fn crash_states_of_rewriting_a_self_shared_file() {
         states: 0,
     };
     run_workload(&ops, 32, 8, 99, &mut st);
+    println!(
+        "crash consistency (self-shared rewrite): {} ops, {} crash points, {} crash states checked",
+        st.ops, st.points, st.states
+    );
     assert!(st.states > 20);
 }
 
