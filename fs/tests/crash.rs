@@ -123,21 +123,38 @@ fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut
         for (k, p) in points.iter().enumerate() {
             apply_lines(&mut img, &p.newly_durable);
             st.points += 1;
-            let mut subsets: Vec<Vec<usize>> = vec![vec![]];
+            // Each subset: (pending line index, mask of its 8-byte words that
+            // reach media). Whole lines, plus torn lines: x86 only promises
+            // 8-byte atomicity.
+            let mut subsets: Vec<Vec<(usize, u8)>> = vec![vec![]];
             if !p.pending.is_empty() {
-                subsets.push((0..p.pending.len()).collect());
-                for _ in 0..samples {
-                    subsets.push(
-                        (0..p.pending.len())
-                            .filter(|_| rng.next().is_multiple_of(2))
-                            .collect(),
-                    );
+                subsets.push((0..p.pending.len()).map(|j| (j, 0xff)).collect());
+                for s in 0..samples {
+                    let torn = s % 2 == 1;
+                    let mut v = Vec::new();
+                    for j in 0..p.pending.len() {
+                        let r = rng.next();
+                        if r.is_multiple_of(2) {
+                            v.push((j, if torn { (r >> 8) as u8 } else { 0xff }));
+                        }
+                    }
+                    subsets.push(v);
                 }
             }
             for sub in subsets {
                 let mut crash = img.clone();
-                let lines: Vec<_> = sub.iter().map(|&j| p.pending[j]).collect();
-                apply_lines(&mut crash, &lines);
+                for &(j, mask) in &sub {
+                    let (l, data) = &p.pending[j];
+                    for w in 0..8usize {
+                        if mask & (1 << w) != 0 {
+                            let o = *l as usize * 64 + w * 8;
+                            if o + 8 <= crash.len() {
+                                crash[o..o + 8].copy_from_slice(&data[w * 8..w * 8 + 8]);
+                            }
+                        }
+                    }
+                }
+                let lines = &sub;
                 let (got, _) = model_of(&crash);
                 st.states += 1;
                 if k == last && sub.is_empty() {
