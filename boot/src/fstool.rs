@@ -189,7 +189,7 @@ impl Progress {
 }
 
 fn default_image() -> PathBuf {
-    fsdax_boot::output_dir().join("pmem.img")
+    crate::output_dir().join("pmem.img")
 }
 
 fn fs_err(e: FsError) -> String {

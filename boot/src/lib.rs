@@ -6,6 +6,7 @@
 //! what a user boots.
 
 pub mod build;
+pub mod fstool;
 pub mod qemu;
 pub mod qmp;
 

@@ -1,12 +1,11 @@
 //! `fsdax`: the host CLI. `fsdax help` lists the commands.
 
-mod fstool;
-
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 
 use anyhow::{bail, Result};
 use fsdax_boot::build::{self, Firmware};
+use fsdax_boot::fstool;
 use fsdax_boot::qemu::{self, Console, RunOptions};
 use fsdax_boot::{output_dir, ExitCode};
 

@@ -1,0 +1,62 @@
+//! The host tool and the kernel share one NVDIMM image: the host formats it
+//! and copies files in, QEMU boots with it as the NVDIMM's backing file, the
+//! kernel mounts the file system on pmem0, reads the host's files and writes
+//! one of its own, and afterwards the host reads that file back and `fsck`
+//! finds the image clean.
+
+use fsdax_boot::fstool;
+use fsdax_boot::qemu::Machine;
+use fsdax_tests::*;
+
+fn tool(args: &[&str]) {
+    let rest: Vec<String> = args[1..].iter().map(|s| s.to_string()).collect();
+    match fstool::run(args[0], &rest) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => panic!("fsdax {}: {e}", args.join(" ")),
+        None => panic!("{} is not a file-system tool command", args[0]),
+    }
+}
+
+#[test]
+fn host_tool_and_kernel_share_the_nvdimm_image() {
+    let pmem = fresh_pmem("fsimage");
+    let image = pmem.to_str().unwrap();
+    let dir = pmem.parent().unwrap().join("fsimage-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data_path = dir.join("data.bin");
+    std::fs::write(&data_path, &data).unwrap();
+    let hello_path = dir.join("hello.txt");
+    std::fs::write(&hello_path, "hello from the host\n").unwrap();
+
+    tool(&["mkfs", "--pmem", image, "--size", "256M"]);
+    tool(&["put", "--pmem", image, data_path.to_str().unwrap(), "/data.bin"]);
+    tool(&["put", "--pmem", image, hello_path.to_str().unwrap(), "/hello.txt"]);
+
+    let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell")).unwrap();
+    m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
+    let out = command(&mut m, "fs mount");
+    assert!(out.contains("fs: mounted pmem0"), "{out}");
+    let ls = command(&mut m, "fs ls /");
+    assert!(ls.contains("300000  data.bin") && ls.contains("hello.txt"), "{ls}");
+    let cat = command(&mut m, "fs cat /hello.txt");
+    assert!(cat.contains("hello from the host"), "{cat}");
+    let out = command(&mut m, "fs write /from-kernel.txt written by the fsdax kernel");
+    assert!(out.contains("durable"), "{out}");
+    let fsck = command(&mut m, "fs fsck");
+    assert!(fsck.contains("fs: clean"), "{fsck}");
+    let out = command(&mut m, "fs umount");
+    assert!(out.contains("unmounted"), "{out}");
+    m.send_line("poweroff").unwrap();
+    assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
+    drop(m);
+
+    tool(&["fsck", "--pmem", image]);
+    let back = dir.join("from-kernel.txt");
+    tool(&["get", "--pmem", image, "/from-kernel.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "written by the fsdax kernel");
+    let data_back = dir.join("data.back");
+    tool(&["get", "--pmem", image, "/data.bin", data_back.to_str().unwrap()]);
+    assert!(std::fs::read(&data_back).unwrap() == data, "data.bin changed on its way through the kernel");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
