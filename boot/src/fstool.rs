@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fsdax_fs::{
-    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, Poisoned, RmapOwner,
+    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, RmapOwner,
     BLOCK_SIZE, RMAP_BAD, RMAP_SHARED,
 };
 
@@ -106,18 +106,6 @@ impl Pmem for FilePmem {
     fn load(&self, offset: u64, buf: &mut [u8]) {
         let o = offset as usize;
         buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
-    }
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
-        let len = buf.len() as u64;
-        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned {
-                copied: 0,
-                offset,
-                len,
-            });
-        }
-        self.load(offset, buf);
-        Ok(())
     }
     fn store(&mut self, offset: u64, data: &[u8]) {
         let o = offset as usize;

@@ -43,7 +43,18 @@ pub trait Pmem {
     fn load(&self, offset: u64, buf: &mut [u8]);
     /// Machine-check-safe load: copies `buf.len()` bytes or stops at the
     /// first poisoned byte and reports it.
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned>;
+    ///
+    /// The default suits media that cannot be poisoned (a host file, the
+    /// crash simulator): a range check, then [`Pmem::load`]. Media that can
+    /// be poisoned (the kernel's pmem device, [`MemPmem`]) override it.
+    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
+        let len = buf.len() as u64;
+        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
+            return Err(Poisoned { copied: 0, offset, len });
+        }
+        self.load(offset, buf);
+        Ok(())
+    }
     /// Store `data` at `offset` (not durable until flushed and fenced).
     fn store(&mut self, offset: u64, data: &[u8]);
     /// Write back the cache lines covering `[offset, offset + len)`.

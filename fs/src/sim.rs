@@ -11,7 +11,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use crate::pmem::{Pmem, Poisoned, CACHE_LINE};
+use crate::pmem::{Pmem, CACHE_LINE};
 
 const LINE: usize = CACHE_LINE as usize;
 
@@ -122,18 +122,6 @@ impl Pmem for CrashSim {
     fn load(&self, offset: u64, buf: &mut [u8]) {
         let o = offset as usize;
         buf.copy_from_slice(&self.volatile[o..o + buf.len()]);
-    }
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
-        let len = buf.len() as u64;
-        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned {
-                copied: 0,
-                offset,
-                len,
-            });
-        }
-        self.load(offset, buf);
-        Ok(())
     }
     fn store(&mut self, offset: u64, data: &[u8]) {
         self.stats.stores += 1;
