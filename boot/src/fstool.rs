@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fsdax_fs::{
-    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, RmapOwner,
-    BLOCK_SIZE, RMAP_BAD, RMAP_SHARED,
+    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, RmapOwner, BLOCK_SIZE, RMAP_BAD,
+    RMAP_SHARED,
 };
 
 /// One line per subcommand for `fsdax help`.
@@ -42,9 +42,7 @@ macro_rules! out {
     }};
 }
 
-const COMMANDS: &[&str] = &[
-    "mkfs", "fsck", "ls", "stat", "cat", "put", "get", "rm", "mkdir", "reflink", "rmap", "df",
-];
+const COMMANDS: &[&str] = &["mkfs", "fsck", "ls", "stat", "cat", "put", "get", "rm", "mkdir", "reflink", "rmap", "df"];
 
 /// Runs `cmd` if it is a file-system tool subcommand; `None` if it is not one.
 pub fn run(cmd: &str, args: &[String]) -> Option<Result<(), String>> {
@@ -83,11 +81,7 @@ impl FilePmem {
             p.set(bytes.len() as u64);
         }
         p.done();
-        Ok(Self {
-            file,
-            bytes,
-            read_only,
-        })
+        Ok(Self { file, bytes, read_only })
     }
 
     /// Makes everything written so far durable on the host.
@@ -140,33 +134,18 @@ struct Progress {
 impl Progress {
     fn new(what: &'static str, total: u64) -> Self {
         let now = Instant::now();
-        Self {
-            what,
-            total,
-            start: now,
-            shown: false,
-            last: now,
-        }
+        Self { what, total, start: now, shown: false, last: now }
     }
     fn set(&mut self, done: u64) {
         let now = Instant::now();
-        if now.duration_since(self.start).as_millis() < 300
-            || now.duration_since(self.last).as_millis() < 100
-        {
+        if now.duration_since(self.start).as_millis() < 300 || now.duration_since(self.last).as_millis() < 100 {
             return;
         }
         self.last = now;
         self.shown = true;
         let pct = (done * 100).checked_div(self.total).unwrap_or(100);
-        let bar: String = (0..30)
-            .map(|i| if i * 100 < pct * 30 { '#' } else { '.' })
-            .collect();
-        eprint!(
-            "\r{:>12} [{bar}] {pct:3}% {}/{} MiB",
-            self.what,
-            done >> 20,
-            self.total >> 20
-        );
+        let bar: String = (0..30).map(|i| if i * 100 < pct * 30 { '#' } else { '.' }).collect();
+        eprint!("\r{:>12} [{bar}] {pct:3}% {}/{} MiB", self.what, done >> 20, self.total >> 20);
     }
     fn done(&mut self) {
         if self.shown {
@@ -198,14 +177,12 @@ fn parse_num(s: &str) -> Result<u64, String> {
         None => num.parse(),
     }
     .map_err(|_| format!("not a number: {s:?}"))?;
-    v.checked_mul(mult)
-        .ok_or_else(|| format!("too large: {s:?}"))
+    v.checked_mul(mult).ok_or_else(|| format!("too large: {s:?}"))
 }
 
 fn mount(image: &Path, read_only: bool) -> Result<FileSystem<FilePmem>, String> {
     let pm = FilePmem::open(image, read_only)?;
-    let fs = FileSystem::mount_with(pm, MountOptions { read_only })
-        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let fs = FileSystem::mount_with(pm, MountOptions { read_only }).map_err(|e| format!("{}: {e}", image.display()))?;
     if !read_only && fs.is_read_only() {
         return Err(format!(
             "{}: mounted read-only ({:?}); run `fsdax fsck`",
@@ -254,34 +231,21 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
                 let f = File::create(&image).map_err(|e| format!("{}: {e}", image.display()))?;
-                f.set_len(size.unwrap_or(256 << 20))
-                    .map_err(|e| e.to_string())?;
+                f.set_len(size.unwrap_or(256 << 20)).map_err(|e| e.to_string())?;
             } else if let Some(s) = size {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&image)
-                    .map_err(|e| e.to_string())?;
+                let f = OpenOptions::new().write(true).open(&image).map_err(|e| e.to_string())?;
                 if f.metadata().map_err(|e| e.to_string())?.len() < s {
                     f.set_len(s).map_err(|e| e.to_string())?;
                 }
             }
             let pm = FilePmem::open(&image, false)?;
-            let t = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_err(|e| e.to_string())?;
+            let t = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
             let seed = t.as_nanos() ^ (u128::from(std::process::id()) << 64);
             let uuid = fsdax_fs::crc::crc32c(&seed.to_le_bytes());
             let mut u = [0u8; 16];
             u[..16].copy_from_slice(&seed.to_le_bytes());
             u[..4].copy_from_slice(&uuid.to_le_bytes());
-            let fs = FileSystem::mkfs(
-                pm,
-                MkfsOptions {
-                    uuid: u,
-                    ..Default::default()
-                },
-            )
-            .map_err(fs_err)?;
+            let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: u, ..Default::default() }).map_err(fs_err)?;
             let g = fs.superblock().geo;
             out!(
                 "{}: {} MiB, {} data blocks of 4 KiB from block {} (2 MiB aligned)",
@@ -295,14 +259,9 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
         "fsck" => {
             let fs = mount(&image, true)?;
             let info = fs.mount_info();
-            let rep = fs
-                .fsck()
-                .map_err(|e| format!("{}: NOT CLEAN: {e}", image.display()))?;
+            let rep = fs.fsck().map_err(|e| format!("{}: NOT CLEAN: {e}", image.display()))?;
             if let Some(why) = info.degraded {
-                return Err(format!(
-                    "{}: NOT CLEAN: mount degraded: {why}",
-                    image.display()
-                ));
+                return Err(format!("{}: NOT CLEAN: mount degraded: {why}", image.display()));
             }
             out!(
                 "{}: clean: {} inodes, {} extents, {} directory entries, {} log records pending replay, generation {}",
@@ -320,9 +279,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
         }
         "ls" => {
             let fs = mount(&image, true)?;
-            let dir = fs
-                .resolve(pos.first().copied().unwrap_or("/"))
-                .map_err(fs_err)?;
+            let dir = fs.resolve(pos.first().copied().unwrap_or("/")).map_err(fs_err)?;
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let ents = fs.readdir(dir, after.as_deref(), 1024).map_err(fs_err)?;
@@ -330,13 +287,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
                 after = Some(last.name.clone());
                 for e in &ents {
                     let st = fs.stat(e.ino).map_err(fs_err)?;
-                    out!(
-                        "{} {:>8} {:>12} {}",
-                        kind_char(e.kind),
-                        e.ino,
-                        st.size,
-                        String::from_utf8_lossy(&e.name)
-                    );
+                    out!("{} {:>8} {:>12} {}", kind_char(e.kind), e.ino, st.size, String::from_utf8_lossy(&e.name));
                 }
             }
             Ok(())
@@ -346,14 +297,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
             let fs = mount(&image, true)?;
             let ino = fs.resolve(pos[0]).map_err(fs_err)?;
             let st = fs.stat(ino).map_err(fs_err)?;
-            out!(
-                "inode {}  {:?}  size {}  links {}  blocks {}",
-                st.ino,
-                st.kind,
-                st.size,
-                st.nlink,
-                st.blocks
-            );
+            out!("inode {}  {:?}  size {}  links {}  blocks {}", st.ino, st.kind, st.size, st.nlink, st.blocks);
             if st.kind == FileKind::File {
                 let mut off = 0;
                 let end = st.size.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
@@ -361,9 +305,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
                     let m = fs.bmap(ino, off).map_err(fs_err)?;
                     let next = m.file_offset + m.len;
                     if let Some(p) = m.phys {
-                        let huge = m.len == 2 << 20
-                            && p % (2 << 20) == 0
-                            && m.file_offset % (2 << 20) == 0;
+                        let huge = m.len == 2 << 20 && p % (2 << 20) == 0 && m.file_offset % (2 << 20) == 0;
                         out!(
                             "  file {:#x}..{:#x} -> phys {:#x}{}{}",
                             m.file_offset,
@@ -406,8 +348,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
             if total > 0 {
                 // Reserve the space up front: large aligned extents, and a
                 // clean ENOSPC before anything is copied.
-                fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total)
-                    .map_err(fs_err)?;
+                fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(fs_err)?;
             }
             let mut buf = vec![0u8; 2 << 20];
             let mut off = 0u64;
@@ -459,19 +400,12 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
             let fs = mount(&image, true)?;
             let recs = fs.rmap_query(phys, len);
             if recs.is_empty() {
-                out!(
-                    "[{phys:#x}, {:#x}): free or outside the device",
-                    phys.saturating_add(len)
-                );
+                out!("[{phys:#x}, {:#x}): free or outside the device", phys.saturating_add(len));
             }
             for r in recs {
                 let flags = format!(
                     "{}{}",
-                    if r.flags & RMAP_SHARED != 0 {
-                        " shared"
-                    } else {
-                        ""
-                    },
+                    if r.flags & RMAP_SHARED != 0 { " shared" } else { "" },
                     if r.flags & RMAP_BAD != 0 { " bad" } else { "" }
                 );
                 match r.owner {
@@ -482,11 +416,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
                         r.len
                     ),
                     RmapOwner::Metadata(k) => {
-                        out!(
-                            "phys {:#x}..{:#x}  metadata {k:?}{flags}",
-                            r.phys,
-                            r.phys + r.len
-                        )
+                        out!("phys {:#x}..{:#x}  metadata {k:?}{flags}", r.phys, r.phys + r.len)
                     }
                 }
             }
@@ -497,17 +427,9 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
             let s = fs.statfs();
             let used = s.data_blocks - s.free_blocks - s.bad_blocks;
             out!("block size      {}", s.block_size);
-            out!(
-                "data blocks     {} ({} MiB)",
-                s.data_blocks,
-                (s.data_blocks * s.block_size) >> 20
-            );
+            out!("data blocks     {} ({} MiB)", s.data_blocks, (s.data_blocks * s.block_size) >> 20);
             out!("used blocks     {used}");
-            out!(
-                "free blocks     {} ({} MiB)",
-                s.free_blocks,
-                (s.free_blocks * s.block_size) >> 20
-            );
+            out!("free blocks     {} ({} MiB)", s.free_blocks, (s.free_blocks * s.block_size) >> 20);
             out!("free 2M chunks  {}", s.free_huge_chunks);
             out!("bad blocks      {}", s.bad_blocks);
             out!("inodes          {}", s.inodes);
@@ -517,11 +439,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
     }
 }
 
-fn copy_out<P: Pmem, W: Write>(
-    fs: &FileSystem<P>,
-    ino: fsdax_fs::Ino,
-    out: &mut W,
-) -> Result<(), String> {
+fn copy_out<P: Pmem, W: Write>(fs: &FileSystem<P>, ino: fsdax_fs::Ino, out: &mut W) -> Result<(), String> {
     let size = fs.stat(ino).map_err(fs_err)?.size;
     let mut buf = vec![0u8; 2 << 20];
     let mut off = 0u64;
@@ -560,9 +478,7 @@ mod tests {
         let img = tmp("rt.img");
         cmd("mkfs", &img, &["--size", "32M"]).unwrap();
         let host = tmp("in.bin");
-        let data: Vec<u8> = (0..5_000_123u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> = (0..5_000_123u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         std::fs::write(&host, &data).unwrap();
         cmd("mkdir", &img, &["/d"]).unwrap();
         cmd("put", &img, &[host.to_str().unwrap(), "/d/f"]).unwrap();
@@ -571,10 +487,7 @@ mod tests {
         for p in ["/d/f", "/g"] {
             let out = tmp("out.bin");
             cmd("get", &img, &[p, out.to_str().unwrap()]).unwrap();
-            assert!(
-                std::fs::read(&out).unwrap() == data,
-                "{p} differs after put/get"
-            );
+            assert!(std::fs::read(&out).unwrap() == data, "{p} differs after put/get");
             std::fs::remove_file(out).unwrap();
         }
         cmd("ls", &img, &["/"]).unwrap();

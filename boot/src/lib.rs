@@ -14,10 +14,7 @@ use std::path::PathBuf;
 
 /// The workspace root (where `Cargo.toml`, `qemu/` and `x86_64-fsdax.json` are).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("boot/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("boot/ has a parent").to_path_buf()
 }
 
 /// Where build output and generated images go (`target/fsdax/`).

@@ -5,9 +5,8 @@ use std::process::ExitCode as ProcessExit;
 
 use anyhow::{bail, Result};
 use fsdax_boot::build::{self, Firmware};
-use fsdax_boot::fstool;
 use fsdax_boot::qemu::{self, Console, RunOptions};
-use fsdax_boot::{output_dir, ExitCode};
+use fsdax_boot::{fstool, output_dir, ExitCode};
 
 const HELP: &str = "\
 fsdax: build and run the fsdax kernel in QEMU with an emulated NVDIMM
@@ -63,9 +62,7 @@ fn parse_run_options(args: &[String]) -> Result<Cli> {
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next().cloned().ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
-        };
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| anyhow::anyhow!("{name} needs a value"));
         match arg.as_str() {
             "--uefi" => cli.firmware = Firmware::Uefi,
             "--bios" => cli.firmware = Firmware::Bios,

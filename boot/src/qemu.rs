@@ -193,8 +193,7 @@ fn qemu_escape(s: &str) -> String {
 /// The arguments of `qemu/pc-nvdimm.args` with the placeholders filled in.
 pub fn qemu_args(opts: &RunOptions) -> Result<Vec<String>> {
     let config_path = workspace_root().join("qemu").join("pc-nvdimm.args");
-    let config = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
     let abs = |p: &Path| -> Result<String> {
         let p = std::path::absolute(p)?;
         Ok(qemu_escape(&p.to_string_lossy()))
@@ -223,9 +222,8 @@ pub fn qemu_args(opts: &RunOptions) -> Result<Vec<String>> {
         }
     }
     if opts.firmware == Firmware::Uefi {
-        let ovmf = ovmf_path().ok_or_else(|| {
-            anyhow!("OVMF not found: install it with `apt-get install --no-install-recommends ovmf`")
-        })?;
+        let ovmf = ovmf_path()
+            .ok_or_else(|| anyhow!("OVMF not found: install it with `apt-get install --no-install-recommends ovmf`"))?;
         args.push("-bios".into());
         args.push(ovmf.to_string_lossy().into_owned());
     }

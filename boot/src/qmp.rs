@@ -34,8 +34,7 @@ impl Qmp {
             }
         };
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut qmp =
-            Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream, events: Vec::new() };
+        let mut qmp = Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream, events: Vec::new() };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
             bail!("unexpected QMP greeting: {greeting}");

@@ -51,8 +51,7 @@ impl LocalApic {
 
     /// Software-enables the APIC with `spurious_vector`.
     pub fn enable(&mut self, spurious_vector: u8) {
-        self.reg(REG_SVR)
-            .write(SVR_ENABLE | u32::from(spurious_vector));
+        self.reg(REG_SVR).write(SVR_ENABLE | u32::from(spurious_vector));
     }
 
     /// Starts a masked one-shot countdown from `u32::MAX` (for calibration).
@@ -72,8 +71,7 @@ impl LocalApic {
     /// Periodic timer interrupts on `vector` every `ticks` (divide-by-16) ticks.
     pub fn start_periodic(&mut self, vector: u8, ticks: u32) {
         self.reg(REG_TIMER_DIVIDE).write(DIVIDE_BY_16);
-        self.reg(REG_LVT_TIMER)
-            .write(LVT_PERIODIC | u32::from(vector));
+        self.reg(REG_LVT_TIMER).write(LVT_PERIODIC | u32::from(vector));
         self.reg(REG_TIMER_INITIAL).write(ticks.max(1));
     }
 

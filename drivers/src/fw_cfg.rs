@@ -25,10 +25,7 @@ impl FwCfg {
     /// # Safety
     /// Ports 0x510/0x511 must be fw_cfg or unused (true on PC machines).
     pub unsafe fn probe() -> Option<Self> {
-        let mut cfg = FwCfg {
-            selector: Port::new(SELECTOR),
-            data: Port::new(DATA),
-        };
+        let mut cfg = FwCfg { selector: Port::new(SELECTOR), data: Port::new(DATA) };
         let mut sig = [0u8; 4];
         cfg.select(KEY_SIGNATURE);
         cfg.read(&mut sig);

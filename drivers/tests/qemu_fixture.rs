@@ -11,10 +11,7 @@ use std::path::Path;
 
 use fsdax_drivers::nfit::{AddressRangeType, Nfit, Structure};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/qemu-nfit-256m.bin"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qemu-nfit-256m.bin");
 
 #[test]
 fn qemu_fixture() {

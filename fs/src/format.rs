@@ -29,8 +29,7 @@ pub const FEAT_INCOMPAT_RMAP: u64 = 1 << 1;
 /// Incompatible feature: metadata redo log + checkpoints.
 pub const FEAT_INCOMPAT_LOG: u64 = 1 << 2;
 /// Incompatible features this code understands.
-pub const FEAT_INCOMPAT_SUPPORTED: u64 =
-    FEAT_INCOMPAT_REFLINK | FEAT_INCOMPAT_RMAP | FEAT_INCOMPAT_LOG;
+pub const FEAT_INCOMPAT_SUPPORTED: u64 = FEAT_INCOMPAT_REFLINK | FEAT_INCOMPAT_RMAP | FEAT_INCOMPAT_LOG;
 /// Read-only-compatible features this code understands (none yet).
 pub const FEAT_RO_COMPAT_SUPPORTED: u64 = 0;
 
@@ -90,9 +89,7 @@ impl Geometry {
     /// Checks the regions are ordered, non-overlapping and on the device.
     pub fn validate(&self) -> Result<()> {
         let ok = (|| {
-            let b = self
-                .ckpt_start
-                .checked_add(self.ckpt_blocks.checked_mul(2)?)?;
+            let b = self.ckpt_start.checked_add(self.ckpt_blocks.checked_mul(2)?)?;
             let l = self.log_start.checked_add(self.log_blocks)?;
             let d = self.data_start.checked_add(self.data_blocks)?;
             Some(
@@ -122,9 +119,7 @@ impl Geometry {
     }
     /// Is `[pblk, pblk + len)` a non-empty range inside the data region?
     pub fn in_data(&self, pblk: u64, len: u64) -> bool {
-        len > 0
-            && pblk >= self.data_start
-            && pblk.checked_add(len).is_some_and(|e| e <= self.data_end())
+        len > 0 && pblk >= self.data_start && pblk.checked_add(len).is_some_and(|e| e <= self.data_end())
     }
 }
 
@@ -159,15 +154,7 @@ impl Superblock {
         e.u64(self.feat_ro_compat);
         e.u64(self.feat_incompat);
         let g = &self.geo;
-        for v in [
-            g.total_blocks,
-            g.ckpt_start,
-            g.ckpt_blocks,
-            g.log_start,
-            g.log_blocks,
-            g.data_start,
-            g.data_blocks,
-        ] {
+        for v in [g.total_blocks, g.ckpt_start, g.ckpt_blocks, g.log_start, g.log_blocks, g.data_start, g.data_blocks] {
             e.u64(v);
         }
         e.bytes(&self.uuid);
@@ -217,14 +204,7 @@ impl Superblock {
             data_blocks: g[6],
         };
         geo.validate()?;
-        Ok(Self {
-            version,
-            feat_compat,
-            feat_ro_compat,
-            feat_incompat,
-            geo,
-            uuid,
-        })
+        Ok(Self { version, feat_compat, feat_ro_compat, feat_incompat, geo, uuid })
     }
 }
 
@@ -267,12 +247,7 @@ impl CkptHeader {
         let body_len = d.u64().ok()?;
         let body_crc = d.u32().ok()?;
         let crc = d.u32().ok()?;
-        (crc == crc32c(&b[..CKPT_HDR_LEN - 4])).then_some(Self {
-            gen,
-            body_len,
-            body_crc,
-            uuid: *uuid,
-        })
+        (crc == crc32c(&b[..CKPT_HDR_LEN - 4])).then_some(Self { gen, body_len, body_crc, uuid: *uuid })
     }
 }
 
@@ -284,13 +259,7 @@ pub fn uuid_tag(uuid: &[u8; 16]) -> u64 {
 }
 
 /// Encodes a log record: header + payload, padded to [`LOG_ALIGN`].
-pub fn encode_log_record(
-    uuid: &[u8; 16],
-    gen: u64,
-    seq: u64,
-    nmut: u32,
-    payload: &[u8],
-) -> alloc::vec::Vec<u8> {
+pub fn encode_log_record(uuid: &[u8; 16], gen: u64, seq: u64, nmut: u32, payload: &[u8]) -> alloc::vec::Vec<u8> {
     let mut e = Enc::default();
     e.u32(LOG_MAGIC);
     e.u32(0);
@@ -330,11 +299,7 @@ pub fn decode_log_header(b: &[u8], uuid: &[u8; 16], gen: u64, seq: u64) -> Optio
     }
     let payload_len = u64::from(d.u32().ok()?);
     let nmut = d.u32().ok()?;
-    Some(LogHeader {
-        payload_len,
-        nmut,
-        crc,
-    })
+    Some(LogHeader { payload_len, nmut, crc })
 }
 
 #[cfg(test)]
@@ -357,10 +322,7 @@ mod tests {
         assert_eq!(b.len(), SB_LEN);
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
         b[40] ^= 1;
-        assert_eq!(
-            Superblock::decode(&b),
-            Err(FsError::Corrupt(Corruption::Superblock))
-        );
+        assert_eq!(Superblock::decode(&b), Err(FsError::Corrupt(Corruption::Superblock)));
     }
 
     #[test]

@@ -265,10 +265,7 @@ impl<P: Pmem> FileSystem<P> {
 
     /// Mounts with options.
     pub fn mount_with(pm: P, opts: MountOptions) -> Result<Self> {
-        let mut info = MountInfo {
-            read_only: opts.read_only,
-            ..MountInfo::default()
-        };
+        let mut info = MountInfo { read_only: opts.read_only, ..MountInfo::default() };
         let (sb, used_backup) = read_superblock(&pm)?;
         info.used_backup_superblock = used_backup;
         if sb.feat_incompat & !FEAT_INCOMPAT_SUPPORTED != 0 {
@@ -435,10 +432,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::ReadOnly);
         }
         let geo = self.sb.geo;
-        let gen = self
-            .gen
-            .checked_add(1)
-            .ok_or(FsError::Corrupt(Corruption::Format))?;
+        let gen = self.gen.checked_add(1).ok_or(FsError::Corrupt(Corruption::Format))?;
         let mut body = self.st.encode_checkpoint();
         body.extend_from_slice(&meta_rmap_section(&geo));
         let cap = (geo.ckpt_blocks - 1) * BS;
@@ -449,12 +443,7 @@ impl<P: Pmem> FileSystem<P> {
         let base = geo.ckpt_slot(slot) * BS;
         self.pm.store_flush(base + BS, &body);
         self.pm.fence();
-        let hdr = CkptHeader {
-            gen,
-            body_len: body.len() as u64,
-            body_crc: crc32c(&body),
-            uuid: self.sb.uuid,
-        };
+        let hdr = CkptHeader { gen, body_len: body.len() as u64, body_crc: crc32c(&body), uuid: self.sb.uuid };
         self.pm.store_flush(base, &hdr.encode());
         self.pm.fence();
         self.gen = gen;
@@ -490,11 +479,7 @@ impl<P: Pmem> FileSystem<P> {
     /// Looks `name` up in directory `dir`.
     pub fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino> {
         check_name(name)?;
-        self.dir(dir)?
-            .entries
-            .get(name)
-            .copied()
-            .ok_or(FsError::NotFound)
+        self.dir(dir)?.entries.get(name).copied().ok_or(FsError::NotFound)
     }
 
     /// Resolves an absolute or root-relative path ("/a/b").
@@ -536,11 +521,7 @@ impl<P: Pmem> FileSystem<P> {
             ino,
             kind: i.kind,
             size: i.size,
-            nlink: if i.kind == FileKind::Dir {
-                2 + i.subdirs
-            } else {
-                i.links
-            },
+            nlink: if i.kind == FileKind::Dir { 2 + i.subdirs } else { i.links },
             blocks: i.extents.values().map(|e| e.len).sum(),
         })
     }
@@ -596,11 +577,7 @@ impl<P: Pmem> FileSystem<P> {
         self.begin()?;
         let ino = self.st.next_ino;
         self.push(Mutation::InodeAlloc { ino, kind })?;
-        self.push(Mutation::DirAdd {
-            dir,
-            ino,
-            name: name.to_vec(),
-        })?;
+        self.push(Mutation::DirAdd { dir, ino, name: name.to_vec() })?;
         self.commit()?;
         Ok(ino)
     }
@@ -621,11 +598,7 @@ impl<P: Pmem> FileSystem<P> {
         let i = self.st.inode(ino)?;
         if i.links == 0 {
             if !i.extents.is_empty() {
-                self.push(Mutation::Unmap {
-                    ino,
-                    fblk: 0,
-                    len: MAX_FILE_BLOCKS,
-                })?;
+                self.push(Mutation::Unmap { ino, fblk: 0, len: MAX_FILE_BLOCKS })?;
             }
             self.push(Mutation::InodeFree { ino })?;
         }
@@ -637,10 +610,7 @@ impl<P: Pmem> FileSystem<P> {
         let ino = self.lookup(dir, name)?;
         self.file(ino)?;
         self.begin()?;
-        self.push(Mutation::DirRemove {
-            dir,
-            name: name.to_vec(),
-        })?;
+        self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
         self.drop_link(ino)?;
         self.commit()
     }
@@ -652,10 +622,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::NotEmpty);
         }
         self.begin()?;
-        self.push(Mutation::DirRemove {
-            dir,
-            name: name.to_vec(),
-        })?;
+        self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
         self.push(Mutation::InodeFree { ino })?;
         self.commit()
     }
@@ -684,21 +651,11 @@ impl<P: Pmem> FileSystem<P> {
         }
         self.begin()?;
         if let Some(t) = target {
-            self.push(Mutation::DirRemove {
-                dir: ddir,
-                name: dname.to_vec(),
-            })?;
+            self.push(Mutation::DirRemove { dir: ddir, name: dname.to_vec() })?;
             self.drop_link(t)?;
         }
-        self.push(Mutation::DirRemove {
-            dir: sdir,
-            name: sname.to_vec(),
-        })?;
-        self.push(Mutation::DirAdd {
-            dir: ddir,
-            ino,
-            name: dname.to_vec(),
-        })?;
+        self.push(Mutation::DirRemove { dir: sdir, name: sname.to_vec() })?;
+        self.push(Mutation::DirAdd { dir: ddir, ino, name: dname.to_vec() })?;
         self.commit()
     }
 
@@ -721,9 +678,7 @@ impl<P: Pmem> FileSystem<P> {
                     let avail = (ef + e.len - fb) * BS - inb;
                     let k = (avail.min((n - done) as u64)) as usize;
                     let phys = (e.pblk + (fb - ef)) * BS + inb;
-                    self.pm
-                        .load_mc(phys, &mut buf[done..done + k])
-                        .map_err(poisoned)?;
+                    self.pm.load_mc(phys, &mut buf[done..done + k]).map_err(poisoned)?;
                     done += k;
                 }
                 None => {
@@ -742,10 +697,7 @@ impl<P: Pmem> FileSystem<P> {
     /// is short only if space ran out part-way.
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize> {
         let size = self.file(ino)?.size;
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|e| e > MAX_FILE_SIZE)
-        {
+        if offset.checked_add(data.len() as u64).is_none_or(|e| e > MAX_FILE_SIZE) {
             return Err(FsError::TooBig);
         }
         if data.is_empty() {
@@ -760,20 +712,9 @@ impl<P: Pmem> FileSystem<P> {
         if offset > size {
             self.zero_tail(ino, size, offset)?;
         }
-        let written = self.write_range(
-            ino,
-            offset,
-            data.len() as u64,
-            Fill::Data(data),
-            true,
-            true,
-            true,
-        )?;
+        let written = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true, true)?;
         if offset + written > size {
-            self.push(Mutation::SetSize {
-                ino,
-                size: offset + written,
-            })?;
+            self.push(Mutation::SetSize { ino, size: offset + written })?;
         }
         Ok(written as usize)
     }
@@ -827,10 +768,7 @@ impl<P: Pmem> FileSystem<P> {
     /// allocated (past EOF if the size would have grown) and fails.
     pub fn fallocate(&mut self, ino: Ino, mode: Falloc, offset: u64, len: u64) -> Result<()> {
         let size = self.file(ino)?.size;
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= MAX_FILE_SIZE)
-            .ok_or(FsError::TooBig)?;
+        let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE).ok_or(FsError::TooBig)?;
         if len == 0 {
             return Err(FsError::Invalid);
         }
@@ -840,15 +778,7 @@ impl<P: Pmem> FileSystem<P> {
         self.finish(r)
     }
 
-    fn fallocate_inner(
-        &mut self,
-        ino: Ino,
-        mode: Falloc,
-        offset: u64,
-        len: u64,
-        size: u64,
-        end: u64,
-    ) -> Result<()> {
+    fn fallocate_inner(&mut self, ino: Ino, mode: Falloc, offset: u64, len: u64, size: u64, end: u64) -> Result<()> {
         match mode {
             Falloc::Allocate { keep_size } => {
                 if end > size && !keep_size {
@@ -868,27 +798,11 @@ impl<P: Pmem> FileSystem<P> {
                 // if unshared) so that the whole punch commits atomically.
                 let head_end = end.min(first_full * BS);
                 if offset < head_end {
-                    self.write_range(
-                        ino,
-                        offset,
-                        head_end - offset,
-                        Fill::Zero,
-                        false,
-                        true,
-                        false,
-                    )?;
+                    self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true, false)?;
                 }
                 let tail_start = (last_full * BS).max(offset);
                 if tail_start < end && last_full >= first_full {
-                    self.write_range(
-                        ino,
-                        tail_start,
-                        end - tail_start,
-                        Fill::Zero,
-                        false,
-                        true,
-                        false,
-                    )?;
+                    self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, false)?;
                 }
                 if first_full < last_full {
                     self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
@@ -925,8 +839,7 @@ impl<P: Pmem> FileSystem<P> {
             return Ok(());
         }
         let i = self.file(ino)?;
-        let mapped =
-            i.extent_at(fblk).is_some() || i.extents.range(fblk..fblk + len).next().is_some();
+        let mapped = i.extent_at(fblk).is_some() || i.extents.range(fblk..fblk + len).next().is_some();
         if mapped {
             self.push(Mutation::Unmap { ino, fblk, len })?;
         }
@@ -951,9 +864,7 @@ impl<P: Pmem> FileSystem<P> {
         let mut done = 0;
         while done < len {
             let k = (len - done).min(buf.len() as u64) as usize;
-            self.pm
-                .load_mc(from + done, &mut buf[..k])
-                .map_err(poisoned)?;
+            self.pm.load_mc(from + done, &mut buf[..k]).map_err(poisoned)?;
             self.pm.store(to + done, &buf[..k]);
             done += k as u64;
         }
@@ -1027,9 +938,7 @@ impl<P: Pmem> FileSystem<P> {
                 _ => {
                     let old = mapped.map(|(p, _)| p);
                     let goal = if fb > 0 {
-                        self.file(ino)?
-                            .extent_at(fb - 1)
-                            .map(|(ef, e)| e.pblk + (fb - 1 - ef) + 1)
+                        self.file(ino)?.extent_at(fb - 1).map(|(ef, e)| e.pblk + (fb - 1 - ef) + 1)
                     } else {
                         None
                     };
@@ -1049,9 +958,7 @@ impl<P: Pmem> FileSystem<P> {
                             return Ok(());
                         }
                         match old {
-                            Some(p) => {
-                                fs.copy_phys(p * BS + (a - blk_start), qb + (a - blk_start), b - a)
-                            }
+                            Some(p) => fs.copy_phys(p * BS + (a - blk_start), qb + (a - blk_start), b - a),
                             None => {
                                 fs.pm.store_zeros(qb + (a - blk_start), b - a);
                                 Ok(())
@@ -1062,8 +969,7 @@ impl<P: Pmem> FileSystem<P> {
                     match fill {
                         Fill::Data(d) => {
                             let s = (pos - offset) as usize;
-                            self.pm
-                                .store(qb + (pos - blk_start), &d[s..s + (w_end - pos) as usize]);
+                            self.pm.store(qb + (pos - blk_start), &d[s..s + (w_end - pos) as usize]);
                         }
                         Fill::Zero => self.pm.store_zeros(qb + (pos - blk_start), w_end - pos),
                         Fill::Keep => around(self, pos, w_end)?,
@@ -1072,19 +978,9 @@ impl<P: Pmem> FileSystem<P> {
                     self.pm.flush(qb, m * BS);
                     self.data_dirty = true;
                     if old.is_some() {
-                        self.push(Mutation::Unmap {
-                            ino,
-                            fblk: fb,
-                            len: m,
-                        })?;
+                        self.push(Mutation::Unmap { ino, fblk: fb, len: m })?;
                     }
-                    self.push(Mutation::Map {
-                        ino,
-                        fblk: fb,
-                        pblk: q,
-                        len: m,
-                        fresh: true,
-                    })?;
+                    self.push(Mutation::Map { ino, fblk: fb, pblk: q, len: m, fresh: true })?;
                     pos = w_end;
                 }
             }
@@ -1125,20 +1021,14 @@ impl<P: Pmem> FileSystem<P> {
         let off = fb % HUGE_BLOCKS;
         let n_in_chunk = want.min(HUGE_BLOCKS - off);
         if big {
-            let found = free
-                .iter_from(self.cursor)
-                .chain(free.iter())
-                .find_map(|(s, l)| chunk_in(s, l).map(|c| (c, s)));
+            let found =
+                free.iter_from(self.cursor).chain(free.iter()).find_map(|(s, l)| chunk_in(s, l).map(|c| (c, s)));
             if let Some((c, s)) = found {
                 self.cursor = s;
                 return Some((c + off, n_in_chunk));
             }
         } else {
-            let frag = free
-                .iter()
-                .rev()
-                .take(256)
-                .find(|&(s, l)| chunk_in(s, l).is_none());
+            let frag = free.iter().rev().take(256).find(|&(s, l)| chunk_in(s, l).is_none());
             if let Some((s, l)) = frag {
                 return Some((s, want.min(l)));
             }
@@ -1172,13 +1062,7 @@ impl<P: Pmem> FileSystem<P> {
     fn reflink_inner(&mut self, dst: Ino, size: u64, pieces: Vec<(u64, u64, u64)>) -> Result<()> {
         self.unmap_if_mapped(dst, 0, MAX_FILE_BLOCKS)?;
         for (f, p, l) in pieces {
-            self.push(Mutation::Map {
-                ino: dst,
-                fblk: f,
-                pblk: p,
-                len: l,
-                fresh: false,
-            })?;
+            self.push(Mutation::Map { ino: dst, fblk: f, pblk: p, len: l, fresh: false })?;
         }
         if self.file(dst)?.size != size {
             self.push(Mutation::SetSize { ino: dst, size })?;
@@ -1186,25 +1070,14 @@ impl<P: Pmem> FileSystem<P> {
         Ok(())
     }
 
-    fn check_remap(
-        &self,
-        src: Ino,
-        so: u64,
-        dst: Ino,
-        doff: u64,
-        len: u64,
-        dedupe: bool,
-    ) -> Result<()> {
+    fn check_remap(&self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64, dedupe: bool) -> Result<()> {
         let ss = self.file(src)?.size;
         let ds = self.file(dst)?.size;
         if len == 0 || !so.is_multiple_of(BS) || !doff.is_multiple_of(BS) {
             return Err(FsError::Invalid);
         }
         let se = so.checked_add(len).ok_or(FsError::Invalid)?;
-        let de = doff
-            .checked_add(len)
-            .filter(|&e| e <= MAX_FILE_SIZE)
-            .ok_or(FsError::TooBig)?;
+        let de = doff.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE).ok_or(FsError::TooBig)?;
         if se > ss || (dedupe && de > ds) {
             return Err(FsError::Invalid);
         }
@@ -1227,15 +1100,7 @@ impl<P: Pmem> FileSystem<P> {
         self.finish(r)
     }
 
-    fn remap_inner(
-        &mut self,
-        src: Ino,
-        so: u64,
-        dst: Ino,
-        doff: u64,
-        len: u64,
-        dsize: u64,
-    ) -> Result<()> {
+    fn remap_inner(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64, dsize: u64) -> Result<()> {
         let nblk = len.div_ceil(BS);
         let (sfb, dfb) = (so / BS, doff / BS);
         if doff > dsize {
@@ -1244,19 +1109,10 @@ impl<P: Pmem> FileSystem<P> {
         let pieces = extents_in(self.file(src)?, sfb, nblk);
         self.unmap_if_mapped(dst, dfb, nblk)?;
         for (f, p, l) in pieces {
-            self.push(Mutation::Map {
-                ino: dst,
-                fblk: f - sfb + dfb,
-                pblk: p,
-                len: l,
-                fresh: false,
-            })?;
+            self.push(Mutation::Map { ino: dst, fblk: f - sfb + dfb, pblk: p, len: l, fresh: false })?;
         }
         if doff + len > dsize {
-            self.push(Mutation::SetSize {
-                ino: dst,
-                size: doff + len,
-            })?;
+            self.push(Mutation::SetSize { ino: dst, size: doff + len })?;
         }
         Ok(())
     }
@@ -1264,14 +1120,7 @@ impl<P: Pmem> FileSystem<P> {
     /// FICLONERANGE: share `[so, so + len)` of `src` at `doff` in `dst`.
     /// Offsets must be block aligned; `len` too unless the range ends at
     /// `src`'s EOF and reaches or passes `dst`'s EOF. Costs per extent.
-    pub fn reflink_range(
-        &mut self,
-        src: Ino,
-        so: u64,
-        dst: Ino,
-        doff: u64,
-        len: u64,
-    ) -> Result<()> {
+    pub fn reflink_range(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64) -> Result<()> {
         self.check_remap(src, so, dst, doff, len, false)?;
         self.remap(src, so, dst, doff, len)
     }
@@ -1307,11 +1156,7 @@ impl<P: Pmem> FileSystem<P> {
                 shared: self.st.space.refcount(e.pblk + (fb - ef)) > 1,
             },
             None => {
-                let next = i
-                    .extents
-                    .range(fb..)
-                    .next()
-                    .map_or(MAX_FILE_BLOCKS, |(&s, _)| s);
+                let next = i.extents.range(fb..).next().map_or(MAX_FILE_BLOCKS, |(&s, _)| s);
                 Bmap {
                     file_offset: fb.saturating_mul(BS),
                     len: next.saturating_sub(fb) * BS,
@@ -1367,15 +1212,7 @@ impl<P: Pmem> FileSystem<P> {
             if self.st.space.bad.overlaps(p, l) {
                 flags |= RMAP_BAD;
             }
-            out.push(RmapRecord {
-                phys: p * BS,
-                len: l * BS,
-                owner: RmapOwner::File {
-                    ino,
-                    offset: f * BS,
-                },
-                flags,
-            });
+            out.push(RmapRecord { phys: p * BS, len: l * BS, owner: RmapOwner::File { ino, offset: f * BS }, flags });
         }
         out
     }
@@ -1404,12 +1241,7 @@ impl<P: Pmem> FileSystem<P> {
 
     /// The persistent bad-block list: (device byte offset, length).
     pub fn bad_blocks(&self) -> Vec<(u64, u64)> {
-        self.st
-            .space
-            .bad
-            .iter()
-            .map(|(s, l)| (s * BS, l * BS))
-            .collect()
+        self.st.space.bad.iter().map(|(s, l)| (s * BS, l * BS)).collect()
     }
 
     fn data_blocks_of(&self, phys: u64, len: u64) -> Result<(u64, u64)> {
@@ -1434,9 +1266,7 @@ impl<P: Pmem> FileSystem<P> {
             return corrupt(Corruption::Superblock);
         }
         let mut b = vec![0u8; SB_LEN];
-        self.pm
-            .load_mc((sb.geo.total_blocks - 1) * BS, &mut b)
-            .map_err(poisoned)?;
+        self.pm.load_mc((sb.geo.total_blocks - 1) * BS, &mut b).map_err(poisoned)?;
         if Superblock::decode(&b)? != sb {
             return corrupt(Corruption::Superblock);
         }
@@ -1448,10 +1278,7 @@ impl<P: Pmem> FileSystem<P> {
         if loaded.st.encode_checkpoint() != self.st.encode_checkpoint() {
             return corrupt(Corruption::Log);
         }
-        let mut rep = FsckReport {
-            log_records: loaded.replayed,
-            ..FsckReport::default()
-        };
+        let mut rep = FsckReport { log_records: loaded.replayed, ..FsckReport::default() };
         let mut buf = vec![0u8; BS as usize];
         for i in self.st.inodes.values() {
             rep.inodes += 1;
@@ -1491,11 +1318,7 @@ fn meta_regions(g: &Geometry) -> [(MetaKind, u64, u64); 6] {
         (MetaKind::Checkpoint(0), g.ckpt_slot(0), g.ckpt_blocks),
         (MetaKind::Checkpoint(1), g.ckpt_slot(1), g.ckpt_blocks),
         (MetaKind::Log, g.log_start, g.log_blocks),
-        (
-            MetaKind::Padding,
-            g.log_start + g.log_blocks,
-            g.data_start - (g.log_start + g.log_blocks),
-        ),
+        (MetaKind::Padding, g.log_start + g.log_blocks, g.data_start - (g.log_start + g.log_blocks)),
         (MetaKind::BackupSuperblock, g.total_blocks - 1, 1),
     ]
 }
@@ -1539,10 +1362,7 @@ fn read_superblock<P: Pmem>(pm: &P) -> Result<(Superblock, bool)> {
         return Err(FsError::NotFsdax);
     }
     let mut b = vec![0u8; SB_LEN];
-    let primary = pm
-        .load_mc(0, &mut b)
-        .map_err(poisoned)
-        .and_then(|_| Superblock::decode(&b));
+    let primary = pm.load_mc(0, &mut b).map_err(poisoned).and_then(|_| Superblock::decode(&b));
     let (sb, backup) = match primary {
         Ok(sb) => (sb, false),
         Err(e) => {
@@ -1621,11 +1441,7 @@ fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
                 continue;
             }
         };
-        let fallback = if idx > 0 {
-            Some(first_err.unwrap_or(last_err))
-        } else {
-            None
-        };
+        let fallback = if idx > 0 { Some(first_err.unwrap_or(last_err)) } else { None };
         let mut replayed = 0u64;
         let mut pos = 0u64;
         let mut replay_error = None;
@@ -1679,15 +1495,7 @@ fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
                 }
             }
         }
-        return Ok(Loaded {
-            st,
-            gen: h.gen,
-            slot: *slot,
-            fallback,
-            replayed,
-            log_tail: pos,
-            replay_error,
-        });
+        return Ok(Loaded { st, gen: h.gen, slot: *slot, fallback, replayed, log_tail: pos, replay_error });
     }
     Err(last_err)
 }

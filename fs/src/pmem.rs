@@ -94,17 +94,11 @@ pub struct MemPmem {
 impl MemPmem {
     /// A zero-filled device of `size` bytes.
     pub fn new(size: usize) -> Self {
-        Self {
-            bytes: vec![0; size],
-            poison: BTreeMap::new(),
-        }
+        Self { bytes: vec![0; size], poison: BTreeMap::new() }
     }
     /// A device holding `bytes` (for example a saved image).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self {
-            bytes,
-            poison: BTreeMap::new(),
-        }
+        Self { bytes, poison: BTreeMap::new() }
     }
     /// The raw contents.
     pub fn bytes(&self) -> &[u8] {
@@ -126,11 +120,7 @@ impl MemPmem {
     }
     fn first_poison(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
         let end = offset.saturating_add(len);
-        let before = self
-            .poison
-            .range(..=offset)
-            .next_back()
-            .map(|(&s, &l)| (s, l));
+        let before = self.poison.range(..=offset).next_back().map(|(&s, &l)| (s, l));
         let hit = before
             .filter(|&(s, l)| s.saturating_add(l) > offset)
             .or_else(|| self.poison.range(offset..end).next().map(|(&s, &l)| (s, l)));
@@ -138,12 +128,8 @@ impl MemPmem {
     }
     fn clear_poison(&mut self, offset: u64, len: u64) {
         let end = offset + len;
-        let hits: Vec<(u64, u64)> = self
-            .poison
-            .range(..end)
-            .filter(|&(&s, &l)| s + l > offset)
-            .map(|(&s, &l)| (s, l))
-            .collect();
+        let hits: Vec<(u64, u64)> =
+            self.poison.range(..end).filter(|&(&s, &l)| s + l > offset).map(|(&s, &l)| (s, l)).collect();
         for (s, l) in hits {
             self.poison.remove(&s);
             if s < offset {
@@ -167,21 +153,13 @@ impl Pmem for MemPmem {
     fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned {
-                copied: 0,
-                offset,
-                len,
-            });
+            return Err(Poisoned { copied: 0, offset, len });
         }
         if !self.poison.is_empty() {
             if let Some((p, plen)) = self.first_poison(offset, len) {
                 let copied = (p - offset) as usize;
                 self.load(offset, &mut buf[..copied]);
-                return Err(Poisoned {
-                    copied,
-                    offset: p,
-                    len: plen,
-                });
+                return Err(Poisoned { copied, offset: p, len: plen });
             }
         }
         self.load(offset, buf);
@@ -209,14 +187,7 @@ mod tests {
         m.inject_poison(150, 10);
         let mut buf = [0u8; 100];
         let e = m.load_mc(100, &mut buf).unwrap_err();
-        assert_eq!(
-            e,
-            Poisoned {
-                copied: 50,
-                offset: 150,
-                len: 10
-            }
-        );
+        assert_eq!(e, Poisoned { copied: 50, offset: 150, len: 10 });
         assert!(buf[..50].iter().all(|&b| b == 7));
         // Starting inside the poison reports the rest of it.
         let e = m.load_mc(155, &mut buf[..4]).unwrap_err();

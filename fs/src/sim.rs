@@ -93,16 +93,9 @@ impl CrashSim {
         b
     }
     fn push_point(&mut self) {
-        let pending = self
-            .dirty
-            .union(&self.flushed)
-            .map(|&l| (l, self.line(l)))
-            .collect();
+        let pending = self.dirty.union(&self.flushed).map(|&l| (l, self.line(l))).collect();
         let newly_durable = core::mem::take(&mut self.since_last).into_iter().collect();
-        self.points.push(CrashPoint {
-            newly_durable,
-            pending,
-        });
+        self.points.push(CrashPoint { newly_durable, pending });
     }
 }
 

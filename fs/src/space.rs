@@ -34,11 +34,7 @@ impl RangeSet {
     }
     /// The range containing block `b`.
     pub fn containing(&self, b: u64) -> Option<(u64, u64)> {
-        self.map
-            .range(..=b)
-            .next_back()
-            .map(|(&s, &l)| (s, l))
-            .filter(|&(s, l)| s + l > b)
+        self.map.range(..=b).next_back().map(|(&s, &l)| (s, l)).filter(|&(s, l)| s + l > b)
     }
     /// Is every block of `[a, a + n)` in the set?
     pub fn contains_range(&self, a: u64, n: u64) -> bool {
@@ -169,11 +165,7 @@ impl Space {
         }
         self.refc_split(a);
         self.refc_split(a + n);
-        let inside: Vec<(u64, u64, u32)> = self
-            .refc
-            .range(a..a + n)
-            .map(|(&s, &(l, c))| (s, l, c))
-            .collect();
+        let inside: Vec<(u64, u64, u32)> = self.refc.range(a..a + n).map(|(&s, &(l, c))| (s, l, c)).collect();
         let mut cur = a;
         for (s, l, c) in inside {
             if s > cur {
@@ -198,11 +190,7 @@ impl Space {
         }
         self.refc_split(a);
         self.refc_split(a + n);
-        let inside: Vec<(u64, u64, u32)> = self
-            .refc
-            .range(a..a + n)
-            .map(|(&s, &(l, c))| (s, l, c))
-            .collect();
+        let inside: Vec<(u64, u64, u32)> = self.refc.range(a..a + n).map(|(&s, &(l, c))| (s, l, c)).collect();
         let mut freed = Vec::new();
         let mut cur = a;
         for (s, l, c) in inside {
@@ -248,11 +236,8 @@ impl Space {
     }
     /// Owned (mapped by some extent) sub-ranges of `[a, a + n)`.
     pub fn owned_ranges(&self, a: u64, n: u64) -> Vec<(u64, u64)> {
-        let mut iv: Vec<(u64, u64)> = self
-            .rmap_query(a, n)
-            .into_iter()
-            .map(|(p, l, _, _)| (p.max(a), (p + l).min(a + n)))
-            .collect();
+        let mut iv: Vec<(u64, u64)> =
+            self.rmap_query(a, n).into_iter().map(|(p, l, _, _)| (p.max(a), (p + l).min(a + n))).collect();
         iv.sort_unstable();
         let mut out: Vec<(u64, u64)> = Vec::new();
         for (s, e) in iv {

@@ -75,23 +75,11 @@ pub(crate) struct Inode {
 
 impl Inode {
     fn new(kind: FileKind) -> Self {
-        Inode {
-            kind,
-            size: 0,
-            links: 0,
-            parent: 0,
-            extents: BTreeMap::new(),
-            entries: BTreeMap::new(),
-            subdirs: 0,
-        }
+        Inode { kind, size: 0, links: 0, parent: 0, extents: BTreeMap::new(), entries: BTreeMap::new(), subdirs: 0 }
     }
     /// The extent covering file block `f`, as (start fblk, extent).
     pub fn extent_at(&self, f: u64) -> Option<(u64, Extent)> {
-        self.extents
-            .range(..=f)
-            .next_back()
-            .map(|(&s, &e)| (s, e))
-            .filter(|&(s, e)| s + e.len > f)
+        self.extents.range(..=f).next_back().map(|(&s, &e)| (s, e)).filter(|&(s, e)| s + e.len > f)
     }
 }
 
@@ -190,13 +178,7 @@ impl Mutation {
                 e.u64(*ino);
                 e.u64(*size);
             }
-            Mutation::Map {
-                ino,
-                fblk,
-                pblk,
-                len,
-                fresh,
-            } => {
+            Mutation::Map { ino, fblk, pblk, len, fresh } => {
                 e.u8(if *fresh { 4 } else { 5 });
                 e.u64(*ino);
                 e.u64(*fblk);
@@ -237,53 +219,26 @@ impl Mutation {
     /// Decodes one mutation.
     pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Self> {
         Ok(match d.u8()? {
-            1 => Mutation::InodeAlloc {
-                ino: d.u64()?,
-                kind: FileKind::from_code(d.u8()?)?,
-            },
+            1 => Mutation::InodeAlloc { ino: d.u64()?, kind: FileKind::from_code(d.u8()?)? },
             2 => Mutation::InodeFree { ino: d.u64()? },
-            3 => Mutation::SetSize {
-                ino: d.u64()?,
-                size: d.u64()?,
-            },
-            t @ (4 | 5) => Mutation::Map {
-                ino: d.u64()?,
-                fblk: d.u64()?,
-                pblk: d.u64()?,
-                len: d.u64()?,
-                fresh: t == 4,
-            },
-            6 => Mutation::Unmap {
-                ino: d.u64()?,
-                fblk: d.u64()?,
-                len: d.u64()?,
-            },
+            3 => Mutation::SetSize { ino: d.u64()?, size: d.u64()? },
+            t @ (4 | 5) => {
+                Mutation::Map { ino: d.u64()?, fblk: d.u64()?, pblk: d.u64()?, len: d.u64()?, fresh: t == 4 }
+            }
+            6 => Mutation::Unmap { ino: d.u64()?, fblk: d.u64()?, len: d.u64()? },
             7 => {
                 let dir = d.u64()?;
                 let ino = d.u64()?;
                 let n = usize::from(d.u16()?);
-                Mutation::DirAdd {
-                    dir,
-                    ino,
-                    name: d.bytes(n)?.to_vec(),
-                }
+                Mutation::DirAdd { dir, ino, name: d.bytes(n)?.to_vec() }
             }
             8 => {
                 let dir = d.u64()?;
                 let n = usize::from(d.u16()?);
-                Mutation::DirRemove {
-                    dir,
-                    name: d.bytes(n)?.to_vec(),
-                }
+                Mutation::DirRemove { dir, name: d.bytes(n)?.to_vec() }
             }
-            9 => Mutation::BadAdd {
-                pblk: d.u64()?,
-                len: d.u64()?,
-            },
-            10 => Mutation::BadRemove {
-                pblk: d.u64()?,
-                len: d.u64()?,
-            },
+            9 => Mutation::BadAdd { pblk: d.u64()?, len: d.u64()? },
+            10 => Mutation::BadRemove { pblk: d.u64()?, len: d.u64()? },
             _ => return corrupt(Corruption::Log),
         })
     }
@@ -324,8 +279,7 @@ pub fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME {
         return Err(FsError::NameTooLong);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0)
-    {
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0) {
         return Err(FsError::Invalid);
     }
     Ok(())
@@ -347,12 +301,7 @@ fn bad<T>() -> Result<T> {
 impl State {
     /// The state of a fresh file system: an empty root, all data free.
     pub fn fresh(geo: Geometry) -> Result<Self> {
-        let mut s = State {
-            geo,
-            inodes: BTreeMap::new(),
-            next_ino: ROOT_INO + 1,
-            space: Space::default(),
-        };
+        let mut s = State { geo, inodes: BTreeMap::new(), next_ino: ROOT_INO + 1, space: Space::default() };
         s.inodes.insert(ROOT_INO, Inode::new(FileKind::Dir));
         s.space.free.insert(geo.data_start, geo.data_blocks)?;
         Ok(s)
@@ -378,11 +327,7 @@ impl State {
                 let Some(i) = self.inodes.get(ino) else {
                     return bad();
                 };
-                if *ino == ROOT_INO
-                    || i.links != 0
-                    || !i.extents.is_empty()
-                    || !i.entries.is_empty()
-                {
+                if *ino == ROOT_INO || i.links != 0 || !i.extents.is_empty() || !i.entries.is_empty() {
                     return bad();
                 }
                 self.inodes.remove(ino);
@@ -396,13 +341,7 @@ impl State {
                 }
                 i.size = *size;
             }
-            Mutation::Map {
-                ino,
-                fblk,
-                pblk,
-                len,
-                fresh,
-            } => {
+            Mutation::Map { ino, fblk, pblk, len, fresh } => {
                 self.map(*ino, *fblk, *pblk, *len, *fresh)?;
             }
             Mutation::Unmap { ino, fblk, len } => {
@@ -484,8 +423,7 @@ impl State {
     }
 
     fn map(&mut self, ino: Ino, fblk: u64, pblk: u64, len: u64, fresh: bool) -> Result<()> {
-        if len == 0 || len > MAX_EXTENT || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS)
-        {
+        if len == 0 || len > MAX_EXTENT || fblk.checked_add(len).is_none_or(|e| e > MAX_FILE_BLOCKS) {
             return bad();
         }
         if !self.geo.in_data(pblk, len) {
@@ -515,17 +453,11 @@ impl State {
         let (mut f, mut e) = (fblk, Extent { pblk, len });
         // Merge with the previous extent if physically contiguous.
         if let Some((&pf, &pe)) = i.extents.range(..fblk).next_back() {
-            if pf + pe.len == fblk
-                && pe.pblk + pe.len == pblk
-                && same_huge_page(pe.pblk, pe.len + len)
-            {
+            if pf + pe.len == fblk && pe.pblk + pe.len == pblk && same_huge_page(pe.pblk, pe.len + len) {
                 i.extents.remove(&pf);
                 rmap.remove(&(pe.pblk, ino, pf));
                 f = pf;
-                e = Extent {
-                    pblk: pe.pblk,
-                    len: pe.len + len,
-                };
+                e = Extent { pblk: pe.pblk, len: pe.len + len };
             }
         }
         if let Some(&ne) = i.extents.get(&(fblk + len)) {
@@ -565,18 +497,12 @@ impl State {
             let lo = f.max(fblk);
             let hi = (f + e.len).min(end);
             if f < lo {
-                let l = Extent {
-                    pblk: e.pblk,
-                    len: lo - f,
-                };
+                let l = Extent { pblk: e.pblk, len: lo - f };
                 i.extents.insert(f, l);
                 self.space.rmap.insert((l.pblk, ino, f), l.len);
             }
             if f + e.len > hi {
-                let r = Extent {
-                    pblk: e.pblk + (hi - f),
-                    len: f + e.len - hi,
-                };
+                let r = Extent { pblk: e.pblk + (hi - f), len: f + e.len - hi };
                 i.extents.insert(hi, r);
                 self.space.rmap.insert((r.pblk, ino, hi), r.len);
             }
@@ -734,12 +660,7 @@ impl State {
     /// Parses and checks a checkpoint body (checksums, structure, then the
     /// cross-structure invariants of [`State::verify`]).
     pub fn decode_checkpoint(geo: Geometry, body: &[u8]) -> Result<Self> {
-        let mut st = State {
-            geo,
-            inodes: BTreeMap::new(),
-            next_ino: 0,
-            space: Space::default(),
-        };
+        let mut st = State { geo, inodes: BTreeMap::new(), next_ino: 0, space: Space::default() };
         let mut d = Dec::new(body);
         let mut secs: [Option<(u64, &[u8])>; 8] = [None; 8];
         while d.remaining() > 0 {
@@ -817,10 +738,7 @@ impl State {
                 let (dir, ino) = (d.u64()?, d.u64()?);
                 let l = usize::from(d.u16()?);
                 let name = d.bytes(l)?;
-                if check_name(name).is_err()
-                    || dir == ino
-                    || ino == ROOT_INO
-                    || last.is_some_and(|x| x >= (dir, name))
+                if check_name(name).is_err() || dir == ino || ino == ROOT_INO || last.is_some_and(|x| x >= (dir, name))
                 {
                     return corrupt(Corruption::Tree);
                 }
@@ -893,11 +811,7 @@ impl State {
                 if !geo.in_data(s, l) {
                     return corrupt(Corruption::Space);
                 }
-                let set = if tag == SEC_FREE {
-                    &mut st.space.free
-                } else {
-                    &mut st.space.bad
-                };
+                let set = if tag == SEC_FREE { &mut st.space.free } else { &mut st.space.bad };
                 set.insert(s, l)?;
             }
         }
@@ -912,9 +826,7 @@ impl State {
         // 1. Extent maps, collected as physical intervals.
         let mut derived: Vec<(u64, u64, u64, u64)> = Vec::new(); // (p, ino, f, len)
         for (&ino, i) in &self.inodes {
-            if ino >= self.next_ino
-                || (i.kind == FileKind::Dir && (!i.extents.is_empty() || i.size != 0))
-            {
+            if ino >= self.next_ino || (i.kind == FileKind::Dir && (!i.extents.is_empty() || i.size != 0)) {
                 return corrupt(Corruption::Inode);
             }
             if i.kind == FileKind::File && !i.entries.is_empty() {
@@ -925,19 +837,14 @@ impl State {
                 if e.len == 0 || e.len > MAX_EXTENT || f < prev_end || !g.in_data(e.pblk, e.len) {
                     return corrupt(Corruption::Inode);
                 }
-                prev_end = f
-                    .checked_add(e.len)
-                    .ok_or(FsError::Corrupt(Corruption::Inode))?;
+                prev_end = f.checked_add(e.len).ok_or(FsError::Corrupt(Corruption::Inode))?;
                 derived.push((e.pblk, ino, f, e.len));
             }
         }
         // 2. Reverse map == extents, record for record.
         derived.sort_unstable();
         if derived.len() != self.space.rmap.len()
-            || !derived
-                .iter()
-                .zip(self.space.rmap.iter())
-                .all(|(a, (k, &l))| (a.0, a.1, a.2) == *k && a.3 == l)
+            || !derived.iter().zip(self.space.rmap.iter()).all(|(a, (k, &l))| (a.0, a.1, a.2) == *k && a.3 == l)
         {
             return corrupt(Corruption::Space);
         }
@@ -987,9 +894,7 @@ impl State {
             return corrupt(Corruption::Space);
         }
         // 5. Tree: every inode reachable from the root exactly as linked.
-        let root = self
-            .inode(ROOT_INO)
-            .map_err(|_| FsError::Corrupt(Corruption::Tree))?;
+        let root = self.inode(ROOT_INO).map_err(|_| FsError::Corrupt(Corruption::Tree))?;
         if root.links != 0 || root.kind != FileKind::Dir {
             return corrupt(Corruption::Tree);
         }
@@ -1024,23 +929,11 @@ impl State {
             }
         }
         // Files may have several links; count distinct reachable inodes.
-        let files = self
-            .inodes
-            .values()
-            .filter(|i| i.kind == FileKind::File)
-            .count();
-        let linked: usize = self
-            .inodes
-            .values()
-            .filter(|i| i.kind == FileKind::File)
-            .map(|i| i.links as usize)
-            .sum();
+        let files = self.inodes.values().filter(|i| i.kind == FileKind::File).count();
+        let linked: usize = self.inodes.values().filter(|i| i.kind == FileKind::File).map(|i| i.links as usize).sum();
         if visited_dirs + files != self.inodes.len()
             || linked != seen
-            || self
-                .inodes
-                .values()
-                .any(|i| i.kind == FileKind::File && i.links == 0)
+            || self.inodes.values().any(|i| i.kind == FileKind::File && i.links == 0)
         {
             return corrupt(Corruption::Tree);
         }

@@ -3,14 +3,7 @@
 use fsdax_fs::*;
 
 fn fresh(mb: usize) -> FileSystem<MemPmem> {
-    FileSystem::mkfs(
-        MemPmem::new(mb << 20),
-        MkfsOptions {
-            uuid: [7; 16],
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    FileSystem::mkfs(MemPmem::new(mb << 20), MkfsOptions { uuid: [7; 16], ..Default::default() }).unwrap()
 }
 
 fn read_all(fs: &FileSystem<MemPmem>, ino: Ino) -> Vec<u8> {
@@ -60,18 +53,14 @@ fn sparse_write_truncate_punch() {
     fs.truncate(f, 200_000).unwrap();
     let b = read_all(&fs, f);
     assert_eq!(b[100_000], b'x');
-    assert!(
-        b[100_001..].iter().all(|&c| c == 0),
-        "bytes past the old EOF must read as zero"
-    );
+    assert!(b[100_001..].iter().all(|&c| c == 0), "bytes past the old EOF must read as zero");
     fs.write(f, 0, &[1u8; 20_000]).unwrap();
     fs.fallocate(f, Falloc::PunchHole, 100, 12_000).unwrap();
     let b = read_all(&fs, f);
     assert!(b[..100].iter().all(|&c| c == 1));
     assert!(b[100..12_100].iter().all(|&c| c == 0));
     assert!(b[12_100..20_000].iter().all(|&c| c == 1));
-    fs.fallocate(f, Falloc::Allocate { keep_size: false }, 0, 300_000)
-        .unwrap();
+    fs.fallocate(f, Falloc::Allocate { keep_size: false }, 0, 300_000).unwrap();
     assert_eq!(fs.stat(f).unwrap().size, 300_000);
     assert_eq!(fs.stat(f).unwrap().blocks, 300_000u64.div_ceil(4096));
     fs.fsck().unwrap();
@@ -85,11 +74,7 @@ fn namespace_semantics() {
     let b = fs.mkdir(a, b"b").unwrap();
     assert_eq!(fs.create(r, b"a"), Err(FsError::Exists));
     assert_eq!(fs.rmdir(r, b"a"), Err(FsError::NotEmpty));
-    assert_eq!(
-        fs.rename(r, b"a", b, b"x"),
-        Err(FsError::Invalid),
-        "into own subtree"
-    );
+    assert_eq!(fs.rename(r, b"a", b, b"x"), Err(FsError::Invalid), "into own subtree");
     let f = fs.create(r, b"f").unwrap();
     fs.write(f, 0, b"one").unwrap();
     let g = fs.create(a, b"g").unwrap();
@@ -104,12 +89,7 @@ fn namespace_semantics() {
     assert_eq!(fs.stat(a).unwrap().nlink, 3);
     fs.rename(a, b"b", r, b"b2").unwrap();
     assert_eq!(fs.stat(a).unwrap().nlink, 2);
-    let names: Vec<Vec<u8>> = fs
-        .readdir(r, None, 100)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names: Vec<Vec<u8>> = fs.readdir(r, None, 100).unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, vec![b"a".to_vec(), b"b2".to_vec()]);
     assert_eq!(fs.readdir(r, Some(b"a"), 100).unwrap().len(), 1);
     assert_eq!(fs.create(r, &[b'x'; 256]), Err(FsError::NameTooLong));
@@ -227,19 +207,14 @@ fn poison_read_and_bad_blocks() {
     pm.inject_poison(phys + 10, 1);
     let mut fs = FileSystem::mount(pm).unwrap();
     let mut buf = [0u8; 100];
-    assert_eq!(
-        fs.read(f, 4096, &mut buf),
-        Err(FsError::Poisoned { offset: phys + 10 })
-    );
+    assert_eq!(fs.read(f, 4096, &mut buf), Err(FsError::Poisoned { offset: phys + 10 }));
     fs.read(f, 0, &mut buf).unwrap();
     let owners = fs.mark_bad(phys, 4096).unwrap();
     // The record covers the whole extent: file offset 0 at phys - 4096.
-    assert!(owners
-        .iter()
-        .any(|o| o.owner == RmapOwner::File { ino: f, offset: 0 }
-            && o.phys == phys - 4096
-            && o.len == 8192
-            && o.flags & RMAP_BAD != 0));
+    assert!(owners.iter().any(|o| o.owner == RmapOwner::File { ino: f, offset: 0 }
+        && o.phys == phys - 4096
+        && o.len == 8192
+        && o.flags & RMAP_BAD != 0));
     assert_eq!(fs.fsck().unwrap().poisoned_blocks, 1);
     // Freed bad blocks are not reused; the list survives remount.
     fs.unlink(fs.root(), b"f").unwrap();
@@ -289,11 +264,7 @@ fn bmap_write_unshares_and_allocates_for_dax_faults() {
     let m = fs.bmap_write(b, 4096, 4096).unwrap();
     assert!(!m.shared && m.phys.is_some());
     assert_ne!(m.phys, fs.bmap(a, 4096).unwrap().phys.map(|p| p + 4096));
-    assert_eq!(
-        read_all(&fs, b),
-        vec![4u8; 3 * 4096],
-        "unsharing keeps the contents"
-    );
+    assert_eq!(read_all(&fs, b), vec![4u8; 3 * 4096], "unsharing keeps the contents");
     // A hole becomes a zeroed block; the size does not change.
     fs.truncate(b, 40_000).unwrap();
     assert_eq!(fs.bmap(b, 20_000).unwrap().phys, None);
@@ -311,13 +282,7 @@ fn extreme_arguments_are_errors_not_panics() {
     let f = fs.create(r, b"f").unwrap();
     fs.write(f, 0, b"abc").unwrap();
     let mut buf = [0u8; 16];
-    for off in [
-        u64::MAX,
-        u64::MAX - 1,
-        MAX_FILE_SIZE,
-        MAX_FILE_SIZE - 1,
-        1 << 63,
-    ] {
+    for off in [u64::MAX, u64::MAX - 1, MAX_FILE_SIZE, MAX_FILE_SIZE - 1, 1 << 63] {
         let size = fs.stat(f).unwrap().size;
         let n = fs.read(f, off, &mut buf).unwrap() as u64;
         assert_eq!(n, size.saturating_sub(off).min(16));
@@ -363,10 +328,7 @@ fn lost_newest_checkpoint_header_is_detected() {
         .1;
     bytes[newest + 30] ^= 0xff;
     let fs = FileSystem::mount(MemPmem::from_bytes(bytes)).unwrap();
-    assert!(
-        fs.is_read_only(),
-        "falling back to an older checkpoint must not be silent"
-    );
+    assert!(fs.is_read_only(), "falling back to an older checkpoint must not be silent");
     assert!(fs.fsck().is_err());
 }
 

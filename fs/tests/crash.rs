@@ -30,11 +30,7 @@ fn model_of(img: &[u8]) -> (Model, MountInfo) {
         Ok(fs) => fs,
         Err(e) => panic!("crash image does not mount: {e:?}"),
     };
-    assert!(
-        !fs.is_read_only(),
-        "crash image mounted read-only: {:?}",
-        fs.mount_info()
-    );
+    assert!(!fs.is_read_only(), "crash image mounted read-only: {:?}", fs.mount_info());
     if let Err(e) = fs.fsck() {
         panic!("fsck of crash image: {e:?}");
     }
@@ -54,11 +50,7 @@ fn model_of(img: &[u8]) -> (Model, MountInfo) {
             }
             let mut buf = vec![0xEEu8; 9000];
             assert_eq!(fs.read(ino, old, &mut buf).unwrap(), 9000);
-            assert!(
-                buf.iter().all(|&b| b == 0),
-                "stale bytes past EOF of {} exposed after crash",
-                path_str(p)
-            );
+            assert!(buf.iter().all(|&b| b == 0), "stale bytes past EOF of {} exposed after crash", path_str(p));
         }
     }
     (model, info)
@@ -74,18 +66,16 @@ fn allowed(got: &Model, before: &Model, after: &Model, op: &Op) -> bool {
         if got.keys().ne(after.keys()) {
             return false;
         }
-        return got
-            .iter()
-            .all(|(k, v)| match (v, before.get(k), after.get(k)) {
-                (Node::File(g), Some(Node::File(b)), Some(Node::File(a))) => {
-                    (g.len() == b.len() || g.len() == a.len())
-                        && g.iter().enumerate().all(|(i, x)| {
-                            Some(x) == b.get(i) || Some(x) == a.get(i) || (*x == 0 && i >= b.len())
-                        })
-                }
-                (g, _, Some(a)) => g == a,
-                _ => false,
-            });
+        return got.iter().all(|(k, v)| match (v, before.get(k), after.get(k)) {
+            (Node::File(g), Some(Node::File(b)), Some(Node::File(a))) => {
+                (g.len() == b.len() || g.len() == a.len())
+                    && g.iter()
+                        .enumerate()
+                        .all(|(i, x)| Some(x) == b.get(i) || Some(x) == a.get(i) || (*x == 0 && i >= b.len()))
+            }
+            (g, _, Some(a)) => g == a,
+            _ => false,
+        });
     }
     false
 }
@@ -98,11 +88,7 @@ struct Stats {
 
 fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut Stats) {
     let sim = CrashSim::new(vec![0u8; 6 << 20]);
-    let opts = MkfsOptions {
-        uuid: [5; 16],
-        ckpt_blocks: Some(64),
-        log_blocks: Some(log_blocks),
-    };
+    let opts = MkfsOptions { uuid: [5; 16], ckpt_blocks: Some(64), log_blocks: Some(log_blocks) };
     let mut fs = FileSystem::mkfs(sim, opts).unwrap();
     let mut m = new_model();
     let mut rng = Rng(seed | 1);
@@ -158,10 +144,7 @@ fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut
                 let (got, _) = model_of(&crash);
                 st.states += 1;
                 if k == last && sub.is_empty() {
-                    assert!(
-                        got == m,
-                        "op {i} ({desc}): completed operation lost after crash"
-                    );
+                    assert!(got == m, "op {i} ({desc}): completed operation lost after crash");
                 }
                 if !allowed(&got, &before, &m, op) {
                     eprintln!("workload seed {seed}, ops: {ops:?}");
@@ -170,9 +153,7 @@ fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut
                         if Some(v) != b && Some(v) != a {
                             match (v, b, a) {
                                 (Node::File(g), Some(Node::File(b)), Some(Node::File(a))) => {
-                                    let i = (0..g.len()).find(|&i| {
-                                        Some(&g[i]) != b.get(i) && Some(&g[i]) != a.get(i)
-                                    });
+                                    let i = (0..g.len()).find(|&i| Some(&g[i]) != b.get(i) && Some(&g[i]) != a.get(i));
                                     eprintln!(
                                         "{}: len got {} before {} after {}; first bad byte {:?}: got {:?} before {:?} after {:?}",
                                         path_str(k), g.len(), b.len(), a.len(), i,
@@ -205,71 +186,20 @@ fn scripted() -> Vec<Op> {
     vec![
         Op::Mkdir { dir: 0, name: 0 },
         Op::Create { dir: 1, name: 1 },
-        Op::Write {
-            file: 0,
-            off: 0,
-            len: 20_000,
-            byte: 1,
-        },
+        Op::Write { file: 0, off: 0, len: 20_000, byte: 1 },
         Op::Create { dir: 0, name: 2 },
         Op::Reflink { src: 0, dst: 1 },
-        Op::Write {
-            file: 1,
-            off: 4000,
-            len: 300,
-            byte: 7,
-        },
-        Op::Write {
-            file: 0,
-            off: 100,
-            len: 50,
-            byte: 9,
-        },
-        Op::ReflinkRange {
-            src: 1,
-            sblk: 0,
-            dst: 0,
-            dblk: 6,
-            nblk: 2,
-            to_eof: false,
-        },
-        Op::Punch {
-            file: 0,
-            off: 1000,
-            len: 9000,
-        },
-        Op::Truncate {
-            file: 1,
-            size: 5000,
-        },
-        Op::Truncate {
-            file: 1,
-            size: 9000,
-        },
-        Op::Falloc {
-            file: 0,
-            off: 30_000,
-            len: 10_000,
-            keep: false,
-        },
+        Op::Write { file: 1, off: 4000, len: 300, byte: 7 },
+        Op::Write { file: 0, off: 100, len: 50, byte: 9 },
+        Op::ReflinkRange { src: 1, sblk: 0, dst: 0, dblk: 6, nblk: 2, to_eof: false },
+        Op::Punch { file: 0, off: 1000, len: 9000 },
+        Op::Truncate { file: 1, size: 5000 },
+        Op::Truncate { file: 1, size: 9000 },
+        Op::Falloc { file: 0, off: 30_000, len: 10_000, keep: false },
         Op::Create { dir: 0, name: 3 },
-        Op::Rename {
-            path: 0,
-            dir: 0,
-            name: 3,
-        },
-        Op::Rename {
-            path: 1,
-            dir: 0,
-            name: 1,
-        },
-        Op::Dedupe {
-            src: 0,
-            sblk: 0,
-            dst: 1,
-            dblk: 0,
-            nblk: 1,
-        },
+        Op::Rename { path: 0, dir: 0, name: 3 },
+        Op::Rename { path: 1, dir: 0, name: 1 },
+        Op::Dedupe { src: 0, sblk: 0, dst: 1, dblk: 0, nblk: 1 },
         Op::Remount,
         Op::Unlink { path: 0 },
         Op::Unlink { path: 1 },
@@ -280,11 +210,7 @@ fn scripted() -> Vec<Op> {
 
 #[test]
 fn crash_states_of_scripted_workload() {
-    let mut st = Stats {
-        ops: 0,
-        points: 0,
-        states: 0,
-    };
+    let mut st = Stats { ops: 0, points: 0, states: 0 };
     // Default log, and a tiny log so that checkpoints happen mid-workload.
     run_workload(&scripted(), 32, 6, 42, &mut st);
     run_workload(&scripted(), 1, 6, 43, &mut st);
@@ -303,37 +229,12 @@ fn crash_states_of_scripted_workload() {
 fn crash_states_of_rewriting_a_self_shared_file() {
     let ops = vec![
         Op::Create { dir: 0, name: 0 },
-        Op::Write {
-            file: 0,
-            off: 0,
-            len: 48 * 1024,
-            byte: 1,
-        },
-        Op::ReflinkRange {
-            src: 0,
-            sblk: 0,
-            dst: 0,
-            dblk: 8,
-            nblk: 2,
-            to_eof: false,
-        },
-        Op::Write {
-            file: 0,
-            off: 0,
-            len: 48 * 1024,
-            byte: 60,
-        },
-        Op::Punch {
-            file: 0,
-            off: 100,
-            len: 40_000,
-        },
+        Op::Write { file: 0, off: 0, len: 48 * 1024, byte: 1 },
+        Op::ReflinkRange { src: 0, sblk: 0, dst: 0, dblk: 8, nblk: 2, to_eof: false },
+        Op::Write { file: 0, off: 0, len: 48 * 1024, byte: 60 },
+        Op::Punch { file: 0, off: 100, len: 40_000 },
     ];
-    let mut st = Stats {
-        ops: 0,
-        points: 0,
-        states: 0,
-    };
+    let mut st = Stats { ops: 0, points: 0, states: 0 };
     run_workload(&ops, 32, 8, 99, &mut st);
     println!(
         "crash consistency (self-shared rewrite): {} ops, {} crash points, {} crash states checked",
@@ -344,15 +245,8 @@ fn crash_states_of_rewriting_a_self_shared_file() {
 
 #[test]
 fn crash_states_of_random_workloads() {
-    let budget: usize = std::env::var("FSDAX_FS_CRASH_WORKLOADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(48);
-    let mut st = Stats {
-        ops: 0,
-        points: 0,
-        states: 0,
-    };
+    let budget: usize = std::env::var("FSDAX_FS_CRASH_WORKLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
+    let mut st = Stats { ops: 0, points: 0, states: 0 };
     let mut runner = TestRunner::deterministic();
     let strat = proptest::collection::vec(strat::op(), 5..25);
     for w in 0..budget {
@@ -361,13 +255,7 @@ fn crash_states_of_random_workloads() {
         if std::env::var("FSDAX_FS_CRASH_ONLY").is_ok_and(|v| v != w.to_string()) {
             continue;
         }
-        run_workload(
-            &ops,
-            if w % 2 == 0 { 32 } else { 1 },
-            4,
-            w as u64 + 7,
-            &mut st,
-        );
+        run_workload(&ops, if w % 2 == 0 { 32 } else { 1 }, 4, w as u64 + 7, &mut st);
     }
     println!(
         "crash consistency (random): {} ops, {} crash points, {} crash states checked",

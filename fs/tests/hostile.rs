@@ -30,11 +30,7 @@ const UUID: [u8; 16] = [0xAB; 16];
 
 /// Valid seed images: (checkpointed, with un-checkpointed log records).
 fn seeds() -> Vec<Vec<u8>> {
-    let opts = MkfsOptions {
-        uuid: UUID,
-        ckpt_blocks: Some(64),
-        log_blocks: Some(32),
-    };
+    let opts = MkfsOptions { uuid: UUID, ckpt_blocks: Some(64), log_blocks: Some(32) };
     let mut fs = FileSystem::mkfs(MemPmem::new(6 << 20), opts).unwrap();
     let r = fs.root();
     let d = fs.mkdir(r, b"dir").unwrap();
@@ -181,8 +177,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
     // Pick a target region: superblock, a checkpoint slot's used part, the log.
     let current = (0..2u8)
         .filter_map(|s| {
-            CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID)
-                .map(|h| (h.gen, s))
+            CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s))
         })
         .max()
         .map_or(0, |x| x.1);
@@ -190,11 +185,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
         0 => (0, SB_LEN),
         1..=4 => {
             // Mostly the checkpoint in use.
-            let slot = if rng.below(4) == 0 {
-                1 - current
-            } else {
-                current
-            };
+            let slot = if rng.below(4) == 0 { 1 - current } else { current };
             let h = g.ckpt_slot(slot) as usize * BS;
             let hdr = CkptHeader::decode(&img[h..h + CKPT_HDR_LEN], &UUID);
             let used = hdr.map_or(CKPT_HDR_LEN, |x| x.body_len as usize);
@@ -218,8 +209,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
             1 => img[off] = rng.next() as u8,
             2 => {
                 // An interesting 8-byte value.
-                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 4096]
-                    [rng.below(8) as usize];
+                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 4096][rng.below(8) as usize];
                 let end = (off + 8).min(img.len());
                 img[off..end].copy_from_slice(&v.to_le_bytes()[..end - off]);
             }
@@ -231,10 +221,7 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
 
 #[test]
 fn hostile_images_never_panic() {
-    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8000);
+    let iters: u64 = std::env::var("FSDAX_FS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8000);
     let seeds = seeds();
     for s in &seeds {
         let fs = FileSystem::mount(MemPmem::from_bytes(s.clone())).unwrap();
@@ -250,11 +237,7 @@ fn hostile_images_never_panic() {
         if fixed {
             fix_checksums(&mut img);
         }
-        let img_copy = if std::env::var("FSDAX_FS_FUZZ_DUMP").is_ok() {
-            Some(img.clone())
-        } else {
-            None
-        };
+        let img_copy = if std::env::var("FSDAX_FS_FUZZ_DUMP").is_ok() { Some(img.clone()) } else { None };
         let r = std::panic::catch_unwind(|| match FileSystem::mount(MemPmem::from_bytes(img)) {
             Ok(fs) => {
                 let ro = fs.is_read_only();
@@ -282,9 +265,7 @@ fn hostile_images_never_panic() {
             }
         }
     }
-    println!(
-        "hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused"
-    );
+    println!("hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused");
     for (k, v) in &outcomes {
         println!("  {v:6}  {k}");
     }
@@ -302,8 +283,7 @@ fn fsck_catches_deliberate_corruption() {
     let mut bad = img.clone();
     let slot = (0..2u8)
         .filter_map(|s| {
-            CkptHeader::decode(&bad[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID)
-                .map(|h| (h.gen, s))
+            CkptHeader::decode(&bad[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s))
         })
         .max()
         .unwrap()
@@ -324,10 +304,7 @@ fn fsck_catches_deliberate_corruption() {
     fix_checksums(&mut bad);
     match FileSystem::mount(MemPmem::from_bytes(bad)) {
         Ok(fs) => {
-            assert!(
-                fs.is_read_only(),
-                "an inconsistent image must not mount read-write"
-            );
+            assert!(fs.is_read_only(), "an inconsistent image must not mount read-write");
             assert!(fs.fsck().is_err());
         }
         Err(e) => assert!(matches!(e, FsError::Corrupt(_)), "{e:?}"),

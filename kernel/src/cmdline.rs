@@ -23,10 +23,8 @@ pub fn parse(text: &str) -> Cmdline {
     let mut words = text.split_whitespace().filter(|w| !w.starts_with("loglevel="));
     let mode = String::from(words.next().unwrap_or("shell"));
     let args = words.map(String::from).collect();
-    let log_level = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("loglevel="))
-        .and_then(crate::log::Level::parse);
+    let log_level =
+        text.split_whitespace().find_map(|w| w.strip_prefix("loglevel=")).and_then(crate::log::Level::parse);
     Cmdline { mode, args, log_level }
 }
 

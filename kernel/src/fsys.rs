@@ -166,7 +166,13 @@ fn cmd_fs(args: &[&str]) {
             let mut off = 0;
             while off < st.size {
                 let b = fs.bmap(ino, off).map_err(err)?;
-                crate::kprintln!("  file {:#x}+{:#x} -> {:?}{}", b.file_offset, b.len, b.phys, if b.shared { " shared" } else { "" });
+                crate::kprintln!(
+                    "  file {:#x}+{:#x} -> {:?}{}",
+                    b.file_offset,
+                    b.len,
+                    b.phys,
+                    if b.shared { " shared" } else { "" }
+                );
                 off = b.file_offset + b.len.max(1);
             }
             Ok(())
@@ -197,7 +203,9 @@ fn cmd_fs(args: &[&str]) {
             Ok(())
         })
         .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        _ => Err(String::from("usage: fs mkfs|mount|umount|ls [PATH]|cat PATH|write PATH TEXT|stat PATH|rmap OFF [LEN]|fsck|df")),
+        _ => Err(String::from(
+            "usage: fs mkfs|mount|umount|ls [PATH]|cat PATH|write PATH TEXT|stat PATH|rmap OFF [LEN]|fsck|df",
+        )),
     };
     if let Err(e) = result {
         crate::kprintln!("fs: {e}");
@@ -242,7 +250,9 @@ mod tests {
         kassert!(matches!(owners[0].owner, RmapOwner::File { ino: i, .. } if i == ino));
         // Reading the file now fails at the poison instead of crashing.
         let mut buf = [0u8; 8192];
-        kassert!(with_fs(|fs| fs.read(ino, 0, &mut buf)).ok_or(fail("not mounted"))?.is_err() || buf[4096 + 128] != 0x42);
+        kassert!(
+            with_fs(|fs| fs.read(ino, 0, &mut buf)).ok_or(fail("not mounted"))?.is_err() || buf[4096 + 128] != 0x42
+        );
         unmount().map_err(|_| fail("unmount"))?;
         kassert!(d.has_holder(), "the logging holder is back");
         d.recovery_write(phys & !4095, &[0; 4096]).map_err(|_| fail("recovery write"))?;

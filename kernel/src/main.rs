@@ -54,11 +54,17 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     arch::cpu::enable_paging_features(&features);
     let tsc_hz = time::calibrate_tsc();
     let flush = arch::copy::init(&features);
-    info!("cpu: {} TSC {} MHz{}; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
+    info!(
+        "cpu: {} TSC {} MHz{}; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
         if features.vendor_intel { "Intel" } else { "non-Intel" },
         tsc_hz / 1_000_000,
         if features.invariant_tsc { " (invariant)" } else { "" },
-        features.clwb, features.clflushopt, features.pdpe1gb, features.mca, flush.name());
+        features.clwb,
+        features.clflushopt,
+        features.pdpe1gb,
+        features.mca,
+        flush.name()
+    );
     match mce::init(&features) {
         Some(m) => info!("mce: MCG_CAP {:#x}, {} banks, SER {}; CR4.MCE on", m.cap, m.banks, m.ser),
         None => warn!("mce: no machine-check architecture"),

@@ -20,7 +20,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use fsdax_drivers::mce::{grade_event, BankRecord, InterruptedContext, McgCap, McgStatus, MciMisc, MciStatus, Severity};
+use fsdax_drivers::mce::{
+    grade_event, BankRecord, InterruptedContext, McgCap, McgStatus, MciMisc, MciStatus, Severity,
+};
 use fsdax_drivers::pmem::{ByteRange, PoisonRing};
 use fsdax_ktest::protocol::ExitCode;
 use x86_64::registers::control::{Cr4, Cr4Flags};
@@ -215,12 +217,19 @@ pub extern "x86-interrupt" fn machine_check_handler(mut frame: InterruptStackFra
     let event = grade_event(SER.load(Ordering::Relaxed), mcg, ctx, banks);
     let severity = event.grade.severity;
     for b in banks {
-        log_event(mcg, b, rip, if Some(b.bank) == event.worst.map(|w| banks[w].bank) { severity } else { Severity::Logged }, task);
+        log_event(
+            mcg,
+            b,
+            rip,
+            if Some(b.bank) == event.worst.map(|w| banks[w].bank) { severity } else { Severity::Logged },
+            task,
+        );
     }
     if severity.is_fatal() {
         fatal_report(&frame, mcg, banks, event.grade.rule, task);
     }
-    let poisoned = event.worst.and_then(|w| banks[w].poisoned_range()).and_then(|r| ByteRange::from_len(r.start, r.len));
+    let poisoned =
+        event.worst.and_then(|w| banks[w].poisoned_range()).and_then(|r| ByteRange::from_len(r.start, r.len));
     // Clear the banks we handled, then MCIP (a second #MC while MCIP is set
     // shuts the CPU down).
     for b in banks {
@@ -272,10 +281,7 @@ fn fatal_report(frame: &InterruptStackFrame, mcg: McgStatus, banks: &[BankRecord
     ));
     e(format_args!("  MCG_STATUS {:#x}\n", mcg.0));
     for b in banks {
-        e(format_args!(
-            "  bank {}: STATUS {:#018x} ADDR {:#x} MISC {:#x}\n",
-            b.bank, b.status.0, b.addr, b.misc.0
-        ));
+        e(format_args!("  bank {}: STATUS {:#018x} ADDR {:#x} MISC {:#x}\n", b.bank, b.status.0, b.addr, b.misc.0));
     }
     crate::panic::exit_qemu(ExitCode::FatalMachineCheck)
 }
@@ -403,7 +409,10 @@ mod tests {
         kassert!(d.is_poisoned(d_offset() + 8192, 64));
         d.recovery_write((d_offset() + 8192) & !4095, &[0; 4096]).map_err(|_| fail("recovery write"))?;
         kassert!(matches!(
-            crate::pmem::memory_failure(ByteRange::from_len(0x1000, 64).ok_or(fail("range"))?, MfFlags::ACTION_OPTIONAL),
+            crate::pmem::memory_failure(
+                ByteRange::from_len(0x1000, 64).ok_or(fail("range"))?,
+                MfFlags::ACTION_OPTIONAL
+            ),
             crate::pmem::Failure::NotPmem
         ));
         Ok(())

@@ -14,7 +14,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use bootloader_api::info::MemoryRegionKind;
 use bootloader_api::BootInfo;
 use fsdax_mm::frame::{BitmapFrameAllocator, FrameStats};
-use fsdax_mm::layout::{self, HEAP_BASE, HEAP_SIZE, KERNEL_PML4_FIRST, MMIO_BASE, PHYS_OFFSET, STACKS_BASE, STACK_SLOT};
+use fsdax_mm::layout::{
+    self, HEAP_BASE, HEAP_SIZE, KERNEL_PML4_FIRST, MMIO_BASE, PHYS_OFFSET, STACKS_BASE, STACK_SLOT,
+};
 use fsdax_mm::paging::{Flags, Leaf, MapError, MapStats, PageMapper, PageSize, TlbFlush};
 use fsdax_mm::{HUGE_2M, PAGE_SIZE};
 use linked_list_allocator::Heap;
@@ -127,7 +129,9 @@ pub fn init(boot: &BootInfo, features: &Features) -> MemInfo {
         if s <= end {
             end = end.max(e);
         } else {
-            add(new.map_range(phys_to_virt(start), start, end - start, dm_flags, max_page(), &mut alloc).expect("direct map"));
+            add(new
+                .map_range(phys_to_virt(start), start, end - start, dm_flags, max_page(), &mut alloc)
+                .expect("direct map"));
             start = s;
             end = e;
         }
@@ -312,9 +316,7 @@ struct KernelHeap(Mutex<Heap>);
 // GlobalAlloc's contract, under a lock.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        without_interrupts(|| {
-            self.0.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
-        })
+        without_interrupts(|| self.0.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr()))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -442,7 +444,14 @@ impl AddressSpace {
     ///
     /// # Safety
     /// As for [`map_kernel`]; the frames must outlive the mapping.
-    pub unsafe fn map(&self, virt: u64, phys: u64, len: u64, flags: Flags, max: PageSize) -> Result<MapStats, MapError> {
+    pub unsafe fn map(
+        &self,
+        virt: u64,
+        phys: u64,
+        len: u64,
+        flags: Flags,
+        max: PageSize,
+    ) -> Result<MapStats, MapError> {
         if layout::is_kernel_half(virt) || layout::is_kernel_half(virt.saturating_add(len).saturating_sub(1)) {
             return Err(MapError::Unaligned);
         }

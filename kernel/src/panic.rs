@@ -27,10 +27,7 @@ pub fn halt_forever() -> ! {
 /// A fault in kernel code (or in a critical task): report and stop.
 pub fn kernel_fault(fault: &Fault, task: TaskId) -> ! {
     x86_64::instructions::interrupts::disable();
-    crate::log::emergency(format_args!(
-        "\nKERNEL PANIC: {fault}\n  in task {task}; RFLAGS {:#x}\n",
-        fault.rflags
-    ));
+    crate::log::emergency(format_args!("\nKERNEL PANIC: {fault}\n  in task {task}; RFLAGS {:#x}\n", fault.rflags));
     exit_qemu(ExitCode::KernelPanic)
 }
 

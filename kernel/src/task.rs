@@ -433,12 +433,8 @@ pub fn reap() {
         let mut guard = SCHED.lock();
         let Some(s) = guard.as_mut() else { return };
         let cur = s.current;
-        let dead: Vec<TaskId> = s
-            .tasks
-            .values()
-            .filter(|t| t.id != cur && matches!(t.state, State::Dead(_)))
-            .map(|t| t.id)
-            .collect();
+        let dead: Vec<TaskId> =
+            s.tasks.values().filter(|t| t.id != cur && matches!(t.state, State::Dead(_))).map(|t| t.id).collect();
         for id in dead {
             if s.task(id).joinable {
                 let t = s.task(id);
@@ -659,7 +655,11 @@ mod tests {
         fn recurse(n: u64) -> u64 {
             let pad = [n; 64];
             core::hint::black_box(&pad);
-            if n == 0 { 0 } else { recurse(n - 1) + pad[3] }
+            if n == 0 {
+                0
+            } else {
+                recurse(n - 1) + pad[3]
+            }
         }
         let id = spawn("deep", || {
             core::hint::black_box(recurse(1_000_000));
@@ -743,11 +743,13 @@ mod tests {
         // SAFETY: a test-owned frame mapped into the task's private space;
         // the frame is freed only after the task (and space) are gone.
         unsafe { space.map(0x5000_0000, frame, 4096, flags, PageSize::Size4K) }.map_err(|_| fail("map"))?;
-        let id = Builder::new("private").address_space(space).spawn(|| {
-            // SAFETY: mapped in this task's own address space (above).
-            unsafe { (0x5000_0000 as *mut u64).write_volatile(0xabcd) };
-        })
-        .map_err(|_| fail("spawn"))?;
+        let id = Builder::new("private")
+            .address_space(space)
+            .spawn(|| {
+                // SAFETY: mapped in this task's own address space (above).
+                unsafe { (0x5000_0000 as *mut u64).write_volatile(0xabcd) };
+            })
+            .map_err(|_| fail("spawn"))?;
         kassert_eq!(join(id), Some(ExitReason::Returned));
         // SAFETY: the frame through the direct map; the task is gone.
         kassert_eq!(unsafe { (crate::mem::phys_to_virt(frame) as *const u64).read_volatile() }, 0xabcd);

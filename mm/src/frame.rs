@@ -216,9 +216,11 @@ impl FrameDeallocator<Size4KiB> for BitmapFrameAllocator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
 
     fn allocator(frames: usize) -> BitmapFrameAllocator<'static> {
         let words = BitmapFrameAllocator::words_for(frames);

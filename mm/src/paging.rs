@@ -8,19 +8,16 @@
 //! own tables). TLB flushes are not executed here; they are returned as a
 //! [`TlbFlush`] that the caller must carry out.
 
-use x86_64::structures::paging::mapper::{
-    CleanUp, MapToError, MappedFrame, Mapper, TranslateResult, UnmapError,
-};
+use x86_64::structures::paging::mapper::{CleanUp, MapToError, MappedFrame, Mapper, TranslateResult, UnmapError};
 use x86_64::structures::paging::page_table::PageTableEntry;
+pub use x86_64::structures::paging::PageTableFlags as Flags;
 use x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, OffsetPageTable, Page, PageSize as X86PageSize, PageTable,
-    PageTableFlags, PhysFrame, Size1GiB, Size2MiB, Size4KiB, Translate,
+    FrameAllocator, FrameDeallocator, OffsetPageTable, Page, PageSize as X86PageSize, PageTable, PageTableFlags,
+    PhysFrame, Size1GiB, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::{HUGE_1G, HUGE_2M, PAGE_SIZE};
-
-pub use x86_64::structures::paging::PageTableFlags as Flags;
 
 /// A page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,9 +138,7 @@ impl<'a> PageMapper<'a> {
     /// The flags of intermediate tables: present and writable, and
     /// user-accessible if the leaf is (the leaf decides).
     fn parent_flags(flags: PageTableFlags) -> PageTableFlags {
-        PageTableFlags::PRESENT
-            | PageTableFlags::WRITABLE
-            | (flags & PageTableFlags::USER_ACCESSIBLE)
+        PageTableFlags::PRESENT | PageTableFlags::WRITABLE | (flags & PageTableFlags::USER_ACCESSIBLE)
     }
 
     fn map_one<A: FrameAllocator<Size4KiB>>(
@@ -447,7 +442,10 @@ mod tests {
         assert_eq!(m.unmap_range(base, PAGE_SIZE), Err(MapError::SplitsHugePage(base)));
         assert!(m.translate(base).is_some(), "failed unmap changed nothing");
         assert_eq!(m.unmap_range(base, 2 * HUGE_2M), Err(MapError::NotMapped(base + HUGE_2M)));
-        assert_eq!(m.unmap_range(base, HUGE_2M), Ok(TlbFlush::Range { start: base, end: base + HUGE_2M, step: HUGE_2M }));
+        assert_eq!(
+            m.unmap_range(base, HUGE_2M),
+            Ok(TlbFlush::Range { start: base, end: base + HUGE_2M, step: HUGE_2M })
+        );
         assert_eq!(m.translate(base), None);
         assert_eq!(m.unmap_range(base, 3), Err(MapError::Unaligned));
     }
@@ -476,8 +474,14 @@ mod tests {
         let mut leaves = Vec::new();
         m.for_each_leaf(256..512, |l| leaves.push(l));
         assert_eq!(leaves.len(), 2);
-        assert_eq!((leaves[0].virt, leaves[0].phys, leaves[0].size), (0xffff_f000_0000_0000, 0x20_0000, PageSize::Size2M));
-        assert_eq!((leaves[1].virt, leaves[1].phys, leaves[1].size), (0xffff_f000_0020_0000, 0x40_0000, PageSize::Size4K));
+        assert_eq!(
+            (leaves[0].virt, leaves[0].phys, leaves[0].size),
+            (0xffff_f000_0000_0000, 0x20_0000, PageSize::Size2M)
+        );
+        assert_eq!(
+            (leaves[1].virt, leaves[1].phys, leaves[1].size),
+            (0xffff_f000_0020_0000, 0x40_0000, PageSize::Size4K)
+        );
         let mut low = Vec::new();
         m.for_each_leaf(0..256, |l| low.push(l.virt));
         assert_eq!(low, vec![0x1000]);

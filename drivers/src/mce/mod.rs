@@ -17,6 +17,4 @@ pub mod severity;
 mod tests;
 
 pub use registers::*;
-pub use severity::{
-    grade_bank, grade_event, EventGrade, FatalReason, Grade, InterruptedContext, Severity,
-};
+pub use severity::{grade_bank, grade_event, EventGrade, FatalReason, Grade, InterruptedContext, Severity};

@@ -235,19 +235,13 @@ impl McaCode {
             0x0400 => McaErrorKind::InternalTimer,
             0x0401..=0x07FF => McaErrorKind::InternalUnclassified,
             _ if c & 0xFFFC == 0x000C => McaErrorKind::GenericCacheHierarchy { level: ll },
-            _ if c & 0xFFF0 == 0x0010 => McaErrorKind::Tlb {
-                transaction: tt,
-                level: ll,
-            },
-            _ if c & 0xFF80 == 0x0080 => McaErrorKind::MemoryController {
-                operation: ((c >> 4) & 0x7) as u8,
-                channel: (c & 0xF) as u8,
-            },
-            _ if c & 0xFF00 == 0x0100 => McaErrorKind::Cache {
-                request: ((c >> 4) & 0xF) as u8,
-                transaction: tt,
-                level: ll,
-            },
+            _ if c & 0xFFF0 == 0x0010 => McaErrorKind::Tlb { transaction: tt, level: ll },
+            _ if c & 0xFF80 == 0x0080 => {
+                McaErrorKind::MemoryController { operation: ((c >> 4) & 0x7) as u8, channel: (c & 0xF) as u8 }
+            }
+            _ if c & 0xFF00 == 0x0100 => {
+                McaErrorKind::Cache { request: ((c >> 4) & 0xF) as u8, transaction: tt, level: ll }
+            }
             _ if c & 0xF800 == 0x0800 => McaErrorKind::Bus,
             _ => McaErrorKind::Other,
         }

@@ -234,13 +234,7 @@ impl Rule {
     }
 
     /// Whether the rule applies.
-    pub const fn matches(
-        &self,
-        ser: bool,
-        mcg: McgStatus,
-        status: MciStatus,
-        ctx: InterruptedContext,
-    ) -> bool {
+    pub const fn matches(&self, ser: bool, mcg: McgStatus, status: MciStatus, ctx: InterruptedContext) -> bool {
         let ser_ok = match self.ser {
             SerFilter::Any => true,
             SerFilter::Ser => ser,
@@ -261,34 +255,12 @@ const fn fatal(reason: FatalReason) -> Severity {
 pub const RULES: &[Rule] = &[
     rule("Invalid", Severity::NoError, VAL, 0),
     rule("Not enabled", Severity::NoError, EN, 0),
-    rule(
-        "Processor context corrupt",
-        fatal(FatalReason::ProcessorContextCorrupt),
-        PCC,
-        PCC,
-    ),
-    rule(
-        "MCIP not set in #MC handler",
-        fatal(FatalReason::McipNotSet),
-        0,
-        0,
-    )
-    .mcg(MCIP, 0),
-    rule(
-        "Neither restart nor error IP",
-        fatal(FatalReason::NeitherRestartNorErrorIp),
-        0,
-        0,
-    )
-    .mcg(RIPV | EIPV, 0),
-    rule(
-        "In kernel and no restart IP",
-        fatal(FatalReason::KernelNoRestartIp),
-        0,
-        0,
-    )
-    .mcg(RIPV, 0)
-    .ctx(ContextFilter::Kernel),
+    rule("Processor context corrupt", fatal(FatalReason::ProcessorContextCorrupt), PCC, PCC),
+    rule("MCIP not set in #MC handler", fatal(FatalReason::McipNotSet), 0, 0).mcg(MCIP, 0),
+    rule("Neither restart nor error IP", fatal(FatalReason::NeitherRestartNorErrorIp), 0, 0).mcg(RIPV | EIPV, 0),
+    rule("In kernel and no restart IP", fatal(FatalReason::KernelNoRestartIp), 0, 0)
+        .mcg(RIPV, 0)
+        .ctx(ContextFilter::Kernel),
     rule("Corrected error", Severity::Corrected, UC, 0),
     // --- CPUs with software error recovery ---
     // Known action-optional codes. As in Linux, S is not tested (SRAO may
@@ -308,20 +280,8 @@ pub const RULES: &[Rule] = &[
         UC | McaCode::L3_WRITEBACK as u64,
     )
     .ser(),
-    rule(
-        "Uncorrected no action required (UCNA)",
-        Severity::Deferred,
-        UC_SAR,
-        UC,
-    )
-    .ser(),
-    rule(
-        "Illegal combination (UCNA with AR)",
-        fatal(FatalReason::IllegalUcnaWithAr),
-        OVER | UC_SAR,
-        UC | AR,
-    )
-    .ser(),
+    rule("Uncorrected no action required (UCNA)", Severity::Deferred, UC_SAR, UC).ser(),
+    rule("Illegal combination (UCNA with AR)", fatal(FatalReason::IllegalUcnaWithAr), OVER | UC_SAR, UC | AR).ser(),
     rule("Non-signalled machine check", Severity::Keep, S, 0).ser(),
     rule(
         "Action required with lost events",
@@ -385,49 +345,17 @@ pub const RULES: &[Rule] = &[
         UC_SAR,
     )
     .ser(),
-    rule(
-        "Action optional: unknown MCA code",
-        Severity::Logged,
-        OVER | UC_SAR,
-        UC_S,
-    )
-    .ser(),
-    rule(
-        "Action optional with lost events",
-        Severity::Logged,
-        OVER | UC_SAR,
-        OVER | UC_S,
-    )
-    .ser(),
+    rule("Action optional: unknown MCA code", Severity::Logged, OVER | UC_SAR, UC_S).ser(),
+    rule("Action optional with lost events", Severity::Logged, OVER | UC_SAR, OVER | UC_S).ser(),
     // --- everything left is uncorrected; with SER it was matched above ---
-    rule(
-        "Overflowed uncorrected",
-        fatal(FatalReason::OverflowedUncorrected),
-        OVER | UC,
-        OVER | UC,
-    ),
-    rule(
-        "Uncorrected in the kernel",
-        fatal(FatalReason::UncorrectedInKernel),
-        UC,
-        UC,
-    )
-    .ctx(ContextFilter::Kernel),
-    rule(
-        "Uncorrected without SER",
-        fatal(FatalReason::UncorrectedWithoutSer),
-        UC,
-        UC,
-    )
-    .no_ser(),
+    rule("Overflowed uncorrected", fatal(FatalReason::OverflowedUncorrected), OVER | UC, OVER | UC),
+    rule("Uncorrected in the kernel", fatal(FatalReason::UncorrectedInKernel), UC, UC).ctx(ContextFilter::Kernel),
+    rule("Uncorrected without SER", fatal(FatalReason::UncorrectedWithoutSer), UC, UC).no_ser(),
 ];
 
 /// The fallback if no rule matches (the table is total, so this is only
 /// reached if it is edited badly).
-const NO_MATCH: Grade = Grade {
-    severity: Severity::Logged,
-    rule: "No match",
-};
+const NO_MATCH: Grade = Grade { severity: Severity::Logged, rule: "No match" };
 
 /// A severity and the name of the rule that gave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -454,15 +382,10 @@ pub fn grade_bank(ser: bool, mcg: McgStatus, status: MciStatus, ctx: Interrupted
         return NO_MATCH;
     };
     let severity = match rule.severity {
-        Severity::ActionRequiredTask { .. } => Severity::ActionRequiredTask {
-            resumable: mcg.ripv(),
-        },
+        Severity::ActionRequiredTask { .. } => Severity::ActionRequiredTask { resumable: mcg.ripv() },
         other => other,
     };
-    Grade {
-        severity,
-        rule: rule.name,
-    }
+    Grade { severity, rule: rule.name }
 }
 
 /// The worst grade among the banks of one `#MC` event.
@@ -476,29 +399,15 @@ pub struct EventGrade {
 }
 
 /// Grades every bank and returns the worst.
-pub fn grade_event(
-    ser: bool,
-    mcg: McgStatus,
-    ctx: InterruptedContext,
-    banks: &[BankRecord],
-) -> EventGrade {
-    let mut out = EventGrade {
-        grade: Grade {
-            severity: Severity::NoError,
-            rule: "No valid bank",
-        },
-        worst: None,
-    };
+pub fn grade_event(ser: bool, mcg: McgStatus, ctx: InterruptedContext, banks: &[BankRecord]) -> EventGrade {
+    let mut out = EventGrade { grade: Grade { severity: Severity::NoError, rule: "No valid bank" }, worst: None };
     for (i, bank) in banks.iter().enumerate() {
         if !bank.status.val() {
             continue;
         }
         let g = grade_bank(ser, mcg, bank.status, ctx);
         if out.worst.is_none() || g.severity.rank() > out.grade.severity.rank() {
-            out = EventGrade {
-                grade: g,
-                worst: Some(i),
-            };
+            out = EventGrade { grade: g, worst: Some(i) };
         }
     }
     out

@@ -56,22 +56,8 @@ struct Case {
     rule: &'static str,
 }
 
-const fn case(
-    ser: bool,
-    mcg: u64,
-    status: u64,
-    ctx: InterruptedContext,
-    expect: Severity,
-    rule: &'static str,
-) -> Case {
-    Case {
-        ser,
-        mcg,
-        status,
-        ctx,
-        expect,
-        rule,
-    }
+const fn case(ser: bool, mcg: u64, status: u64, ctx: InterruptedContext, expect: Severity, rule: &'static str) -> Case {
+    Case { ser, mcg, status, ctx, expect, rule }
 }
 
 #[rustfmt::skip]
@@ -150,11 +136,7 @@ fn every_case_grades_as_expected() {
 #[test]
 fn every_rule_is_exercised() {
     let hit: BTreeSet<&str> = CASES.iter().map(|c| c.rule).collect();
-    let missing: Vec<&str> = RULES
-        .iter()
-        .map(|r| r.name)
-        .filter(|n| !hit.contains(n))
-        .collect();
+    let missing: Vec<&str> = RULES.iter().map(|r| r.name).filter(|n| !hit.contains(n)).collect();
     assert!(missing.is_empty(), "rules without a test case: {missing:?}");
 }
 
@@ -182,12 +164,7 @@ fn table_is_total_over_the_architectural_bits() {
                 for ctx in [USER, KERNEL, KERNEL_SAFE] {
                     for ser in [false, true] {
                         let g = grade_bank(ser, McgStatus(mcg), MciStatus(status | code), ctx);
-                        assert_ne!(
-                            g.rule,
-                            "No match",
-                            "status {:#x} mcg {mcg:#x}",
-                            status | code
-                        );
+                        assert_ne!(g.rule, "No match", "status {:#x} mcg {mcg:#x}", status | code);
                     }
                 }
             }
@@ -206,24 +183,11 @@ fn qemu_register_decoding() {
     assert!(srao.val() && srao.uc() && srao.en() && srao.miscv() && srao.addrv() && srao.s());
     assert!(!srao.over() && !srao.pcc() && !srao.ar());
     assert!(srao.mca_code().is_memory_scrub());
-    assert_eq!(
-        srao.mca_code().kind(),
-        McaErrorKind::MemoryController {
-            operation: 4,
-            channel: 0
-        }
-    );
+    assert_eq!(srao.mca_code().kind(), McaErrorKind::MemoryController { operation: 4, channel: 0 });
     let srar = MciStatus(SRAR_STATUS);
     assert!(srar.ar() && srar.s() && srar.uc());
     assert!(srar.mca_code().is_data_load());
-    assert_eq!(
-        srar.mca_code().kind(),
-        McaErrorKind::Cache {
-            request: 3,
-            transaction: 1,
-            level: 0
-        }
-    );
+    assert_eq!(srar.mca_code().kind(), McaErrorKind::Cache { request: 3, transaction: 1, level: 0 });
     assert_eq!(MciStatus(0xABCD_0000 | SRAR_STATUS).model_code(), 0xABCD);
 
     let mcg = McgStatus(SRAR_MCG);
@@ -244,20 +208,8 @@ fn mca_code_kinds() {
     assert_eq!(k(0x0400), McaErrorKind::InternalTimer);
     assert_eq!(k(0x0455), McaErrorKind::InternalUnclassified);
     assert_eq!(k(0x000F), McaErrorKind::GenericCacheHierarchy { level: 3 });
-    assert_eq!(
-        k(0x0016),
-        McaErrorKind::Tlb {
-            transaction: 1,
-            level: 2
-        }
-    );
-    assert_eq!(
-        k(0x109F),
-        McaErrorKind::MemoryController {
-            operation: 1,
-            channel: 15
-        }
-    );
+    assert_eq!(k(0x0016), McaErrorKind::Tlb { transaction: 1, level: 2 });
+    assert_eq!(k(0x109F), McaErrorKind::MemoryController { operation: 1, channel: 15 });
     assert_eq!(k(0x0E0B), McaErrorKind::Bus);
     assert_eq!(k(0x2000), McaErrorKind::Other);
     assert!(McaCode(0x10C5).is_memory_scrub());
@@ -265,43 +217,23 @@ fn mca_code_kinds() {
 }
 
 fn bank(status: u64, addr: u64, misc: u64) -> BankRecord {
-    BankRecord {
-        bank: 9,
-        status: MciStatus(status),
-        addr,
-        misc: MciMisc(misc),
-    }
+    BankRecord { bank: 9, status: MciStatus(status), addr, misc: MciMisc(misc) }
 }
 
 #[test]
 fn poisoned_range_from_qemu_values() {
     let b = bank(SRAR_STATUS, 0x1_0000_1234, QEMU_MISC);
     let r = b.poisoned_range().unwrap();
-    assert_eq!(
-        r,
-        PhysRange {
-            start: 0x1_0000_1200,
-            len: 64
-        }
-    );
+    assert_eq!(r, PhysRange { start: 0x1_0000_1200, len: 64 });
     assert_eq!(r.end(), 0x1_0000_1240);
     assert!(r.start <= b.addr && b.addr < r.end());
 }
 
 #[test]
 fn poisoned_range_needs_valid_physical_address() {
-    assert_eq!(
-        bank(SRAR_STATUS & !ADDRV, 0x1000, QEMU_MISC).poisoned_range(),
-        None
-    );
-    assert_eq!(
-        bank(SRAR_STATUS & !MISCV, 0x1000, QEMU_MISC).poisoned_range(),
-        None
-    );
-    assert_eq!(
-        bank(SRAR_STATUS & !VAL, 0x1000, QEMU_MISC).poisoned_range(),
-        None
-    );
+    assert_eq!(bank(SRAR_STATUS & !ADDRV, 0x1000, QEMU_MISC).poisoned_range(), None);
+    assert_eq!(bank(SRAR_STATUS & !MISCV, 0x1000, QEMU_MISC).poisoned_range(), None);
+    assert_eq!(bank(SRAR_STATUS & !VAL, 0x1000, QEMU_MISC).poisoned_range(), None);
     // Linear address mode (1 << 6) with LSB 6.
     assert_eq!(bank(SRAR_STATUS, 0x1000, 0x46).poisoned_range(), None);
     assert_eq!(MciMisc(0x46).address_mode(), AddressMode::Linear);
@@ -309,30 +241,15 @@ fn poisoned_range_needs_valid_physical_address() {
     // LSB 12: a whole page.
     assert_eq!(
         bank(SRAR_STATUS, 0x12_3456, 0x80 | 12).poisoned_range(),
-        Some(PhysRange {
-            start: 0x12_3000,
-            len: 4096
-        })
+        Some(PhysRange { start: 0x12_3000, len: 4096 })
     );
     // LSB 0: one byte.
-    assert_eq!(
-        bank(SRAR_STATUS, 0x12_3456, 0x80).poisoned_range(),
-        Some(PhysRange {
-            start: 0x12_3456,
-            len: 1
-        })
-    );
+    assert_eq!(bank(SRAR_STATUS, 0x12_3456, 0x80).poisoned_range(), Some(PhysRange { start: 0x12_3456, len: 1 }));
     // LSB 63 at the top half: the range would end at 2^64.
-    assert_eq!(
-        bank(SRAR_STATUS, u64::MAX, 0x80 | 63).poisoned_range(),
-        None
-    );
+    assert_eq!(bank(SRAR_STATUS, u64::MAX, 0x80 | 63).poisoned_range(), None);
     assert_eq!(
         bank(SRAR_STATUS, 0x7FFF_FFFF_FFFF_FFFF, 0x80 | 63).poisoned_range(),
-        Some(PhysRange {
-            start: 0,
-            len: 1 << 63
-        })
+        Some(PhysRange { start: 0, len: 1 << 63 })
     );
 }
 
@@ -348,17 +265,8 @@ fn grade_event_returns_the_worst_bank() {
     ];
     let e = grade_event(true, mcg, USER, &banks);
     assert_eq!(e.worst, Some(3));
-    assert_eq!(
-        e.grade.severity,
-        Severity::ActionRequiredTask { resumable: true }
-    );
-    assert_eq!(
-        banks[3].poisoned_range(),
-        Some(PhysRange {
-            start: 0x4000,
-            len: 64
-        })
-    );
+    assert_eq!(e.grade.severity, Severity::ActionRequiredTask { resumable: true });
+    assert_eq!(banks[3].poisoned_range(), Some(PhysRange { start: 0x4000, len: 64 }));
 
     // The same event in ordinary kernel code is fatal.
     let e = grade_event(true, mcg, KERNEL, &banks);
@@ -367,15 +275,9 @@ fn grade_event_returns_the_worst_bank() {
 
     // Ties keep the first bank.
     let e = grade_event(true, McgStatus(SRAO_MCG), USER, &banks[..3]);
-    assert_eq!(
-        (e.worst, e.grade.severity),
-        (Some(2), Severity::ActionOptional)
-    );
+    assert_eq!((e.worst, e.grade.severity), (Some(2), Severity::ActionOptional));
     let two_ao = [banks[2], banks[4]];
-    assert_eq!(
-        grade_event(true, McgStatus(SRAO_MCG), USER, &two_ao).worst,
-        Some(0)
-    );
+    assert_eq!(grade_event(true, McgStatus(SRAO_MCG), USER, &two_ao).worst, Some(0));
 
     // Nothing valid.
     let e = grade_event(true, mcg, USER, &banks[..1]);
@@ -394,9 +296,7 @@ fn rank_orders_severities() {
         Severity::ActionOptional,
         Severity::ActionRequiredTask { resumable: true },
         Severity::ActionRequiredTask { resumable: false },
-        Severity::Fatal {
-            reason: FatalReason::McipNotSet,
-        },
+        Severity::Fatal { reason: FatalReason::McipNotSet },
     ];
     for w in order.windows(2) {
         assert!(w[0].rank() < w[1].rank(), "{:?} !< {:?}", w[0], w[1]);

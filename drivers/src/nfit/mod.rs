@@ -33,8 +33,8 @@ use core::fmt;
 pub use guid::*;
 use structures::{decode, Fields};
 pub use structures::{
-    min_len, ty, BlockControl, BlockDataWindow, ControlRegion, FlushHint, Interleave,
-    PlatformCapabilities, RegionMapping, Smbios, SpaRange, Structure,
+    min_len, ty, BlockControl, BlockDataWindow, ControlRegion, FlushHint, Interleave, PlatformCapabilities,
+    RegionMapping, Smbios, SpaRange, Structure,
 };
 
 /// Size of the standard ACPI table header.
@@ -115,10 +115,7 @@ impl fmt::Display for NfitError {
             }
             Self::BadChecksum => write!(f, "NFIT: bad checksum"),
             Self::BadCount { offset, count } => {
-                write!(
-                    f,
-                    "NFIT: count {count} does not fit the sub-table at byte {offset}"
-                )
+                write!(f, "NFIT: count {count} does not fit the sub-table at byte {offset}")
             }
             Self::EmptyRange { index } => write!(f, "NFIT: SPA range {index} is empty"),
             Self::RangeOverflow { index } => write!(f, "NFIT: SPA range {index} overflows"),
@@ -173,9 +170,7 @@ impl<'a> Nfit<'a> {
         if len < NFIT_HEADER_LEN {
             return Err(NfitError::BadLength { offset: 0, len });
         }
-        let table = bytes.get(..len).ok_or(NfitError::Truncated {
-            offset: bytes.len(),
-        })?;
+        let table = bytes.get(..len).ok_or(NfitError::Truncated { offset: bytes.len() })?;
         if table.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) != 0 {
             return Err(NfitError::BadChecksum);
         }
@@ -183,14 +178,7 @@ impl<'a> Nfit<'a> {
         let header = NfitHeader {
             length,
             revision: f.u8(8)?,
-            oem_id: [
-                ident(10)?,
-                ident(11)?,
-                ident(12)?,
-                ident(13)?,
-                ident(14)?,
-                ident(15)?,
-            ],
+            oem_id: [ident(10)?, ident(11)?, ident(12)?, ident(13)?, ident(14)?, ident(15)?],
             oem_table_id: [
                 ident(16)?,
                 ident(17)?,
@@ -205,9 +193,7 @@ impl<'a> Nfit<'a> {
             creator_id: [ident(28)?, ident(29)?, ident(30)?, ident(31)?],
             creator_revision: f.u32(32)?,
         };
-        let body = table.get(NFIT_HEADER_LEN..).ok_or(NfitError::Truncated {
-            offset: NFIT_HEADER_LEN,
-        })?;
+        let body = table.get(NFIT_HEADER_LEN..).ok_or(NfitError::Truncated { offset: NFIT_HEADER_LEN })?;
         let nfit = Nfit { header, body };
         nfit.validate()?;
         Ok(nfit)
@@ -227,10 +213,7 @@ impl<'a> Nfit<'a> {
         for (i, a) in self.spa_ranges().enumerate() {
             for b in self.spa_ranges().skip(i + 1) {
                 if a.base < b.end() && b.base < a.end() {
-                    return Err(NfitError::OverlappingRanges {
-                        a: a.index,
-                        b: b.index,
-                    });
+                    return Err(NfitError::OverlappingRanges { a: a.index, b: b.index });
                 }
             }
         }
@@ -244,9 +227,7 @@ impl<'a> Nfit<'a> {
 
     /// All sub-tables, in table order.
     pub fn structures(&self) -> Structures<'a> {
-        Structures {
-            raw: RawStructures::new(self.body),
-        }
+        Structures { raw: RawStructures::new(self.body) }
     }
 
     /// All SPA ranges, of every type.
@@ -281,8 +262,7 @@ impl<'a> Nfit<'a> {
     /// The region mappings (one per NVDIMM in the interleave set) that back
     /// the SPA range with index `spa_index`.
     pub fn mappings_for(&self, spa_index: u16) -> impl Iterator<Item = RegionMapping> + 'a {
-        self.region_mappings()
-            .filter(move |m| spa_index != 0 && m.spa_index == spa_index)
+        self.region_mappings().filter(move |m| spa_index != 0 && m.spa_index == spa_index)
     }
 
     /// The control region with the given (non-zero) index.
@@ -319,9 +299,7 @@ impl<'a> Nfit<'a> {
     /// if the platform gives none, as QEMU does: then a `sfence` after the
     /// cache flush is the whole persistence protocol).
     pub fn flush_hints_for(&self, device_handle: u32) -> impl Iterator<Item = u64> + 'a {
-        self.flush_hints()
-            .filter(move |h| h.device_handle == device_handle)
-            .flat_map(|h| h.addresses())
+        self.flush_hints().filter(move |h| h.device_handle == device_handle).flat_map(|h| h.addresses())
     }
 
     /// The platform capabilities structure, if any.
@@ -362,19 +340,12 @@ struct RawStructures<'a> {
 
 impl<'a> RawStructures<'a> {
     fn new(body: &'a [u8]) -> Self {
-        Self {
-            body,
-            pos: 0,
-            failed: false,
-        }
+        Self { body, pos: 0, failed: false }
     }
 
     fn step(&mut self) -> Result<Structure<'a>, NfitError> {
         let offset = NFIT_HEADER_LEN + self.pos;
-        let rest = self
-            .body
-            .get(self.pos..)
-            .ok_or(NfitError::Truncated { offset })?;
+        let rest = self.body.get(self.pos..).ok_or(NfitError::Truncated { offset })?;
         let f = Fields::new(rest, offset);
         let ty = f.u16(0)?;
         let len = usize::from(f.u16(2)?);
@@ -384,9 +355,7 @@ impl<'a> RawStructures<'a> {
         if len < SUBTABLE_HEADER_LEN {
             return Err(NfitError::BadLength { offset, len });
         }
-        let bytes = rest
-            .get(..len)
-            .ok_or(NfitError::BadLength { offset, len })?;
+        let bytes = rest.get(..len).ok_or(NfitError::BadLength { offset, len })?;
         let structure = decode(ty, bytes, offset)?;
         self.pos += len;
         Ok(structure)

@@ -63,16 +63,11 @@ pub(super) struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub(super) fn new(bytes: &'a [u8], table_offset: usize) -> Self {
-        Self {
-            bytes,
-            table_offset,
-        }
+        Self { bytes, table_offset }
     }
 
     fn array<const K: usize>(&self, at: usize) -> Result<[u8; K], NfitError> {
-        let truncated = NfitError::Truncated {
-            offset: self.table_offset.saturating_add(at),
-        };
+        let truncated = NfitError::Truncated { offset: self.table_offset.saturating_add(at) };
         let end = at.checked_add(K).ok_or(truncated)?;
         let slice = self.bytes.get(at..end).ok_or(truncated)?;
         <[u8; K]>::try_from(slice).map_err(|_| truncated)
@@ -91,9 +86,7 @@ impl<'a> Fields<'a> {
         self.array(at).map(u64::from_le_bytes)
     }
     fn tail(&self, at: usize) -> Result<&'a [u8], NfitError> {
-        self.bytes.get(at..).ok_or(NfitError::Truncated {
-            offset: self.table_offset.saturating_add(at),
-        })
+        self.bytes.get(at..).ok_or(NfitError::Truncated { offset: self.table_offset.saturating_add(at) })
     }
 }
 
@@ -212,9 +205,7 @@ impl<'a> Interleave<'a> {
 
     /// The line offsets, in units of `line_size`.
     pub fn line_offsets(&self) -> impl Iterator<Item = u32> + 'a {
-        self.line_offsets
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        self.line_offsets.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     }
 }
 
@@ -310,9 +301,7 @@ impl<'a> FlushHint<'a> {
 
     /// The flush hint addresses (physical).
     pub fn addresses(&self) -> impl Iterator<Item = u64> + 'a {
-        self.addresses
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        self.addresses.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
     }
 }
 
@@ -432,11 +421,7 @@ pub(super) fn decode(ty: u16, bytes: &[u8], offset: usize) -> Result<Structure<'
             need(min_len::INTERLEAVE)?;
             let count = f.u32(8)?;
             let lines = counted_tail(&f, min_len::INTERLEAVE, count, 4, offset)?;
-            Structure::Interleave(Interleave {
-                index: f.u16(4)?,
-                line_size: f.u32(12)?,
-                line_offsets: lines,
-            })
+            Structure::Interleave(Interleave { index: f.u16(4)?, line_size: f.u32(12)?, line_offsets: lines })
         }
         ty::SMBIOS => {
             need(min_len::SMBIOS)?;
@@ -490,23 +475,15 @@ pub(super) fn decode(ty: u16, bytes: &[u8], offset: usize) -> Result<Structure<'
             need(min_len::FLUSH_HINT)?;
             let count = f.u16(8)?;
             let addresses = counted_tail(&f, min_len::FLUSH_HINT, count.into(), 8, offset)?;
-            Structure::FlushHint(FlushHint {
-                device_handle: f.u32(4)?,
-                addresses,
-            })
+            Structure::FlushHint(FlushHint { device_handle: f.u32(4)?, addresses })
         }
         ty::PLATFORM_CAPABILITIES => {
             need(min_len::PLATFORM_CAPABILITIES)?;
             let highest_capability = f.u8(4)?;
             let raw = f.u32(8)?;
             // Bits above the highest valid one are reserved: ignore them.
-            let valid_mask = 1u32
-                .checked_shl(u32::from(highest_capability) + 1)
-                .map_or(u32::MAX, |bit| bit - 1);
-            Structure::PlatformCapabilities(PlatformCapabilities {
-                highest_capability,
-                capabilities: raw & valid_mask,
-            })
+            let valid_mask = 1u32.checked_shl(u32::from(highest_capability) + 1).map_or(u32::MAX, |bit| bit - 1);
+            Structure::PlatformCapabilities(PlatformCapabilities { highest_capability, capabilities: raw & valid_mask })
         }
         other => Structure::Unknown {
             ty: other,
@@ -527,10 +504,7 @@ fn counted_tail<'a>(
     offset: usize,
 ) -> Result<&'a [u8], NfitError> {
     let bad = NfitError::BadCount { offset, count };
-    let bytes = usize::try_from(count)
-        .ok()
-        .and_then(|c| c.checked_mul(elem))
-        .ok_or(bad)?;
+    let bytes = usize::try_from(count).ok().and_then(|c| c.checked_mul(elem)).ok_or(bad)?;
     let end = fixed.checked_add(bytes).ok_or(bad)?;
     f.bytes.get(fixed..end).ok_or(bad)
 }

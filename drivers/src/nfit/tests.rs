@@ -70,11 +70,7 @@ impl Builder {
     fn interleave(mut self, index: u16, line_size: u32, offsets: &[u32]) -> Self {
         let mut v = sub(2, 16 + 4 * offsets.len());
         put(&mut v, 4, index.to_le_bytes());
-        put(
-            &mut v,
-            8,
-            u32::try_from(offsets.len()).unwrap().to_le_bytes(),
-        );
+        put(&mut v, 8, u32::try_from(offsets.len()).unwrap().to_le_bytes());
         put(&mut v, 12, line_size.to_le_bytes());
         for (i, o) in offsets.iter().enumerate() {
             put(&mut v, 16 + 4 * i, o.to_le_bytes());
@@ -204,20 +200,11 @@ fn rich_table_parses_every_type() {
     assert_eq!(&nfit.header().oem_id, b"FSDAX ");
     assert_eq!(nfit.structures().count(), 17);
 
-    let pmem: Vec<_> = nfit
-        .pmem_ranges()
-        .map(|r| (r.index, r.base, r.length))
-        .collect();
+    let pmem: Vec<_> = nfit.pmem_ranges().map(|r| (r.index, r.base, r.length)).collect();
     assert_eq!(pmem, vec![(1, 4 * GIB, 2 * GIB), (2, 8 * GIB, GIB)]);
     assert_eq!(nfit.spa_ranges().count(), 4);
-    assert_eq!(
-        nfit.spa_range(3).unwrap().range_type,
-        AddressRangeType::ControlRegion
-    );
-    assert_eq!(
-        nfit.spa_range(4).unwrap().range_type,
-        AddressRangeType::Volatile
-    );
+    assert_eq!(nfit.spa_range(3).unwrap().range_type, AddressRangeType::ControlRegion);
+    assert_eq!(nfit.spa_range(4).unwrap().range_type, AddressRangeType::Volatile);
     let first = nfit.spa_range(1).unwrap();
     assert!(first.proximity_valid());
     assert_eq!(first.proximity_domain, 7);
@@ -228,9 +215,7 @@ fn rich_table_parses_every_type() {
 
     let set: Vec<_> = nfit.mappings_for(1).collect();
     assert_eq!(set.len(), 2);
-    assert!(set
-        .iter()
-        .all(|m| m.interleave_ways == 2 && m.interleave_index == 5));
+    assert!(set.iter().all(|m| m.interleave_ways == 2 && m.interleave_index == 5));
     assert_eq!(set[1].device_handle, 0x0101);
     assert_eq!(set[1].region_offset, 256);
     assert_eq!(set[1].control_region_index, 11);
@@ -272,14 +257,8 @@ fn rich_table_parses_every_type() {
         .unwrap();
     assert_eq!(smbios.data, &[1, 2, 3]);
 
-    assert_eq!(
-        nfit.flush_hints_for(0x0001).collect::<Vec<_>>(),
-        vec![0xFED0_0000, 0xFED0_0040]
-    );
-    assert_eq!(
-        nfit.flush_hints_for(0x0101).collect::<Vec<_>>(),
-        vec![0xFED1_0000]
-    );
+    assert_eq!(nfit.flush_hints_for(0x0001).collect::<Vec<_>>(), vec![0xFED0_0000, 0xFED0_0040]);
+    assert_eq!(nfit.flush_hints_for(0x0101).collect::<Vec<_>>(), vec![0xFED1_0000]);
     assert_eq!(nfit.flush_hints_for(0x0002).count(), 0);
 
     let caps = nfit.platform_capabilities().unwrap();
@@ -287,11 +266,7 @@ fn rich_table_parses_every_type() {
     assert_eq!(caps.capabilities, 0b11);
     assert!(caps.cpu_cache_is_persistent());
 
-    assert!(nfit.structures().any(|s| s
-        == Structure::Unknown {
-            ty: 0x42,
-            bytes_len: 12
-        }));
+    assert!(nfit.structures().any(|s| s == Structure::Unknown { ty: 0x42, bytes_len: 12 }));
 }
 
 #[test]
@@ -314,11 +289,7 @@ fn empty_table_has_no_ranges() {
 fn spa_location_cookie_is_read_when_flagged() {
     let mut v = sub(0, 64);
     put(&mut v, 4, 1u16.to_le_bytes());
-    put(
-        &mut v,
-        6,
-        SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes(),
-    );
+    put(&mut v, 6, SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes());
     put(&mut v, 16, GUID_PERSISTENT_MEMORY.0);
     put(&mut v, 40, GIB.to_le_bytes());
     put(&mut v, 56, 0x00C0_0C1Eu64.to_le_bytes());
@@ -328,20 +299,10 @@ fn spa_location_cookie_is_read_when_flagged() {
 
     // Flagged, but the structure is too short to hold the cookie.
     let mut short = sub(0, 56);
-    put(
-        &mut short,
-        6,
-        SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes(),
-    );
+    put(&mut short, 6, SpaRange::FLAG_LOCATION_COOKIE_VALID.to_le_bytes());
     put(&mut short, 40, GIB.to_le_bytes());
     let t = Builder::default().raw(short).build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength {
-            offset: 40,
-            len: 56
-        }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 40, len: 56 });
 }
 
 #[test]
@@ -367,17 +328,11 @@ fn guid_round_trips_and_prints_canonically() {
     ] {
         assert_eq!(AddressRangeType::from_guid(ty.guid()), ty);
     }
-    assert_eq!(
-        std::format!("{GUID_PERSISTENT_MEMORY}"),
-        "66F0D379-B4F3-4074-AC43-0D3318B78CDB"
-    );
+    assert_eq!(std::format!("{GUID_PERSISTENT_MEMORY}"), "66F0D379-B4F3-4074-AC43-0D3318B78CDB");
     // The mixed-endian storage order, as QEMU's NVDIMM_UUID_LE lays it out.
     assert_eq!(
         GUID_PERSISTENT_MEMORY.0,
-        [
-            0x79, 0xD3, 0xF0, 0x66, 0xF3, 0xB4, 0x74, 0x40, 0xAC, 0x43, 0x0D, 0x33, 0x18, 0xB7,
-            0x8C, 0xDB
-        ]
+        [0x79, 0xD3, 0xF0, 0x66, 0xF3, 0xB4, 0x74, 0x40, 0xAC, 0x43, 0x0D, 0x33, 0x18, 0xB7, 0x8C, 0xDB]
     );
 }
 
@@ -402,10 +357,7 @@ fn truncated_buffer() {
     let t = rich_table();
     for cut in [0, 3, 7, 20, 39, 41, t.len() - 1] {
         let err = Nfit::parse(&t[..cut]).unwrap_err();
-        assert!(
-            matches!(err, NfitError::Truncated { .. } | NfitError::BadSignature),
-            "cut {cut}: {err:?}"
-        );
+        assert!(matches!(err, NfitError::Truncated { .. } | NfitError::BadSignature), "cut {cut}: {err:?}");
     }
 }
 
@@ -414,28 +366,19 @@ fn header_length_shorter_than_header() {
     let mut t = Builder::default().build();
     t[4..8].copy_from_slice(&20u32.to_le_bytes());
     fix_checksum(&mut t);
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength { offset: 0, len: 20 }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 0, len: 20 });
 }
 
 #[test]
 fn zero_length_subtable() {
     let t = Builder::default().raw(vec![0, 0, 0, 0, 0, 0, 0, 0]).build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::ZeroLength { offset: 40 }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::ZeroLength { offset: 40 });
 }
 
 #[test]
 fn subtable_length_below_header() {
     let t = Builder::default().raw(vec![9, 0, 2, 0]).build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength { offset: 40, len: 2 }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 40, len: 2 });
 }
 
 #[test]
@@ -443,33 +386,14 @@ fn subtable_runs_past_end() {
     let mut v = sub(0x42, 8);
     v[2] = 200; // claims 200 bytes, only 8 present
     let t = Builder::default().raw(v).build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength {
-            offset: 40,
-            len: 200
-        }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 40, len: 200 });
 }
 
 #[test]
 fn subtable_too_small_for_its_type() {
-    for (ty, len) in [
-        (0, 55),
-        (1, 47),
-        (2, 15),
-        (3, 7),
-        (4, 31),
-        (5, 39),
-        (6, 15),
-        (7, 15),
-    ] {
+    for (ty, len) in [(0, 55), (1, 47), (2, 15), (3, 7), (4, 31), (5, 39), (6, 15), (7, 15)] {
         let t = Builder::default().raw(sub(ty, len)).build();
-        assert_eq!(
-            Nfit::parse(&t).unwrap_err(),
-            NfitError::BadLength { offset: 40, len },
-            "type {ty}"
-        );
+        assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 40, len }, "type {ty}");
     }
 }
 
@@ -478,13 +402,7 @@ fn control_region_with_windows_needs_full_length() {
     let mut v = sub(4, 32);
     put(&mut v, 30, 1u16.to_le_bytes());
     let t = Builder::default().raw(v).build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadLength {
-            offset: 40,
-            len: 32
-        }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadLength { offset: 40, len: 32 });
 }
 
 #[test]
@@ -494,20 +412,11 @@ fn flush_hint_count_exceeding_length() {
     // Count 2 in a sub-table that holds one address.
     bad[40 + 8..40 + 10].copy_from_slice(&2u16.to_le_bytes());
     fix_checksum(&mut bad);
-    assert_eq!(
-        Nfit::parse(&bad).unwrap_err(),
-        NfitError::BadCount {
-            offset: 40,
-            count: 2
-        }
-    );
+    assert_eq!(Nfit::parse(&bad).unwrap_err(), NfitError::BadCount { offset: 40, count: 2 });
     let mut huge = t;
     huge[40 + 8..40 + 10].copy_from_slice(&u16::MAX.to_le_bytes());
     fix_checksum(&mut huge);
-    assert!(matches!(
-        Nfit::parse(&huge).unwrap_err(),
-        NfitError::BadCount { .. }
-    ));
+    assert!(matches!(Nfit::parse(&huge).unwrap_err(), NfitError::BadCount { .. }));
 }
 
 #[test]
@@ -515,13 +424,7 @@ fn interleave_count_exceeding_length() {
     let mut t = Builder::default().interleave(1, 256, &[0, 1]).build();
     t[40 + 8..40 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
     fix_checksum(&mut t);
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::BadCount {
-            offset: 40,
-            count: u32::MAX
-        }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::BadCount { offset: 40, count: u32::MAX });
 }
 
 #[test]
@@ -531,10 +434,7 @@ fn overlapping_spa_ranges() {
         .spa(2, GUID_PERSISTENT_MEMORY, 8 * GIB, GIB)
         .spa(3, GUID_PERSISTENT_MEMORY, 6 * GIB - 4096, GIB)
         .build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::OverlappingRanges { a: 1, b: 3 }
-    );
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::OverlappingRanges { a: 1, b: 3 });
     // Touching but not overlapping is fine.
     let t = Builder::default()
         .spa(1, GUID_PERSISTENT_MEMORY, 4 * GIB, 2 * GIB)
@@ -545,24 +445,12 @@ fn overlapping_spa_ranges() {
 
 #[test]
 fn empty_and_overflowing_spa_ranges() {
-    let t = Builder::default()
-        .spa(7, GUID_PERSISTENT_MEMORY, GIB, 0)
-        .build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::EmptyRange { index: 7 }
-    );
-    let t = Builder::default()
-        .spa(8, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 11)
-        .build();
-    assert_eq!(
-        Nfit::parse(&t).unwrap_err(),
-        NfitError::RangeOverflow { index: 8 }
-    );
+    let t = Builder::default().spa(7, GUID_PERSISTENT_MEMORY, GIB, 0).build();
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::EmptyRange { index: 7 });
+    let t = Builder::default().spa(8, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 11).build();
+    assert_eq!(Nfit::parse(&t).unwrap_err(), NfitError::RangeOverflow { index: 8 });
     // Ending exactly at 2^64 - 1 + 1 would overflow; ending one below is fine.
-    let t = Builder::default()
-        .spa(9, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 10)
-        .build();
+    let t = Builder::default().spa(9, GUID_PERSISTENT_MEMORY, u64::MAX - 10, 10).build();
     assert!(Nfit::parse(&t).is_ok());
 }
 
@@ -572,10 +460,7 @@ fn too_many_spa_ranges() {
     for i in 0..=MAX_SPA_RANGES as u64 {
         b = b.spa(1, GUID_PERSISTENT_MEMORY, i * 4096, 4096);
     }
-    assert_eq!(
-        Nfit::parse(&b.build()).unwrap_err(),
-        NfitError::TooManyRanges
-    );
+    assert_eq!(Nfit::parse(&b.build()).unwrap_err(), NfitError::TooManyRanges);
 }
 
 #[test]

@@ -194,14 +194,9 @@ impl fmt::Display for PmemError {
                 write!(f, "range {offset:#x}+{len:#x} outside the device")
             }
             Self::Unaligned => f.write_str("recovery write not page aligned"),
-            Self::Poisoned {
-                offset,
-                len,
-                copied,
-            } => write!(
-                f,
-                "media error (poison) at {offset:#x}+{len:#x} after {copied} bytes"
-            ),
+            Self::Poisoned { offset, len, copied } => {
+                write!(f, "media error (poison) at {offset:#x}+{len:#x} after {copied} bytes")
+            }
             Self::Busy => f.write_str("busy"),
             Self::NoHolder => f.write_str("no holder registered"),
             Self::Holder(e) => write!(f, "holder failed: {e:?}"),
@@ -289,10 +284,7 @@ impl DeviceState {
             return (false, false);
         }
         // The list is merged, so a wholly covered range lies in one entry.
-        let new = !self
-            .poison
-            .first_overlap(range)
-            .is_some_and(|r| r.start <= range.start && range.end <= r.end);
+        let new = !self.poison.first_overlap(range).is_some_and(|r| r.start <= range.start && range.end <= r.end);
         if self.recovering.is_some_and(|r| r.overlaps(&range)) {
             self.recovery_raced = true;
         }
@@ -306,18 +298,12 @@ impl DeviceState {
     /// The listed poison that a request for `range` runs into first, as a
     /// [`PmemError::Poisoned`] (with `copied` = bytes before it).
     fn poison_in(&self, range: ByteRange) -> Option<PmemError> {
-        self.poison
-            .first_overlap(range)
-            .map(|r| poisoned_error(range, r))
+        self.poison.first_overlap(range).map(|r| poisoned_error(range, r))
     }
 
     /// Bytes of `range` that are listed.
     fn listed_bytes(&self, range: ByteRange) -> u64 {
-        self.poison
-            .iter()
-            .filter(|r| r.overlaps(&range))
-            .map(|r| r.end.min(range.end) - r.start.max(range.start))
-            .sum()
+        self.poison.iter().filter(|r| r.overlaps(&range)).map(|r| r.end.min(range.end) - r.start.max(range.start)).sum()
     }
 }
 
@@ -361,13 +347,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
     /// `phys_base`. Its size is `media.len()`, read once.
     pub fn new(name: &'static str, phys_base: u64, media: M) -> Self {
         let len = media.len();
-        Self {
-            name,
-            phys_base,
-            len,
-            media,
-            state: L::new(DeviceState::new()),
-        }
+        Self { name, phys_base, len, media, state: L::new(DeviceState::new()) }
     }
 
     /// The device's name (e.g. `pmem0`).
@@ -439,23 +419,13 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
             _ => buf.len(),
         };
         let Some(head) = buf.get_mut(..good) else {
-            return Err(PmemError::OutOfRange {
-                offset,
-                len: range.len(),
-            }); // unreachable: copied <= buf.len()
+            return Err(PmemError::OutOfRange { offset, len: range.len() }); // unreachable: copied <= buf.len()
         };
-        let not_copied = if head.is_empty() {
-            0
-        } else {
-            self.media.copy_mc(offset, head).min(good)
-        };
+        let not_copied = if head.is_empty() { 0 } else { self.media.copy_mc(offset, head).min(good) };
         if not_copied != 0 {
             let stop = offset + len_u64(good - not_copied);
             let line_start = stop & !(CACHE_LINE - 1);
-            let line = ByteRange {
-                start: line_start,
-                end: line_start.saturating_add(CACHE_LINE).min(self.len),
-            };
+            let line = ByteRange { start: line_start, end: line_start.saturating_add(CACHE_LINE).min(self.len) };
             return Err(self.state.with(|s| {
                 s.record(line);
                 s.stats.poison_discovered += 1;
@@ -463,8 +433,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
                     s.stats.poisoned_reads += 1;
                 }
                 // `line` overlaps `range` (it holds `stop`), so this is Some.
-                s.poison_in(range)
-                    .unwrap_or_else(|| poisoned_error(range, line))
+                s.poison_in(range).unwrap_or_else(|| poisoned_error(range, line))
             }));
         }
         match known {
@@ -478,11 +447,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         self.state.with(|s| match s.poison_in(range) {
             Some(PmemError::Poisoned { offset, len, .. }) => {
                 s.stats.refused_writes += 1;
-                Err(PmemError::Poisoned {
-                    offset,
-                    len,
-                    copied: 0,
-                })
+                Err(PmemError::Poisoned { offset, len, copied: 0 })
             }
             _ => Ok(()),
         })
@@ -565,11 +530,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
                     s.recovering = None;
                     s.stats.clear_failed += 1;
                 });
-                return Err(PmemError::Poisoned {
-                    offset,
-                    len,
-                    copied: 0,
-                });
+                return Err(PmemError::Poisoned { offset, len, copied: 0 });
             }
         }
         self.media.copy_flush(offset, data);
@@ -628,10 +589,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
     /// bytes are not).
     pub fn is_poisoned(&self, offset: u64, len: u64) -> bool {
         let end = offset.saturating_add(len).min(self.len);
-        let range = ByteRange {
-            start: offset.min(end),
-            end,
-        };
+        let range = ByteRange { start: offset.min(end), end };
         self.state.with(|s| s.poison.first_overlap(range).is_some())
     }
 
@@ -681,9 +639,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         }
         let holder = self.state.with(|s| s.holder.clone());
         let holder = holder.ok_or(PmemError::NoHolder)?;
-        holder
-            .notify_failure(offset, len, flags)
-            .map_err(PmemError::Holder)
+        holder.notify_failure(offset, len, flags).map_err(PmemError::Holder)
     }
 
     /// Writes `len` bytes at `offset` except the listed-poisoned ones,
@@ -693,10 +649,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         let mut pos = range.start;
         let mut skipped = 0;
         while pos < range.end {
-            let rest = ByteRange {
-                start: pos,
-                end: range.end,
-            };
+            let rest = ByteRange { start: pos, end: range.end };
             let hit = self.state.with(|s| s.poison.first_overlap(rest));
             let good_end = hit.map_or(range.end, |r| r.start.max(pos));
             if good_end > pos {
@@ -784,20 +737,8 @@ where
     fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), fsdax_fs::Poisoned> {
         match self.dev.read(offset, buf) {
             Ok(()) => Ok(()),
-            Err(PmemError::Poisoned {
-                offset,
-                len,
-                copied,
-            }) => Err(fsdax_fs::Poisoned {
-                copied,
-                offset,
-                len,
-            }),
-            Err(_) => Err(fsdax_fs::Poisoned {
-                copied: 0,
-                offset,
-                len: len_u64(buf.len()),
-            }),
+            Err(PmemError::Poisoned { offset, len, copied }) => Err(fsdax_fs::Poisoned { copied, offset, len }),
+            Err(_) => Err(fsdax_fs::Poisoned { copied: 0, offset, len: len_u64(buf.len()) }),
         }
     }
 
@@ -807,9 +748,7 @@ where
         };
         let media = &self.dev.media;
         self.dev.write_around_poison(range, |at, i, n| {
-            let piece = usize::try_from(n)
-                .ok()
-                .and_then(|n| data.get(i..i.checked_add(n)?));
+            let piece = usize::try_from(n).ok().and_then(|n| data.get(i..i.checked_add(n)?));
             if let Some(piece) = piece {
                 media.copy_flush(at, piece);
             }
@@ -829,7 +768,6 @@ where
             return;
         };
         let media = &self.dev.media;
-        self.dev
-            .write_around_poison(range, |at, _, n| media.zero_flush(at, n));
+        self.dev.write_around_poison(range, |at, _, n| media.zero_flush(at, n));
     }
 }

@@ -10,7 +10,7 @@ pub mod device;
 pub mod poison;
 
 pub use device::{
-    DeviceLock, DeviceState, DeviceStats, FsPmem, Holder, HolderError, MfFlags, PmemDevice,
-    PmemError, PmemMedia, CACHE_LINE, PAGE_SIZE,
+    DeviceLock, DeviceState, DeviceStats, FsPmem, Holder, HolderError, MfFlags, PmemDevice, PmemError, PmemMedia,
+    CACHE_LINE, PAGE_SIZE,
 };
 pub use poison::{ByteRange, DrainStats, PoisonList, PoisonListFull, PoisonRing, PoisonRingFull};

@@ -71,10 +71,7 @@ impl From<PhysRange> for ByteRange {
     /// overflows), e.g. to push it into a [`PoisonRing`] from the `#MC`
     /// handler; the driver translates it to device offsets when draining.
     fn from(r: PhysRange) -> Self {
-        Self {
-            start: r.start,
-            end: r.start.saturating_add(r.len),
-        }
+        Self { start: r.start, end: r.start.saturating_add(r.len) }
     }
 }
 
@@ -119,10 +116,7 @@ impl<const N: usize> PoisonList<N> {
     /// An empty list. `N` must be at least 1 (checked at compile time).
     pub const fn new() -> Self {
         const { assert!(N >= 1, "a PoisonList needs room for one range") };
-        Self {
-            ranges: [ByteRange { start: 0, end: 0 }; N],
-            len: 0,
-        }
+        Self { ranges: [ByteRange { start: 0, end: 0 }; N], len: 0 }
     }
 
     /// The ranges, sorted by offset.
@@ -172,11 +166,7 @@ impl<const N: usize> PoisonList<N> {
 
     /// Whether the byte at `offset` is listed.
     pub fn contains(&self, offset: u64) -> bool {
-        self.first_overlap(ByteRange {
-            start: offset,
-            end: offset.saturating_add(1),
-        })
-        .is_some()
+        self.first_overlap(ByteRange { start: offset, end: offset.saturating_add(1) }).is_some()
     }
 
     /// Marks `range` poisoned, merging with overlapping and adjacent ranges.
@@ -196,10 +186,7 @@ impl<const N: usize> PoisonList<N> {
             let (Some(first), Some(last)) = (s.get(i), s.get(j - 1)) else {
                 return Ok(()); // unreachable: i < j <= len
             };
-            let merged = ByteRange {
-                start: first.start.min(range.start),
-                end: last.end.max(range.end),
-            };
+            let merged = ByteRange { start: first.start.min(range.start), end: last.end.max(range.end) };
             self.replace(i, j, &[merged]);
             return Ok(());
         }
@@ -227,10 +214,7 @@ impl<const N: usize> PoisonList<N> {
                 best = k;
             }
         }
-        let coarsened = ByteRange {
-            start: virt(best).start,
-            end: virt(best + 1).end,
-        };
+        let coarsened = ByteRange { start: virt(best).start, end: virt(best + 1).end };
         if best + 1 == i || best == i {
             // `range` merges into its neighbour: replace that neighbour.
             let at = if best + 1 == i { best } else { i };
@@ -264,14 +248,8 @@ impl<const N: usize> PoisonList<N> {
         let (Some(&first), Some(&last)) = (s.get(i), s.get(j - 1)) else {
             return Ok(()); // unreachable: i < j <= len
         };
-        let left = ByteRange {
-            start: first.start,
-            end: range.start,
-        };
-        let right = ByteRange {
-            start: range.end,
-            end: last.end,
-        };
+        let left = ByteRange { start: first.start, end: range.start };
+        let right = ByteRange { start: range.end, end: last.end };
         let keep_left = first.start < range.start;
         let keep_right = last.end > range.end;
         match (keep_left, keep_right) {
@@ -339,11 +317,7 @@ struct Slot {
 
 impl Slot {
     const fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            start: AtomicU64::new(0),
-            end: AtomicU64::new(0),
-        }
+        Self { seq: AtomicU64::new(0), start: AtomicU64::new(0), end: AtomicU64::new(0) }
     }
 }
 
@@ -397,12 +371,7 @@ pub struct DrainStats {
 impl<const N: usize> PoisonRing<N> {
     /// An empty ring, usable in a `static`.
     pub const fn new() -> Self {
-        const {
-            assert!(
-                N.is_power_of_two(),
-                "PoisonRing capacity must be a power of two"
-            )
-        };
+        const { assert!(N.is_power_of_two(), "PoisonRing capacity must be a power of two") };
         Self {
             slots: [const { Slot::new() }; N],
             tail: AtomicU64::new(0),
@@ -432,12 +401,7 @@ impl<const N: usize> PoisonRing<N> {
             let seq = slot.seq.load(Ordering::Acquire);
             let diff = seq.wrapping_sub(free) as i64;
             if diff == 0 {
-                match self.tail.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
+                match self.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
                         slot.start.store(range.start, Ordering::Relaxed);
                         slot.end.store(range.end, Ordering::Relaxed);
@@ -470,12 +434,7 @@ impl<const N: usize> PoisonRing<N> {
             let seq = slot.seq.load(Ordering::Acquire);
             let diff = seq.wrapping_sub(full) as i64;
             if diff == 0 {
-                match self.head.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
+                match self.head.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
                         let range = ByteRange {
                             start: slot.start.load(Ordering::Relaxed),

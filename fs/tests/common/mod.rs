@@ -97,16 +97,10 @@ pub enum Op {
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
 pub fn files(m: &Model) -> Vec<Vec<String>> {
-    m.iter()
-        .filter(|(_, n)| matches!(n, Node::File(_)))
-        .map(|(p, _)| p.clone())
-        .collect()
+    m.iter().filter(|(_, n)| matches!(n, Node::File(_))).map(|(p, _)| p.clone()).collect()
 }
 pub fn dirs(m: &Model) -> Vec<Vec<String>> {
-    m.iter()
-        .filter(|(_, n)| **n == Node::Dir)
-        .map(|(p, _)| p.clone())
-        .collect()
+    m.iter().filter(|(_, n)| **n == Node::Dir).map(|(p, _)| p.clone()).collect()
 }
 fn pick<T: Clone>(v: &[T], i: usize) -> Option<T> {
     (!v.is_empty()).then(|| v[i % v.len()].clone())
@@ -168,49 +162,22 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
             let is_dir = matches!(op, Op::Mkdir { .. });
             let d = pick(&dl, dir).unwrap();
             let p = child(&d, NAMES[name as usize % 4]);
-            let desc = format!(
-                "{} {}",
-                if is_dir { "mkdir" } else { "create" },
-                path_str(&p)
-            );
-            let exp = if m.contains_key(&p) {
-                Err(FsError::Exists)
-            } else {
-                Ok(())
-            };
+            let desc = format!("{} {}", if is_dir { "mkdir" } else { "create" }, path_str(&p));
+            let exp = if m.contains_key(&p) { Err(FsError::Exists) } else { Ok(()) };
             let dino = fs.resolve(&path_str(&d)).unwrap();
             let nm = p.last().unwrap().as_bytes();
-            let got = if is_dir {
-                fs.mkdir(dino, nm)
-            } else {
-                fs.create(dino, nm)
-            }
-            .map(|_| ());
+            let got = if is_dir { fs.mkdir(dino, nm) } else { fs.create(dino, nm) }.map(|_| ());
             if exp.is_ok() {
-                m.insert(
-                    p,
-                    if is_dir {
-                        Node::Dir
-                    } else {
-                        Node::File(vec![])
-                    },
-                );
+                m.insert(p, if is_dir { Node::Dir } else { Node::File(vec![]) });
             }
             check!(desc, exp, got)
         }
-        Op::Write {
-            file,
-            off,
-            len,
-            byte,
-        } => {
+        Op::Write { file, off, len, byte } => {
             let Some(p) = pick(&fl, file) else {
                 return "noop".into();
             };
             let ino = fs.resolve(&path_str(&p)).unwrap();
-            let data: Vec<u8> = (0..len)
-                .map(|i| byte.wrapping_add((i / 512) as u8))
-                .collect();
+            let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add((i / 512) as u8)).collect();
             let got = fs.write(ino, off, &data);
             // A write that runs out of space part-way is short.
             let n = match got {
@@ -251,18 +218,9 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                 let e = ((off + len) as usize).min(c.len());
                 c[s..e].fill(0);
             }
-            check!(
-                format!("punch {} off {off} len {len}", path_str(&p)),
-                Ok(()),
-                got
-            )
+            check!(format!("punch {} off {off} len {len}", path_str(&p)), Ok(()), got)
         }
-        Op::Falloc {
-            file,
-            off,
-            len,
-            keep,
-        } => {
+        Op::Falloc { file, off, len, keep } => {
             let Some(p) = pick(&fl, file) else {
                 return "noop".into();
             };
@@ -273,11 +231,7 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                     c.resize((off + len) as usize, 0);
                 }
             }
-            check!(
-                format!("falloc {} off {off} len {len} keep {keep}", path_str(&p)),
-                Ok(()),
-                got
-            )
+            check!(format!("falloc {} off {off} len {len} keep {keep}", path_str(&p)), Ok(()), got)
         }
         Op::Reflink { src, dst } => {
             let (Some(s), Some(d)) = (pick(&fl, src), pick(&fl, dst)) else {
@@ -285,54 +239,25 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
             };
             let si = fs.resolve(&path_str(&s)).unwrap();
             let di = fs.resolve(&path_str(&d)).unwrap();
-            let exp = if s == d {
-                Err(FsError::Invalid)
-            } else {
-                Ok(())
-            };
+            let exp = if s == d { Err(FsError::Invalid) } else { Ok(()) };
             let got = fs.reflink(si, di);
             if exp.is_ok() {
                 let c = m[&s].clone();
                 m.insert(d.clone(), c);
             }
-            check!(
-                format!("reflink {} -> {}", path_str(&s), path_str(&d)),
-                exp,
-                got
-            )
+            check!(format!("reflink {} -> {}", path_str(&s), path_str(&d)), exp, got)
         }
-        Op::ReflinkRange {
-            src,
-            sblk,
-            dst,
-            dblk,
-            nblk,
-            to_eof,
-        } => {
+        Op::ReflinkRange { src, sblk, dst, dblk, nblk, to_eof } => {
             let (Some(s), Some(d)) = (pick(&fl, src), pick(&fl, dst)) else {
                 return "noop".into();
             };
             let si = fs.resolve(&path_str(&s)).unwrap();
             let di = fs.resolve(&path_str(&d)).unwrap();
-            let (Node::File(sc), Node::File(dc)) = (m[&s].clone(), m[&d].clone()) else {
-                unreachable!()
-            };
+            let (Node::File(sc), Node::File(dc)) = (m[&s].clone(), m[&d].clone()) else { unreachable!() };
             let so = sblk * 4096;
             let d_o = dblk * 4096;
-            let len = if to_eof {
-                (sc.len() as u64).saturating_sub(so)
-            } else {
-                nblk * 4096
-            };
-            let exp = remap_check(
-                sc.len() as u64,
-                so,
-                dc.len() as u64,
-                d_o,
-                len,
-                s == d,
-                false,
-            );
+            let len = if to_eof { (sc.len() as u64).saturating_sub(so) } else { nblk * 4096 };
+            let exp = remap_check(sc.len() as u64, so, dc.len() as u64, d_o, len, s == d, false);
             let got = fs.reflink_range(si, so, di, d_o, len);
             if exp.is_ok() {
                 let mut nc = dc.clone();
@@ -343,48 +268,22 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                 nc[d_o as usize..end].copy_from_slice(&sc[so as usize..(so + len) as usize]);
                 m.insert(d.clone(), Node::File(nc));
             }
-            check!(
-                format!(
-                    "reflink_range {} {so} -> {} {d_o} len {len}",
-                    path_str(&s),
-                    path_str(&d)
-                ),
-                exp,
-                got
-            )
+            check!(format!("reflink_range {} {so} -> {} {d_o} len {len}", path_str(&s), path_str(&d)), exp, got)
         }
-        Op::Dedupe {
-            src,
-            sblk,
-            dst,
-            dblk,
-            nblk,
-        } => {
+        Op::Dedupe { src, sblk, dst, dblk, nblk } => {
             let (Some(s), Some(d)) = (pick(&fl, src), pick(&fl, dst)) else {
                 return "noop".into();
             };
             let si = fs.resolve(&path_str(&s)).unwrap();
             let di = fs.resolve(&path_str(&d)).unwrap();
-            let (Node::File(sc), Node::File(dc)) = (m[&s].clone(), m[&d].clone()) else {
-                unreachable!()
-            };
+            let (Node::File(sc), Node::File(dc)) = (m[&s].clone(), m[&d].clone()) else { unreachable!() };
             let (so, d_o, len) = (sblk * 4096, dblk * 4096, nblk * 4096);
             let mut exp = remap_check(sc.len() as u64, so, dc.len() as u64, d_o, len, s == d, true);
-            if exp.is_ok()
-                && sc[so as usize..(so + len) as usize] != dc[d_o as usize..(d_o + len) as usize]
-            {
+            if exp.is_ok() && sc[so as usize..(so + len) as usize] != dc[d_o as usize..(d_o + len) as usize] {
                 exp = Err(FsError::Differs);
             }
             let got = fs.dedupe_range(si, so, di, d_o, len);
-            check!(
-                format!(
-                    "dedupe {} {so} -> {} {d_o} len {len}",
-                    path_str(&s),
-                    path_str(&d)
-                ),
-                exp,
-                got
-            )
+            check!(format!("dedupe {} {so} -> {} {d_o} len {len}", path_str(&s), path_str(&d)), exp, got)
         }
         Op::Unlink { path } | Op::Rmdir { path } => {
             let rm_dir = matches!(op, Op::Rmdir { .. });
@@ -401,23 +300,11 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                 (true, true) if nonempty => Err(FsError::NotEmpty),
                 _ => Ok(()),
             };
-            let got = if rm_dir {
-                fs.rmdir(dino, name[0].as_bytes())
-            } else {
-                fs.unlink(dino, name[0].as_bytes())
-            };
+            let got = if rm_dir { fs.rmdir(dino, name[0].as_bytes()) } else { fs.unlink(dino, name[0].as_bytes()) };
             if exp.is_ok() {
                 m.remove(&p);
             }
-            check!(
-                format!(
-                    "{} {}",
-                    if rm_dir { "rmdir" } else { "unlink" },
-                    path_str(&p)
-                ),
-                exp,
-                got
-            )
+            check!(format!("{} {}", if rm_dir { "rmdir" } else { "unlink" }, path_str(&p)), exp, got)
         }
         Op::Rename { path, dir, name } => {
             let Some(p) = pick(&all, path) else {
@@ -448,11 +335,8 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
             let got = fs.rename(sd, pn[0].as_bytes(), dd, q.last().unwrap().as_bytes());
             if exp.is_ok() && p != q {
                 m.remove(&q);
-                let moved: Vec<(Vec<String>, Node)> = m
-                    .iter()
-                    .filter(|(k, _)| is_prefix(&p, k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let moved: Vec<(Vec<String>, Node)> =
+                    m.iter().filter(|(k, _)| is_prefix(&p, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
                 for (k, v) in moved {
                     m.remove(&k);
                     let mut nk = q.clone();
@@ -472,11 +356,7 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                 assert!(m.phys.is_some(), "bmap_write left a hole");
                 assert!(m.file_offset <= off && off < m.file_offset + m.len);
             });
-            check!(
-                format!("bmap_write {} off {off} len {len}", path_str(&p)),
-                Ok(()),
-                got
-            )
+            check!(format!("bmap_write {} off {off} len {len}", path_str(&p)), Ok(()), got)
         }
         Op::Remount => "remount".into(),
     }
@@ -520,8 +400,9 @@ pub fn walk<P: Pmem>(fs: &FileSystem<P>) -> std::result::Result<Model, FsError> 
 
 /// Strategy helpers for proptest.
 pub mod strat {
-    use super::Op;
     use proptest::prelude::*;
+
+    use super::Op;
 
     pub fn op() -> impl Strategy<Value = Op> {
         let sel = 0usize..64;

@@ -23,10 +23,7 @@ pub fn features() -> Features {
         let l0 = __cpuid(0);
         let intel = l0.ebx == 0x756e_6547 && l0.edx == 0x4965_6e69 && l0.ecx == 0x6c65_746e;
         let l1 = __cpuid(1);
-        let (ebx7, max_ext) = (
-            if l0.eax >= 7 { __cpuid_count(7, 0).ebx } else { 0 },
-            __cpuid(0x8000_0000).eax,
-        );
+        let (ebx7, max_ext) = (if l0.eax >= 7 { __cpuid_count(7, 0).ebx } else { 0 }, __cpuid(0x8000_0000).eax);
         let e1 = if max_ext >= 0x8000_0001 { __cpuid(0x8000_0001).edx } else { 0 };
         let e7 = if max_ext >= 0x8000_0007 { __cpuid(0x8000_0007).edx } else { 0 };
         Features {

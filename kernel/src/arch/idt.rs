@@ -8,8 +8,7 @@
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
-use super::gdt;
-use super::vectors;
+use super::{gdt, vectors};
 
 /// What the CPU reported for an exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

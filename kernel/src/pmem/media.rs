@@ -57,7 +57,8 @@ impl PmemMedia for KernelMedia {
                     let poison_at = (p.start.max(phys) - phys) as usize;
                     if stop < poison_at {
                         // SAFETY: as above; these bytes precede the poison.
-                        let more = unsafe { copy::copy_mc(dst.as_mut_ptr().add(stop), src.add(stop), poison_at - stop) };
+                        let more =
+                            unsafe { copy::copy_mc(dst.as_mut_ptr().add(stop), src.add(stop), poison_at - stop) };
                         if more != 0 {
                             return len - (poison_at - more);
                         }

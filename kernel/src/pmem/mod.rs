@@ -359,31 +359,31 @@ crate::shell_command!(PMEM_CMD, name: "pmem", usage: "pmem [read|write|recover|m
     run: cmd_pmem);
 
 crate::shell_command!(POISON_CMD, name: "poison", usage: "poison", help: "the bad-block list of every region",
-    run: |_| {
-        drain_machine_check_poison();
-        for d in devices() {
-            crate::kprintln!("{}: {} bad range(s)", d.name(), d.poison_count());
-            d.for_each_poison(|r| {
-                crate::kprintln!("  {:#x}+{:#x} (phys {:#x})", r.start, r.len(), d.phys_base() + r.start);
-            });
-        }
-    });
+run: |_| {
+    drain_machine_check_poison();
+    for d in devices() {
+        crate::kprintln!("{}: {} bad range(s)", d.name(), d.poison_count());
+        d.for_each_poison(|r| {
+            crate::kprintln!("  {:#x}+{:#x} (phys {:#x})", r.start, r.len(), d.phys_base() + r.start);
+        });
+    }
+});
 
 crate::shell_command!(MF_CMD, name: "mf", usage: "mf REGION OFFSET [LEN]",
-    help: "software-inject a memory failure (action optional), as a #MC would",
-    run: |args| {
-        let (Some(d), Some(off)) = (args.first().and_then(|a| device(a)), args.get(1).and_then(|a| parse_num(a))) else {
-            return crate::kprintln!("usage: mf REGION OFFSET [LEN]");
-        };
-        let len = args.get(2).and_then(|a| parse_num(a)).unwrap_or(64);
-        match ByteRange::from_len(d.phys_base() + off, len) {
-            Some(r) if off.checked_add(len).is_some_and(|e| e <= d.len()) => {
-                let f = memory_failure(r, MfFlags::ACTION_OPTIONAL);
-                crate::kprintln!("{f:?}");
-            }
-            _ => crate::kprintln!("out of range"),
+help: "software-inject a memory failure (action optional), as a #MC would",
+run: |args| {
+    let (Some(d), Some(off)) = (args.first().and_then(|a| device(a)), args.get(1).and_then(|a| parse_num(a))) else {
+        return crate::kprintln!("usage: mf REGION OFFSET [LEN]");
+    };
+    let len = args.get(2).and_then(|a| parse_num(a)).unwrap_or(64);
+    match ByteRange::from_len(d.phys_base() + off, len) {
+        Some(r) if off.checked_add(len).is_some_and(|e| e <= d.len()) => {
+            let f = memory_failure(r, MfFlags::ACTION_OPTIONAL);
+            crate::kprintln!("{f:?}");
         }
-    });
+        _ => crate::kprintln!("out of range"),
+    }
+});
 
 mod tests {
     use fsdax_ktest::{kassert, kassert_eq, ktest, Failure as KFailure};

@@ -63,11 +63,7 @@ impl FakeMedia {
         *self.1.lock().unwrap() = hook;
     }
     fn inject(&self, offset: u64, len: u64) {
-        self.0
-            .lock()
-            .unwrap()
-            .hw_poison
-            .extend(offset..offset + len);
+        self.0.lock().unwrap().hw_poison.extend(offset..offset + len);
     }
     fn counters(&self) -> Counters {
         self.0.lock().unwrap().counters
@@ -80,13 +76,8 @@ impl FakeMedia {
         self.0.lock().unwrap().clear_ok = ok;
     }
     fn range(g: &FakeInner, offset: u64, len: u64) -> core::ops::Range<usize> {
-        let end = offset
-            .checked_add(len)
-            .expect("device passed an overflowing range");
-        assert!(
-            end <= g.bytes.len() as u64,
-            "device passed {offset}+{len} beyond the media"
-        );
+        let end = offset.checked_add(len).expect("device passed an overflowing range");
+        assert!(end <= g.bytes.len() as u64, "device passed {offset}+{len} beyond the media");
         offset as usize..end as usize
     }
 }
@@ -99,11 +90,7 @@ impl PmemMedia for FakeMedia {
         let mut g = self.0.lock().unwrap();
         g.counters.copy_mc_calls += 1;
         let r = Self::range(&g, offset, dst.len() as u64);
-        let stop = g
-            .hw_poison
-            .range(offset..r.end as u64)
-            .next()
-            .map_or(dst.len(), |&p| (p - offset) as usize);
+        let stop = g.hw_poison.range(offset..r.end as u64).next().map_or(dst.len(), |&p| (p - offset) as usize);
         dst[..stop].copy_from_slice(&g.bytes[r.start..r.start + stop]);
         dst.len() - stop
     }
@@ -160,18 +147,11 @@ struct CheckedLock<T> {
 
 impl<T: Send> DeviceLock<T> for CheckedLock<T> {
     fn new(value: T) -> Self {
-        Self {
-            inner: Mutex::new(value),
-            owner: Mutex::new(None),
-        }
+        Self { inner: Mutex::new(value), owner: Mutex::new(None) }
     }
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let me = std::thread::current().id();
-        assert_ne!(
-            *self.owner.lock().unwrap(),
-            Some(me),
-            "device lock re-entered (would deadlock)"
-        );
+        assert_ne!(*self.owner.lock().unwrap(), Some(me), "device lock re-entered (would deadlock)");
         let mut g = self.inner.lock().unwrap();
         *self.owner.lock().unwrap() = Some(me);
         let r = f(&mut g);
@@ -189,11 +169,7 @@ fn dev() -> Dev {
 }
 
 fn poisoned(offset: u64, len: u64, copied: usize) -> PmemError {
-    PmemError::Poisoned {
-        offset,
-        len,
-        copied,
-    }
+    PmemError::Poisoned { offset, len, copied }
 }
 
 fn list(d: &Dev) -> Vec<(u64, u64)> {
@@ -213,10 +189,7 @@ fn identity_and_address_translation() {
     assert_eq!(d.len(), LEN as u64);
     assert!(!d.is_empty());
     assert_eq!(d.phys_to_offset(0x1_0000_0000), Some(0));
-    assert_eq!(
-        d.phys_to_offset(0x1_0000_0000 + LEN as u64 - 1),
-        Some(LEN as u64 - 1)
-    );
+    assert_eq!(d.phys_to_offset(0x1_0000_0000 + LEN as u64 - 1), Some(LEN as u64 - 1));
     assert_eq!(d.phys_to_offset(0x1_0000_0000 + LEN as u64), None);
     assert_eq!(d.phys_to_offset(0xffff_ffff), None);
     assert!(d.contains_phys(0x1_0000_1234) && !d.contains_phys(0));
@@ -235,11 +208,7 @@ fn round_trip_is_flushed_and_fenced() {
     d.write(1000, &data).unwrap();
     let c1 = d.media().counters();
     assert_eq!(c1.nt_bytes - c0.nt_bytes, 300);
-    assert_eq!(
-        c1.fences - c0.fences,
-        1,
-        "write must fence after the NT copy"
-    );
+    assert_eq!(c1.fences - c0.fences, 1, "write must fence after the NT copy");
     let mut buf = vec![0u8; 300];
     d.read(1000, &mut buf).unwrap();
     assert_eq!(buf, data);
@@ -267,71 +236,20 @@ fn out_of_range_and_overflow_are_errors() {
     let d = dev();
     let l = LEN as u64;
     let mut b = [0u8; 8];
-    assert_eq!(
-        d.read(l - 7, &mut b),
-        Err(PmemError::OutOfRange {
-            offset: l - 7,
-            len: 8
-        })
-    );
-    assert_eq!(
-        d.read(u64::MAX - 3, &mut b),
-        Err(PmemError::OutOfRange {
-            offset: u64::MAX - 3,
-            len: 8
-        })
-    );
-    assert_eq!(
-        d.read(l + 1, &mut []),
-        Err(PmemError::OutOfRange {
-            offset: l + 1,
-            len: 0
-        })
-    );
-    assert!(matches!(
-        d.write(u64::MAX, &b),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.write(l - 1, &b),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert_eq!(
-        d.zero(1, u64::MAX),
-        Err(PmemError::OutOfRange {
-            offset: 1,
-            len: u64::MAX
-        })
-    );
-    assert!(matches!(
-        d.flush(u64::MAX, 2),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.flush(0, l + 1),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.record_poison(u64::MAX, 2),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.record_poison(l, 1),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.recovery_write(4096 * 4, &[0; 4096]),
-        Err(PmemError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        d.notify_failure(u64::MAX, 2, MfFlags::ACTION_REQUIRED),
-        Err(PmemError::OutOfRange { .. })
-    ));
+    assert_eq!(d.read(l - 7, &mut b), Err(PmemError::OutOfRange { offset: l - 7, len: 8 }));
+    assert_eq!(d.read(u64::MAX - 3, &mut b), Err(PmemError::OutOfRange { offset: u64::MAX - 3, len: 8 }));
+    assert_eq!(d.read(l + 1, &mut []), Err(PmemError::OutOfRange { offset: l + 1, len: 0 }));
+    assert!(matches!(d.write(u64::MAX, &b), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.write(l - 1, &b), Err(PmemError::OutOfRange { .. })));
+    assert_eq!(d.zero(1, u64::MAX), Err(PmemError::OutOfRange { offset: 1, len: u64::MAX }));
+    assert!(matches!(d.flush(u64::MAX, 2), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.flush(0, l + 1), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.record_poison(u64::MAX, 2), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.record_poison(l, 1), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.recovery_write(4096 * 4, &[0; 4096]), Err(PmemError::OutOfRange { .. })));
+    assert!(matches!(d.notify_failure(u64::MAX, 2, MfFlags::ACTION_REQUIRED), Err(PmemError::OutOfRange { .. })));
     // u64::MAX length means "whole device" only with PRE_REMOVE.
-    assert!(matches!(
-        d.notify_failure(0, u64::MAX, MfFlags::ACTION_OPTIONAL),
-        Err(PmemError::OutOfRange { .. })
-    ));
+    assert!(matches!(d.notify_failure(0, u64::MAX, MfFlags::ACTION_OPTIONAL), Err(PmemError::OutOfRange { .. })));
     // Nothing reached the media.
     let c = d.media().counters();
     assert_eq!((c.nt_writes, c.flushes, c.copy_mc_calls), (0, 0, 0));
@@ -351,10 +269,7 @@ fn read_stops_before_known_poison() {
     let mut buf = vec![0u8; 512];
     assert_eq!(d.read(512, &mut buf), Err(poisoned(700, 10, 188)));
     assert!(buf[..188].iter().all(|&b| b == 0xab));
-    assert!(
-        buf[188..].iter().all(|&b| b == 0),
-        "bytes past the poison are not copied"
-    );
+    assert!(buf[188..].iter().all(|&b| b == 0), "bytes past the poison are not copied");
     // Starting inside the poison: nothing copied, the rest of the range named.
     assert_eq!(d.read(705, &mut buf[..2]), Err(poisoned(705, 5, 0)));
     // Neighbours read fine.
@@ -379,17 +294,10 @@ fn read_discovers_unknown_hardware_poison() {
     // A second read is answered from the list, without touching the poison.
     let calls = d.media().counters().copy_mc_calls;
     assert_eq!(d.read(980, &mut buf[..10]), Err(poisoned(980, 44, 0)));
-    assert_eq!(
-        d.media().counters().copy_mc_calls,
-        calls,
-        "listed poison must not be read"
-    );
+    assert_eq!(d.media().counters().copy_mc_calls, calls, "listed poison must not be read");
     // Poison on the last, partial line is clamped to the device.
     d.media().inject(LEN as u64 - 1, 1);
-    assert_eq!(
-        d.read(LEN as u64 - 50, &mut buf[..50]),
-        Err(poisoned(LEN as u64 - 36, 36, 14))
-    );
+    assert_eq!(d.read(LEN as u64 - 50, &mut buf[..50]), Err(poisoned(LEN as u64 - 36, 36, 14)));
     // Unknown poison before known poison: the earlier one wins and is listed.
     d.record_poison(3000, 8).unwrap();
     d.media().inject(2900, 1); // line 2880..2944
@@ -450,17 +358,10 @@ fn full_list_coarsens_and_says_so() {
         big.record_poison(i * 4096 + 8 * 4096, 1).unwrap();
     }
     assert_eq!(big.poison_count(), 64);
-    assert_eq!(
-        big.recovery_write(4096, &[7; 4096]),
-        Err(PmemError::PoisonListFull)
-    );
+    assert_eq!(big.recovery_write(4096, &[7; 4096]), Err(PmemError::PoisonListFull));
     assert!(big.is_poisoned(4096, 4096));
     assert_eq!(big.stats().unlist_refused, 1);
-    assert_eq!(
-        big.media().bytes(4096, 1),
-        vec![7],
-        "the data was still written"
-    );
+    assert_eq!(big.media().bytes(4096, 1), vec![7], "the data was still written");
 }
 
 #[test]
@@ -477,10 +378,7 @@ fn recovery_write_clears_exactly_its_pages() {
     let c0 = d.media().counters();
     // Rewriting page 1 clears 4096..8192 and keeps both other parts.
     assert_eq!(d.recovery_write(4096, &data), Ok(4096));
-    assert_eq!(
-        list(&d),
-        vec![(4000, 4096), (8192, 8296), (3 * 4096 + 10, 3 * 4096 + 16)]
-    );
+    assert_eq!(list(&d), vec![(4000, 4096), (8192, 8296), (3 * 4096 + 10, 3 * 4096 + 16)]);
     let c1 = d.media().counters();
     assert_eq!(c1.nt_bytes - c0.nt_bytes, 4096);
     assert_eq!(c1.fences - c0.fences, 1);
@@ -543,10 +441,7 @@ fn poison_arriving_during_recovery_keeps_the_list() {
     })));
     assert_eq!(d.recovery_write(4096, &[1; 4096]), Err(PmemError::Busy));
     d.media().set_hook(None);
-    assert_eq!(
-        *seen.lock().unwrap(),
-        Some((Err(PmemError::Busy), Ok(true)))
-    );
+    assert_eq!(*seen.lock().unwrap(), Some((Err(PmemError::Busy), Ok(true))));
     // The list still holds both (a superset), so a retry clears them.
     assert!(d.is_poisoned(4096 + 10, 1) && d.is_poisoned(4096 + 100, 1));
     assert_eq!(d.stats().recovery_raced, 1);
@@ -586,22 +481,13 @@ impl Holder for TestHolder {
         let mut b = [0u8; 16];
         let n = len.min(16) as usize;
         let read = dev.read(offset, &mut b[..n]);
-        self.calls.lock().unwrap().push(Call {
-            offset,
-            len,
-            flags,
-            read,
-        });
+        self.calls.lock().unwrap().push(Call { offset, len, flags, read });
         self.answer
     }
 }
 
 fn holder(dev: &Arc<Dev>, answer: Result<(), HolderError>) -> Arc<TestHolder> {
-    Arc::new(TestHolder {
-        dev: Mutex::new(Some(dev.clone())),
-        calls: Mutex::new(Vec::new()),
-        answer,
-    })
+    Arc::new(TestHolder { dev: Mutex::new(Some(dev.clone())), calls: Mutex::new(Vec::new()), answer })
 }
 
 #[test]
@@ -615,35 +501,21 @@ fn checked_lock_catches_reentry() {
 #[test]
 fn holder_registration_and_notification() {
     let d = Arc::new(dev());
-    assert_eq!(
-        d.notify_failure(0, 64, MfFlags::ACTION_REQUIRED),
-        Err(PmemError::NoHolder)
-    );
+    assert_eq!(d.notify_failure(0, 64, MfFlags::ACTION_REQUIRED), Err(PmemError::NoHolder));
     let h = holder(&d, Ok(()));
     d.set_holder(h.clone()).unwrap();
     assert!(d.has_holder());
     assert_eq!(d.set_holder(holder(&d, Ok(()))), Err(PmemError::Busy));
 
     d.record_poison(8192, 64).unwrap();
-    d.notify_failure(8192, 64, MfFlags::ACTION_REQUIRED)
-        .unwrap();
+    d.notify_failure(8192, 64, MfFlags::ACTION_REQUIRED).unwrap();
     d.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE).unwrap();
     let calls = h.calls.lock().unwrap().clone();
     assert_eq!(
         calls,
         vec![
-            Call {
-                offset: 8192,
-                len: 64,
-                flags: MfFlags::ACTION_REQUIRED,
-                read: Err(poisoned(8192, 64, 0)),
-            },
-            Call {
-                offset: 0,
-                len: u64::MAX,
-                flags: MfFlags::PRE_REMOVE,
-                read: Ok(()),
-            },
+            Call { offset: 8192, len: 64, flags: MfFlags::ACTION_REQUIRED, read: Err(poisoned(8192, 64, 0)) },
+            Call { offset: 0, len: u64::MAX, flags: MfFlags::PRE_REMOVE, read: Ok(()) },
         ]
     );
 
@@ -653,10 +525,7 @@ fn holder_registration_and_notification() {
     assert!(d.clear_holder().is_none());
     let failing = holder(&d, Err(HolderError::Unsupported));
     d.set_holder(failing.clone()).unwrap();
-    assert_eq!(
-        d.notify_failure(64, 8, MfFlags::ACTION_OPTIONAL),
-        Err(PmemError::Holder(HolderError::Unsupported))
-    );
+    assert_eq!(d.notify_failure(64, 8, MfFlags::ACTION_OPTIONAL), Err(PmemError::Holder(HolderError::Unsupported)));
     assert_eq!(failing.calls.lock().unwrap().len(), 1);
     // Break the device <-> holder cycles.
     d.clear_holder();
@@ -671,17 +540,14 @@ fn holder_can_recover_from_inside_notify() {
     impl Holder for Repairer {
         fn notify_failure(&self, offset: u64, _: u64, _: MfFlags) -> Result<(), HolderError> {
             let d = self.0.lock().unwrap().clone().unwrap();
-            d.recovery_write(offset & !(PAGE_SIZE - 1), &[0x5a; 4096])
-                .map(|_| ())
-                .map_err(|_| HolderError::Busy)
+            d.recovery_write(offset & !(PAGE_SIZE - 1), &[0x5a; 4096]).map(|_| ()).map_err(|_| HolderError::Busy)
         }
     }
     let d = Arc::new(dev());
     let r = Arc::new(Repairer(Mutex::new(Some(d.clone()))));
     d.set_holder(r.clone()).unwrap();
     d.record_poison(4096 + 128, 64).unwrap();
-    d.notify_failure(4096 + 128, 64, MfFlags::ACTION_REQUIRED)
-        .unwrap();
+    d.notify_failure(4096 + 128, 64, MfFlags::ACTION_REQUIRED).unwrap();
     assert_eq!(d.poison_count(), 0);
     let mut b = [0u8; 4];
     d.read(4096 + 130, &mut b).unwrap();
@@ -703,35 +569,18 @@ fn fs_adapter_maps_the_device_rules() {
     p.load_mc(10, &mut b).unwrap();
     assert_eq!(b, [4; 20]);
     d.record_poison(15, 5).unwrap();
-    assert_eq!(
-        p.load_mc(10, &mut b),
-        Err(fsdax_fs::Poisoned {
-            copied: 5,
-            offset: 15,
-            len: 5
-        })
-    );
+    assert_eq!(p.load_mc(10, &mut b), Err(fsdax_fs::Poisoned { copied: 5, offset: 15, len: 5 }));
     // Out of range: an error, not a panic.
     assert_eq!(
         p.load_mc(LEN as u64 - 1, &mut b),
-        Err(fsdax_fs::Poisoned {
-            copied: 0,
-            offset: LEN as u64 - 1,
-            len: 20
-        })
+        Err(fsdax_fs::Poisoned { copied: 0, offset: LEN as u64 - 1, len: 20 })
     );
     // A store over poison writes around it and counts the skipped bytes.
     p.store(10, &[6; 20]);
-    assert_eq!(
-        d.media().bytes(10, 20),
-        [&[6; 5][..], &[4; 5], &[6; 10]].concat()
-    );
+    assert_eq!(d.media().bytes(10, 20), [&[6; 5][..], &[4; 5], &[6; 10]].concat());
     assert_eq!(d.stats().skipped_store_bytes, 5);
     p.store_zeros(12, 10);
-    assert_eq!(
-        d.media().bytes(10, 20),
-        [&[6, 6][..], &[0; 3], &[4; 5], &[0, 0], &[6; 8]].concat()
-    );
+    assert_eq!(d.media().bytes(10, 20), [&[6, 6][..], &[0; 3], &[4; 5], &[0, 0], &[6; 8]].concat());
     assert_eq!(d.stats().skipped_store_bytes, 10);
     // Plain load zero-fills what it cannot read.
     let mut b = [9u8; 10];
@@ -749,10 +598,7 @@ fn fs_adapter_maps_the_device_rules() {
 fn file_system_mounts_on_the_device() {
     use fsdax_fs::{FileSystem, MkfsOptions};
     let d: Dev = PmemDevice::new("pmem0", 0, FakeMedia::new(8 << 20));
-    let opts = MkfsOptions {
-        uuid: [3; 16],
-        ..Default::default()
-    };
+    let opts = MkfsOptions { uuid: [3; 16], ..Default::default() };
     let mut fs = FileSystem::mkfs(FsPmem::new(&d), opts).unwrap();
     let root = fs.root();
     let f = fs.create(root, b"f").unwrap();
@@ -773,10 +619,7 @@ fn file_system_mounts_on_the_device() {
     let b = fs.bmap(f, 4096).unwrap();
     let phys = b.phys.unwrap() + (4096 - b.file_offset);
     d.record_poison(phys + 8, 1).unwrap();
-    assert_eq!(
-        fs.read(f, 0, &mut got),
-        Err(fsdax_fs::FsError::Poisoned { offset: phys + 8 })
-    );
+    assert_eq!(fs.read(f, 0, &mut got), Err(fsdax_fs::FsError::Poisoned { offset: phys + 8 }));
     d.recovery_write(phys, &data[4096..8192]).unwrap();
     assert_eq!(fs.read(f, 0, &mut got).unwrap(), data.len());
     assert_eq!(got, data);
@@ -842,9 +685,7 @@ struct Model {
 
 impl Model {
     fn in_range(&self, offset: u64, len: u64) -> bool {
-        offset
-            .checked_add(len)
-            .is_some_and(|e| e <= self.bytes.len() as u64)
+        offset.checked_add(len).is_some_and(|e| e <= self.bytes.len() as u64)
     }
     /// The error a request for `[offset, offset+len)` gets from the list.
     fn listed_error(&self, offset: u64, len: u64) -> Option<PmemError> {
@@ -981,23 +822,10 @@ proptest! {
 #[test]
 fn unaligned_recovery_in_every_shape() {
     let d = dev();
-    for (off, n) in [
-        (1u64, 4096usize),
-        (4096, 4095),
-        (4096, 1),
-        (2048, 2048),
-        (!4095, 4097),
-    ] {
-        assert_eq!(
-            d.recovery_write(off, &vec![0; n]),
-            Err(PmemError::Unaligned),
-            "{off} {n}"
-        );
+    for (off, n) in [(1u64, 4096usize), (4096, 4095), (4096, 1), (2048, 2048), (!4095, 4097)] {
+        assert_eq!(d.recovery_write(off, &vec![0; n]), Err(PmemError::Unaligned), "{off} {n}");
     }
     // Aligned but past the end (or overflowing) is OutOfRange.
-    assert!(matches!(
-        d.recovery_write(!4095, &[0; 4096]),
-        Err(PmemError::OutOfRange { .. })
-    ));
+    assert!(matches!(d.recovery_write(!4095, &[0; 4096]), Err(PmemError::OutOfRange { .. })));
     assert_eq!(d.media().counters().nt_writes, 0);
 }

@@ -25,10 +25,7 @@ fn check_invariants<const N: usize>(l: &PoisonList<N>) {
         assert!(!x.is_empty(), "empty range in {s:?}");
     }
     for w in s.windows(2) {
-        assert!(
-            w[0].end < w[1].start,
-            "unsorted, overlapping or adjacent: {s:?}"
-        );
+        assert!(w[0].end < w[1].start, "unsorted, overlapping or adjacent: {s:?}");
     }
 }
 
@@ -42,10 +39,7 @@ fn byte_range_basics() {
     assert!(x.overlaps(&r(14, 20)) && !x.overlaps(&r(15, 20)));
     assert!(r(3, 3).is_empty());
     assert_eq!(std::format!("{x:?}"), "0xa..0xf");
-    let phys = crate::mce::PhysRange {
-        start: 0x1_0000_1200,
-        len: 64,
-    };
+    let phys = crate::mce::PhysRange { start: 0x1_0000_1200, len: 64 };
     assert_eq!(ByteRange::from(phys), r(0x1_0000_1200, 0x1_0000_1240));
 }
 
@@ -219,11 +213,7 @@ fn run_model<const N: usize>(ops: &[Op]) {
                     for b in s..e {
                         model.remove(&b);
                     }
-                    let expected: BTreeSet<u64> = before
-                        .iter()
-                        .copied()
-                        .filter(|b| !(s..e).contains(b))
-                        .collect();
+                    let expected: BTreeSet<u64> = before.iter().copied().filter(|b| !(s..e).contains(b)).collect();
                     assert_eq!(bytes(&list), expected, "remove {s}..{e}");
                 }
                 Err(_) => {
@@ -303,13 +293,7 @@ fn ring_drains_into_list() {
     RING.push(r(64, 128)).unwrap();
     RING.push(r(4096, 4160)).unwrap();
     let mut list = PoisonList::<2>::new();
-    assert_eq!(
-        RING.drain_into(&mut list),
-        DrainStats {
-            drained: 3,
-            coarsened: 0
-        }
-    );
+    assert_eq!(RING.drain_into(&mut list), DrainStats { drained: 3, coarsened: 0 });
     assert_eq!(ranges(&list), vec![(0, 128), (4096, 4160)]);
     RING.push(r(1000, 1001)).unwrap();
     let stats = RING.drain_into(&mut list);
@@ -368,10 +352,7 @@ fn ring_many_producers_one_consumer() {
     for x in &received {
         assert_eq!(x.end, x.start + 1, "torn entry {x:?}");
         let (p, i) = ((x.start >> 32) as usize, x.start & 0xFFFF_FFFF);
-        assert!(
-            last[p].is_none_or(|prev| prev < i),
-            "producer {p} out of order"
-        );
+        assert!(last[p].is_none_or(|prev| prev < i), "producer {p} out of order");
         last[p] = Some(i);
     }
     assert!(accepted > 0);
@@ -416,10 +397,7 @@ fn ring_many_producers_many_consumers() {
             .collect();
         let accepted: u64 = producers.into_iter().map(|h| h.join().unwrap()).sum();
         done.store(true, Ordering::Release);
-        let received: Vec<u64> = consumers
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let received: Vec<u64> = consumers.into_iter().flat_map(|h| h.join().unwrap()).collect();
         (accepted, received)
     });
     let n = received.len();
