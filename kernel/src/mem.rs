@@ -291,18 +291,27 @@ pub fn frame_stats() -> FrameStats {
 
 static NEXT_MMIO: AtomicU64 = AtomicU64::new(MMIO_BASE);
 
+/// Maps `[phys, +len)` with `flags` into a fresh, never-reused range of the
+/// MMIO area (a guard page after each) and returns the virtual address of
+/// `phys`. These mappings are permanent.
+///
+/// # Safety
+/// As for [`map_kernel`].
+unsafe fn map_permanent(phys: u64, len: u64, flags: Flags) -> u64 {
+    let offset = phys & (PAGE_SIZE - 1);
+    let span = (len.max(1) + offset).next_multiple_of(PAGE_SIZE);
+    let virt = NEXT_MMIO.fetch_add(span + PAGE_SIZE, Ordering::Relaxed);
+    // SAFETY: forwarded; the virtual range is fresh.
+    unsafe { map_kernel(virt, phys - offset, span, flags, PageSize::Size4K) }.expect("permanent kernel mapping");
+    virt + offset
+}
+
 /// Maps an MMIO range uncached and returns its virtual address. MMIO
 /// mappings are permanent.
 pub fn map_mmio(phys: u64, len: u64) -> u64 {
-    let offset = phys & (PAGE_SIZE - 1);
-    let base = phys - offset;
-    let len = (len + offset).next_multiple_of(PAGE_SIZE);
-    let virt = NEXT_MMIO.fetch_add(len + PAGE_SIZE, Ordering::Relaxed);
     let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::NO_EXECUTE;
-    // SAFETY: MMIO ranges named by firmware or MSRs, mapped uncached into a
-    // fresh, never-reused virtual range.
-    unsafe { map_kernel(virt, base, len, flags, PageSize::Size4K) }.expect("MMIO mapping");
-    virt + offset
+    // SAFETY: MMIO ranges named by firmware or MSRs, mapped uncached.
+    unsafe { map_permanent(phys, len, flags) }
 }
 
 // ---------------------------------------------------------------- heap
@@ -362,22 +371,25 @@ impl KernelStack {
             slots[i / 64] |= 1 << (i % 64);
             Some(i)
         })?;
-        let stack = KernelStack { slot, pages };
+        // `pages` counts what is mapped, so an early return (dropping the
+        // stack) unmaps exactly that and frees the slot.
+        let mut stack = KernelStack { slot, pages: 0 };
         let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE;
         for i in 0..pages {
-            let Some(frame) = alloc_frame() else {
-                // Drop unmaps what was mapped so far.
-                let mapped = i;
-                let partial = KernelStack { slot, pages: mapped };
-                core::mem::forget(stack);
-                drop(partial);
-                return None;
-            };
+            let frame = alloc_frame()?;
             // SAFETY: a fresh frame, mapped into this stack's private slot.
             unsafe { map_kernel(stack.bottom() + i * PAGE_SIZE, frame, PAGE_SIZE, flags, PageSize::Size4K) }
                 .expect("stack slot already mapped");
+            stack.pages += 1;
         }
         Some(stack)
+    }
+
+    /// The guard page `addr` lies in, if it is the guard page of some stack
+    /// slot (how a stack overflow shows up in a page or double fault).
+    pub fn guard_page_of(addr: u64) -> Option<u64> {
+        let in_area = (STACKS_BASE..STACKS_BASE + MAX_STACKS as u64 * STACK_SLOT).contains(&addr);
+        (in_area && (addr - STACKS_BASE) % STACK_SLOT < PAGE_SIZE).then_some(addr & !(PAGE_SIZE - 1))
     }
 
     /// Lowest mapped address (the guard page is just below it).
@@ -652,13 +664,6 @@ pub fn phys_readable(phys: u64, len: u64) -> u64 {
     if covered(phys) && covered(last & !(PAGE_SIZE - 1)) {
         return phys_to_virt(phys);
     }
-    let offset = phys & (PAGE_SIZE - 1);
-    let base = phys - offset;
-    let span = (len + offset).next_multiple_of(PAGE_SIZE);
-    let virt = NEXT_MMIO.fetch_add(span + PAGE_SIZE, Ordering::Relaxed);
-    // SAFETY: a read-only, non-executable view of firmware memory in a
-    // fresh virtual range.
-    unsafe { map_kernel(virt, base, span, Flags::PRESENT | Flags::NO_EXECUTE, PageSize::Size4K) }
-        .expect("mapping firmware memory");
-    virt + offset
+    // SAFETY: a read-only, non-executable view of firmware memory.
+    unsafe { map_permanent(phys, len, Flags::PRESENT | Flags::NO_EXECUTE) }
 }

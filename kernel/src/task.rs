@@ -476,7 +476,7 @@ pub fn on_fault(fault: Fault) -> ! {
         crate::panic::kernel_fault(&fault, id);
     }
     let name = core::str::from_utf8(&name[..name_len]).unwrap_or("?");
-    if let Some(guard) = KernelStackHint::guard_hit(&fault) {
+    if let Some(guard) = fault.cr2.and_then(KernelStack::guard_page_of) {
         crate::error!("task {id} ({name}) overflowed its stack (guard page {guard:#x})");
     }
     crate::error!("task {id} ({name}) killed: {fault}");
@@ -515,19 +515,6 @@ pub fn kill_current_on_machine_check(rip: u64, phys: u64) -> ! {
         "machine check: task {id} killed: it consumed poisoned memory at {phys:#x} (RIP {rip:#x})\n"
     ));
     exit(ExitReason::MachineCheck { rip, phys })
-}
-
-struct KernelStackHint;
-
-impl KernelStackHint {
-    /// The guard page a page/double fault hit, if any.
-    fn guard_hit(fault: &Fault) -> Option<u64> {
-        let cr2 = fault.cr2?;
-        let base = fsdax_mm::layout::STACKS_BASE;
-        let slot = fsdax_mm::layout::STACK_SLOT;
-        (cr2 >= base && cr2 < fsdax_mm::layout::MMIO_BASE && (cr2 - base) % slot < fsdax_mm::PAGE_SIZE)
-            .then_some(cr2 & !(fsdax_mm::PAGE_SIZE - 1))
-    }
 }
 
 /// One line per task for the `tasks` command.
