@@ -1,0 +1,100 @@
+/*
+ * suite_child.c: what the suite's spawned children do (`suite --child MODE`).
+ * Each mode ends in a way the parent checks through wait4/waitid.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+static void die_segv_handler(int sig)
+{
+    (void)sig;
+    /* A fault inside the handler of the same (blocked) signal: fatal. */
+    *(volatile int *)0 = 2;
+}
+
+static void overflow_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    (void)uc;
+    static const char msg[] = "child: stack overflow caught on the alternate stack\n";
+    write(2, msg, sizeof msg - 1);
+    _exit(sig == SIGSEGV ? 42 : 43);
+}
+
+#pragma GCC diagnostic ignored "-Winfinite-recursion"
+static int recurse(volatile char *prev, int depth)
+{
+    volatile char frame[1024];
+    frame[0] = (char)depth;
+    frame[1023] = prev ? prev[0] : 0;
+    return recurse(frame, depth + 1) + frame[512];
+}
+
+void child_main(int argc, char **argv)
+{
+    const char *mode = argv[0];
+    if (strcmp(mode, "exit") == 0 && argc == 2)
+        _exit(atoi(argv[1]));
+    if (strcmp(mode, "exit_group") == 0 && argc == 2)
+        exit(atoi(argv[1]));
+    if (strcmp(mode, "sleep") == 0 && argc == 2) {
+        struct timespec ts = {atoi(argv[1]) / 1000, (atoi(argv[1]) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        _exit(0);
+    }
+    if (strcmp(mode, "segv") == 0)
+        *(volatile int *)0 = 1;
+    if (strcmp(mode, "bus") == 0)
+        raise(SIGBUS);
+    if (strcmp(mode, "ill") == 0)
+        __asm__ volatile("ud2");
+    if (strcmp(mode, "fpe") == 0)
+        __asm__ volatile("xor %%ecx, %%ecx\n\tmov $1, %%eax\n\tcltd\n\tidiv %%ecx" ::: "eax", "ecx", "edx");
+    if (strcmp(mode, "abrt") == 0)
+        abort();
+    if (strcmp(mode, "usr1") == 0)
+        raise(SIGUSR1);
+    if (strcmp(mode, "segv_blocked") == 0) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSEGV);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        *(volatile int *)0 = 1;
+    }
+    if (strcmp(mode, "segv_in_handler") == 0) {
+        signal(SIGSEGV, die_segv_handler);
+        *(volatile int *)0 = 1;
+    }
+    if (strcmp(mode, "stackoverflow") == 0) {
+        static char altstack[64 * 1024];
+        stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+        sigaltstack(&ss, NULL);
+        struct sigaction sa = {0};
+        sa.sa_sigaction = overflow_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigaction(SIGSEGV, &sa, NULL);
+        recurse(NULL, 0);
+    }
+    if (strcmp(mode, "fds") == 0 && argc == 3) {
+        /* argv[1] must be closed (it was O_CLOEXEC), argv[2] open. */
+        int closed = fcntl(atoi(argv[1]), F_GETFD) == -1 && errno == EBADF;
+        int open_ = fcntl(atoi(argv[2]), F_GETFD) >= 0;
+        _exit(closed && open_ ? 0 : 1);
+    }
+    if (strcmp(mode, "env") == 0 && argc == 3) {
+        const char *v = getenv(argv[1]);
+        _exit(v && strcmp(v, argv[2]) == 0 ? 0 : 1);
+    }
+    fprintf(stderr, "suite --child: unknown mode %s (or wrong arguments)\n", mode);
+    _exit(100);
+}
