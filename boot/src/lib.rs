@@ -5,8 +5,10 @@
 //! tests in `tests/` use the same library so that what they boot is exactly
 //! what a user boots.
 
+pub mod bench;
 pub mod build;
 pub mod fstool;
+pub mod linux;
 pub mod qemu;
 pub mod qmp;
 pub mod user;

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 
 use anyhow::{bail, Result};
+use fsdax_boot::bench::{self, BenchOptions, System};
 use fsdax_boot::build::{self, Firmware};
 use fsdax_boot::qemu::{self, Console, RunOptions};
-use fsdax_boot::{fstool, output_dir, ExitCode};
+use fsdax_boot::{fstool, output_dir, user, ExitCode};
 
 const HELP: &str = "\
 fsdax: build and run the fsdax kernel in QEMU with an emulated NVDIMM
@@ -22,7 +23,17 @@ usage: fsdax COMMAND [OPTIONS]
                           adds one that fails on purpose); exits 0 when every
                           kernel test passed
   bench [RUN OPTIONS] [NAME...]
-                          build, boot with `bench` and print the benchmarks
+                          build, boot with `bench` and print the kernel's
+                          benchmarks
+  bench --linux-only | --vs-linux [--size SIZE] [--rounds N] [--only LIST]
+                          the user-space benchmark program (user/c/bench.c)
+                          on Linux 6.1 XFS-DAX (Debian packages, cached in
+                          target/fsdax/linux/) and, with --vs-linux, on
+                          fsdax, in the same QEMU machine with a 1 GiB
+                          NVDIMM; writes target/fsdax/bench/bench.{json,md,png}
+                          (defaults: --size 256M --rounds 3; 10-20 min)
+  user                    build the user programs (user/) into
+                          target/fsdax/user/
 
 RUN OPTIONS
   --uefi                  boot with OVMF instead of SeaBIOS
@@ -126,6 +137,44 @@ fn run(cli: Cli, default_cmdline: &str) -> Result<i32> {
     Ok(status.code().unwrap_or(-1))
 }
 
+/// `bench --linux-only | --vs-linux`: the user-space benchmark on Linux
+/// and (once it runs programs) fsdax.
+fn bench_side_by_side(args: &[String]) -> Result<ProcessExit> {
+    let mut opts = BenchOptions::default();
+    let mut vs_linux = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| anyhow::anyhow!("{name} needs a value"));
+        match arg.as_str() {
+            "--linux-only" => vs_linux = false,
+            "--vs-linux" => vs_linux = true,
+            "--size" => opts.size = qemu::parse_size(&value("--size")?)?,
+            "--rounds" => {
+                opts.rounds = value("--rounds")?.parse().map_err(|_| anyhow::anyhow!("--rounds needs a number"))?
+            }
+            "--only" => opts.only = Some(value("--only")?),
+            other => bail!("unknown option {other:?} for bench --linux-only/--vs-linux (see `fsdax help`)"),
+        }
+    }
+    if opts.rounds == 0 || opts.size == 0 || opts.size % (2 << 20) != 0 || opts.size > (512 << 20) {
+        bail!("--rounds must be at least 1 and --size a multiple of 2 MiB up to 512M (the NVDIMM holds 1 GiB)");
+    }
+    let mut not_measured = Vec::new();
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(bench::Linux::default())];
+    match (vs_linux, bench::Fsdax::not_ready()) {
+        (true, Some(why)) => {
+            eprintln!("fsdax bench: cannot compare yet: {why}.");
+            eprintln!("fsdax bench: `./fsdax bench --linux-only` measures the Linux side alone.");
+            return Ok(ProcessExit::FAILURE);
+        }
+        (true, None) => systems.insert(0, Box::new(bench::Fsdax)),
+        (false, why) => not_measured.push(("fsdax", why.unwrap_or("--linux-only"))),
+    }
+    let md = bench::run(&mut systems, &not_measured, &opts)?;
+    println!("{md}");
+    Ok(ProcessExit::SUCCESS)
+}
+
 fn describe_exit(status: i32) -> String {
     match ExitCode::from_qemu_status(status) {
         Some(code) => format!("{code:?} (QEMU status {status})"),
@@ -165,6 +214,14 @@ fn main_inner(args: &[String]) -> Result<ProcessExit> {
                 _ if status == 0 => ProcessExit::SUCCESS,
                 _ => ProcessExit::FAILURE,
             })
+        }
+        "bench" if args[1..].iter().any(|a| a == "--linux-only" || a == "--vs-linux") => bench_side_by_side(&args[1..]),
+        "user" => {
+            let dir = user::build_all()?;
+            for name in user::program_names() {
+                println!("{}", dir.join(name).display());
+            }
+            Ok(ProcessExit::SUCCESS)
         }
         "test" | "bench" => {
             let status = run(parse_run_options(&args[1..])?, cmd)?;

@@ -190,37 +190,56 @@ fn qemu_escape(s: &str) -> String {
     s.replace(',', ",,")
 }
 
-/// The arguments of `qemu/pc-nvdimm.args` with the placeholders filled in.
-pub fn qemu_args(opts: &RunOptions) -> Result<Vec<String>> {
+/// The machine of `qemu/pc-nvdimm.args`: every option except those named in
+/// `skip`, with the `{placeholders}` of `fills` filled in. The Linux
+/// reference guest uses it too, so both systems run on the same machine.
+pub fn config_args(fills: &[(&str, String)], skip: &[&str]) -> Result<Vec<String>> {
     let config_path = workspace_root().join("qemu").join("pc-nvdimm.args");
     let config = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let abs = |p: &Path| -> Result<String> {
-        let p = std::path::absolute(p)?;
-        Ok(qemu_escape(&p.to_string_lossy()))
-    };
-    let fills = [
-        ("{accel}", opts.accel.qemu_accel().to_string()),
-        ("{cpu}", opts.accel.qemu_cpu().to_string()),
-        ("{pmem}", abs(&opts.pmem)?),
-        ("{pmem_size}", opts.pmem_size.to_string()),
-        ("{disk}", abs(&opts.image)?),
-        ("{cmdline}", qemu_escape(&opts.cmdline)),
-    ];
     let mut args = Vec::new();
     for line in config.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (opt, value) = match line.split_once(char::is_whitespace) {
             Some((o, v)) => (o, Some(v.trim())),
             None => (line, None),
         };
+        if skip.contains(&opt) {
+            continue;
+        }
         args.push(opt.to_string());
         if let Some(v) = value {
             let mut v = v.to_string();
-            for (k, fill) in &fills {
+            for (k, fill) in fills {
                 v = v.replace(k, fill);
             }
             args.push(v);
         }
     }
+    Ok(args)
+}
+
+/// An absolute path escaped for QEMU's option syntax.
+pub fn qemu_path(p: &Path) -> Result<String> {
+    Ok(qemu_escape(&std::path::absolute(p)?.to_string_lossy()))
+}
+
+/// The placeholders of the machine that do not depend on what boots:
+/// accelerator, CPU, NVDIMM backing file and size.
+pub fn machine_fills(accel: Accel, pmem: &Path, pmem_size: u64) -> Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("{accel}", accel.qemu_accel().to_string()),
+        ("{cpu}", accel.qemu_cpu().to_string()),
+        ("{pmem}", qemu_path(pmem)?),
+        ("{pmem_size}", pmem_size.to_string()),
+    ])
+}
+
+/// The arguments of `qemu/pc-nvdimm.args` with the placeholders filled in.
+pub fn qemu_args(opts: &RunOptions) -> Result<Vec<String>> {
+    let abs = qemu_path;
+    let mut fills = machine_fills(opts.accel, &opts.pmem, opts.pmem_size)?;
+    fills.push(("{disk}", abs(&opts.image)?));
+    fills.push(("{cmdline}", qemu_escape(&opts.cmdline)));
+    let mut args = config_args(&fills, &[])?;
     if opts.firmware == Firmware::Uefi {
         let ovmf = ovmf_path()
             .ok_or_else(|| anyhow!("OVMF not found: install it with `apt-get install --no-install-recommends ovmf`"))?;
@@ -277,7 +296,11 @@ impl Machine {
     pub fn start(opts: &RunOptions) -> Result<Machine> {
         let mut opts = opts.clone();
         opts.console = Console::Piped;
-        let mut cmd = qemu_command(&opts)?;
+        Machine::spawn(qemu_command(&opts)?)
+    }
+
+    /// Starts a QEMU command whose serial console is on stdio.
+    pub fn spawn(mut cmd: Command) -> Result<Machine> {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("starting QEMU")?;
         let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));

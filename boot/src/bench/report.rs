@@ -1,0 +1,388 @@
+//! The numbers side of `fsdax bench`: samples per system and metric, their
+//! medians and spreads, the ratios, and `bench.json` / `bench.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+/// Which way a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// What a metric's numbers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    OpsPerSec,
+    BytesPerSec,
+    Secs,
+    Faults,
+}
+
+impl Unit {
+    fn better(self) -> Better {
+        match self {
+            Unit::OpsPerSec | Unit::BytesPerSec => Better::Higher,
+            Unit::Secs | Unit::Faults => Better::Lower,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unit::OpsPerSec => "ops/s",
+            Unit::BytesPerSec => "bytes/s",
+            Unit::Secs => "s",
+            Unit::Faults => "faults",
+        }
+    }
+
+    /// A value for people: `2,611 ops/s`, `377.2 MiB/s`, `12.3 ms`.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::OpsPerSec => format!("{} ops/s", group(v)),
+            Unit::Faults => thousands(v),
+            Unit::BytesPerSec => {
+                if v >= (1u64 << 30) as f64 {
+                    format!("{:.2} GiB/s", v / (1u64 << 30) as f64)
+                } else {
+                    format!("{:.1} MiB/s", v / (1u64 << 20) as f64)
+                }
+            }
+            Unit::Secs => {
+                if v >= 1.0 {
+                    format!("{v:.2} s")
+                } else if v >= 1e-3 {
+                    format!("{:.2} ms", v * 1e3)
+                } else {
+                    format!("{:.1} µs", v * 1e6)
+                }
+            }
+        }
+    }
+}
+
+/// Digits grouped by thousands, rounded to an integer (two decimals below 10).
+fn group(v: f64) -> String {
+    if v < 10.0 {
+        return format!("{v:.2}");
+    }
+    thousands(v)
+}
+
+/// An integer with its digits grouped by thousands.
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One metric: a benchmark's primary figure, or its fault count.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricKey {
+    /// Position of the benchmark in the program's output (table order).
+    pub order: usize,
+    pub name: String,
+}
+
+/// Median and spread of one system's samples of one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    /// (max - min) / median, in percent.
+    pub spread_pct: f64,
+    pub n: usize,
+}
+
+pub fn stats(samples: &[f64]) -> Option<Stats> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    let spread_pct = if median > 0.0 { (s[n - 1] - s[0]) / median * 100.0 } else { 0.0 };
+    Some(Stats { median, spread_pct, n })
+}
+
+/// How much better fsdax is than Linux (> 1: fsdax better), whichever way
+/// the metric is better.
+pub fn speedup(unit: Unit, fsdax: f64, linux: f64) -> Option<f64> {
+    if fsdax <= 0.0 || linux <= 0.0 {
+        return None;
+    }
+    Some(match unit.better() {
+        Better::Higher => fsdax / linux,
+        Better::Lower => linux / fsdax,
+    })
+}
+
+/// Everything measured: per metric, per system, the samples.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub metrics: BTreeMap<MetricKey, (Unit, BTreeMap<String, Vec<f64>>)>,
+    /// Why a benchmark did not run, per system.
+    pub skipped: BTreeMap<(String, String), String>,
+    /// uname of each system as the benchmark program saw it.
+    pub uname: BTreeMap<String, String>,
+    /// Every JSON line, with `round` and `on` (system) added.
+    pub raw: Vec<Value>,
+}
+
+impl Results {
+    /// Adds one JSON line of the benchmark program from `system`.
+    pub fn add(&mut self, system: &str, round: usize, order: usize, line: &Value) {
+        let mut raw = line.clone();
+        raw["on"] = json!(system);
+        raw["round"] = json!(round);
+        self.raw.push(raw);
+        let Some(bench) = line["bench"].as_str() else { return };
+        if let Some(u) = line["system"].as_str() {
+            self.uname.insert(system.to_string(), u.to_string());
+        }
+        if let Some(why) = line["skipped"].as_str() {
+            self.skipped.insert((bench.to_string(), system.to_string()), why.to_string());
+            return;
+        }
+        let unit = match line["primary"].as_str() {
+            Some("ops_per_s") => Unit::OpsPerSec,
+            Some("bytes_per_s") => Unit::BytesPerSec,
+            Some("secs") => Unit::Secs,
+            _ => return,
+        };
+        let field = line["primary"].as_str().unwrap_or_default();
+        if let Some(v) = line[field].as_f64() {
+            self.push(MetricKey { order: order * 2, name: bench.to_string() }, unit, system, v);
+        }
+        if let Some(f) = line["minflt"].as_f64() {
+            let total = f + line["majflt"].as_f64().unwrap_or(0.0);
+            self.push(MetricKey { order: order * 2 + 1, name: format!("{bench} faults") }, Unit::Faults, system, total);
+        }
+    }
+
+    fn push(&mut self, key: MetricKey, unit: Unit, system: &str, v: f64) {
+        // A benchmark keeps its first order number across rounds and systems.
+        let key = self.metrics.keys().find(|k| k.name == key.name).cloned().unwrap_or(key);
+        self.metrics
+            .entry(key)
+            .or_insert_with(|| (unit, BTreeMap::new()))
+            .1
+            .entry(system.to_string())
+            .or_default()
+            .push(v);
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub metric: String,
+    pub unit: Unit,
+    pub fsdax: Option<Stats>,
+    pub linux: Option<Stats>,
+    pub ratio: Option<f64>,
+}
+
+pub fn rows(results: &Results) -> Vec<Row> {
+    results
+        .metrics
+        .iter()
+        .map(|(key, (unit, per))| {
+            let fsdax = per.get("fsdax").and_then(|s| stats(s));
+            let linux = per.get("linux").and_then(|s| stats(s));
+            let ratio = match (fsdax, linux) {
+                (Some(f), Some(l)) => speedup(*unit, f.median, l.median),
+                _ => None,
+            };
+            Row { metric: key.name.clone(), unit: *unit, fsdax, linux, ratio }
+        })
+        .collect()
+}
+
+/// The settings a report states.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub size: u64,
+    pub rounds: usize,
+    pub machine: String,
+    /// system -> why it was not measured.
+    pub not_measured: BTreeMap<String, String>,
+    pub wall_secs: f64,
+}
+
+fn stats_json(s: Option<Stats>, samples: Option<&Vec<f64>>) -> Value {
+    match s {
+        Some(s) => json!({"median": s.median, "spread_pct": s.spread_pct, "samples": samples}),
+        None => Value::Null,
+    }
+}
+
+pub fn to_json(results: &Results, setup: &Setup) -> Value {
+    let rows = rows(results);
+    let metrics: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let per = &results.metrics.iter().find(|(k, _)| k.name == r.metric).expect("row from metrics").1 .1;
+            json!({
+                "metric": r.metric,
+                "unit": r.unit.name(),
+                "better": if r.unit.better() == Better::Higher { "higher" } else { "lower" },
+                "fsdax": stats_json(r.fsdax, per.get("fsdax")),
+                "linux": stats_json(r.linux, per.get("linux")),
+                "ratio": r.ratio,
+            })
+        })
+        .collect();
+    let skipped: Vec<Value> =
+        results.skipped.iter().map(|((b, s), why)| json!({"bench": b, "on": s, "why": why})).collect();
+    json!({
+        "size": setup.size,
+        "rounds": setup.rounds,
+        "machine": setup.machine,
+        "wall_secs": setup.wall_secs,
+        "systems": {
+            "fsdax": {"uname": results.uname.get("fsdax"), "not_measured": setup.not_measured.get("fsdax")},
+            "linux": {"uname": results.uname.get("linux"), "not_measured": setup.not_measured.get("linux")},
+        },
+        "ratio_means": "how much better fsdax is than Linux: fsdax/linux for rates, linux/fsdax for times and faults",
+        "metrics": metrics,
+        "skipped": skipped,
+        "raw": results.raw,
+    })
+}
+
+fn cell(s: Option<Stats>, unit: Unit, not_measured: bool) -> String {
+    match s {
+        Some(s) => unit.format(s.median),
+        None if not_measured => "not measured".into(),
+        None => "–".into(),
+    }
+}
+
+fn spread(s: Option<Stats>) -> String {
+    s.map(|s| format!("±{:.0}%", s.spread_pct / 2.0)).unwrap_or_else(|| "–".into())
+}
+
+pub fn to_markdown(results: &Results, setup: &Setup) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# fsdax vs Linux 6.1 XFS-DAX\n");
+    let _ = writeln!(
+        md,
+        "Same static benchmark binary (`user/c/bench.c`, `--size {} MiB`) on both systems, same QEMU machine \
+         ({}), {} round(s) with the systems alternated; medians of the rounds. Ratio: how much better fsdax is \
+         than Linux (fsdax/Linux for rates, Linux/fsdax for times and fault counts; > 1 means fsdax is better). \
+         Spread: half the range of the rounds, relative to the median.\n",
+        setup.size >> 20,
+        setup.machine,
+        setup.rounds
+    );
+    for (system, uname) in &results.uname {
+        let _ = writeln!(md, "- {system}: `{uname}`");
+    }
+    for (system, why) in &setup.not_measured {
+        let _ = writeln!(md, "- {system}: not measured: {why}");
+    }
+    let _ = writeln!(md, "- wall time of the run: {:.0} s\n", setup.wall_secs);
+    let _ = writeln!(md, "| metric | fsdax median | Linux median | ratio | spread (fsdax / Linux) |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for r in rows(results) {
+        let ratio = r.ratio.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} / {} |",
+            r.metric,
+            cell(r.fsdax, r.unit, setup.not_measured.contains_key("fsdax")),
+            cell(r.linux, r.unit, setup.not_measured.contains_key("linux")),
+            ratio,
+            spread(r.fsdax),
+            spread(r.linux)
+        );
+    }
+    if !results.skipped.is_empty() {
+        let _ = writeln!(md, "\nSkipped:\n");
+        for ((bench, system), why) in &results.skipped {
+            let _ = writeln!(md, "- {bench} on {system}: {why}");
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(bench: &str, primary: &str, v: f64, minflt: Option<i64>) -> Value {
+        let mut l = json!({"bench": bench, "system": "Linux 6.1.0", "primary": primary});
+        l[primary] = json!(v);
+        if let Some(f) = minflt {
+            l["minflt"] = json!(f);
+            l["majflt"] = json!(0);
+        }
+        l
+    }
+
+    #[test]
+    fn medians_spreads_and_ratios() {
+        assert_eq!(stats(&[3.0, 1.0, 2.0]).unwrap().median, 2.0);
+        assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert_eq!(stats(&[1.0, 3.0, 2.0]).unwrap().spread_pct, 100.0);
+        assert!(stats(&[]).is_none());
+        assert_eq!(speedup(Unit::OpsPerSec, 300.0, 100.0), Some(3.0));
+        assert_eq!(speedup(Unit::Secs, 0.1, 1.0), Some(10.0));
+        assert_eq!(speedup(Unit::Faults, 129.0, 65537.0).map(|x| x.round()), Some(508.0));
+        assert_eq!(speedup(Unit::Secs, 0.0, 1.0), None);
+    }
+
+    #[test]
+    fn results_group_by_metric_and_system() {
+        let mut r = Results::default();
+        for round in 1..=3 {
+            r.add("linux", round, 0, &line("append_4k", "ops_per_s", 1000.0 * round as f64, None));
+            r.add("fsdax", round, 0, &line("append_4k", "ops_per_s", 5000.0, None));
+            r.add("linux", round, 1, &line("first_touch_sparse", "secs", 4.0, Some(65537)));
+            r.add("linux", round, 2, &json!({"bench": "ficlone", "system": "Linux", "skipped": "FICLONE: EOPNOTSUPP"}));
+        }
+        let rows = rows(&r);
+        let names: Vec<_> = rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names, ["append_4k", "first_touch_sparse", "first_touch_sparse faults"]);
+        assert_eq!(rows[0].linux.unwrap().median, 2000.0);
+        assert_eq!(rows[0].ratio, Some(2.5));
+        assert!(rows[1].fsdax.is_none() && rows[1].ratio.is_none());
+        assert_eq!(rows[2].linux.unwrap().median, 65537.0);
+        assert_eq!(r.raw.len(), 12);
+        let setup = Setup {
+            size: 256 << 20,
+            rounds: 3,
+            machine: "TCG".into(),
+            not_measured: [("fsdax".to_string(), "cannot exec yet".to_string())].into(),
+            wall_secs: 1.0,
+        };
+        let md = to_markdown(&r, &setup);
+        assert!(md.contains("| append_4k | 5,000 ops/s | 2,000 ops/s | 2.50x |"), "{md}");
+        assert!(md.contains("| first_touch_sparse | not measured | 4.00 s | – |"), "{md}");
+        assert!(md.contains("ficlone on linux: FICLONE: EOPNOTSUPP"), "{md}");
+        let j = to_json(&r, &setup);
+        assert_eq!(j["metrics"][0]["ratio"], json!(2.5));
+        assert_eq!(j["metrics"][1]["fsdax"], Value::Null);
+        assert_eq!(j["metrics"][1]["linux"]["samples"], json!([4.0, 4.0, 4.0]));
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(Unit::OpsPerSec.format(2611.2), "2,611 ops/s");
+        assert_eq!(Unit::BytesPerSec.format(377.0 * 1048576.0), "377.0 MiB/s");
+        assert_eq!(Unit::Secs.format(0.0123), "12.30 ms");
+        assert_eq!(Unit::Faults.format(65537.0), "65,537");
+        assert_eq!(Unit::Faults.format(0.0), "0");
+        assert_eq!(group(1234567.0), "1,234,567");
+    }
+}
