@@ -57,7 +57,7 @@ pub fn ratios_png(rows: &[Row], title: &str, note: &str, path: &Path) -> Result<
         .margin(14)
         .x_label_area_size(46)
         .y_label_area_size(230)
-        .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())?;
+        .build_cartesian_2d((lo..hi).log_scale(), (0..n - 1).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
