@@ -21,6 +21,9 @@
 //! - [`load`]: the loading plan of a static or static-pie ELF64 executable,
 //!   with a clear error for anything fsdax cannot run;
 //! - [`stack`]: the initial stack (argc, argv, envp, auxv);
+//! - [`request`]: system-call arguments decoded into typed requests with
+//!   Linux's validation rules and error numbers (open and mmap flags,
+//!   clone, wait, fallocate modes, prctl, ...);
 //! - [`signal`]: signal numbers, default actions, masks, and the
 //!   `rt_sigframe` a handler runs on, with `rt_sigreturn`'s checks.
 //!
@@ -34,6 +37,7 @@ extern crate alloc;
 
 mod errno;
 pub mod load;
+pub mod request;
 pub mod signal;
 pub mod stack;
 pub mod wire;
