@@ -10,9 +10,12 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_debug_implementations)]
 
+extern crate alloc;
+
 pub mod frame;
 pub mod layout;
 pub mod paging;
+pub mod vma;
 
 /// Size of a base page.
 pub const PAGE_SIZE: u64 = 4096;
