@@ -63,8 +63,9 @@ mod state;
 pub use error::{Corruption, FsError, Result};
 pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
 pub use fs::{
-    Bmap, DirEntry, Falloc, FileSystem, FsStats, FsckReport, MetaKind, MkfsOptions, MountInfo, MountOptions, RmapOwner,
+    Bmap, DirEntry, Falloc, FileSystem, FsckReport, MetaKind, MkfsOptions, MountInfo, MountOptions, RmapOwner,
     RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
 };
 pub use pmem::{MemPmem, Pmem, Poisoned};
+pub use space::FsStats;
 pub use state::{FileKind, Ino, ROOT_INO};

@@ -1,0 +1,62 @@
+//! The DAX fault path's view: where a file offset lives (`bmap`), and
+//! making a range writable in place (`bmap_write`).
+
+use super::{FileSystem, Fill, BS};
+use crate::error::{FsError, Result};
+use crate::format::*;
+use crate::pmem::Pmem;
+use crate::state::Ino;
+
+/// Result of [`FileSystem::bmap`]: where a file offset lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bmap {
+    /// File byte offset of the start of the run (block aligned).
+    pub file_offset: u64,
+    /// Length of the run in bytes.
+    pub len: u64,
+    /// Device byte offset of the run, `None` for a hole.
+    pub phys: Option<u64>,
+    /// The block at the queried offset is shared (a write must CoW).
+    pub shared: bool,
+}
+
+impl<P: Pmem> FileSystem<P> {
+    /// Where file offset `offset` lives (for the DAX fault path).
+    pub fn bmap(&self, ino: Ino, offset: u64) -> Result<Bmap> {
+        let i = self.file(ino)?;
+        let fb = offset / BS;
+        Ok(match i.extent_at(fb) {
+            Some((ef, e)) => Bmap {
+                file_offset: ef * BS,
+                len: e.len * BS,
+                phys: Some(e.pblk * BS),
+                shared: self.st.space.refcount(e.pblk + (fb - ef)) > 1,
+            },
+            None => {
+                let next = i.extents.range(fb..).next().map_or(MAX_FILE_BLOCKS, |(&s, _)| s);
+                Bmap {
+                    file_offset: fb.saturating_mul(BS),
+                    len: next.saturating_sub(fb) * BS,
+                    phys: None,
+                    shared: false,
+                }
+            }
+        })
+    }
+
+    /// Makes `[offset, offset + len)` allocated and unshared (holes zeroed,
+    /// shared blocks copied) so that a DAX write fault can map it writable;
+    /// returns the mapping at `offset`.
+    pub fn bmap_write(&mut self, ino: Ino, offset: u64, len: u64) -> Result<Bmap> {
+        self.file(ino)?;
+        if len == 0 || offset.checked_add(len).is_none_or(|e| e > MAX_FILE_SIZE) {
+            return Err(FsError::Invalid);
+        }
+        self.begin()?;
+        let r = self.write_range(ino, offset, len, Fill::Keep, true, true, true);
+        match self.finish(r)? {
+            n if n == len => self.bmap(ino, offset),
+            _ => Err(FsError::NoSpace),
+        }
+    }
+}
