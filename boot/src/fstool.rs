@@ -13,9 +13,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use fsdax_fs::pmem::checked_request;
 use fsdax_fs::{
-    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, RmapOwner, BLOCK_SIZE, RMAP_BAD,
-    RMAP_SHARED,
+    Falloc, FileKind, FileSystem, FsError, MediaError, MkfsOptions, MountOptions, Pmem, RmapOwner, BLOCK_SIZE,
+    RMAP_BAD, RMAP_SHARED,
 };
 
 /// One line per subcommand for `fsdax help`.
@@ -97,21 +98,26 @@ impl Pmem for FilePmem {
     fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
-    fn load(&self, offset: u64, buf: &mut [u8]) {
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
         buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
+        Ok(())
     }
-    fn store(&mut self, offset: u64, data: &[u8]) {
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
+        checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
         // Reaches the file only when flushed, like a store that is still in
         // the CPU cache.
         self.bytes[o..o + data.len()].copy_from_slice(data);
+        Ok(())
     }
     fn flush(&mut self, offset: u64, len: u64) {
-        if len == 0 || self.read_only {
+        let end = offset.saturating_add(len).min(self.size());
+        if end <= offset || self.read_only {
             return;
         }
-        let (s, e) = (offset as usize, (offset + len) as usize);
+        let (s, e) = (offset as usize, end as usize);
         // Write back in program order; a failed write-back is fatal for the
         // tool (like a dead device), not something to carry on from.
         if let Err(err) = self.file.write_all_at(&self.bytes[s..e], offset) {

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use fsdax_pmem_api::MediaError;
+
 /// Every failure the file system reports. Small and `Copy`, like an errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsError {
@@ -30,6 +32,9 @@ pub enum FsError {
         /// Device byte offset of the first bad byte.
         offset: u64,
     },
+    /// The device refused an access for a reason other than poison (out of
+    /// range, busy): EIO, and a bug or a device problem, never poison.
+    Media(MediaError),
     /// The image is not a (supported) fsdax image.
     NotFsdax,
     /// On-media metadata failed a checksum or a consistency check.
@@ -62,7 +67,24 @@ impl fmt::Display for FsError {
         match self {
             FsError::Poisoned { offset } => write!(f, "media error (poison) at byte {offset:#x}"),
             FsError::Corrupt(c) => write!(f, "corrupt file system: {c:?}"),
+            FsError::Media(e) => write!(f, "device error: {e}"),
             other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+impl FsError {
+    /// Is this a failed media access (EIO: poison or a device error)?
+    pub fn is_media(&self) -> bool {
+        matches!(self, FsError::Poisoned { .. } | FsError::Media(_))
+    }
+}
+
+impl From<MediaError> for FsError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::Poisoned(r) => FsError::Poisoned { offset: r.start() },
+            other => FsError::Media(other),
         }
     }
 }

@@ -15,8 +15,11 @@
 //! read-only mount), never a panic.
 //!
 //! # What the kernel calls
-//! * implement [`Pmem`] for the pmem device (`load_mc` = the
-//!   machine-check-safe copy; `store` + `flush` + `fence` = `clwb`/`sfence`);
+//! * mount on anything that implements [`Pmem`] (the persistent-memory
+//!   trait of `fsdax-pmem-api`; the kernel's pmem device does): `load` is
+//!   the machine-check-safe copy, `store` + `flush` + `fence` are
+//!   `clwb`/`sfence`, and loads and stores report poison with partial
+//!   progress;
 //! * [`FileSystem::mount`] (replays the log), [`FileSystem::unmount`];
 //! * namespace: `lookup`, `create`, `mkdir`, `unlink`, `rmdir`, `rename`,
 //!   `readdir`, `stat`; data: `read`, `write`, `append`, `truncate`,
@@ -66,6 +69,6 @@ pub use fs::{
     Bmap, DirEntry, Falloc, FileSystem, FsckReport, MetaKind, MkfsOptions, MountInfo, MountOptions, RmapOwner,
     RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
 };
-pub use pmem::{MemPmem, Pmem, Poisoned};
+pub use pmem::{ByteRange, MediaError, MemPmem, Pmem};
 pub use space::FsStats;
 pub use state::{FileKind, Ino, ROOT_INO};

@@ -2,7 +2,8 @@
 //!
 //! `fs mount` mounts the file system found on pmem0 (the same bytes the host
 //! tool formats in the NVDIMM's backing file) through the device's
-//! machine-check-safe reads and flushing writes (`FsPmem`), and makes it the
+//! machine-check-safe reads and flushing writes (the device implements the
+//! persistent-memory trait the file system uses), and makes it the
 //! device's **holder**: from then on a memory failure on pmem0 reaches
 //! [`FsHolder::notify_failure`], which asks the file system's reverse map who
 //! owns the poisoned bytes, records them in the persistent bad-block list,
@@ -14,7 +15,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
-use fsdax_drivers::pmem::FsPmem;
 use fsdax_fs::{FileKind, FileSystem, FsError, MkfsOptions, RmapOwner, RmapRecord};
 use spin::Mutex;
 use x86_64::instructions::interrupts::without_interrupts;
@@ -22,7 +22,7 @@ use x86_64::instructions::interrupts::without_interrupts;
 use crate::pmem::{self, Device};
 
 /// The file system on a kernel pmem device.
-pub type KernelFs = FileSystem<FsPmem<&'static Device>>;
+pub type KernelFs = FileSystem<&'static Device>;
 
 static FS: Mutex<Option<KernelFs>> = Mutex::new(None);
 
@@ -88,7 +88,7 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
     if without_interrupts(|| FS.lock().is_some()) {
         return Err(String::from("a file system is already mounted"));
     }
-    let fs = KernelFs::mount(FsPmem::new(dev)).map_err(|e| alloc::format!("{e}"))?;
+    let fs = KernelFs::mount(dev).map_err(|e| alloc::format!("{e}"))?;
     let old = dev.clear_holder();
     if dev.set_holder(Arc::new(FsHolder)).is_err() {
         if let Some(old) = old {
@@ -103,7 +103,7 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
 /// Unmounts (checkpoint) and gives the device its logging holder back.
 pub fn unmount() -> Result<(), String> {
     let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from("nothing mounted"))?;
-    let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("{e}"))?.into_inner();
+    let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("{e}"))?;
     dev.clear_holder();
     let _ = dev.set_holder(pmem::logging_holder(dev.name()));
     Ok(())
@@ -120,7 +120,7 @@ fn cmd_fs(args: &[&str]) {
             if without_interrupts(|| FS.lock().is_some()) {
                 return Err(String::from("unmount first"));
             }
-            let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(err)?;
+            let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(err)?;
             fs.unmount().map_err(err)?;
             crate::kprintln!("fs: formatted {}", d.name());
             Ok(())
@@ -228,7 +228,7 @@ mod tests {
 
     ktest!(mount_and_memory_failure_reaches_the_file_owner, {
         let d = pmem::device("pmem0").ok_or(fail("no pmem0"))?;
-        let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
+        let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
         fs.unmount().map_err(|_| fail("unmount after mkfs"))?;
         mount(d).map_err(|_| fail("mount"))?;
         let (ino, phys) = with_fs(|fs| -> Result<(u64, u64), Failure> {

@@ -1,7 +1,7 @@
 //! File data: read, write, append, truncate, fallocate, and the write
 //! engine shared with DAX write faults (copy-on-write of shared blocks).
 
-use super::{poisoned, FileSystem, Fill, BS};
+use super::{failed, FileSystem, Fill, BS};
 use crate::error::{FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
@@ -23,9 +23,18 @@ pub enum Falloc {
 impl<P: Pmem> FileSystem<P> {
     /// Reads at `offset`; returns bytes read (0 at or past EOF).
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self.read_upto_poison(ino, offset, buf)? {
+            (_, Some(e)) => Err(e),
+            (n, None) => Ok(n),
+        }
+    }
+
+    /// The read engine: bytes read, and the media error that stopped it
+    /// early, if one did.
+    fn read_upto_poison(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<(usize, Option<FsError>)> {
         let i = self.file(ino)?;
         if offset >= i.size {
-            return Ok(0);
+            return Ok((0, None));
         }
         let n = (buf.len() as u64).min(i.size - offset) as usize;
         let mut done = 0usize;
@@ -38,7 +47,9 @@ impl<P: Pmem> FileSystem<P> {
                     let avail = (ef + e.len - fb) * BS - inb;
                     let k = (avail.min((n - done) as u64)) as usize;
                     let phys = (e.pblk + (fb - ef)) * BS + inb;
-                    self.pm.load_mc(phys, &mut buf[done..done + k]).map_err(poisoned)?;
+                    if let Err((e, good)) = self.pm.load(phys, &mut buf[done..done + k]) {
+                        return Ok((done + good.min(k), Some(e.into())));
+                    }
                     done += k;
                 }
                 None => {
@@ -50,7 +61,7 @@ impl<P: Pmem> FileSystem<P> {
                 }
             }
         }
-        Ok(n)
+        Ok((n, None))
     }
 
     /// Writes at `offset` (growing the file); returns bytes written, which
@@ -219,8 +230,8 @@ impl<P: Pmem> FileSystem<P> {
         let mut done = 0;
         while done < len {
             let k = (len - done).min(buf.len() as u64) as usize;
-            self.pm.load_mc(from + done, &mut buf[..k]).map_err(poisoned)?;
-            self.pm.store(to + done, &buf[..k]);
+            self.pm.load(from + done, &mut buf[..k]).map_err(failed)?;
+            self.pm.store(to + done, &buf[..k]).map_err(failed)?;
             done += k as u64;
         }
         Ok(())
@@ -231,7 +242,9 @@ impl<P: Pmem> FileSystem<P> {
     /// place; shared blocks are copied on write (only the bytes the write
     /// does not cover are copied); holes are allocated if `alloc_holes`.
     /// Pushes mutations into the open transaction. Returns bytes handled
-    /// (short only on ENOSPC after some progress).
+    /// (short only on ENOSPC after some progress). A media error (a store
+    /// into poison, poison in the bytes a copy-on-write copies around) is
+    /// returned as is: the caller's `finish` abandons the transaction.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn write_range(
         &mut self,
@@ -274,17 +287,19 @@ impl<P: Pmem> FileSystem<P> {
                 Some((p, false)) if in_place => {
                     let phys = p * BS + (pos - fb * BS);
                     let k = run_end - pos;
+                    if !matches!(fill, Fill::Keep) {
+                        self.data_dirty = true;
+                    }
                     match fill {
                         Fill::Data(d) => {
                             let s = (pos - offset) as usize;
-                            self.pm.store(phys, &d[s..s + k as usize]);
+                            self.pm.store(phys, &d[s..s + k as usize]).map_err(failed)?;
                         }
-                        Fill::Zero => self.pm.store_zeros(phys, k),
+                        Fill::Zero => self.pm.store_zeros(phys, k).map_err(failed)?,
                         Fill::Keep => {}
                     }
                     if !matches!(fill, Fill::Keep) {
                         self.pm.flush(phys, k);
-                        self.data_dirty = true;
                     }
                     pos = run_end;
                 }
@@ -314,24 +329,24 @@ impl<P: Pmem> FileSystem<P> {
                         }
                         match old {
                             Some(p) => fs.copy_phys(p * BS + (a - blk_start), qb + (a - blk_start), b - a),
-                            None => {
-                                fs.pm.store_zeros(qb + (a - blk_start), b - a);
-                                Ok(())
-                            }
+                            None => fs.pm.store_zeros(qb + (a - blk_start), b - a).map_err(failed),
                         }
                     };
+                    // A media error here fails the operation before the new
+                    // blocks are mapped; `finish` abandons the transaction.
+                    self.data_dirty = true;
                     around(self, blk_start, pos)?;
                     match fill {
                         Fill::Data(d) => {
                             let s = (pos - offset) as usize;
-                            self.pm.store(qb + (pos - blk_start), &d[s..s + (w_end - pos) as usize]);
+                            let piece = &d[s..s + (w_end - pos) as usize];
+                            self.pm.store(qb + (pos - blk_start), piece).map_err(failed)?;
                         }
-                        Fill::Zero => self.pm.store_zeros(qb + (pos - blk_start), w_end - pos),
+                        Fill::Zero => self.pm.store_zeros(qb + (pos - blk_start), w_end - pos).map_err(failed)?,
                         Fill::Keep => around(self, pos, w_end)?,
                     }
                     around(self, w_end, blk_end)?;
                     self.pm.flush(qb, m * BS);
-                    self.data_dirty = true;
                     if old.is_some() {
                         self.push(Mutation::Unmap { ino, fblk: fb, len: m })?;
                     }

@@ -3,7 +3,7 @@
 use alloc::vec;
 
 use super::recovery::{load_state, read_superblock};
-use super::{poisoned, FileSystem, BS};
+use super::{failed, FileSystem, BS};
 use crate::error::{corrupt, Corruption, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
@@ -35,7 +35,7 @@ impl<P: Pmem> FileSystem<P> {
             return corrupt(Corruption::Superblock);
         }
         let mut b = vec![0u8; SB_LEN];
-        self.pm.load_mc((sb.geo.total_blocks - 1) * BS, &mut b).map_err(poisoned)?;
+        self.pm.load((sb.geo.total_blocks - 1) * BS, &mut b).map_err(failed)?;
         if Superblock::decode(&b)? != sb {
             return corrupt(Corruption::Superblock);
         }
@@ -55,7 +55,7 @@ impl<P: Pmem> FileSystem<P> {
             for e in i.extents.values() {
                 rep.extents += 1;
                 for k in 0..e.len {
-                    if self.pm.load_mc((e.pblk + k) * BS, &mut buf).is_err() {
+                    if self.pm.load((e.pblk + k) * BS, &mut buf).is_err() {
                         rep.poisoned_blocks += 1;
                     }
                 }

@@ -2,7 +2,7 @@
 //! transaction, which commits as one log record (or a checkpoint).
 
 use super::rmap::meta_rmap_section;
-use super::{FileSystem, BS};
+use super::{failed, FileSystem, BS};
 use crate::crc::crc32c;
 use crate::error::{Corruption, FsError, Result};
 use crate::format::*;
@@ -50,11 +50,13 @@ impl<P: Pmem> FileSystem<P> {
             self.release_deferred().and_then(|_| self.checkpoint())
         } else {
             let off = self.sb.geo.log_start * BS + self.log_tail;
-            self.pm.store_flush(off, &rec);
+            let stored = self.pm.store_flush(off, &rec).map_err(failed);
             self.pm.fence();
-            self.log_tail += rec.len() as u64;
-            self.seq += 1;
-            self.release_deferred()
+            stored.and_then(|()| {
+                self.log_tail += rec.len() as u64;
+                self.seq += 1;
+                self.release_deferred()
+            })
         };
         self.txn_n = 0;
         self.txn.buf.clear();
@@ -89,11 +91,13 @@ impl<P: Pmem> FileSystem<P> {
         }
         let slot = 1 - self.slot;
         let base = geo.ckpt_slot(slot) * BS;
-        self.pm.store_flush(base + BS, &body);
+        let stored = self.pm.store_flush(base + BS, &body).map_err(failed);
         self.pm.fence();
+        stored?;
         let hdr = CkptHeader { gen, body_len: body.len() as u64, body_crc: crc32c(&body), uuid: self.sb.uuid };
-        self.pm.store_flush(base, &hdr.encode());
+        let stored = self.pm.store_flush(base, &hdr.encode()).map_err(failed);
         self.pm.fence();
+        stored?;
         self.gen = gen;
         self.slot = slot;
         self.log_tail = 0;

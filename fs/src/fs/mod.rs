@@ -35,7 +35,7 @@ pub use self::rmap::{MetaKind, RmapOwner, RmapRecord, RMAP_BAD, RMAP_METADATA, R
 use crate::codec::Enc;
 use crate::error::{FsError, Result};
 use crate::format::{Superblock, BLOCK_SIZE, HUGE_BLOCKS};
-use crate::pmem::Pmem;
+use crate::pmem::{MediaError, Pmem};
 use crate::space::FsStats;
 use crate::state::{FileKind, Ino, State, TxnEffects};
 
@@ -68,8 +68,10 @@ pub struct FileSystem<P: Pmem> {
 
 const BS: u64 = BLOCK_SIZE;
 
-fn poisoned(e: crate::pmem::Poisoned) -> FsError {
-    FsError::Poisoned { offset: e.offset }
+/// The file-system error of a failed media access (its progress count
+/// dropped): [`FsError::Poisoned`] or [`FsError::Media`].
+fn failed<N>((e, _): (MediaError, N)) -> FsError {
+    e.into()
 }
 
 impl<P: Pmem> FileSystem<P> {

@@ -5,7 +5,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::rmap::meta_rmap_section;
-use super::{poisoned, FileSystem, BS};
+use super::{failed, FileSystem, BS};
 use crate::codec::{Dec, Enc};
 use crate::crc::{crc32c, crc32c_update};
 use crate::error::{corrupt, Corruption, FsError, Result};
@@ -60,9 +60,9 @@ impl<P: Pmem> FileSystem<P> {
             uuid: opts.uuid,
         };
         // Invalidate both checkpoint headers and the first log record.
-        pm.store_zeros(geo.ckpt_slot(0) * BS, BS);
-        pm.store_zeros(geo.ckpt_slot(1) * BS, BS);
-        pm.store_zeros(geo.log_start * BS, BS);
+        pm.store_zeros(geo.ckpt_slot(0) * BS, BS).map_err(failed)?;
+        pm.store_zeros(geo.ckpt_slot(1) * BS, BS).map_err(failed)?;
+        pm.store_zeros(geo.log_start * BS, BS).map_err(failed)?;
         pm.flush(geo.ckpt_slot(0) * BS, BS);
         pm.flush(geo.ckpt_slot(1) * BS, BS);
         pm.flush(geo.log_start * BS, BS);
@@ -86,8 +86,8 @@ impl<P: Pmem> FileSystem<P> {
         // First checkpoint (generation 1, slot 0), then the superblocks.
         fs.checkpoint()?;
         let b = sb.encode();
-        fs.pm.store_flush(0, &b);
-        fs.pm.store_flush((total - 1) * BS, &b);
+        fs.pm.store_flush(0, &b).map_err(failed)?;
+        fs.pm.store_flush((total - 1) * BS, &b).map_err(failed)?;
         fs.pm.fence();
         Ok(fs)
     }
@@ -170,12 +170,12 @@ pub(super) fn read_superblock<P: Pmem>(pm: &P) -> Result<(Superblock, bool)> {
         return Err(FsError::NotFsdax);
     }
     let mut b = vec![0u8; SB_LEN];
-    let primary = pm.load_mc(0, &mut b).map_err(poisoned).and_then(|_| Superblock::decode(&b));
+    let primary = pm.load(0, &mut b).map_err(failed).and_then(|_| Superblock::decode(&b));
     let (sb, backup) = match primary {
         Ok(sb) => (sb, false),
         Err(e) => {
             let last = (size / BS - 1) * BS;
-            let ok = pm.load_mc(last, &mut b).is_ok();
+            let ok = pm.load(last, &mut b).is_ok();
             match Superblock::decode(&b) {
                 Ok(sb) if ok && sb.geo.total_blocks == size / BS => (sb, true),
                 _ => return Err(e),
@@ -205,7 +205,7 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
     let mut hdrs: Vec<(u8, CkptHeader)> = Vec::new();
     for slot in 0..2u8 {
         let mut b = vec![0u8; CKPT_HDR_LEN];
-        if pm.load_mc(geo.ckpt_slot(slot) * BS, &mut b).is_ok() {
+        if pm.load(geo.ckpt_slot(slot) * BS, &mut b).is_ok() {
             if let Some(h) = CkptHeader::decode(&b, &sb.uuid) {
                 hdrs.push((slot, h));
             }
@@ -223,8 +223,8 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
             continue;
         }
         let mut body = vec![0u8; h.body_len as usize];
-        if let Err(e) = pm.load_mc((geo.ckpt_slot(*slot) + 1) * BS, &mut body) {
-            last_err = poisoned(e);
+        if let Err(e) = pm.load((geo.ckpt_slot(*slot) + 1) * BS, &mut body) {
+            last_err = failed(e);
             first_err.get_or_insert(last_err);
             continue;
         }
@@ -260,7 +260,7 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
             let base = geo.log_start * BS;
             let mut hb = [0u8; LOG_HDR as usize];
             while pos + LOG_HDR <= cap {
-                if pm.load_mc(base + pos, &mut hb).is_err() {
+                if pm.load(base + pos, &mut hb).is_err() {
                     break;
                 }
                 let Some(lh) = decode_log_header(&hb, &sb.uuid, h.gen, replayed) else {
@@ -270,7 +270,7 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
                     break;
                 }
                 let mut payload = vec![0u8; lh.payload_len as usize];
-                if pm.load_mc(base + pos + LOG_HDR, &mut payload).is_err() {
+                if pm.load(base + pos + LOG_HDR, &mut payload).is_err() {
                     break;
                 }
                 if crc32c_update(crc32c(&hb[8..]), &payload) != lh.crc {
@@ -290,12 +290,12 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock) -> Result<Loaded> {
         if let Some(next) = h.gen.checked_add(1) {
             let base = geo.log_start * BS;
             let mut hb = [0u8; LOG_HDR as usize];
-            if pm.load_mc(base, &mut hb).is_ok() {
+            if pm.load(base, &mut hb).is_ok() {
                 if let Some(lh) = decode_log_header(&hb, &sb.uuid, next, 0) {
                     let cap = geo.log_blocks * BS;
                     let mut payload = vec![0u8; lh.payload_len.min(cap - LOG_HDR) as usize];
                     if lh.payload_len <= cap - LOG_HDR
-                        && pm.load_mc(base + LOG_HDR, &mut payload).is_ok()
+                        && pm.load(base + LOG_HDR, &mut payload).is_ok()
                         && crc32c_update(crc32c(&hb[8..]), &payload) == lh.crc
                     {
                         fallback.get_or_insert(FsError::Corrupt(Corruption::Checksum));
