@@ -78,3 +78,45 @@ fn file_system_mounts_on_the_device() {
     assert_eq!(fs.read(f, 0, &mut got).unwrap(), data.len());
     assert_eq!(got, data);
 }
+
+#[test]
+fn a_write_into_listed_poison_fails_instead_of_being_skipped() {
+    let d = device(8);
+    let mut fs = FileSystem::mkfs(&d, MkfsOptions::default()).unwrap();
+    let f = fs.create(fs.root(), b"f").unwrap();
+    fs.write(f, 0, &[1u8; 8192]).unwrap();
+    let b = fs.bmap(f, 0).unwrap();
+    let bad = b.phys.unwrap() + 4096 + 64;
+    d.record_poison(bad, 64).unwrap();
+    let refused = d.stats().refused_writes;
+    assert_eq!(fs.write(f, 0, &[2u8; 8192]), Err(FsError::Poisoned { offset: bad }));
+    assert!(d.stats().refused_writes > refused, "the device refused the store");
+    assert_eq!(fs.stat(f).unwrap().size, 8192);
+    fs.fsck().unwrap();
+}
+
+#[test]
+fn poison_in_the_log_makes_writes_fail_never_durable() {
+    let d = device(8);
+    let fs = FileSystem::mkfs(&d, MkfsOptions::default()).unwrap();
+    let geo = fs.superblock().geo;
+    fs.unmount().unwrap();
+    let mut fs = FileSystem::mount(&d).unwrap();
+    // A machine check in the log area, as the memory-failure path records it.
+    d.record_poison(geo.log_start * 4096, 64).unwrap();
+    let mut durable = 0;
+    for i in 0..6 {
+        let name = format!("w{i}");
+        if let Ok(f) = fs.create(fs.root(), name.as_bytes()) {
+            if fs.write(f, 0, b"text").is_ok() {
+                durable += 1;
+            }
+        }
+    }
+    assert_eq!(durable, 0, "no write may be reported durable");
+    assert!(fs.is_read_only());
+    // What the media hold is what was acknowledged: nothing.
+    drop(fs);
+    let fs = FileSystem::mount(&d).unwrap();
+    assert!(fs.readdir(fs.root(), None, 10).unwrap().is_empty());
+}

@@ -150,7 +150,12 @@ impl<P: Pmem> FileSystem<P> {
             info,
         };
         if !fs.ro && loaded.replayed > 0 {
-            fs.checkpoint()?;
+            match fs.checkpoint() {
+                // A media error leaves the replayed state mounted read-only
+                // (the checkpoint shut it down and says why).
+                Err(e) if !e.is_media() => return Err(e),
+                _ => {}
+            }
         }
         Ok(fs)
     }
