@@ -1,8 +1,10 @@
-//! Media errors while writing: a store into poison, poison in the bytes a
-//! copy-on-write copies around, a log record or checkpoint that cannot be
-//! written. The operation fails, nothing of it is committed (memory and
-//! media agree: fsck is clean), and a failed metadata store shuts the file
-//! system down read-only instead of reporting anything durable.
+//! Media errors. Reading: a read returns the bytes before the poison, the
+//! next read fails there; comparisons (dedupe) fail with EIO. Writing: a
+//! store into poison, poison in the bytes a copy-on-write copies around, a
+//! log record or checkpoint that cannot be written. The operation fails,
+//! nothing of it is committed (memory and media agree: fsck is clean), and
+//! a failed metadata store shuts the file system down read-only instead of
+//! reporting anything durable.
 //!
 //! Which block an operation will allocate is found by running it on a
 //! second mount of the same image (the allocator is deterministic), then
@@ -180,4 +182,51 @@ fn an_explicit_checkpoint_into_poison_shuts_down_read_only() {
     // The log still holds the create: nothing was lost.
     let fs = FileSystem::mount(fs.into_pmem()).unwrap();
     assert!(fs.lookup(fs.root(), b"x").is_ok());
+}
+
+#[test]
+fn a_read_returns_the_bytes_before_the_poison_then_fails_there() {
+    let mut fs = mkfs(16, None);
+    let f = fs.create(fs.root(), b"f").unwrap();
+    let data: Vec<u8> = (0..3 * BS as usize).map(|i| (i % 253) as u8).collect();
+    fs.write(f, 0, &data).unwrap();
+    let phys = fs.bmap(f, 0).unwrap().phys.unwrap();
+    // 4,000 good bytes, then poison (one cache line) in the first block.
+    fs.pmem_mut().inject_poison(phys + 4000, 64);
+    let mut buf = vec![0u8; data.len()];
+    assert_eq!(fs.read(f, 0, &mut buf), Ok(4000));
+    assert_eq!(buf[..4000], data[..4000]);
+    assert_eq!(fs.read(f, 4000, &mut buf), Err(FsError::Poisoned { offset: phys + 4000 }));
+    assert_eq!(fs.read(f, 4030, &mut buf), Err(FsError::Poisoned { offset: phys + 4030 }));
+    // Past the poison the file reads on, up to EOF.
+    assert_eq!(fs.read(f, 4064, &mut buf), Ok(data.len() - 4064));
+    assert_eq!(buf[..data.len() - 4064], data[4064..]);
+    // Holes before the poison count as good bytes.
+    let h = fs.create(fs.root(), b"h").unwrap();
+    fs.write(h, 2 * BS, &[9u8; 100]).unwrap();
+    let hp = fs.bmap(h, 2 * BS).unwrap().phys.unwrap();
+    fs.pmem_mut().inject_poison(hp + 50, 1);
+    assert_eq!(fs.read(h, 0, &mut buf), Ok(2 * BS as usize + 50));
+    assert!(buf[..2 * BS as usize].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn dedupe_of_a_poisoned_range_is_eio_and_shares_nothing() {
+    let mut fs = mkfs(16, None);
+    let r = fs.root();
+    let a = fs.create(r, b"a").unwrap();
+    let b = fs.create(r, b"b").unwrap();
+    fs.write(a, 0, &[3u8; 2 * BS as usize]).unwrap();
+    fs.write(b, 0, &[3u8; 2 * BS as usize]).unwrap();
+    let pb = fs.bmap(b, BS).unwrap();
+    let poisoned = pb.phys.unwrap() + (BS - pb.file_offset) + 128;
+    fs.pmem_mut().inject_poison(poisoned, 64);
+    // Not "differs", not shared: the comparison could not see every byte.
+    assert_eq!(fs.dedupe_range(a, 0, b, 0, 2 * BS), Err(FsError::Poisoned { offset: poisoned }));
+    assert!(!fs.bmap(b, 0).unwrap().shared);
+    assert!(!fs.bmap(a, 0).unwrap().shared);
+    fs.fsck().unwrap();
+    // The good first blocks still dedupe.
+    fs.dedupe_range(a, 0, b, 0, BS).unwrap();
+    assert!(fs.bmap(b, 0).unwrap().shared);
 }

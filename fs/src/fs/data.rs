@@ -21,11 +21,24 @@ pub enum Falloc {
 }
 
 impl<P: Pmem> FileSystem<P> {
-    /// Reads at `offset`; returns bytes read (0 at or past EOF).
+    /// Reads at `offset`; returns bytes read: 0 at or past EOF, fewer than
+    /// asked at EOF or when poisoned media follow `n > 0` good bytes (the
+    /// next read, at the poisoned offset, fails with
+    /// [`FsError::Poisoned`]), like Linux.
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self.read_upto_poison(ino, offset, buf)? {
+            (0, Some(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes inside EOF, or fails: a short read is
+    /// an error (for comparisons and copies that must see every byte).
+    pub(super) fn read_exact(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self.read_upto_poison(ino, offset, buf)? {
             (_, Some(e)) => Err(e),
-            (n, None) => Ok(n),
+            (n, None) if n < buf.len() => Err(FsError::Invalid),
+            _ => Ok(()),
         }
     }
 

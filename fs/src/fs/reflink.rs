@@ -92,7 +92,9 @@ impl<P: Pmem> FileSystem<P> {
     }
 
     /// FIDEDUPERANGE: if the two ranges hold the same bytes (compared with
-    /// machine-check-safe reads), make `dst` share `src`'s blocks.
+    /// machine-check-safe reads), make `dst` share `src`'s blocks. Poison
+    /// in either range fails with [`FsError::Poisoned`] (EIO), nothing
+    /// shared.
     pub fn dedupe_range(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64) -> Result<()> {
         self.check_remap(src, so, dst, doff, len, true)?;
         let mut a = vec![0u8; 64 * 1024];
@@ -100,8 +102,9 @@ impl<P: Pmem> FileSystem<P> {
         let mut done = 0;
         while done < len {
             let k = (len - done).min(a.len() as u64) as usize;
-            self.read(src, so + done, &mut a[..k])?;
-            self.read(dst, doff + done, &mut b[..k])?;
+            // Every byte must be compared: poison on either side is EIO.
+            self.read_exact(src, so + done, &mut a[..k])?;
+            self.read_exact(dst, doff + done, &mut b[..k])?;
             if a[..k] != b[..k] {
                 return Err(FsError::Differs);
             }
