@@ -1,5 +1,8 @@
-//! The DAX fault path's view: where a file offset lives (`bmap`), and
-//! making a range writable in place (`bmap_write`).
+//! The DAX fault path's view: where a file offset lives (`bmap`), every
+//! mapped run of a file (`fiemap`), and making a range writable in place
+//! (`bmap_write`).
+
+use alloc::vec::Vec;
 
 use super::{FileSystem, Fill, BS};
 use crate::error::{FsError, Result};
@@ -20,7 +23,39 @@ pub struct Bmap {
     pub shared: bool,
 }
 
+/// One mapped run of a file, as [`FileSystem::fiemap`] reports it
+/// (FS_IOC_FIEMAP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileExtent {
+    /// File byte offset (block aligned).
+    pub file_offset: u64,
+    /// Device byte offset.
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Every block of the run is shared with another owner (a write must
+    /// copy it first: FIEMAP_EXTENT_SHARED).
+    pub shared: bool,
+}
+
 impl<P: Pmem> FileSystem<P> {
+    /// Every mapped run of file `ino`, in file order, split where sharing
+    /// changes (holes are the gaps). Costs per extent.
+    pub fn fiemap(&self, ino: Ino) -> Result<Vec<FileExtent>> {
+        let i = self.file(ino)?;
+        let mut out = Vec::new();
+        for (&f, e) in &i.extents {
+            let mut k = 0;
+            while k < e.len {
+                let (shared, n) = self.st.space.shared_run(e.pblk + k, e.len - k);
+                let n = n.max(1);
+                out.push(FileExtent { file_offset: (f + k) * BS, phys: (e.pblk + k) * BS, len: n * BS, shared });
+                k += n;
+            }
+        }
+        Ok(out)
+    }
+
     /// Where file offset `offset` lives (for the DAX fault path).
     pub fn bmap(&self, ino: Ino, offset: u64) -> Result<Bmap> {
         let i = self.file(ino)?;

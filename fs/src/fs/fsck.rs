@@ -17,7 +17,8 @@ pub struct FsckReport {
     pub extents: u64,
     /// Directory entries checked.
     pub dirents: u64,
-    /// Data blocks whose machine-check-safe read failed.
+    /// Mapped data blocks (each counted once, however many files share
+    /// it) whose machine-check-safe read failed.
     pub poisoned_blocks: u64,
     /// Log records found valid on media.
     pub log_records: u64,
@@ -48,16 +49,18 @@ impl<P: Pmem> FileSystem<P> {
             return corrupt(Corruption::Log);
         }
         let mut rep = FsckReport { log_records: loaded.replayed, ..FsckReport::default() };
-        let mut buf = vec![0u8; BS as usize];
         for i in self.st.inodes.values() {
             rep.inodes += 1;
             rep.dirents += i.entries.len() as u64;
-            for e in i.extents.values() {
-                rep.extents += 1;
-                for k in 0..e.len {
-                    if self.pm.load((e.pblk + k) * BS, &mut buf).is_err() {
-                        rep.poisoned_blocks += 1;
-                    }
+            rep.extents += i.extents.len() as u64;
+        }
+        // Every mapped block once, however many owners share it.
+        let g = &self.sb.geo;
+        let mut buf = vec![0u8; BS as usize];
+        for (s, n) in self.st.space.owned_ranges(g.data_start, g.data_blocks) {
+            for b in s..s + n {
+                if self.pm.load(b * BS, &mut buf).is_err() {
+                    rep.poisoned_blocks += 1;
                 }
             }
         }

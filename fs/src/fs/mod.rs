@@ -27,7 +27,7 @@ mod rmap;
 use alloc::vec::Vec;
 
 pub use self::data::Falloc;
-pub use self::dax::Bmap;
+pub use self::dax::{Bmap, FileExtent};
 pub use self::fsck::FsckReport;
 pub use self::namespace::{DirEntry, Stat};
 pub use self::recovery::{MkfsOptions, MountInfo, MountOptions};
@@ -68,6 +68,21 @@ pub struct FileSystem<P: Pmem> {
 
 const BS: u64 = BLOCK_SIZE;
 
+/// The metadata log and checkpoints now ([`FileSystem::log_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogStatus {
+    /// Generation of the current checkpoint.
+    pub generation: u64,
+    /// Checkpoint slot holding it (0 or 1).
+    pub slot: u8,
+    /// Log records committed since that checkpoint.
+    pub records: u64,
+    /// Bytes of log in use.
+    pub used: u64,
+    /// Bytes of log.
+    pub capacity: u64,
+}
+
 /// The file-system error of a failed media access (its progress count
 /// dropped): [`FsError::Poisoned`] or [`FsError::Media`].
 fn failed<N>((e, _): (MediaError, N)) -> FsError {
@@ -94,6 +109,17 @@ impl<P: Pmem> FileSystem<P> {
     /// What mount found.
     pub fn mount_info(&self) -> MountInfo {
         self.info
+    }
+
+    /// The state of the metadata log and checkpoints now.
+    pub fn log_status(&self) -> LogStatus {
+        LogStatus {
+            generation: self.gen,
+            slot: self.slot,
+            records: self.seq,
+            used: self.log_tail,
+            capacity: self.sb.geo.log_blocks * BS,
+        }
     }
 
     /// Is the file system read-only (mounted so, degraded or shut down)?

@@ -85,6 +85,7 @@ impl<P: Pmem> FileSystem<P> {
         };
         // First checkpoint (generation 1, slot 0), then the superblocks.
         fs.checkpoint()?;
+        fs.info.generation = fs.gen;
         let b = sb.encode();
         fs.pm.store_flush(0, &b).map_err(failed)?;
         fs.pm.store_flush((total - 1) * BS, &b).map_err(failed)?;

@@ -26,6 +26,18 @@ pub enum MetaKind {
     Padding,
 }
 
+impl core::fmt::Display for MetaKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MetaKind::Superblock => f.write_str("primary superblock"),
+            MetaKind::Checkpoint(s) => write!(f, "checkpoint slot {}", if *s == 0 { 'A' } else { 'B' }),
+            MetaKind::Log => f.write_str("metadata log"),
+            MetaKind::BackupSuperblock => f.write_str("backup superblock"),
+            MetaKind::Padding => f.write_str("alignment padding"),
+        }
+    }
+}
+
 /// Owner of a physical range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RmapOwner {

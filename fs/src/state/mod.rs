@@ -43,6 +43,15 @@ pub enum FileKind {
     Dir,
 }
 
+impl core::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FileKind::File => "regular file",
+            FileKind::Dir => "directory",
+        })
+    }
+}
+
 impl FileKind {
     fn code(self) -> u8 {
         match self {
