@@ -53,6 +53,7 @@
 
 extern crate alloc;
 
+pub mod cli;
 mod codec;
 pub mod crc;
 mod error;
