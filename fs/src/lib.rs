@@ -1,4 +1,4 @@
-//! fsdax file system (issue 4): a `no_std` + `alloc` DAX file system for
+//! The fsdax file system: a `no_std` + `alloc` DAX file system for
 //! persistent memory.
 //!
 //! Design in one paragraph (details in `docs/FORMAT.md`): all metadata lives
@@ -12,7 +12,17 @@
 //!
 //! Principles: simple and checkable over clever; every on-media value is
 //! validated before use; no `unsafe`; a corrupt image is an error (or a
-//! read-only mount), never a panic.
+//! read-only mount), never a panic; a media error fails the operation and
+//! commits nothing, and a metadata write that fails shuts the file system
+//! down read-only rather than report anything durable that is not.
+//!
+//! Modules: `fs` ([`FileSystem`]: mount and recovery, transactions, namespace,
+//! data, reflink, DAX, reverse map, fsck: one file per seam), `state` (the
+//! metadata and its mutations, checkpoint codec, invariants), `space` (free,
+//! bad, reference counts, reverse map, allocation policy), [`format`]
+//! (on-media structures), [`pmem`] (the trait, re-exported, and
+//! [`MemPmem`]), [`sim`] (the crash simulator), [`cli`] (the command front
+//! end shared by the kernel console and the host tool).
 //!
 //! # What the kernel calls
 //! * mount on anything that implements [`Pmem`] (the persistent-memory
@@ -26,7 +36,8 @@
 //!   `fallocate`, `fsync`; sharing: `reflink`, `reflink_range`,
 //!   `dedupe_range`;
 //! * DAX faults: [`FileSystem::bmap`] (read fault: file offset -> physical
-//!   extent, with `shared`), [`FileSystem::bmap_write`] (write fault:
+//!   extent, with `shared`), [`FileSystem::fiemap`] (every mapped run),
+//!   [`FileSystem::bmap_write`] (write fault:
 //!   allocate / unshare durably, then map; MAP_SYNC semantics);
 //! * memory failure: [`FileSystem::rmap_query`] (physical range -> every
 //!   owner), [`FileSystem::mark_bad`] / [`FileSystem::clear_bad`]

@@ -8,7 +8,7 @@
 //!   it over its DAX mapping (machine-check-safe `copy_mc` with an exception
 //!   table, `movnti`/`clwb` flushing copies, `sfence`); host tests use a
 //!   `Vec<u8>` with injectable poison. The copy routines are chosen once, by
-//!   the type, not by an indirect call per operation (seed 001).
+//!   the type, not by an indirect call per operation.
 //! - [`DeviceLock`]: the lock around the device's mutable state
 //!   ([`DeviceState`]: bad-block list, holder, counters). The kernel's
 //!   disables interrupts; tests use `std::sync::Mutex`.
@@ -134,7 +134,18 @@ pub enum HolderError {
     OutOfRange,
 }
 
-/// The owner of the device (a mounted file system): seed 000's dax
+impl fmt::Display for HolderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unsupported => "it cannot resolve the range (no reverse map)",
+            Self::Busy => "it cannot act now; try again",
+            Self::ShutDown => "the range held metadata it could not repair; it shut down",
+            Self::OutOfRange => "the range is outside what it manages",
+        })
+    }
+}
+
+/// The owner of the device (a mounted file system): Linux's dax
 /// `holder_ops`.
 pub trait Holder: Send + Sync {
     /// `offset`/`len` are device-relative; `len == u64::MAX` with
@@ -200,7 +211,7 @@ impl fmt::Display for PmemError {
             }
             Self::Busy => f.write_str("busy"),
             Self::NoHolder => f.write_str("no holder registered"),
-            Self::Holder(e) => write!(f, "holder failed: {e:?}"),
+            Self::Holder(e) => write!(f, "the holder failed: {e}"),
             Self::PoisonListFull => f.write_str("poison list full (coarsened)"),
         }
     }
