@@ -7,33 +7,32 @@
 //! program order, so an interrupted tool leaves the file as a crash of the
 //! file system would (and recovery handles that). No `unsafe`, no mmap.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use fsdax_fs::{
-    Falloc, FileKind, FileSystem, FsError, MkfsOptions, MountOptions, Pmem, RmapOwner, BLOCK_SIZE, RMAP_BAD,
-    RMAP_SHARED,
-};
+use fsdax_fs::cli::{self, Command, Status, Tool};
+use fsdax_fs::pmem::checked_request;
+use fsdax_fs::{Falloc, FileSystem, MediaError, MkfsOptions, MountOptions, Pmem};
+use fsdax_pmem_api::units::{parse_size, Size};
 
-/// One line per subcommand for `fsdax help`.
-pub const HELP: &str = "
-FILE-SYSTEM TOOLS (on the NVDIMM image; --pmem PATH, default target/fsdax/pmem.img)
-  mkfs [--size SIZE]      format (creates the image, default 256M, if missing)
-  fsck                    check every invariant; exit status 1 if not clean
-  ls [PATH]               list a directory
-  stat PATH               inode, size, links, extents (physical, shared)
-  cat PATH                print a file
-  put HOSTFILE PATH       copy a host file in
-  get PATH HOSTFILE       copy a file out
-  rm PATH                 remove a file or an empty directory
-  mkdir PATH              make a directory
-  reflink SRC DST         DST shares SRC's data (FICLONE; DST created if needed)
-  rmap PHYS [LEN]         owners of device bytes [PHYS, PHYS+LEN) (default LEN 1)
-  df                      space usage
-";
+/// The file-system part of `fsdax help`: the host-only commands and the
+/// commands shared with the kernel console.
+pub fn help() -> String {
+    let mut s = String::from(
+        "\nFILE-SYSTEM TOOLS (on the NVDIMM image; --pmem PATH, default target/fsdax/pmem.img)\n\
+         \x20 fsdax mkfs [--size SIZE]     format (creates the image, default 256M, if missing)\n\
+         \x20 fsdax put HOSTFILE PATH      copy a host file in\n\
+         \x20 fsdax get PATH HOSTFILE      copy a file out\n\
+         \x20 fsdax cat PATH               write a file to stdout, byte for byte\n",
+    );
+    let _ = cli::help("fsdax", &mut s);
+    s.push_str("  (fsck exits with status 1 when the file system is not clean)\n");
+    s
+}
 
 /// `println!` that ignores a closed stdout (`fsdax ls | head`).
 macro_rules! out {
@@ -42,11 +41,60 @@ macro_rules! out {
     }};
 }
 
-const COMMANDS: &[&str] = &["mkfs", "fsck", "ls", "stat", "cat", "put", "get", "rm", "mkdir", "reflink", "rmap", "df"];
+/// Commands only the host tool has (they need host files or create the
+/// image); the rest are [`cli::COMMANDS`].
+const HOST_COMMANDS: &[&str] = &["mkfs", "put", "get", "cat"];
+
+/// Why a tool command failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolError {
+    /// `fsck` found problems; its verdict line said which (exit status 1).
+    NotClean,
+    /// Anything else, said for a person (exit status 2).
+    Failed(String),
+}
+
+impl ToolError {
+    /// The process exit status for this error.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            ToolError::NotClean => 1,
+            ToolError::Failed(_) => 2,
+        }
+    }
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::NotClean => f.write_str("the file system is not clean (the verdict above says why)"),
+            ToolError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for ToolError {
+    fn from(s: String) -> Self {
+        ToolError::Failed(s)
+    }
+}
+
+impl From<&str> for ToolError {
+    fn from(s: &str) -> Self {
+        ToolError::Failed(s.to_string())
+    }
+}
+
+impl From<cli::CliError> for ToolError {
+    fn from(e: cli::CliError) -> Self {
+        ToolError::Failed(e.to_string())
+    }
+}
 
 /// Runs `cmd` if it is a file-system tool subcommand; `None` if it is not one.
-pub fn run(cmd: &str, args: &[String]) -> Option<Result<(), String>> {
-    if !COMMANDS.contains(&cmd) {
+pub fn run(cmd: &str, args: &[String]) -> Option<Result<(), ToolError>> {
+    let shared = cli::COMMANDS.iter().any(|(u, _)| u.split(' ').next() == Some(cmd));
+    if !shared && !HOST_COMMANDS.contains(&cmd) {
         return None;
     }
     Some(run_cmd(cmd, args))
@@ -97,21 +145,26 @@ impl Pmem for FilePmem {
     fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
-    fn load(&self, offset: u64, buf: &mut [u8]) {
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
         buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
+        Ok(())
     }
-    fn store(&mut self, offset: u64, data: &[u8]) {
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
+        checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
         // Reaches the file only when flushed, like a store that is still in
         // the CPU cache.
         self.bytes[o..o + data.len()].copy_from_slice(data);
+        Ok(())
     }
     fn flush(&mut self, offset: u64, len: u64) {
-        if len == 0 || self.read_only {
+        let end = offset.saturating_add(len).min(self.size());
+        if end <= offset || self.read_only {
             return;
         }
-        let (s, e) = (offset as usize, (offset + len) as usize);
+        let (s, e) = (offset as usize, end as usize);
         // Write back in program order; a failed write-back is fatal for the
         // tool (like a dead device), not something to carry on from.
         if let Err(err) = self.file.write_all_at(&self.bytes[s..e], offset) {
@@ -159,67 +212,40 @@ fn default_image() -> PathBuf {
     crate::output_dir().join("pmem.img")
 }
 
-fn fs_err(e: FsError) -> String {
-    e.to_string()
-}
-
-/// Parses "123", "0x1f000", "4K", "2M", "1G".
-fn parse_num(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let v = match num.strip_prefix("0x").or_else(|| num.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => num.parse(),
-    }
-    .map_err(|_| format!("not a number: {s:?}"))?;
-    v.checked_mul(mult).ok_or_else(|| format!("too large: {s:?}"))
-}
-
-fn mount(image: &Path, read_only: bool) -> Result<FileSystem<FilePmem>, String> {
+fn mount(image: &Path, tool: &Tool<'_>, read_only: bool) -> Result<FileSystem<FilePmem>, ToolError> {
     let pm = FilePmem::open(image, read_only)?;
-    let fs = FileSystem::mount_with(pm, MountOptions { read_only }).map_err(|e| format!("{}: {e}", image.display()))?;
+    let fs = FileSystem::mount_with(pm, MountOptions { read_only }).map_err(|e| cli::mount_error(tool, e))?;
     if !read_only && fs.is_read_only() {
-        return Err(format!(
-            "{}: mounted read-only ({:?}); run `fsdax fsck`",
-            image.display(),
-            fs.mount_info().degraded
-        ));
+        return Err(ToolError::Failed(cli::describe_mount(&fs, tool)));
     }
     Ok(fs)
 }
 
-fn finish(fs: FileSystem<FilePmem>) -> Result<(), String> {
-    let mut pm = fs.unmount().map_err(fs_err)?;
-    pm.sync()
+fn finish(fs: FileSystem<FilePmem>) -> Result<(), ToolError> {
+    let mut pm = fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+    Ok(pm.sync()?)
 }
 
-fn kind_char(k: FileKind) -> char {
-    match k {
-        FileKind::Dir => 'd',
-        FileKind::File => '-',
-    }
-}
-
-fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
+fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
     let mut image = default_image();
     let mut size: Option<u64> = None;
-    let mut pos: Vec<&str> = Vec::new();
+    let mut pos: Vec<&str> = vec![cmd];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--pmem" => image = it.next().ok_or("--pmem needs a value")?.into(),
-            "--size" => size = Some(parse_num(it.next().ok_or("--size needs a value")?)?),
+            "--size" => {
+                let s = it.next().ok_or("--size needs a value")?;
+                size = Some(parse_size(s).map_err(|e| format!("--size {s}: {e}"))?);
+            }
             _ => pos.push(a),
         }
     }
-    let need = |n: usize, usage: &str| -> Result<(), String> {
-        if pos.len() < n {
-            Err(format!("usage: fsdax {cmd} {usage}"))
+    let name = image.display().to_string();
+    let tool = Tool { device: &name, prefix: "fsdax" };
+    let need = |n: usize, usage: &str| -> Result<(), ToolError> {
+        if pos.len() <= n {
+            Err(ToolError::Failed(format!("usage: fsdax {cmd} {usage}")))
         } else {
             Ok(())
         }
@@ -230,7 +256,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
                 if let Some(dir) = image.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
-                let f = File::create(&image).map_err(|e| format!("{}: {e}", image.display()))?;
+                let f = File::create(&image).map_err(|e| format!("{name}: {e}"))?;
                 f.set_len(size.unwrap_or(256 << 20)).map_err(|e| e.to_string())?;
             } else if let Some(s) = size {
                 let f = OpenOptions::new().write(true).open(&image).map_err(|e| e.to_string())?;
@@ -245,207 +271,94 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), String> {
             let mut u = [0u8; 16];
             u[..16].copy_from_slice(&seed.to_le_bytes());
             u[..4].copy_from_slice(&uuid.to_le_bytes());
-            let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: u, ..Default::default() }).map_err(fs_err)?;
-            let g = fs.superblock().geo;
-            out!(
-                "{}: {} MiB, {} data blocks of 4 KiB from block {} (2 MiB aligned)",
-                image.display(),
-                (g.total_blocks * BLOCK_SIZE) >> 20,
-                g.data_blocks,
-                g.data_start
-            );
+            let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: u, ..Default::default() })
+                .map_err(|e| format!("mkfs: {name}: {e}"))?;
+            let mut text = String::new();
+            let _ = cli::describe_mkfs(&fs, &tool, &mut text);
+            print!("{text}");
             finish(fs)
-        }
-        "fsck" => {
-            let fs = mount(&image, true)?;
-            let info = fs.mount_info();
-            let rep = fs.fsck().map_err(|e| format!("{}: NOT CLEAN: {e}", image.display()))?;
-            if let Some(why) = info.degraded {
-                return Err(format!("{}: NOT CLEAN: mount degraded: {why}", image.display()));
-            }
-            out!(
-                "{}: clean: {} inodes, {} extents, {} directory entries, {} log records pending replay, generation {}",
-                image.display(),
-                rep.inodes,
-                rep.extents,
-                rep.dirents,
-                rep.log_records,
-                info.generation
-            );
-            if rep.poisoned_blocks > 0 {
-                return Err(format!("{} data blocks are poisoned", rep.poisoned_blocks));
-            }
-            Ok(())
-        }
-        "ls" => {
-            let fs = mount(&image, true)?;
-            let dir = fs.resolve(pos.first().copied().unwrap_or("/")).map_err(fs_err)?;
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let ents = fs.readdir(dir, after.as_deref(), 1024).map_err(fs_err)?;
-                let Some(last) = ents.last() else { break };
-                after = Some(last.name.clone());
-                for e in &ents {
-                    let st = fs.stat(e.ino).map_err(fs_err)?;
-                    out!("{} {:>8} {:>12} {}", kind_char(e.kind), e.ino, st.size, String::from_utf8_lossy(&e.name));
-                }
-            }
-            Ok(())
-        }
-        "stat" => {
-            need(1, "PATH")?;
-            let fs = mount(&image, true)?;
-            let ino = fs.resolve(pos[0]).map_err(fs_err)?;
-            let st = fs.stat(ino).map_err(fs_err)?;
-            out!("inode {}  {:?}  size {}  links {}  blocks {}", st.ino, st.kind, st.size, st.nlink, st.blocks);
-            if st.kind == FileKind::File {
-                let mut off = 0;
-                let end = st.size.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
-                while off < end {
-                    let m = fs.bmap(ino, off).map_err(fs_err)?;
-                    let next = m.file_offset + m.len;
-                    if let Some(p) = m.phys {
-                        let huge = m.len == 2 << 20 && p % (2 << 20) == 0 && m.file_offset % (2 << 20) == 0;
-                        out!(
-                            "  file {:#x}..{:#x} -> phys {:#x}{}{}",
-                            m.file_offset,
-                            next,
-                            p,
-                            if m.shared { " shared" } else { "" },
-                            if huge { " 2M" } else { "" }
-                        );
-                    }
-                    if next <= off {
-                        break;
-                    }
-                    off = next;
-                }
-            }
-            Ok(())
         }
         "cat" => {
             need(1, "PATH")?;
-            let fs = mount(&image, true)?;
-            let ino = fs.resolve(pos[0]).map_err(fs_err)?;
+            let fs = mount(&image, &tool, true)?;
+            let ino = cli::open_file(&fs, pos[1]).map_err(|e| cli::fs_error(&fs, &tool, "cat", pos[1], e))?;
             let mut out = std::io::stdout().lock();
-            copy_out(&fs, ino, &mut out)
+            copy_out(&fs, &tool, "cat", pos[1], ino, &mut out)
         }
         "get" => {
             need(2, "PATH HOSTFILE")?;
-            let fs = mount(&image, true)?;
-            let ino = fs.resolve(pos[0]).map_err(fs_err)?;
-            let mut f = File::create(pos[1]).map_err(|e| format!("{}: {e}", pos[1]))?;
-            copy_out(&fs, ino, &mut f)?;
-            f.sync_all().map_err(|e| e.to_string())
+            let fs = mount(&image, &tool, true)?;
+            let ino = cli::open_file(&fs, pos[1]).map_err(|e| cli::fs_error(&fs, &tool, "get", pos[1], e))?;
+            let mut f = File::create(pos[2]).map_err(|e| format!("{}: {e}", pos[2]))?;
+            copy_out(&fs, &tool, "get", pos[1], ino, &mut f)?;
+            Ok(f.sync_all().map_err(|e| e.to_string())?)
         }
         "put" => {
             need(2, "HOSTFILE PATH")?;
-            let mut src = File::open(pos[0]).map_err(|e| format!("{}: {e}", pos[0]))?;
+            let (host, path) = (pos[1], pos[2]);
+            let mut src = File::open(host).map_err(|e| format!("{host}: {e}"))?;
             let total = src.metadata().map_err(|e| e.to_string())?.len();
-            let mut fs = mount(&image, false)?;
-            let ino = fs.open(pos[1], true).map_err(fs_err)?;
-            fs.truncate(ino, 0).map_err(fs_err)?;
+            let mut fs = mount(&image, &tool, false)?;
+            let err = |fs: &FileSystem<FilePmem>, e| ToolError::from(cli::fs_error(fs, &tool, "put", path, e));
+            let ino = fs.open(path, true).map_err(|e| err(&fs, e))?;
+            fs.truncate(ino, 0).map_err(|e| err(&fs, e))?;
             if total > 0 {
                 // Reserve the space up front: large aligned extents, and a
                 // clean ENOSPC before anything is copied.
-                fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(fs_err)?;
+                fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(|e| err(&fs, e))?;
             }
             let mut buf = vec![0u8; 2 << 20];
             let mut off = 0u64;
             let mut p = Progress::new("put", total);
             loop {
-                let n = src.read(&mut buf).map_err(|e| e.to_string())?;
+                let n = src.read(&mut buf).map_err(|e| format!("{host}: {e}"))?;
                 if n == 0 {
                     break;
                 }
-                fs.write(ino, off, &buf[..n]).map_err(fs_err)?;
+                fs.write(ino, off, &buf[..n]).map_err(|e| err(&fs, e))?;
                 off += n as u64;
                 p.set(off);
             }
             p.done();
-            fs.truncate(ino, off).map_err(fs_err)?;
+            fs.truncate(ino, off).map_err(|e| err(&fs, e))?;
+            out!("copied {host} to {path}: {} ({off} bytes)", Size(off));
             finish(fs)
         }
-        "rm" => {
-            need(1, "PATH")?;
-            let mut fs = mount(&image, false)?;
-            let (dir, name) = fs.resolve_parent(pos[0]).map_err(fs_err)?;
-            let ino = fs.lookup(dir, name.as_bytes()).map_err(fs_err)?;
-            if fs.stat(ino).map_err(fs_err)?.kind == FileKind::Dir {
-                fs.rmdir(dir, name.as_bytes()).map_err(fs_err)?;
-            } else {
-                fs.unlink(dir, name.as_bytes()).map_err(fs_err)?;
+        _ => {
+            let cmd = match Command::parse(&pos, &tool) {
+                Some(c) => c?,
+                None => return Err(ToolError::Failed(format!("unknown command {cmd} (see `fsdax help`)"))),
+            };
+            let mut fs = mount(&image, &tool, !cmd.modifies())?;
+            let mut text = String::new();
+            let status = cmd.run(&mut fs, &tool, &mut text);
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            let status = status?;
+            if cmd.modifies() {
+                finish(fs)?;
             }
-            finish(fs)
-        }
-        "mkdir" => {
-            need(1, "PATH")?;
-            let mut fs = mount(&image, false)?;
-            let (dir, name) = fs.resolve_parent(pos[0]).map_err(fs_err)?;
-            fs.mkdir(dir, name.as_bytes()).map_err(fs_err)?;
-            finish(fs)
-        }
-        "reflink" => {
-            need(2, "SRC DST")?;
-            let mut fs = mount(&image, false)?;
-            let src = fs.resolve(pos[0]).map_err(fs_err)?;
-            let dst = fs.open(pos[1], true).map_err(fs_err)?;
-            fs.reflink(src, dst).map_err(fs_err)?;
-            finish(fs)
-        }
-        "rmap" => {
-            need(1, "PHYS [LEN]")?;
-            let phys = parse_num(pos[0])?;
-            let len = pos.get(1).map(|s| parse_num(s)).transpose()?.unwrap_or(1);
-            let fs = mount(&image, true)?;
-            let recs = fs.rmap_query(phys, len);
-            if recs.is_empty() {
-                out!("[{phys:#x}, {:#x}): free or outside the device", phys.saturating_add(len));
+            match status {
+                Status::Done => Ok(()),
+                Status::NotClean => Err(ToolError::NotClean),
             }
-            for r in recs {
-                let flags = format!(
-                    "{}{}",
-                    if r.flags & RMAP_SHARED != 0 { " shared" } else { "" },
-                    if r.flags & RMAP_BAD != 0 { " bad" } else { "" }
-                );
-                match r.owner {
-                    RmapOwner::File { ino, offset } => out!(
-                        "phys {:#x}..{:#x}  inode {ino} file offset {offset:#x} len {:#x}{flags}",
-                        r.phys,
-                        r.phys + r.len,
-                        r.len
-                    ),
-                    RmapOwner::Metadata(k) => {
-                        out!("phys {:#x}..{:#x}  metadata {k:?}{flags}", r.phys, r.phys + r.len)
-                    }
-                }
-            }
-            Ok(())
         }
-        "df" => {
-            let fs = mount(&image, true)?;
-            let s = fs.statfs();
-            let used = s.data_blocks - s.free_blocks - s.bad_blocks;
-            out!("block size      {}", s.block_size);
-            out!("data blocks     {} ({} MiB)", s.data_blocks, (s.data_blocks * s.block_size) >> 20);
-            out!("used blocks     {used}");
-            out!("free blocks     {} ({} MiB)", s.free_blocks, (s.free_blocks * s.block_size) >> 20);
-            out!("free 2M chunks  {}", s.free_huge_chunks);
-            out!("bad blocks      {}", s.bad_blocks);
-            out!("inodes          {}", s.inodes);
-            Ok(())
-        }
-        _ => Err(format!("unknown command {cmd}")),
     }
 }
 
-fn copy_out<P: Pmem, W: Write>(fs: &FileSystem<P>, ino: fsdax_fs::Ino, out: &mut W) -> Result<(), String> {
-    let size = fs.stat(ino).map_err(fs_err)?.size;
+fn copy_out<P: Pmem, W: Write>(
+    fs: &FileSystem<P>,
+    tool: &Tool<'_>,
+    cmd: &str,
+    path: &str,
+    ino: fsdax_fs::Ino,
+    out: &mut W,
+) -> Result<(), ToolError> {
+    let size = fs.stat(ino).map_err(|e| cli::fs_error(fs, tool, cmd, path, e))?.size;
     let mut buf = vec![0u8; 2 << 20];
     let mut off = 0u64;
     let mut p = Progress::new("get", size);
     while off < size {
-        let n = fs.read(ino, off, &mut buf).map_err(fs_err)?;
+        let n = fs.read(ino, off, &mut buf).map_err(|e| cli::fs_error(fs, tool, cmd, path, e))?;
         if n == 0 {
             break;
         }
@@ -454,7 +367,7 @@ fn copy_out<P: Pmem, W: Write>(fs: &FileSystem<P>, ino: fsdax_fs::Ino, out: &mut
         p.set(off);
     }
     p.done();
-    out.flush().map_err(|e| e.to_string())
+    Ok(out.flush().map_err(|e| e.to_string())?)
 }
 
 #[cfg(test)]
@@ -467,7 +380,7 @@ mod tests {
         d
     }
 
-    fn cmd(c: &str, image: &Path, rest: &[&str]) -> Result<(), String> {
+    fn cmd(c: &str, image: &Path, rest: &[&str]) -> Result<(), ToolError> {
         let mut args = vec!["--pmem".to_string(), image.display().to_string()];
         args.extend(rest.iter().map(|s| s.to_string()));
         run(c, &args).expect("a file-system command")
@@ -519,8 +432,29 @@ mod tests {
         bytes[50] ^= 1;
         std::fs::write(&img, &bytes).unwrap();
         let e = cmd("fsck", &img, &[]).unwrap_err();
-        assert!(e.contains("NOT CLEAN") || e.contains("corrupt"), "{e}");
+        assert!(e == ToolError::NotClean || e.to_string().contains("cannot mount"), "{e}");
+        assert_eq!(e.exit_status(), 1);
         std::fs::remove_file(&img).unwrap();
         std::fs::remove_file(&host).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_image_and_the_next_step() {
+        let img = tmp("blank.img");
+        File::create(&img).unwrap().set_len(16 << 20).unwrap();
+        let e = cmd("ls", &img, &["/"]).unwrap_err();
+        assert_eq!(e.to_string(), format!("no fsdax file system on {}: `fsdax mkfs` formats it", img.display()));
+        assert_eq!(e.exit_status(), 2);
+        cmd("mkfs", &img, &[]).unwrap();
+        cmd("mkdir", &img, &["/d"]).unwrap();
+        let out = tmp("dir.out");
+        for c in ["cat", "get"] {
+            let e = cmd(c, &img, &["/d", out.to_str().unwrap()]).unwrap_err();
+            assert_eq!(e.to_string(), format!("{c}: /d: is a directory (EISDIR); `fsdax ls /d` lists it"));
+        }
+        assert!(!out.exists(), "nothing written for a directory");
+        let e = cmd("stat", &img, &[]).unwrap_err();
+        assert_eq!(e.to_string(), "usage: fsdax stat PATH");
+        std::fs::remove_file(&img).unwrap();
     }
 }

@@ -184,18 +184,21 @@ fn describe_exit(status: i32) -> String {
 
 fn main_inner(args: &[String]) -> Result<ProcessExit> {
     let Some(cmd) = args.first() else {
-        print!("{HELP}{}", fstool::HELP);
+        print!("{HELP}{}", fstool::help());
         return Ok(ProcessExit::SUCCESS);
     };
     if let Some(result) = fstool::run(cmd, &args[1..]) {
-        return match result {
-            Ok(()) => Ok(ProcessExit::SUCCESS),
-            Err(e) => bail!("{e}"),
-        };
+        return Ok(match result {
+            Ok(()) => ProcessExit::SUCCESS,
+            Err(e) => {
+                eprintln!("fsdax: {e}");
+                ProcessExit::from(e.exit_status())
+            }
+        });
     }
     match cmd.as_str() {
         "help" | "-h" | "--help" => {
-            print!("{HELP}{}", fstool::HELP);
+            print!("{HELP}{}", fstool::help());
             Ok(ProcessExit::SUCCESS)
         }
         "build" => {

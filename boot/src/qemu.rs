@@ -115,20 +115,10 @@ impl RunOptions {
     }
 }
 
-/// Parses a size such as `256M`, `1G`, `4096` or `2MiB`.
+/// Parses a size such as `256M`, `1G`, `4096` or `2MiB` (the project's one
+/// size parser, `fsdax_pmem_api::units`).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| anyhow!("bad size {s:?}"))?;
-    let shift = match unit.to_ascii_lowercase().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => bail!("bad size unit in {s:?} (use K, M or G)"),
-    };
-    n.checked_mul(1 << shift).ok_or_else(|| anyhow!("size {s:?} overflows"))
+    fsdax_pmem_api::units::parse_size(s).map_err(|e| anyhow!("size {s:?}: {e}"))
 }
 
 /// Creates the NVDIMM backing file (sparse) if it is missing. An existing

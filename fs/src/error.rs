@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use fsdax_pmem_api::MediaError;
+
 /// Every failure the file system reports. Small and `Copy`, like an errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsError {
@@ -30,6 +32,9 @@ pub enum FsError {
         /// Device byte offset of the first bad byte.
         offset: u64,
     },
+    /// The device refused an access for a reason other than poison (out of
+    /// range, busy): EIO, and a bug or a device problem, never poison.
+    Media(MediaError),
     /// The image is not a (supported) fsdax image.
     NotFsdax,
     /// On-media metadata failed a checksum or a consistency check.
@@ -57,12 +62,55 @@ pub enum Corruption {
     Log,
 }
 
+/// One sentence per error, with the errno a POSIX caller would see.
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FsError::Poisoned { offset } => write!(f, "media error (poison) at byte {offset:#x}"),
-            FsError::Corrupt(c) => write!(f, "corrupt file system: {c:?}"),
-            other => write!(f, "{other:?}"),
+            FsError::NotFound => f.write_str("no such file or directory (ENOENT)"),
+            FsError::Exists => f.write_str("the name already exists (EEXIST)"),
+            FsError::NotDir => f.write_str("not a directory (ENOTDIR)"),
+            FsError::IsDir => f.write_str("is a directory (EISDIR)"),
+            FsError::NotEmpty => f.write_str("the directory is not empty (ENOTEMPTY)"),
+            FsError::NoSpace => f.write_str("no space left: data blocks or metadata space ran out (ENOSPC)"),
+            FsError::Invalid => f.write_str("invalid argument (EINVAL)"),
+            FsError::NameTooLong => write!(f, "a name is longer than {} bytes (ENAMETOOLONG)", crate::MAX_NAME),
+            FsError::TooBig => f.write_str("offset or size beyond the largest file, 4 PiB (EFBIG)"),
+            FsError::ReadOnly => f.write_str("the file system is read-only (EROFS)"),
+            FsError::Poisoned { offset } => write!(f, "media error (poison) at device offset {offset:#x} (EIO)"),
+            FsError::Media(e) => write!(f, "device error: {e} (EIO)"),
+            FsError::NotFsdax => f.write_str("no fsdax file system (unformatted, or another format or version)"),
+            FsError::Corrupt(c) => write!(f, "the file system is corrupt: {c}"),
+            FsError::Differs => f.write_str("the ranges differ, nothing shared (dedupe)"),
+        }
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Corruption::Superblock => "the superblock is damaged",
+            Corruption::Checksum => "a checkpoint fails its checksum",
+            Corruption::Format => "a metadata structure does not parse",
+            Corruption::Inode => "an inode, extent or directory entry breaks an invariant",
+            Corruption::Space => "allocation, reverse map and reference counts disagree",
+            Corruption::Tree => "the directory tree is broken",
+            Corruption::Log => "the log cannot be replayed consistently",
+        })
+    }
+}
+
+impl FsError {
+    /// Is this a failed media access (EIO: poison or a device error)?
+    pub fn is_media(&self) -> bool {
+        matches!(self, FsError::Poisoned { .. } | FsError::Media(_))
+    }
+}
+
+impl From<MediaError> for FsError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::Poisoned(r) => FsError::Poisoned { offset: r.start() },
+            other => FsError::Media(other),
         }
     }
 }

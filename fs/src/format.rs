@@ -1,14 +1,17 @@
 //! On-media format: constants, superblock, checkpoint header, log record
 //! header. `docs/FORMAT.md` is the prose version of this file.
 
+use fsdax_pmem_api::{HUGE_2M, PAGE_SIZE};
+
 use crate::codec::{Dec, Enc};
 use crate::crc::crc32c;
 use crate::error::{corrupt, Corruption, FsError, Result};
 
-/// File-system block size (bytes).
-pub const BLOCK_SIZE: u64 = 4096;
+/// File-system block size (bytes): one base page, so that every block can
+/// be mapped on its own (DAX) and rewritten by a recovery write.
+pub const BLOCK_SIZE: u64 = PAGE_SIZE;
 /// Blocks per 2 MiB huge page.
-pub const HUGE_BLOCKS: u64 = 512;
+pub const HUGE_BLOCKS: u64 = HUGE_2M / BLOCK_SIZE;
 /// Longest extent (blocks): one 2 MiB huge page. Bounds rmap range queries.
 pub const MAX_EXTENT: u64 = HUGE_BLOCKS;
 /// Longest name in a directory (bytes).

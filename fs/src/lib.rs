@@ -1,4 +1,4 @@
-//! fsdax file system (issue 4): a `no_std` + `alloc` DAX file system for
+//! The fsdax file system: a `no_std` + `alloc` DAX file system for
 //! persistent memory.
 //!
 //! Design in one paragraph (details in `docs/FORMAT.md`): all metadata lives
@@ -12,18 +12,32 @@
 //!
 //! Principles: simple and checkable over clever; every on-media value is
 //! validated before use; no `unsafe`; a corrupt image is an error (or a
-//! read-only mount), never a panic.
+//! read-only mount), never a panic; a media error fails the operation and
+//! commits nothing, and a metadata write that fails shuts the file system
+//! down read-only rather than report anything durable that is not.
+//!
+//! Modules: `fs` ([`FileSystem`]: mount and recovery, transactions, namespace,
+//! data, reflink, DAX, reverse map, fsck: one file per seam), `state` (the
+//! metadata and its mutations, checkpoint codec, invariants), `space` (free,
+//! bad, reference counts, reverse map, allocation policy), [`format`]
+//! (on-media structures), [`pmem`] (the trait, re-exported, and
+//! [`MemPmem`]), [`sim`] (the crash simulator), [`cli`] (the command front
+//! end shared by the kernel console and the host tool).
 //!
 //! # What the kernel calls
-//! * implement [`Pmem`] for the pmem device (`load_mc` = the
-//!   machine-check-safe copy; `store` + `flush` + `fence` = `clwb`/`sfence`);
+//! * mount on anything that implements [`Pmem`] (the persistent-memory
+//!   trait of `fsdax-pmem-api`; the kernel's pmem device does): `load` is
+//!   the machine-check-safe copy, `store` + `flush` + `fence` are
+//!   `clwb`/`sfence`, and loads and stores report poison with partial
+//!   progress;
 //! * [`FileSystem::mount`] (replays the log), [`FileSystem::unmount`];
 //! * namespace: `lookup`, `create`, `mkdir`, `unlink`, `rmdir`, `rename`,
 //!   `readdir`, `stat`; data: `read`, `write`, `append`, `truncate`,
 //!   `fallocate`, `fsync`; sharing: `reflink`, `reflink_range`,
 //!   `dedupe_range`;
 //! * DAX faults: [`FileSystem::bmap`] (read fault: file offset -> physical
-//!   extent, with `shared`), [`FileSystem::bmap_write`] (write fault:
+//!   extent, with `shared`), [`FileSystem::fiemap`] (every mapped run),
+//!   [`FileSystem::bmap_write`] (write fault:
 //!   allocate / unshare durably, then map; MAP_SYNC semantics);
 //! * memory failure: [`FileSystem::rmap_query`] (physical range -> every
 //!   owner), [`FileSystem::mark_bad`] / [`FileSystem::clear_bad`]
@@ -50,6 +64,7 @@
 
 extern crate alloc;
 
+pub mod cli;
 mod codec;
 pub mod crc;
 mod error;
@@ -63,8 +78,9 @@ mod state;
 pub use error::{Corruption, FsError, Result};
 pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
 pub use fs::{
-    Bmap, DirEntry, Falloc, FileSystem, FsStats, FsckReport, MetaKind, MkfsOptions, MountInfo, MountOptions, RmapOwner,
-    RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
+    Bmap, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MetaKind, MkfsOptions, MountInfo,
+    MountOptions, RmapOwner, RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
 };
-pub use pmem::{MemPmem, Pmem, Poisoned};
+pub use pmem::{ByteRange, MediaError, MemPmem, Pmem};
+pub use space::FsStats;
 pub use state::{FileKind, Ino, ROOT_INO};

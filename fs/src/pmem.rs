@@ -1,89 +1,28 @@
 //! Persistent-memory access: the only way the file system touches media.
 //!
-//! The file system sees persistent memory as a byte-addressable range of
-//! `size()` bytes. Stores become durable only after the cache lines that hold
-//! them are flushed ([`Pmem::flush`]) and a fence ([`Pmem::fence`]) orders the
-//! flushes before anything that follows (x86: `clwb` + `sfence`). Reads that
-//! may hit poisoned media go through [`Pmem::load_mc`], the machine-check-safe
-//! copy (Linux `copy_mc_to_kernel`), which reports the poisoned range instead
-//! of crashing the machine.
+//! The trait, [`Pmem`], and its error type, [`MediaError`], live in
+//! `fsdax-pmem-api` (shared with the pmem driver) and are re-exported here.
+//! The file system validates every offset it passes against `size()`; a
+//! device still answers an out-of-range request with
+//! [`MediaError::OutOfRange`], which the file system reports as such, never
+//! as poison.
 //!
-//! The file system validates every offset it passes against `size()` before
-//! calling; implementations may panic on an out-of-range offset because it
-//! is a bug in the caller, never a property of the image.
+//! [`MemPmem`] is persistent memory held in a `Vec<u8>` with injectable
+//! poison, for tests and tools.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Size of a CPU cache line: the unit of flushing and of torn writes.
-pub const CACHE_LINE: u64 = 64;
-
-/// A machine-check-safe read hit poisoned media.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Poisoned {
-    /// Bytes copied into the buffer before the poison (all of them valid).
-    pub copied: usize,
-    /// Device offset of the first poisoned byte that stopped the copy.
-    pub offset: u64,
-    /// Length of the poisoned range, as far as the device knows it.
-    pub len: u64,
-}
-
-/// Byte-addressable persistent memory.
-///
-/// Implemented by [`MemPmem`] (tests), the crash simulator
-/// [`crate::sim::CrashSim`], the host tool's file-backed image and, in the
-/// kernel, the pmem device.
-pub trait Pmem {
-    /// Size of the device in bytes.
-    fn size(&self) -> u64;
-    /// Plain load of `buf.len()` bytes at `offset`. Only for media known to
-    /// be good; the file system itself uses [`Pmem::load_mc`].
-    fn load(&self, offset: u64, buf: &mut [u8]);
-    /// Machine-check-safe load: copies `buf.len()` bytes or stops at the
-    /// first poisoned byte and reports it.
-    ///
-    /// The default suits media that cannot be poisoned (a host file, the
-    /// crash simulator): a range check, then [`Pmem::load`]. Media that can
-    /// be poisoned (the kernel's pmem device, [`MemPmem`]) override it.
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
-        let len = buf.len() as u64;
-        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned { copied: 0, offset, len });
-        }
-        self.load(offset, buf);
-        Ok(())
-    }
-    /// Store `data` at `offset` (not durable until flushed and fenced).
-    fn store(&mut self, offset: u64, data: &[u8]);
-    /// Write back the cache lines covering `[offset, offset + len)`.
-    fn flush(&mut self, offset: u64, len: u64);
-    /// Order all earlier flushes before any later store (`sfence`).
-    fn fence(&mut self);
-
-    /// Store `len` zero bytes at `offset`.
-    fn store_zeros(&mut self, offset: u64, len: u64) {
-        const Z: [u8; 4096] = [0; 4096];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(Z.len() as u64);
-            self.store(offset + done, &Z[..n as usize]);
-            done += n;
-        }
-    }
-    /// Store and flush (the "flushing copy" of the pmem write path).
-    fn store_flush(&mut self, offset: u64, data: &[u8]) {
-        self.store(offset, data);
-        self.flush(offset, data.len() as u64);
-    }
-}
+pub use fsdax_pmem_api::{checked_request, ByteRange, MediaError, Pmem, CACHE_LINE, PAGE_SIZE};
 
 /// Persistent memory held in a `Vec<u8>`, with injectable poison.
 ///
 /// Stores are immediately "durable" (there is no cache to lose); the crash
-/// simulator models the cache. A store over a poisoned range clears the
-/// poison of the bytes it covers, like a pmem recovery write.
+/// simulator models the cache. It follows the device's rules: a load stops
+/// at the first poisoned byte, a store into poison is an error after the
+/// bytes before it, and only [`Pmem::recovery_write`] (whole pages) writes
+/// over poison and clears it.
 #[derive(Clone, Debug)]
 pub struct MemPmem {
     bytes: Vec<u8>,
@@ -118,13 +57,19 @@ impl MemPmem {
             self.poison.insert(offset, len);
         }
     }
-    fn first_poison(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+    /// Whether any byte of `[offset, offset + len)` is poisoned.
+    pub fn is_poisoned(&self, offset: u64, len: u64) -> bool {
+        self.first_poison(offset, len).is_some()
+    }
+    /// The first poisoned range inside `[offset, offset + len)`, from its
+    /// first byte in the request to its end.
+    fn first_poison(&self, offset: u64, len: u64) -> Option<ByteRange> {
         let end = offset.saturating_add(len);
         let before = self.poison.range(..=offset).next_back().map(|(&s, &l)| (s, l));
         let hit = before
             .filter(|&(s, l)| s.saturating_add(l) > offset)
             .or_else(|| self.poison.range(offset..end).next().map(|(&s, &l)| (s, l)));
-        hit.map(|(s, l)| (s.max(offset), s.saturating_add(l) - s.max(offset)))
+        hit.map(|(s, l)| ByteRange::from_len_saturating(s, l).from_offset(offset))
     }
     fn clear_poison(&mut self, offset: u64, len: u64) {
         let end = offset + len;
@@ -140,63 +85,95 @@ impl MemPmem {
             }
         }
     }
+    /// How many bytes of a request at `offset` come before its first
+    /// poisoned byte, and that poison.
+    fn good_prefix(&self, r: ByteRange) -> (usize, Option<ByteRange>) {
+        match self.first_poison(r.start(), r.len()) {
+            // The request is inside the vector, so these fit in usize.
+            Some(p) => ((p.start() - r.start()) as usize, Some(p)),
+            None => (r.len() as usize, None),
+        }
+    }
 }
 
 impl Pmem for MemPmem {
     fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
-    fn load(&self, offset: u64, buf: &mut [u8]) {
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        let r = checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
+        let (good, poison) = self.good_prefix(r);
         let o = offset as usize;
-        buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
-    }
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), Poisoned> {
-        let len = buf.len() as u64;
-        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(Poisoned { copied: 0, offset, len });
+        buf[..good].copy_from_slice(&self.bytes[o..o + good]);
+        match poison {
+            Some(p) => Err((MediaError::Poisoned(p), good)),
+            None => Ok(()),
         }
-        if !self.poison.is_empty() {
-            if let Some((p, plen)) = self.first_poison(offset, len) {
-                let copied = (p - offset) as usize;
-                self.load(offset, &mut buf[..copied]);
-                return Err(Poisoned { copied, offset: p, len: plen });
-            }
-        }
-        self.load(offset, buf);
-        Ok(())
     }
-    fn store(&mut self, offset: u64, data: &[u8]) {
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
+        let r = checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
+        let (good, poison) = self.good_prefix(r);
         let o = offset as usize;
-        self.bytes[o..o + data.len()].copy_from_slice(data);
-        if !self.poison.is_empty() {
-            self.clear_poison(offset, data.len() as u64);
+        self.bytes[o..o + good].copy_from_slice(&data[..good]);
+        match poison {
+            Some(p) => Err((MediaError::Poisoned(p), good)),
+            None => Ok(()),
         }
     }
     fn flush(&mut self, _offset: u64, _len: u64) {}
     fn fence(&mut self) {}
+    fn recovery_write(&mut self, offset: u64, data: &[u8]) -> Result<(), MediaError> {
+        let len = data.len() as u64;
+        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(MediaError::Unaligned { offset, len });
+        }
+        checked_request(offset, len, self.size())?;
+        self.clear_poison(offset, len);
+        self.store(offset, data).map_err(|(e, _)| e)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn r(s: u64, e: u64) -> ByteRange {
+        ByteRange::new(s, e).unwrap()
+    }
+
     #[test]
-    fn mc_read_reports_poison_and_partial_copy() {
+    fn loads_stop_at_poison_and_report_the_valid_prefix() {
         let mut m = MemPmem::new(8192);
-        m.store(100, &[7u8; 200]);
+        m.store(100, &[7u8; 200]).unwrap();
         m.inject_poison(150, 10);
         let mut buf = [0u8; 100];
-        let e = m.load_mc(100, &mut buf).unwrap_err();
-        assert_eq!(e, Poisoned { copied: 50, offset: 150, len: 10 });
+        assert_eq!(m.load(100, &mut buf), Err((MediaError::Poisoned(r(150, 160)), 50)));
         assert!(buf[..50].iter().all(|&b| b == 7));
         // Starting inside the poison reports the rest of it.
-        let e = m.load_mc(155, &mut buf[..4]).unwrap_err();
-        assert_eq!((e.copied, e.offset, e.len), (0, 155, 5));
-        // Reads around it are fine; a write clears it.
-        m.load_mc(160, &mut buf).unwrap();
-        m.store(150, &[1u8; 10]);
-        m.load_mc(100, &mut buf).unwrap();
-        // Out of range is an error, not a panic.
-        assert!(m.load_mc(8190, &mut buf).is_err());
+        assert_eq!(m.load(155, &mut buf[..4]), Err((MediaError::Poisoned(r(155, 160)), 0)));
+        // Reads around it are fine.
+        m.load(160, &mut buf).unwrap();
+        // Out of range is its own error, not poison.
+        assert_eq!(m.load(8190, &mut buf), Err((MediaError::OutOfRange { offset: 8190, len: 100 }, 0)));
+    }
+
+    #[test]
+    fn stores_into_poison_fail_and_only_recovery_writes_clear_it() {
+        let mut m = MemPmem::new(3 * 4096);
+        m.inject_poison(4096 + 64, 64);
+        assert_eq!(m.store(4096, &[1u8; 200]), Err((MediaError::Poisoned(r(4096 + 64, 4096 + 128)), 64)));
+        assert!(m.is_poisoned(4096 + 64, 1), "a plain store does not clear poison");
+        assert_eq!(m.bytes()[4096 + 63], 1);
+        assert_eq!(m.bytes()[4096 + 128], 0, "nothing stored past the poison");
+        assert_eq!(m.store_zeros(4000, 200), Err((MediaError::Poisoned(r(4096 + 64, 4096 + 128)), 160)));
+        assert_eq!(
+            m.recovery_write(4096 + 64, &[0; 4096]),
+            Err(MediaError::Unaligned { offset: 4096 + 64, len: 4096 })
+        );
+        m.recovery_write(4096, &[2; 4096]).unwrap();
+        assert!(!m.is_poisoned(0, 3 * 4096));
+        let mut b = [0u8; 4096];
+        m.load(4096, &mut b).unwrap();
+        assert_eq!(b, [2; 4096]);
     }
 }

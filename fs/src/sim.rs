@@ -11,7 +11,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use crate::pmem::{Pmem, CACHE_LINE};
+use crate::pmem::{checked_request, MediaError, Pmem, CACHE_LINE};
 
 const LINE: usize = CACHE_LINE as usize;
 
@@ -112,14 +112,17 @@ impl Pmem for CrashSim {
     fn size(&self) -> u64 {
         self.volatile.len() as u64
     }
-    fn load(&self, offset: u64, buf: &mut [u8]) {
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
         buf.copy_from_slice(&self.volatile[o..o + buf.len()]);
+        Ok(())
     }
-    fn store(&mut self, offset: u64, data: &[u8]) {
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
         self.stats.stores += 1;
+        checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
         if data.is_empty() {
-            return;
+            return Ok(());
         }
         let o = offset as usize;
         self.volatile[o..o + data.len()].copy_from_slice(data);
@@ -129,14 +132,16 @@ impl Pmem for CrashSim {
             self.flushed.remove(&l);
             self.dirty.insert(l);
         }
+        Ok(())
     }
     fn flush(&mut self, offset: u64, len: u64) {
         self.stats.flushes += 1;
-        if len == 0 {
+        let end = offset.saturating_add(len).min(self.size());
+        if end <= offset {
             return;
         }
         let first = offset / CACHE_LINE;
-        let last = (offset + len - 1) / CACHE_LINE;
+        let last = (end - 1) / CACHE_LINE;
         let hits: Vec<u64> = self.dirty.range(first..=last).copied().collect();
         for l in hits {
             self.dirty.remove(&l);
@@ -168,8 +173,8 @@ mod tests {
     fn only_flushed_and_fenced_lines_are_durable() {
         let mut s = CrashSim::new(alloc::vec![0u8; 1024]);
         s.start_recording();
-        s.store(0, &[1; 10]);
-        s.store(200, &[2; 10]);
+        s.store(0, &[1; 10]).unwrap();
+        s.store(200, &[2; 10]).unwrap();
         s.flush(0, 10);
         s.fence();
         assert_eq!(s.durable()[0], 1);
@@ -181,5 +186,7 @@ mod tests {
         assert_eq!(pts[1].newly_durable.len(), 1);
         assert_eq!(pts[1].pending.len(), 1);
         assert_eq!(pts[1].pending[0].0, 200 / 64);
+        // Out of range is an error, not a panic.
+        assert_eq!(s.store(1020, &[0; 8]), Err((MediaError::OutOfRange { offset: 1020, len: 8 }, 0)));
     }
 }

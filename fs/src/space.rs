@@ -1,12 +1,13 @@
 //! Space bookkeeping: free and bad block sets, reference counts of shared
-//! extents and the reverse map. Every update checks its preconditions and
-//! reports corruption instead of panicking.
+//! extents and the reverse map, and the allocation policy
+//! ([`Space::pick`]). Every update checks its preconditions and reports
+//! corruption instead of panicking.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::error::{corrupt, Corruption, Result};
-use crate::format::MAX_EXTENT;
+use crate::format::{HUGE_BLOCKS, MAX_EXTENT};
 
 /// A set of disjoint, coalesced block ranges (start -> length).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,6 +104,23 @@ impl RangeSet {
             let _ = self.remove(s, l);
         }
     }
+}
+
+/// Space usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStats {
+    /// Block size.
+    pub block_size: u64,
+    /// Data blocks.
+    pub data_blocks: u64,
+    /// Free data blocks.
+    pub free_blocks: u64,
+    /// Known bad blocks.
+    pub bad_blocks: u64,
+    /// Fully free, 2 MiB-aligned 2 MiB chunks (huge-page capable).
+    pub free_huge_chunks: u64,
+    /// Inodes.
+    pub inodes: u64,
 }
 
 /// Reverse-map key: physical block, owning inode, file block.
@@ -224,6 +242,62 @@ impl Space {
         }
         Ok(())
     }
+    /// Picks free blocks for file block `fb`, up to `want` of them, given
+    /// `goal` (the block after the file's previous one) and `cursor` (where
+    /// the last large allocation was found; updated).
+    ///
+    /// Policy (the WineFS lesson: keep 2 MiB-aligned free chunks for files
+    /// that can use huge mappings):
+    /// 1. continue the file's previous physical block if it is free;
+    /// 2. large requests (or file offsets past the first 2 MiB) take a fully
+    ///    free aligned 2 MiB chunk, at the position congruent with the file
+    ///    offset modulo 2 MiB, so the extent can be mapped with a PMD;
+    /// 3. small requests go to already-fragmented free space, scanning from
+    ///    the top of the device;
+    /// 4. otherwise break the highest aligned chunk, or take anything.
+    pub fn pick(&self, cursor: &mut u64, goal: Option<u64>, fb: u64, want: u64) -> Option<(u64, u64)> {
+        let want = want.clamp(1, MAX_EXTENT);
+        let free = &self.free;
+        // A whole 2 MiB page of the file (a PMD fault, a large write) wants a
+        // whole aligned chunk; continuing an unaligned neighbour would lose it.
+        let whole_page = fb.is_multiple_of(HUGE_BLOCKS) && want == HUGE_BLOCKS;
+        let goal = goal.filter(|g| !whole_page || g.is_multiple_of(HUGE_BLOCKS));
+        if let Some(g) = goal {
+            if let Some((s, l)) = free.containing(g) {
+                // Stop at the chunk boundary so extents stay within 2 MiB pages.
+                let to_boundary = HUGE_BLOCKS - (g % HUGE_BLOCKS);
+                return Some((g, want.min(s + l - g).min(to_boundary.max(1))));
+            }
+        }
+        let big = fb >= HUGE_BLOCKS || want >= 64;
+        let chunk_in = |s: u64, l: u64| {
+            let c = s.div_ceil(HUGE_BLOCKS) * HUGE_BLOCKS;
+            (c + HUGE_BLOCKS <= s + l).then_some(c)
+        };
+        let off = fb % HUGE_BLOCKS;
+        let n_in_chunk = want.min(HUGE_BLOCKS - off);
+        if big {
+            let found = free.iter_from(*cursor).chain(free.iter()).find_map(|(s, l)| chunk_in(s, l).map(|c| (c, s)));
+            if let Some((c, s)) = found {
+                *cursor = s;
+                return Some((c + off, n_in_chunk));
+            }
+        } else {
+            let frag = free.iter().rev().take(256).find(|&(s, l)| chunk_in(s, l).is_none());
+            if let Some((s, l)) = frag {
+                return Some((s, want.min(l)));
+            }
+            let last_chunk = free.iter().rev().find_map(|(s, l)| {
+                let c = (s + l) / HUGE_BLOCKS * HUGE_BLOCKS;
+                (c >= HUGE_BLOCKS && c - HUGE_BLOCKS >= s).then(|| c - HUGE_BLOCKS)
+            });
+            if let Some(c) = last_chunk {
+                return Some((c, want.min(HUGE_BLOCKS)));
+            }
+        }
+        free.iter().next().map(|(s, l)| (s, want.min(l)))
+    }
+
     /// Reverse-map records overlapping `[a, a + n)`: (pblk, len, ino, fblk).
     pub fn rmap_query(&self, a: u64, n: u64) -> Vec<(u64, u64, u64, u64)> {
         let lo = a.saturating_sub(MAX_EXTENT - 1);

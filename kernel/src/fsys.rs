@@ -2,7 +2,8 @@
 //!
 //! `fs mount` mounts the file system found on pmem0 (the same bytes the host
 //! tool formats in the NVDIMM's backing file) through the device's
-//! machine-check-safe reads and flushing writes (`FsPmem`), and makes it the
+//! machine-check-safe reads and flushing writes (the device implements the
+//! persistent-memory trait the file system uses), and makes it the
 //! device's **holder**: from then on a memory failure on pmem0 reaches
 //! [`FsHolder::notify_failure`], which asks the file system's reverse map who
 //! owns the poisoned bytes, records them in the persistent bad-block list,
@@ -11,18 +12,17 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
-use fsdax_drivers::pmem::FsPmem;
-use fsdax_fs::{FileKind, FileSystem, FsError, MkfsOptions, RmapOwner, RmapRecord};
+use fsdax_fs::cli::{self, Command, Tool};
+use fsdax_fs::{FileSystem, MkfsOptions, RmapOwner, RmapRecord};
 use spin::Mutex;
 use x86_64::instructions::interrupts::without_interrupts;
 
 use crate::pmem::{self, Device};
 
 /// The file system on a kernel pmem device.
-pub type KernelFs = FileSystem<FsPmem<&'static Device>>;
+pub type KernelFs = FileSystem<&'static Device>;
 
 static FS: Mutex<Option<KernelFs>> = Mutex::new(None);
 
@@ -49,7 +49,7 @@ fn report_owners(offset: u64, owners: &[RmapRecord]) {
                 r.len,
                 if r.flags & fsdax_fs::RMAP_SHARED != 0 { " (shared extent: every owner is affected)" } else { "" }
             ),
-            RmapOwner::Metadata(kind) => crate::warn!("fs: poison at {offset:#x} hits metadata: {kind:?}"),
+            RmapOwner::Metadata(kind) => crate::warn!("fs: poison at {offset:#x} hits metadata: {kind}"),
         }
     }
 }
@@ -86,9 +86,9 @@ impl Holder for FsHolder {
 /// Mounts the file system on `dev` and makes it the device's holder.
 pub fn mount(dev: &'static Device) -> Result<(), String> {
     if without_interrupts(|| FS.lock().is_some()) {
-        return Err(String::from("a file system is already mounted"));
+        return Err(String::from("pmem0 is already mounted"));
     }
-    let fs = KernelFs::mount(FsPmem::new(dev)).map_err(|e| alloc::format!("{e}"))?;
+    let fs = KernelFs::mount(dev).map_err(|e| alloc::format!("{}", cli::mount_error(&TOOL, e)))?;
     let old = dev.clear_holder();
     if dev.set_holder(Arc::new(FsHolder)).is_err() {
         if let Some(old) = old {
@@ -102,117 +102,58 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
 
 /// Unmounts (checkpoint) and gives the device its logging holder back.
 pub fn unmount() -> Result<(), String> {
-    let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from("nothing mounted"))?;
-    let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("{e}"))?.into_inner();
+    let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from(NOT_MOUNTED))?;
+    let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("umount: {e}"))?;
     dev.clear_holder();
     let _ = dev.set_holder(pmem::logging_holder(dev.name()));
     Ok(())
 }
 
-fn err(e: FsError) -> String {
-    alloc::format!("{e}")
-}
+/// How the console names the device and its commands in messages.
+const TOOL: Tool<'static> = Tool { device: "pmem0", prefix: "fs" };
+
+const NOT_MOUNTED: &str = "nothing is mounted: `fs mount` mounts pmem0 (`fs mkfs` formats it first)";
 
 fn cmd_fs(args: &[&str]) {
-    let dev = || pmem::device("pmem0").ok_or_else(|| String::from("no pmem0"));
+    let dev = || pmem::device("pmem0").ok_or_else(|| String::from("there is no pmem0 (no NVDIMM in the NFIT)"));
+    let mut out = String::new();
     let result: Result<(), String> = match args {
         ["mkfs"] => dev().and_then(|d| {
             if without_interrupts(|| FS.lock().is_some()) {
-                return Err(String::from("unmount first"));
+                return Err(String::from("pmem0 is mounted: `fs umount` first"));
             }
-            let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(err)?;
-            fs.unmount().map_err(err)?;
-            crate::kprintln!("fs: formatted {}", d.name());
+            let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|e| alloc::format!("mkfs: {e}"))?;
+            let _ = cli::describe_mkfs(&fs, &TOOL, &mut out);
+            fs.unmount().map_err(|e| alloc::format!("mkfs: {e}"))?;
             Ok(())
         }),
         ["mount"] => dev().and_then(mount).map(|()| {
-            let info = with_fs(|fs| fs.mount_info());
-            crate::kprintln!("fs: mounted pmem0 ({info:?}); the file system is pmem0's holder");
+            if let Some(line) = with_fs(|fs| cli::describe_mount(fs, &TOOL)) {
+                out.push_str(&alloc::format!("{line}; the file system is pmem0's holder\n"));
+            }
         }),
-        ["umount"] => unmount().map(|()| crate::kprintln!("fs: unmounted")),
-        ["ls"] | ["ls", _] => with_fs(|fs| -> Result<(), String> {
-            let dir = fs.resolve(args.get(1).copied().unwrap_or("/")).map_err(err)?;
-            for e in fs.readdir(dir, None, usize::MAX).map_err(err)? {
-                let st = fs.stat(e.ino).map_err(err)?;
-                let kind = if e.kind == FileKind::Dir { "d" } else { "-" };
-                crate::kprintln!("{kind} {:>6} {:>10}  {}", e.ino, st.size, String::from_utf8_lossy(&e.name));
-            }
+        ["umount"] => unmount().map(|()| out.push_str("unmounted pmem0\n")),
+        [] | ["help"] => {
+            out.push_str("  fs mkfs    format pmem0\n  fs mount   mount pmem0 (the file system becomes its holder)\n");
+            out.push_str("  fs umount  checkpoint and unmount\n");
+            let _ = cli::help("fs", &mut out);
             Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["cat", path] => with_fs(|fs| -> Result<(), String> {
-            let ino = fs.resolve(path).map_err(err)?;
-            let size = fs.stat(ino).map_err(err)?.size.min(1 << 20);
-            let mut buf: Vec<u8> = alloc::vec![0; size as usize];
-            let n = fs.read(ino, 0, &mut buf).map_err(err)?;
-            crate::kprintln!("{}", String::from_utf8_lossy(&buf[..n]));
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["write", path, words @ ..] => with_fs(|fs| -> Result<(), String> {
-            let ino = fs.open(path, true).map_err(err)?;
-            let text = words.join(" ");
-            fs.truncate(ino, 0).map_err(err)?;
-            fs.write(ino, 0, text.as_bytes()).map_err(err)?;
-            fs.fsync(ino).map_err(err)?;
-            crate::kprintln!("fs: wrote {} bytes to {path} (durable)", text.len());
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["stat", path] => with_fs(|fs| -> Result<(), String> {
-            let ino = fs.resolve(path).map_err(err)?;
-            let st = fs.stat(ino).map_err(err)?;
-            crate::kprintln!("{path}: {st:?}");
-            let mut off = 0;
-            while off < st.size {
-                let b = fs.bmap(ino, off).map_err(err)?;
-                crate::kprintln!(
-                    "  file {:#x}+{:#x} -> {:?}{}",
-                    b.file_offset,
-                    b.len,
-                    b.phys,
-                    if b.shared { " shared" } else { "" }
-                );
-                off = b.file_offset + b.len.max(1);
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["rmap", off] | ["rmap", off, _] => with_fs(|fs| -> Result<(), String> {
-            let parse = |s: &str| match s.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16).ok(),
-                None => s.parse().ok(),
-            };
-            let off = parse(off).ok_or_else(|| String::from("bad offset"))?;
-            let len = args.get(2).and_then(|s| parse(s)).unwrap_or(1);
-            let owners = fs.rmap_query(off, len);
-            if owners.is_empty() {
-                crate::kprintln!("free space");
-            }
-            for r in owners {
-                crate::kprintln!("{:#x}+{:#x}: {:?} flags {:#x}", r.phys, r.len, r.owner, r.flags);
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["fsck"] => with_fs(|fs| fs.fsck().map(|r| crate::kprintln!("fs: clean: {r:?}")).map_err(err))
-            .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        ["df"] => with_fs(|fs| {
-            let s = fs.statfs();
-            crate::kprintln!("{s:?}; bad blocks {:?}", fs.bad_blocks());
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(String::from("nothing mounted"))),
-        _ => Err(String::from(
-            "usage: fs mkfs|mount|umount|ls [PATH]|cat PATH|write PATH TEXT|stat PATH|rmap OFF [LEN]|fsck|df",
-        )),
+        }
+        words => match Command::parse(words, &TOOL) {
+            Some(Ok(cmd)) => with_fs(|fs| cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}")))
+                .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+            Some(Err(e)) => Err(alloc::format!("{e}")),
+            None => Err(String::from("unknown fs command: `fs help` lists them")),
+        },
     };
+    // Printed after the file system's lock is released.
+    crate::kprint!("{out}");
     if let Err(e) = result {
         crate::kprintln!("fs: {e}");
     }
 }
 
-crate::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|ls|cat|write|stat|rmap|fsck|df",
+crate::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|...",
     help: "the fsdax file system on pmem0 (mounted, it is pmem0's holder)",
     run: cmd_fs);
 
@@ -228,7 +169,7 @@ mod tests {
 
     ktest!(mount_and_memory_failure_reaches_the_file_owner, {
         let d = pmem::device("pmem0").ok_or(fail("no pmem0"))?;
-        let fs = KernelFs::mkfs(FsPmem::new(d), MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
+        let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
         fs.unmount().map_err(|_| fail("unmount after mkfs"))?;
         mount(d).map_err(|_| fail("mount"))?;
         let (ino, phys) = with_fs(|fs| -> Result<(u64, u64), Failure> {

@@ -242,7 +242,7 @@ pub extern "x86-interrupt" fn machine_check_handler(mut frame: InterruptStackFra
         Severity::ActionRequiredKernelRecoverable => {
             if let Some(r) = poisoned {
                 let _ = ACTION_REQUIRED.push(r);
-                CONSUMED_START.store(r.start, Ordering::Relaxed);
+                CONSUMED_START.store(r.start(), Ordering::Relaxed);
                 CONSUMED_LEN.store(r.len(), Ordering::Release);
             }
             if let Some(fixup) = fixup {
@@ -257,7 +257,7 @@ pub extern "x86-interrupt" fn machine_check_handler(mut frame: InterruptStackFra
             if let Some(r) = poisoned {
                 let _ = ACTION_REQUIRED.push(r);
             }
-            crate::task::kill_current_on_machine_check(rip, poisoned.map_or(0, |r| r.start));
+            crate::task::kill_current_on_machine_check(rip, poisoned.map_or(0, |r| r.start()));
         }
         Severity::ActionOptional | Severity::Deferred => {
             if let Some(r) = poisoned {

@@ -17,9 +17,5 @@ pub mod layout;
 pub mod paging;
 pub mod vma;
 
-/// Size of a base page.
-pub const PAGE_SIZE: u64 = 4096;
-/// Size of a 2 MiB (PMD) page.
-pub const HUGE_2M: u64 = 2 << 20;
-/// Size of a 1 GiB (PUD) page.
-pub const HUGE_1G: u64 = 1 << 30;
+/// Page sizes (base, 2 MiB PMD, 1 GiB PUD), defined once for the workspace.
+pub use fsdax_pmem_api::{HUGE_1G, HUGE_2M, PAGE_SIZE};

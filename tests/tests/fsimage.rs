@@ -2,7 +2,8 @@
 //! and copies files in, QEMU boots with it as the NVDIMM's backing file, the
 //! kernel mounts the file system on pmem0, reads the host's files and writes
 //! one of its own, and afterwards the host reads that file back and `fsck`
-//! finds the image clean.
+//! finds the image clean. Both speak through the same command front end, so
+//! the console's output is checked for what a person reads.
 
 use fsdax_boot::fstool;
 use fsdax_boot::qemu::Machine;
@@ -35,16 +36,27 @@ fn host_tool_and_kernel_share_the_nvdimm_image() {
 
     let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell")).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
+    let out = command(&mut m, "fs ls /");
+    assert!(out.contains("nothing is mounted: `fs mount` mounts pmem0"), "{out}");
     let out = command(&mut m, "fs mount");
-    assert!(out.contains("fs: mounted pmem0"), "{out}");
+    assert!(out.contains("mounted pmem0 read-write"), "{out}");
     let ls = command(&mut m, "fs ls /");
-    assert!(ls.contains("300000  data.bin") && ls.contains("hello.txt"), "{ls}");
+    let data_line = ls.lines().find(|l| l.ends_with("  data.bin")).unwrap_or_else(|| panic!("{ls}"));
+    assert!(data_line.starts_with("file") && data_line.contains(" 300000 "), "{ls}");
+    assert!(ls.lines().any(|l| l.ends_with("  hello.txt")), "{ls}");
     let cat = command(&mut m, "fs cat /hello.txt");
     assert!(cat.contains("hello from the host"), "{cat}");
+    let cat = command(&mut m, "fs cat /");
+    assert!(cat.contains("fs: cat: /: is a directory (EISDIR)"), "{cat}");
     let out = command(&mut m, "fs write /from-kernel.txt written by the fsdax kernel");
-    assert!(out.contains("durable"), "{out}");
+    assert!(out.contains("wrote 27 bytes to /from-kernel.txt (durable)"), "{out}");
+    let st = command(&mut m, "fs stat /data.bin");
+    assert!(st.contains("/data.bin: regular file") && st.contains("size     300000 bytes (293.0 KiB)"), "{st}");
     let fsck = command(&mut m, "fs fsck");
-    assert!(fsck.contains("fs: clean"), "{fsck}");
+    assert!(fsck.contains("verdict  clean"), "{fsck}");
+    for dump in ["Some(", "MountInfo", "Stat {", "FsStats"] {
+        assert!(!(out.clone() + &ls + &st + &fsck).contains(dump), "a Debug dump on the console");
+    }
     let out = command(&mut m, "fs umount");
     assert!(out.contains("unmounted"), "{out}");
     m.send_line("poweroff").unwrap();

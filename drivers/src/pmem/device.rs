@@ -8,7 +8,7 @@
 //!   it over its DAX mapping (machine-check-safe `copy_mc` with an exception
 //!   table, `movnti`/`clwb` flushing copies, `sfence`); host tests use a
 //!   `Vec<u8>` with injectable poison. The copy routines are chosen once, by
-//!   the type, not by an indirect call per operation (seed 001).
+//!   the type, not by an indirect call per operation.
 //! - [`DeviceLock`]: the lock around the device's mutable state
 //!   ([`DeviceState`]: bad-block list, holder, counters). The kernel's
 //!   disables interrupts; tests use `std::sync::Mutex`.
@@ -23,13 +23,17 @@
 //!   copy, recorded (one cache line) and reported the same way.
 //! - Plain writes and zeroing refuse listed poison; only
 //!   [`PmemDevice::recovery_write`] (whole pages) writes there and clears it
-//!   (`dax_recovery_write`).
+//!   (`dax_recovery_write`). Through the [`Pmem`] trait a store stops at the
+//!   first listed byte and reports it with the number of bytes stored
+//!   before it: a store is never silently skipped.
 //! - The media copies run outside the lock, except for the poison check
 //!   that decides whether they may run. The holder's `notify_failure` runs
 //!   outside the lock (the holder reads the device to repair it).
 //! - Nothing allocates. (Cloning the holder's `Arc` only bumps a count.)
 //!
-//! [`FsPmem`] adapts a device to the file system's [`fsdax_fs::Pmem`] trait.
+//! `PmemDevice` (and `&PmemDevice`) implements [`Pmem`], the
+//! persistent-memory trait of `fsdax-pmem-api`, so a file system mounts on
+//! a device directly.
 #![forbid(unsafe_code)]
 
 extern crate alloc;
@@ -39,18 +43,15 @@ mod tests;
 
 use alloc::sync::Arc;
 use core::fmt;
-use core::ops::Deref;
 
 use bitflags::bitflags;
+use fsdax_pmem_api::{MediaError, Pmem};
+/// [`PAGE_SIZE`] is the unit of [`PmemDevice::recovery_write`]; unknown
+/// poison found by a read is recorded per [`CACHE_LINE`] (the granularity
+/// of `copy_mc`'s knowledge).
+pub use fsdax_pmem_api::{CACHE_LINE, PAGE_SIZE};
 
 use super::poison::{ByteRange, PoisonList};
-
-/// The unit of [`PmemDevice::recovery_write`] (and of DAX mappings).
-pub const PAGE_SIZE: u64 = 4096;
-
-/// A CPU cache line: the unit in which unknown poison found by a read is
-/// recorded (the granularity of `copy_mc`'s knowledge).
-pub const CACHE_LINE: u64 = 64;
 
 /// Raw access to one mapped region. The kernel implements it over its DAX
 /// mapping (`copy_mc` with an exception table, `movnti`/`clwb` flushing
@@ -133,7 +134,18 @@ pub enum HolderError {
     OutOfRange,
 }
 
-/// The owner of the device (a mounted file system): seed 000's dax
+impl fmt::Display for HolderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unsupported => "it cannot resolve the range (no reverse map)",
+            Self::Busy => "it cannot act now; try again",
+            Self::ShutDown => "the range held metadata it could not repair; it shut down",
+            Self::OutOfRange => "the range is outside what it manages",
+        })
+    }
+}
+
+/// The owner of the device (a mounted file system): Linux's dax
 /// `holder_ops`.
 pub trait Holder: Send + Sync {
     /// `offset`/`len` are device-relative; `len == u64::MAX` with
@@ -199,7 +211,7 @@ impl fmt::Display for PmemError {
             }
             Self::Busy => f.write_str("busy"),
             Self::NoHolder => f.write_str("no holder registered"),
-            Self::Holder(e) => write!(f, "holder failed: {e:?}"),
+            Self::Holder(e) => write!(f, "the holder failed: {e}"),
             Self::PoisonListFull => f.write_str("poison list full (coarsened)"),
         }
     }
@@ -212,7 +224,7 @@ pub struct DeviceStats {
     pub poisoned_reads: u64,
     /// Poison found by `copy_mc` that the list did not know (then recorded).
     pub poison_discovered: u64,
-    /// Writes and zeroings refused because of listed poison.
+    /// Writes, zeroings and stores refused (or stopped) by listed poison.
     pub refused_writes: u64,
     /// Inserts that coarsened the full list.
     pub list_coarsened: u64,
@@ -227,10 +239,6 @@ pub struct DeviceStats {
     pub recovery_raced: u64,
     /// Recovery writes refused by [`PmemMedia::clear_poison`].
     pub clear_failed: u64,
-    /// Bytes that [`FsPmem`] stores skipped because they are listed
-    /// poisoned (the file system's `store` cannot fail; those bytes keep
-    /// reading as poisoned).
-    pub skipped_store_bytes: u64,
 }
 
 /// The mutable state of a device, behind its [`DeviceLock`].
@@ -272,7 +280,6 @@ impl DeviceState {
                 unlist_refused: 0,
                 recovery_raced: 0,
                 clear_failed: 0,
-                skipped_store_bytes: 0,
             },
         }
     }
@@ -284,7 +291,7 @@ impl DeviceState {
             return (false, false);
         }
         // The list is merged, so a wholly covered range lies in one entry.
-        let new = !self.poison.first_overlap(range).is_some_and(|r| r.start <= range.start && range.end <= r.end);
+        let new = !self.poison.first_overlap(range).is_some_and(|r| r.contains_range(&range));
         if self.recovering.is_some_and(|r| r.overlaps(&range)) {
             self.recovery_raced = true;
         }
@@ -303,17 +310,17 @@ impl DeviceState {
 
     /// Bytes of `range` that are listed.
     fn listed_bytes(&self, range: ByteRange) -> u64 {
-        self.poison.iter().filter(|r| r.overlaps(&range)).map(|r| r.end.min(range.end) - r.start.max(range.start)).sum()
+        self.poison.iter().filter_map(|r| r.intersection(&range)).map(|r| r.len()).sum()
     }
 }
 
 /// The error for a request `req` that runs into listed range `r`.
 fn poisoned_error(req: ByteRange, r: ByteRange) -> PmemError {
-    let start = r.start.max(req.start);
+    let start = r.start().max(req.start());
     PmemError::Poisoned {
         offset: start,
-        len: r.end.saturating_sub(start),
-        copied: usize::try_from(start - req.start).unwrap_or(usize::MAX),
+        len: r.end().saturating_sub(start),
+        copied: usize::try_from(start - req.start()).unwrap_or(usize::MAX),
     }
 }
 
@@ -389,7 +396,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
     /// `[offset, offset + len)` if it lies inside the device.
     fn check_range(&self, offset: u64, len: u64) -> Result<ByteRange, PmemError> {
         match ByteRange::from_len(offset, len) {
-            Some(r) if r.end <= self.len => Ok(r),
+            Some(r) if r.end() <= self.len => Ok(r),
             _ => Err(PmemError::OutOfRange { offset, len }),
         }
     }
@@ -425,7 +432,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         if not_copied != 0 {
             let stop = offset + len_u64(good - not_copied);
             let line_start = stop & !(CACHE_LINE - 1);
-            let line = ByteRange { start: line_start, end: line_start.saturating_add(CACHE_LINE).min(self.len) };
+            let line = ByteRange::from_len_saturating(line_start, CACHE_LINE).clamp_end(self.len);
             return Err(self.state.with(|s| {
                 s.record(line);
                 s.stats.poison_discovered += 1;
@@ -525,7 +532,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
             Ok(s.poison_in(range))
         })?;
         if let Some(PmemError::Poisoned { offset, len, .. }) = listed {
-            if !self.media.clear_poison(range.start, range.len()) {
+            if !self.media.clear_poison(range.start(), range.len()) {
                 self.state.with(|s| {
                     s.recovering = None;
                     s.stats.clear_failed += 1;
@@ -588,8 +595,7 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
     /// Whether any byte of `[offset, offset + len)` is listed (out-of-range
     /// bytes are not).
     pub fn is_poisoned(&self, offset: u64, len: u64) -> bool {
-        let end = offset.saturating_add(len).min(self.len);
-        let range = ByteRange { start: offset.min(end), end };
+        let range = ByteRange::from_len_saturating(offset, len).clamp_end(self.len);
         self.state.with(|s| s.poison.first_overlap(range).is_some())
     }
 
@@ -642,132 +648,128 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         holder.notify_failure(offset, len, flags).map_err(PmemError::Holder)
     }
 
-    /// Writes `len` bytes at `offset` except the listed-poisoned ones,
-    /// calling `op(offset, index into the request, len)` for each good
-    /// piece, then fences. Returns how many bytes were skipped.
-    fn write_around_poison(&self, range: ByteRange, mut op: impl FnMut(u64, usize, u64)) -> u64 {
-        let mut pos = range.start;
-        let mut skipped = 0;
-        while pos < range.end {
-            let rest = ByteRange { start: pos, end: range.end };
-            let hit = self.state.with(|s| s.poison.first_overlap(rest));
-            let good_end = hit.map_or(range.end, |r| r.start.max(pos));
-            if good_end > pos {
-                let at = usize::try_from(pos - range.start).unwrap_or(usize::MAX);
-                op(pos, at, good_end - pos);
+    /// Runs `op(good)` to store the first `good` bytes of `[offset, offset
+    /// + len)`: all of them, or those before the first listed-poisoned
+    /// byte, which is then reported with `good` (and counted in
+    /// [`DeviceStats::refused_writes`]). No fence.
+    fn store_until_poison(&self, offset: u64, len: u64, op: impl FnOnce(u64)) -> Result<(), (MediaError, u64)> {
+        let range = self.check_range(offset, len).map_err(|_| (MediaError::OutOfRange { offset, len }, 0))?;
+        if range.is_empty() {
+            return Ok(());
+        }
+        let hit = self.state.with(|s| {
+            let hit = s.poison.first_overlap(range);
+            if hit.is_some() {
+                s.stats.refused_writes += 1;
             }
-            match hit {
-                Some(r) => {
-                    let bad_end = r.end.min(range.end);
-                    skipped += bad_end - good_end;
-                    pos = bad_end;
-                }
-                None => pos = range.end,
-            }
-        }
-        self.media.fence();
-        if skipped != 0 {
-            self.state.with(|s| s.stats.skipped_store_bytes += skipped);
-        }
-        skipped
-    }
-}
-
-/// The file system's view of a device: implements [`fsdax_fs::Pmem`] over
-/// anything that dereferences to a [`PmemDevice`] (`&PmemDevice`,
-/// `Arc<PmemDevice>`), so a file system can mount on it.
-///
-/// The `Pmem` trait has no error channel for stores; this adapter never
-/// panics and maps the device's rules onto it:
-///
-/// - `load_mc` is [`PmemDevice::read`]; out of range reports
-///   `Poisoned { copied: 0, offset, len }`, like `MemPmem`.
-/// - `load` (for media known good) reads machine-check-safely anyway and
-///   zero-fills what it could not read.
-/// - `store`/`store_zeros` write the bytes that are not listed poisoned and
-///   skip the listed ones (counted in [`DeviceStats::skipped_store_bytes`]):
-///   those bytes keep reading as poisoned, so nothing is lost silently.
-///   Clearing poison is [`PmemDevice::recovery_write`]'s job. A store out
-///   of range (a file-system bug) writes nothing.
-/// - Every store is a flushing copy followed by a fence, so `flush` is
-///   cheap and `fence` is an `sfence`.
-#[derive(Debug, Clone)]
-pub struct FsPmem<D> {
-    dev: D,
-}
-
-impl<D> FsPmem<D> {
-    /// Wraps a device reference.
-    pub fn new(dev: D) -> Self {
-        Self { dev }
-    }
-
-    /// The wrapped device reference.
-    pub fn device(&self) -> &D {
-        &self.dev
-    }
-
-    /// Unwraps.
-    pub fn into_inner(self) -> D {
-        self.dev
-    }
-}
-
-impl<M, L, D> fsdax_fs::Pmem for FsPmem<D>
-where
-    M: PmemMedia,
-    L: DeviceLock<DeviceState>,
-    D: Deref<Target = PmemDevice<M, L>>,
-{
-    fn size(&self) -> u64 {
-        self.dev.len()
-    }
-
-    fn load(&self, offset: u64, buf: &mut [u8]) {
-        let valid = match self.dev.read(offset, buf) {
-            Ok(()) => buf.len(),
-            Err(PmemError::Poisoned { copied, .. }) => copied,
-            Err(_) => 0,
-        };
-        if let Some(rest) = buf.get_mut(valid..) {
-            rest.fill(0);
-        }
-    }
-
-    fn load_mc(&self, offset: u64, buf: &mut [u8]) -> Result<(), fsdax_fs::Poisoned> {
-        match self.dev.read(offset, buf) {
-            Ok(()) => Ok(()),
-            Err(PmemError::Poisoned { offset, len, copied }) => Err(fsdax_fs::Poisoned { copied, offset, len }),
-            Err(_) => Err(fsdax_fs::Poisoned { copied: 0, offset, len: len_u64(buf.len()) }),
-        }
-    }
-
-    fn store(&mut self, offset: u64, data: &[u8]) {
-        let Ok(range) = self.dev.check_range(offset, len_u64(data.len())) else {
-            return;
-        };
-        let media = &self.dev.media;
-        self.dev.write_around_poison(range, |at, i, n| {
-            let piece = usize::try_from(n).ok().and_then(|n| data.get(i..i.checked_add(n)?));
-            if let Some(piece) = piece {
-                media.copy_flush(at, piece);
-            }
+            hit
         });
+        let good = hit.map_or(len, |r| r.start().saturating_sub(offset));
+        if good > 0 {
+            op(good);
+        }
+        match hit {
+            Some(r) => Err((MediaError::Poisoned(r.from_offset(offset)), good)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The [`MediaError`] for a device error on request `[offset, offset + len)`.
+fn media_error(e: PmemError, offset: u64, len: u64) -> MediaError {
+    match e {
+        PmemError::Poisoned { offset, len, .. } => MediaError::Poisoned(ByteRange::from_len_saturating(offset, len)),
+        PmemError::OutOfRange { offset, len } => MediaError::OutOfRange { offset, len },
+        PmemError::Unaligned => MediaError::Unaligned { offset, len },
+        // The pages were rewritten but stay listed: still poisoned.
+        PmemError::PoisonListFull => MediaError::Poisoned(ByteRange::from_len_saturating(offset, len)),
+        PmemError::Busy | PmemError::NoHolder | PmemError::Holder(_) => MediaError::Busy,
+    }
+}
+
+/// The device as persistent memory for a file system (or any user of
+/// [`Pmem`]), through a shared reference: the device's own lock orders
+/// concurrent users.
+///
+/// - `load` is [`PmemDevice::read`] (machine-check safe; listed poison
+///   first).
+/// - `store`/`store_zeros` are flushing copies that stop at the first
+///   listed-poisoned byte and report it, with the bytes stored before it.
+///   They do not fence: [`Pmem::fence`] does.
+/// - `flush` writes back the covered lines (already written back by the
+///   flushing copies, so it is cheap); out-of-range bytes are ignored.
+/// - `recovery_write` is [`PmemDevice::recovery_write`].
+impl<M: PmemMedia, L: DeviceLock<DeviceState>> Pmem for &PmemDevice<M, L> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        self.read(offset, buf).map_err(|e| {
+            let copied = match e {
+                PmemError::Poisoned { copied, .. } => copied,
+                _ => 0,
+            };
+            (media_error(e, offset, len_u64(buf.len())), copied)
+        })
+    }
+
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
+        let media = &self.media;
+        self.store_until_poison(offset, len_u64(data.len()), |good| {
+            if let Some(piece) = usize::try_from(good).ok().and_then(|g| data.get(..g)) {
+                media.copy_flush(offset, piece);
+            }
+        })
+        .map_err(|(e, done)| (e, usize::try_from(done).unwrap_or(0)))
+    }
+
+    fn store_zeros(&mut self, offset: u64, len: u64) -> Result<(), (MediaError, u64)> {
+        let media = &self.media;
+        self.store_until_poison(offset, len, |good| media.zero_flush(offset, good))
     }
 
     fn flush(&mut self, offset: u64, len: u64) {
-        let _ = self.dev.flush(offset, len);
+        let end = offset.saturating_add(len).min(self.len);
+        if offset < end {
+            self.media.flush(offset, end - offset);
+        }
     }
 
     fn fence(&mut self) {
-        self.dev.fence();
+        self.media.fence();
     }
 
-    fn store_zeros(&mut self, offset: u64, len: u64) {
-        let Ok(range) = self.dev.check_range(offset, len) else {
-            return;
-        };
-        let media = &self.dev.media;
-        self.dev.write_around_poison(range, |at, _, n| media.zero_flush(at, n));
+    fn recovery_write(&mut self, offset: u64, data: &[u8]) -> Result<(), MediaError> {
+        PmemDevice::recovery_write(self, offset, data)
+            .map(|_| ())
+            .map_err(|e| media_error(e, offset, len_u64(data.len())))
+    }
+}
+
+/// An owned device is persistent memory too (tests, or an embedder that
+/// gives the device to its file system outright): the same as through
+/// `&PmemDevice`.
+impl<M: PmemMedia, L: DeviceLock<DeviceState>> Pmem for PmemDevice<M, L> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
+        Pmem::load(&self, offset, buf)
+    }
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
+        Pmem::store(&mut &*self, offset, data)
+    }
+    fn store_zeros(&mut self, offset: u64, len: u64) -> Result<(), (MediaError, u64)> {
+        Pmem::store_zeros(&mut &*self, offset, len)
+    }
+    fn flush(&mut self, offset: u64, len: u64) {
+        Pmem::flush(&mut &*self, offset, len)
+    }
+    fn fence(&mut self) {
+        self.media.fence();
+    }
+    fn recovery_write(&mut self, offset: u64, data: &[u8]) -> Result<(), MediaError> {
+        Pmem::recovery_write(&mut &*self, offset, data)
     }
 }

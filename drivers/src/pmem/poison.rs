@@ -13,71 +13,18 @@
 #[cfg(test)]
 mod tests;
 
-use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub use fsdax_pmem_api::ByteRange;
+
 use crate::mce::PhysRange;
-
-/// A half-open byte range `[start, end)`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ByteRange {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
-}
-
-impl ByteRange {
-    /// The range `[start, end)`, or `None` if `end < start`.
-    pub const fn new(start: u64, end: u64) -> Option<Self> {
-        if end < start {
-            None
-        } else {
-            Some(Self { start, end })
-        }
-    }
-
-    /// The range `[start, start + len)`, or `None` if it overflows.
-    pub const fn from_len(start: u64, len: u64) -> Option<Self> {
-        match start.checked_add(len) {
-            Some(end) => Some(Self { start, end }),
-            None => None,
-        }
-    }
-
-    /// Length in bytes.
-    pub const fn len(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-
-    /// Whether the range holds no byte.
-    pub const fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-
-    /// Whether the ranges share at least one byte.
-    pub const fn overlaps(&self, other: &ByteRange) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-
-    /// Whether `offset` is inside the range.
-    pub const fn contains(&self, offset: u64) -> bool {
-        self.start <= offset && offset < self.end
-    }
-}
 
 impl From<PhysRange> for ByteRange {
     /// The physical range a machine check reported (its end never
     /// overflows), e.g. to push it into a [`PoisonRing`] from the `#MC`
     /// handler; the driver translates it to device offsets when draining.
     fn from(r: PhysRange) -> Self {
-        Self { start: r.start, end: r.start.saturating_add(r.len) }
-    }
-}
-
-impl fmt::Debug for ByteRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}..{:#x}", self.start, self.end)
+        ByteRange::from_len_saturating(r.start, r.len)
     }
 }
 
@@ -116,7 +63,7 @@ impl<const N: usize> PoisonList<N> {
     /// An empty list. `N` must be at least 1 (checked at compile time).
     pub const fn new() -> Self {
         const { assert!(N >= 1, "a PoisonList needs room for one range") };
-        Self { ranges: [ByteRange { start: 0, end: 0 }; N], len: 0 }
+        Self { ranges: [ByteRange::EMPTY; N], len: 0 }
     }
 
     /// The ranges, sorted by offset.
@@ -160,13 +107,13 @@ impl<const N: usize> PoisonList<N> {
             return None;
         }
         let s = self.as_slice();
-        let i = s.partition_point(|r| r.end <= range.start);
+        let i = s.partition_point(|r| r.end() <= range.start());
         s.get(i).copied().filter(|r| r.overlaps(&range))
     }
 
     /// Whether the byte at `offset` is listed.
     pub fn contains(&self, offset: u64) -> bool {
-        self.first_overlap(ByteRange { start: offset, end: offset.saturating_add(1) }).is_some()
+        self.first_overlap(ByteRange::from_len_saturating(offset, 1)).is_some()
     }
 
     /// Marks `range` poisoned, merging with overlapping and adjacent ranges.
@@ -180,13 +127,13 @@ impl<const N: usize> PoisonList<N> {
         }
         let s = self.as_slice();
         // First range that overlaps or touches `range`, and first one after.
-        let i = s.partition_point(|r| r.end < range.start);
-        let j = s.partition_point(|r| r.start <= range.end);
+        let i = s.partition_point(|r| r.end() < range.start());
+        let j = s.partition_point(|r| r.start() <= range.end());
         if i < j {
             let (Some(first), Some(last)) = (s.get(i), s.get(j - 1)) else {
                 return Ok(()); // unreachable: i < j <= len
             };
-            let merged = ByteRange { start: first.start.min(range.start), end: last.end.max(range.end) };
+            let merged = first.union_hull(last).union_hull(&range);
             self.replace(i, j, &[merged]);
             return Ok(());
         }
@@ -208,13 +155,13 @@ impl<const N: usize> PoisonList<N> {
         let mut best = 0;
         let mut best_gap = u64::MAX;
         for k in 0..N {
-            let gap = virt(k + 1).start.saturating_sub(virt(k).end);
+            let gap = virt(k + 1).start().saturating_sub(virt(k).end());
             if gap < best_gap {
                 best_gap = gap;
                 best = k;
             }
         }
-        let coarsened = ByteRange { start: virt(best).start, end: virt(best + 1).end };
+        let coarsened = virt(best).union_hull(&virt(best + 1));
         if best + 1 == i || best == i {
             // `range` merges into its neighbour: replace that neighbour.
             let at = if best + 1 == i { best } else { i };
@@ -224,7 +171,7 @@ impl<const N: usize> PoisonList<N> {
             // shifted by one after `i`), freeing a slot for `range`.
             let at = if best < i { best } else { best - 1 };
             self.replace(at, at + 2, &[coarsened]);
-            let i = self.as_slice().partition_point(|r| r.end < range.start);
+            let i = self.as_slice().partition_point(|r| r.end() < range.start());
             self.replace(i, i, &[range]);
         }
         Err(PoisonListFull { coarsened })
@@ -240,18 +187,20 @@ impl<const N: usize> PoisonList<N> {
             return Ok(());
         }
         let s = self.as_slice();
-        let i = s.partition_point(|r| r.end <= range.start);
-        let j = s.partition_point(|r| r.start < range.end);
+        let i = s.partition_point(|r| r.end() <= range.start());
+        let j = s.partition_point(|r| r.start() < range.end());
         if i >= j {
             return Ok(());
         }
         let (Some(&first), Some(&last)) = (s.get(i), s.get(j - 1)) else {
             return Ok(()); // unreachable: i < j <= len
         };
-        let left = ByteRange { start: first.start, end: range.start };
-        let right = ByteRange { start: range.end, end: last.end };
-        let keep_left = first.start < range.start;
-        let keep_right = last.end > range.end;
+        // Used only when non-empty: `first` starts before `range`, `last`
+        // ends after it, and both overlap it.
+        let left = first.clamp_end(range.start());
+        let right = last.from_offset(range.end());
+        let keep_left = first.start() < range.start();
+        let keep_right = last.end() > range.end();
         match (keep_left, keep_right) {
             (true, true) if j - i == 1 && self.len == N => Err(PoisonListFull { coarsened: first }),
             (true, true) => {
@@ -403,8 +352,8 @@ impl<const N: usize> PoisonRing<N> {
             if diff == 0 {
                 match self.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
-                        slot.start.store(range.start, Ordering::Relaxed);
-                        slot.end.store(range.end, Ordering::Relaxed);
+                        slot.start.store(range.start(), Ordering::Relaxed);
+                        slot.end.store(range.end(), Ordering::Relaxed);
                         slot.seq.store(free.wrapping_add(1), Ordering::Release);
                         return Ok(());
                     }
@@ -436,10 +385,8 @@ impl<const N: usize> PoisonRing<N> {
             if diff == 0 {
                 match self.head.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
-                        let range = ByteRange {
-                            start: slot.start.load(Ordering::Relaxed),
-                            end: slot.end.load(Ordering::Relaxed),
-                        };
+                        let range =
+                            ByteRange::between(slot.start.load(Ordering::Relaxed), slot.end.load(Ordering::Relaxed));
                         // Free the slot for the producer of the next lap.
                         slot.seq.store(full.wrapping_add(1), Ordering::Release);
                         return Some(range);

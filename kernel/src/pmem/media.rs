@@ -53,8 +53,8 @@ impl PmemMedia for KernelMedia {
             }
             let stop = len - left;
             match crate::mce::take_consumed_poison() {
-                Some(p) if p.start < phys + len as u64 && p.end > phys => {
-                    let poison_at = (p.start.max(phys) - phys) as usize;
+                Some(p) if p.start() < phys + len as u64 && p.end() > phys => {
+                    let poison_at = (p.start().max(phys) - phys) as usize;
                     if stop < poison_at {
                         // SAFETY: as above; these bytes precede the poison.
                         let more =

@@ -137,11 +137,15 @@ pub enum Failure {
 /// Runs in task context (the #MC handler only queues).
 pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
     let kind = if flags.contains(MfFlags::ACTION_REQUIRED) { "action required" } else { "action optional" };
-    let Some((i, dev)) = devices().iter().enumerate().find(|(_, d)| d.contains_phys(phys.start)) else {
-        crate::warn!("memory failure at {:#x}+{} ({kind}): not persistent memory; not handled", phys.start, phys.len());
+    let Some((i, dev)) = devices().iter().enumerate().find(|(_, d)| d.contains_phys(phys.start())) else {
+        crate::warn!(
+            "memory failure at {:#x}+{} ({kind}): not persistent memory; not handled",
+            phys.start(),
+            phys.len()
+        );
         return Failure::NotPmem;
     };
-    let offset = dev.phys_to_offset(phys.start).unwrap_or(0);
+    let offset = dev.phys_to_offset(phys.start()).unwrap_or(0);
     let len = phys.len().min(dev.len() - offset);
     let new = match dev.record_poison(offset, len) {
         Ok(new) => new,
@@ -161,7 +165,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
     crate::warn!(
         "memory failure: {} offset {offset:#x} len {len} (phys {:#x}), {kind}: {}; {}",
         dev.name(),
-        phys.start,
+        phys.start(),
         if new { "recorded as bad block" } else { "already known" },
         if holder_notified { "holder notified" } else { "no holder" }
     );
@@ -364,7 +368,7 @@ run: |_| {
     for d in devices() {
         crate::kprintln!("{}: {} bad range(s)", d.name(), d.poison_count());
         d.for_each_poison(|r| {
-            crate::kprintln!("  {:#x}+{:#x} (phys {:#x})", r.start, r.len(), d.phys_base() + r.start);
+            crate::kprintln!("  {:#x}+{:#x} (phys {:#x})", r.start(), r.len(), d.phys_base() + r.start());
         });
     }
 });

@@ -174,7 +174,7 @@ fn poisoned(offset: u64, len: u64, copied: usize) -> PmemError {
 
 fn list(d: &Dev) -> Vec<(u64, u64)> {
     let mut v = Vec::new();
-    d.for_each_poison(|r| v.push((r.start, r.end)));
+    d.for_each_poison(|r| v.push((r.start(), r.end())));
     v
 }
 
@@ -556,73 +556,59 @@ fn holder_can_recover_from_inside_notify() {
 }
 
 // ---------------------------------------------------------------------------
-// The file system's Pmem trait
+// The persistent-memory trait (what a file system mounts on)
 
-#[test]
-fn fs_adapter_maps_the_device_rules() {
-    use fsdax_fs::Pmem;
-    let d = dev();
-    let mut p = FsPmem::new(&d);
-    assert_eq!(p.size(), LEN as u64);
-    p.store(10, &[4; 20]);
-    let mut b = [0u8; 20];
-    p.load_mc(10, &mut b).unwrap();
-    assert_eq!(b, [4; 20]);
-    d.record_poison(15, 5).unwrap();
-    assert_eq!(p.load_mc(10, &mut b), Err(fsdax_fs::Poisoned { copied: 5, offset: 15, len: 5 }));
-    // Out of range: an error, not a panic.
-    assert_eq!(
-        p.load_mc(LEN as u64 - 1, &mut b),
-        Err(fsdax_fs::Poisoned { copied: 0, offset: LEN as u64 - 1, len: 20 })
-    );
-    // A store over poison writes around it and counts the skipped bytes.
-    p.store(10, &[6; 20]);
-    assert_eq!(d.media().bytes(10, 20), [&[6; 5][..], &[4; 5], &[6; 10]].concat());
-    assert_eq!(d.stats().skipped_store_bytes, 5);
-    p.store_zeros(12, 10);
-    assert_eq!(d.media().bytes(10, 20), [&[6, 6][..], &[0; 3], &[4; 5], &[0, 0], &[6; 8]].concat());
-    assert_eq!(d.stats().skipped_store_bytes, 10);
-    // Plain load zero-fills what it cannot read.
-    let mut b = [9u8; 10];
-    p.load(10, &mut b);
-    assert_eq!(b, [6, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
-    p.store(u64::MAX, &[1]); // ignored
-    p.flush(0, LEN as u64);
-    p.fence();
-    let arc = Arc::new(dev());
-    let q = FsPmem::new(arc.clone());
-    assert_eq!(q.size(), arc.len());
+fn br(start: u64, end: u64) -> ByteRange {
+    ByteRange::new(start, end).unwrap()
 }
 
 #[test]
-fn file_system_mounts_on_the_device() {
-    use fsdax_fs::{FileSystem, MkfsOptions};
-    let d: Dev = PmemDevice::new("pmem0", 0, FakeMedia::new(8 << 20));
-    let opts = MkfsOptions { uuid: [3; 16], ..Default::default() };
-    let mut fs = FileSystem::mkfs(FsPmem::new(&d), opts).unwrap();
-    let root = fs.root();
-    let f = fs.create(root, b"f").unwrap();
-    let data: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
-    assert_eq!(fs.write(f, 0, &data).unwrap(), data.len());
-    fs.unmount().unwrap();
-    let c = d.media().counters();
-    assert!(c.nt_writes > 0 && c.fences > 0);
-    // Mount again on a fresh adapter (an Arc would do as well).
-    let fs = FileSystem::mount(FsPmem::new(&d)).unwrap();
-    let f = fs.resolve("/f").unwrap();
-    let mut got = vec![0u8; data.len()];
-    assert_eq!(fs.read(f, 0, &mut got).unwrap(), data.len());
-    assert_eq!(got, data);
-    fs.fsck().unwrap();
-    // Poison under the file's second block: the fs read fails with the
-    // device offset; a recovery write of the page makes it readable again.
-    let b = fs.bmap(f, 4096).unwrap();
-    let phys = b.phys.unwrap() + (4096 - b.file_offset);
-    d.record_poison(phys + 8, 1).unwrap();
-    assert_eq!(fs.read(f, 0, &mut got), Err(fsdax_fs::FsError::Poisoned { offset: phys + 8 }));
-    d.recovery_write(phys, &data[4096..8192]).unwrap();
-    assert_eq!(fs.read(f, 0, &mut got).unwrap(), data.len());
-    assert_eq!(got, data);
+fn pmem_trait_follows_the_device_rules() {
+    let d = dev();
+    let mut p = &d;
+    assert_eq!(Pmem::size(&p), LEN as u64);
+    p.store(10, &[4; 20]).unwrap();
+    let mut b = [0u8; 20];
+    Pmem::load(&p, 10, &mut b).unwrap();
+    assert_eq!(b, [4; 20]);
+    d.record_poison(15, 5).unwrap();
+    // A load stops at the poison: 5 valid bytes, then the poisoned range.
+    b.fill(0);
+    assert_eq!(Pmem::load(&p, 10, &mut b), Err((MediaError::Poisoned(br(15, 20)), 5)));
+    assert_eq!(b[..5], [4; 5]);
+    // Out of range is its own error, never poison; nothing is accessed.
+    let end = LEN as u64;
+    assert_eq!(Pmem::load(&p, end - 1, &mut b), Err((MediaError::OutOfRange { offset: end - 1, len: 20 }, 0)));
+    assert_eq!(p.store(u64::MAX, &[1]), Err((MediaError::OutOfRange { offset: u64::MAX, len: 1 }, 0)));
+    assert_eq!(p.store_zeros(end, 1), Err((MediaError::OutOfRange { offset: end, len: 1 }, 0)));
+    // A store into listed poison is an error that says how much was
+    // stored before it; nothing at or after the poison changes.
+    let refused = d.stats().refused_writes;
+    assert_eq!(p.store(10, &[6; 20]), Err((MediaError::Poisoned(br(15, 20)), 5)));
+    assert_eq!(d.media().bytes(10, 20), [&[6; 5][..], &[4; 15]].concat());
+    assert_eq!(p.store_zeros(12, 10), Err((MediaError::Poisoned(br(15, 20)), 3)));
+    assert_eq!(d.media().bytes(10, 20), [&[6, 6][..], &[0; 3], &[4; 15]].concat());
+    assert_eq!(p.store_flush(16, &[1; 2]), Err((MediaError::Poisoned(br(16, 20)), 0)));
+    assert_eq!(d.stats().refused_writes, refused + 3);
+    // Around the poison, stores work; flush ignores what is off the device.
+    p.store(20, &[7; 4]).unwrap();
+    Pmem::flush(&mut p, 0, u64::MAX);
+    Pmem::fence(&mut p);
+    // Only a whole-page recovery write clears poison.
+    assert_eq!(Pmem::recovery_write(&mut p, 1, &[0; 4096]), Err(MediaError::Unaligned { offset: 1, len: 4096 }));
+    d.media().set_clear_ok(false);
+    assert_eq!(Pmem::recovery_write(&mut p, 0, &[9; 4096]), Err(MediaError::Poisoned(br(15, 20))));
+    d.media().set_clear_ok(true);
+    Pmem::recovery_write(&mut p, 0, &[9; 4096]).unwrap();
+    assert_eq!(d.poison_count(), 0);
+    p.store(10, &[1; 20]).unwrap();
+    // An owned device behaves the same.
+    let mut owned = dev();
+    owned.record_poison(100, 1).unwrap();
+    assert_eq!(Pmem::store(&mut owned, 90, &[3; 20]), Err((MediaError::Poisoned(br(100, 101)), 10)));
+    let mut b = [0u8; 10];
+    Pmem::load(&owned, 90, &mut b).unwrap();
+    assert_eq!(b, [3; 10]);
 }
 
 // ---------------------------------------------------------------------------
@@ -707,7 +693,7 @@ impl Model {
 
 fn device_listed(d: &Dev) -> BTreeSet<u64> {
     let mut s = BTreeSet::new();
-    d.for_each_poison(|r| s.extend(r.start..r.end));
+    d.for_each_poison(|r| s.extend(r.start()..r.end()));
     s
 }
 

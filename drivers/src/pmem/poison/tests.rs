@@ -14,7 +14,7 @@ fn r(start: u64, end: u64) -> ByteRange {
 }
 
 fn ranges<const N: usize>(l: &PoisonList<N>) -> Vec<(u64, u64)> {
-    l.iter().map(|x| (x.start, x.end)).collect()
+    l.iter().map(|x| (x.start(), x.end())).collect()
 }
 
 fn check_invariants<const N: usize>(l: &PoisonList<N>) {
@@ -25,7 +25,7 @@ fn check_invariants<const N: usize>(l: &PoisonList<N>) {
         assert!(!x.is_empty(), "empty range in {s:?}");
     }
     for w in s.windows(2) {
-        assert!(w[0].end < w[1].start, "unsorted, overlapping or adjacent: {s:?}");
+        assert!(w[0].end() < w[1].start(), "unsorted, overlapping or adjacent: {s:?}");
     }
 }
 
@@ -34,7 +34,7 @@ fn byte_range_basics() {
     assert_eq!(ByteRange::new(5, 4), None);
     assert_eq!(ByteRange::from_len(u64::MAX, 1), None);
     let x = ByteRange::from_len(10, 5).unwrap();
-    assert_eq!((x.start, x.end, x.len()), (10, 15, 5));
+    assert_eq!((x.start(), x.end(), x.len()), (10, 15, 5));
     assert!(x.contains(10) && x.contains(14) && !x.contains(15));
     assert!(x.overlaps(&r(14, 20)) && !x.overlaps(&r(15, 20)));
     assert!(r(3, 3).is_empty());
@@ -178,7 +178,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn bytes<const N: usize>(l: &PoisonList<N>) -> BTreeSet<u64> {
-    l.iter().flat_map(|x| x.start..x.end).collect()
+    l.iter().flat_map(|x| x.start()..x.end()).collect()
 }
 
 /// Runs `ops` against a list of capacity N and a model set of poisoned
@@ -234,7 +234,7 @@ fn run_model<const N: usize>(ops: &[Op]) {
         };
         let q = r(s, e.max(s + 1));
         let hit = list.first_overlap(q);
-        let first_byte = listed.range(q.start..q.end).next().copied();
+        let first_byte = listed.range(q.start()..q.end()).next().copied();
         match (hit, first_byte) {
             (Some(h), Some(b)) => assert!(h.contains(b)),
             (None, None) => {}
@@ -350,8 +350,8 @@ fn ring_many_producers_one_consumer() {
     assert_eq!(accepted + ring.dropped(), PRODUCERS * PER_PRODUCER);
     let mut last = vec![None::<u64>; PRODUCERS as usize];
     for x in &received {
-        assert_eq!(x.end, x.start + 1, "torn entry {x:?}");
-        let (p, i) = ((x.start >> 32) as usize, x.start & 0xFFFF_FFFF);
+        assert_eq!(x.end(), x.start() + 1, "torn entry {x:?}");
+        let (p, i) = ((x.start() >> 32) as usize, x.start() & 0xFFFF_FFFF);
         assert!(last[p].is_none_or(|prev| prev < i), "producer {p} out of order");
         last[p] = Some(i);
     }
@@ -385,7 +385,7 @@ fn ring_many_producers_many_consumers() {
                     loop {
                         let finished = done.load(Ordering::Acquire);
                         while let Some(x) = ring.pop() {
-                            got.push(x.start);
+                            got.push(x.start());
                         }
                         if finished {
                             break got;

@@ -1,0 +1,378 @@
+//! File data: read, write, append, truncate, fallocate, and the write
+//! engine shared with DAX write faults (copy-on-write of shared blocks).
+
+use super::{failed, FileSystem, Fill, BS};
+use crate::error::{FsError, Result};
+use crate::format::*;
+use crate::pmem::Pmem;
+use crate::state::{Ino, Mutation};
+
+/// `fallocate` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Falloc {
+    /// Allocate zeroed blocks for the holes of the range; grow the size
+    /// unless `keep_size`.
+    Allocate {
+        /// Leave the file size unchanged (FALLOC_FL_KEEP_SIZE).
+        keep_size: bool,
+    },
+    /// Deallocate the range; it reads as zeros (FALLOC_FL_PUNCH_HOLE).
+    PunchHole,
+}
+
+impl<P: Pmem> FileSystem<P> {
+    /// Reads at `offset`; returns bytes read: 0 at or past EOF, fewer than
+    /// asked at EOF or when poisoned media follow `n > 0` good bytes (the
+    /// next read, at the poisoned offset, fails with
+    /// [`FsError::Poisoned`]), like Linux.
+    pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self.read_upto_poison(ino, offset, buf)? {
+            (0, Some(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes inside EOF, or fails: a short read is
+    /// an error (for comparisons and copies that must see every byte).
+    pub(super) fn read_exact(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self.read_upto_poison(ino, offset, buf)? {
+            (_, Some(e)) => Err(e),
+            (n, None) if n < buf.len() => Err(FsError::Invalid),
+            _ => Ok(()),
+        }
+    }
+
+    /// The read engine: bytes read, and the media error that stopped it
+    /// early, if one did.
+    fn read_upto_poison(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<(usize, Option<FsError>)> {
+        let i = self.file(ino)?;
+        if offset >= i.size {
+            return Ok((0, None));
+        }
+        let n = (buf.len() as u64).min(i.size - offset) as usize;
+        let mut done = 0usize;
+        while done < n {
+            let pos = offset + done as u64;
+            let fb = pos / BS;
+            let inb = pos % BS;
+            match i.extent_at(fb) {
+                Some((ef, e)) => {
+                    let avail = (ef + e.len - fb) * BS - inb;
+                    let k = (avail.min((n - done) as u64)) as usize;
+                    let phys = (e.pblk + (fb - ef)) * BS + inb;
+                    if let Err((e, good)) = self.pm.load(phys, &mut buf[done..done + k]) {
+                        return Ok((done + good.min(k), Some(e.into())));
+                    }
+                    done += k;
+                }
+                None => {
+                    let next = i.extents.range(fb..).next().map_or(u64::MAX, |(&s, _)| s);
+                    let avail = next.saturating_sub(fb).saturating_mul(BS) - inb;
+                    let k = (avail.min((n - done) as u64)) as usize;
+                    buf[done..done + k].fill(0);
+                    done += k;
+                }
+            }
+        }
+        Ok((n, None))
+    }
+
+    /// Writes at `offset` (growing the file); returns bytes written, which
+    /// is short only if space ran out part-way.
+    pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize> {
+        let size = self.file(ino)?.size;
+        if offset.checked_add(data.len() as u64).is_none_or(|e| e > MAX_FILE_SIZE) {
+            return Err(FsError::TooBig);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.begin()?;
+        let r = self.write_inner(ino, offset, data, size);
+        self.finish(r)
+    }
+
+    pub(super) fn write_inner(&mut self, ino: Ino, offset: u64, data: &[u8], size: u64) -> Result<usize> {
+        if offset > size {
+            self.zero_tail(ino, size, offset)?;
+        }
+        let written = self.write_range(ino, offset, data.len() as u64, Fill::Data(data), true, true, true)?;
+        if offset + written > size {
+            self.push(Mutation::SetSize { ino, size: offset + written })?;
+        }
+        Ok(written as usize)
+    }
+
+    /// Appends; returns the offset written at.
+    pub fn append(&mut self, ino: Ino, data: &[u8]) -> Result<u64> {
+        let off = self.file(ino)?.size;
+        let n = self.write(ino, off, data)?;
+        if n < data.len() {
+            return Err(FsError::NoSpace);
+        }
+        Ok(off)
+    }
+
+    /// Makes the file's data and metadata durable. Every operation is
+    /// already durable when it returns, so this is a fence.
+    pub fn fsync(&mut self, ino: Ino) -> Result<()> {
+        self.st.inode(ino)?;
+        self.pm.fence();
+        Ok(())
+    }
+
+    /// Sets the size.
+    pub fn truncate(&mut self, ino: Ino, size: u64) -> Result<()> {
+        let old = self.file(ino)?.size;
+        if size > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        if size > old {
+            self.need_free(1)?;
+        }
+        self.begin()?;
+        let r = self.truncate_inner(ino, old, size);
+        self.finish(r)
+    }
+
+    pub(super) fn truncate_inner(&mut self, ino: Ino, old: u64, size: u64) -> Result<()> {
+        if size > old {
+            self.zero_tail(ino, old, size)?;
+        } else {
+            let keep = size.div_ceil(BS);
+            self.unmap_if_mapped(ino, keep, MAX_FILE_BLOCKS - keep)?;
+        }
+        if size != old {
+            self.push(Mutation::SetSize { ino, size })?;
+        }
+        Ok(())
+    }
+
+    /// `fallocate`. Allocation that runs out of space part-way keeps what it
+    /// allocated (past EOF if the size would have grown) and fails.
+    pub fn fallocate(&mut self, ino: Ino, mode: Falloc, offset: u64, len: u64) -> Result<()> {
+        let size = self.file(ino)?.size;
+        let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE).ok_or(FsError::TooBig)?;
+        if len == 0 {
+            return Err(FsError::Invalid);
+        }
+        self.need_free(2)?;
+        self.begin()?;
+        let r = self.fallocate_inner(ino, mode, offset, len, size, end);
+        self.finish(r)
+    }
+
+    pub(super) fn fallocate_inner(
+        &mut self,
+        ino: Ino,
+        mode: Falloc,
+        offset: u64,
+        len: u64,
+        size: u64,
+        end: u64,
+    ) -> Result<()> {
+        match mode {
+            Falloc::Allocate { keep_size } => {
+                if end > size && !keep_size {
+                    self.zero_tail(ino, size, end)?;
+                }
+                if self.write_range(ino, offset, len, Fill::Keep, true, false, true)? != len {
+                    return Err(FsError::NoSpace);
+                }
+                if !keep_size && end > size {
+                    self.push(Mutation::SetSize { ino, size: end })?;
+                }
+            }
+            Falloc::PunchHole => {
+                let first_full = offset.div_ceil(BS);
+                let last_full = end / BS;
+                // Partial blocks at either end are zeroed in copies (CoW even
+                // if unshared) so that the whole punch commits atomically.
+                let head_end = end.min(first_full * BS);
+                if offset < head_end {
+                    self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true, false)?;
+                }
+                let tail_start = (last_full * BS).max(offset);
+                if tail_start < end && last_full >= first_full {
+                    self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, false)?;
+                }
+                if first_full < last_full {
+                    self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails early with ENOSPC unless `n` blocks are free (for operations
+    /// whose only allocations are a few copy-on-write blocks).
+    pub(super) fn need_free(&self, n: u64) -> Result<()> {
+        if self.st.space.free.total() < n {
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
+    }
+
+    pub(super) fn unmap_if_mapped(&mut self, ino: Ino, fblk: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let i = self.file(ino)?;
+        let mapped = i.extent_at(fblk).is_some() || i.extents.range(fblk..fblk + len).next().is_some();
+        if mapped {
+            self.push(Mutation::Unmap { ino, fblk, len })?;
+        }
+        Ok(())
+    }
+
+    /// Before a file grows from `size` to cover `new_end`: zeroes every
+    /// mapped byte of `[size, new_end)`. Bytes past EOF are undefined on
+    /// media (the tail of the last block; blocks preallocated past EOF that
+    /// an interrupted write touched), and must never become visible.
+    /// Holes stay holes; costs per extent plus the bytes actually mapped.
+    pub(super) fn zero_tail(&mut self, ino: Ino, size: u64, new_end: u64) -> Result<()> {
+        if size < new_end {
+            // In place is fine: these bytes are past EOF in every committed state.
+            self.write_range(ino, size, new_end - size, Fill::Zero, false, true, true)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn copy_phys(&mut self, from: u64, to: u64, len: u64) -> Result<()> {
+        let mut buf = [0u8; 4096];
+        let mut done = 0;
+        while done < len {
+            let k = (len - done).min(buf.len() as u64) as usize;
+            self.pm.load(from + done, &mut buf[..k]).map_err(failed)?;
+            self.pm.store(to + done, &buf[..k]).map_err(failed)?;
+            done += k as u64;
+        }
+        Ok(())
+    }
+
+    /// The engine of write, zeroing, allocation and unsharing over the byte
+    /// range `[offset, offset + len)`. Unshared mapped blocks are written in
+    /// place; shared blocks are copied on write (only the bytes the write
+    /// does not cover are copied); holes are allocated if `alloc_holes`.
+    /// Pushes mutations into the open transaction. Returns bytes handled
+    /// (short only on ENOSPC after some progress). A media error (a store
+    /// into poison, poison in the bytes a copy-on-write copies around) is
+    /// returned as is: the caller's `finish` abandons the transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_range(
+        &mut self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        fill: Fill<'_>,
+        alloc_holes: bool,
+        unshare: bool,
+        in_place: bool,
+    ) -> Result<u64> {
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let fb = pos / BS;
+            let last = (end - 1) / BS;
+            let i = self.file(ino)?;
+            let (mapped, run) = match i.extent_at(fb) {
+                Some((ef, e)) => {
+                    let p = e.pblk + (fb - ef);
+                    let lim = (ef + e.len - fb).min(last + 1 - fb);
+                    let (shared, k) = self.st.space.shared_run(p, lim);
+                    // Blocks unmapped earlier in this transaction are still
+                    // mapped by the committed state: treat them as shared.
+                    let (shared, k) = match self.fx.unmapped.intersect(p, k).first() {
+                        _ if shared => (true, k),
+                        Some(&(s, l)) if s == p => (true, l),
+                        Some(&(s, _)) => (false, s - p),
+                        None => (false, k),
+                    };
+                    (Some((p, shared)), k)
+                }
+                None => {
+                    let next = i.extents.range(fb..).next().map_or(u64::MAX, |(&s, _)| s);
+                    (None, next.min(last + 1) - fb)
+                }
+            };
+            let run_end = ((fb + run) * BS).min(end);
+            match mapped {
+                Some((p, false)) if in_place => {
+                    let phys = p * BS + (pos - fb * BS);
+                    let k = run_end - pos;
+                    if !matches!(fill, Fill::Keep) {
+                        self.data_dirty = true;
+                    }
+                    match fill {
+                        Fill::Data(d) => {
+                            let s = (pos - offset) as usize;
+                            self.pm.store(phys, &d[s..s + k as usize]).map_err(failed)?;
+                        }
+                        Fill::Zero => self.pm.store_zeros(phys, k).map_err(failed)?,
+                        Fill::Keep => {}
+                    }
+                    if !matches!(fill, Fill::Keep) {
+                        self.pm.flush(phys, k);
+                    }
+                    pos = run_end;
+                }
+                Some((_, true)) if !unshare => pos = run_end,
+                None if !alloc_holes => pos = run_end,
+                _ => {
+                    let old = mapped.map(|(p, _)| p);
+                    let goal = if fb > 0 {
+                        self.file(ino)?.extent_at(fb - 1).map(|(ef, e)| e.pblk + (fb - 1 - ef) + 1)
+                    } else {
+                        None
+                    };
+                    let Some((q, m)) = self.alloc(goal, fb, run) else {
+                        if pos > offset {
+                            return Ok(pos - offset);
+                        }
+                        return Err(FsError::NoSpace);
+                    };
+                    let blk_start = fb * BS;
+                    let blk_end = (fb + m) * BS;
+                    let w_end = blk_end.min(end);
+                    let qb = q * BS;
+                    // Copy around: bytes of the new blocks the write does not cover.
+                    let around = |fs: &mut Self, a: u64, b: u64| -> Result<()> {
+                        if a >= b {
+                            return Ok(());
+                        }
+                        match old {
+                            Some(p) => fs.copy_phys(p * BS + (a - blk_start), qb + (a - blk_start), b - a),
+                            None => fs.pm.store_zeros(qb + (a - blk_start), b - a).map_err(failed),
+                        }
+                    };
+                    // A media error here fails the operation before the new
+                    // blocks are mapped; `finish` abandons the transaction.
+                    self.data_dirty = true;
+                    around(self, blk_start, pos)?;
+                    match fill {
+                        Fill::Data(d) => {
+                            let s = (pos - offset) as usize;
+                            let piece = &d[s..s + (w_end - pos) as usize];
+                            self.pm.store(qb + (pos - blk_start), piece).map_err(failed)?;
+                        }
+                        Fill::Zero => self.pm.store_zeros(qb + (pos - blk_start), w_end - pos).map_err(failed)?,
+                        Fill::Keep => around(self, pos, w_end)?,
+                    }
+                    around(self, w_end, blk_end)?;
+                    self.pm.flush(qb, m * BS);
+                    if old.is_some() {
+                        self.push(Mutation::Unmap { ino, fblk: fb, len: m })?;
+                    }
+                    self.push(Mutation::Map { ino, fblk: fb, pblk: q, len: m, fresh: true })?;
+                    pos = w_end;
+                }
+            }
+        }
+        Ok(end - offset)
+    }
+
+    /// Picks free blocks for file block `fb` (see [`Space::pick`]).
+    pub(super) fn alloc(&mut self, goal: Option<u64>, fb: u64, want: u64) -> Option<(u64, u64)> {
+        self.st.space.pick(&mut self.cursor, goal, fb, want)
+    }
+}

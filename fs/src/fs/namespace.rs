@@ -1,0 +1,202 @@
+//! Names: lookup, path resolution, create, mkdir, unlink, rmdir, rename,
+//! readdir, stat.
+
+use alloc::vec::Vec;
+
+use super::FileSystem;
+use crate::error::{FsError, Result};
+use crate::format::*;
+use crate::pmem::Pmem;
+use crate::state::{check_name, FileKind, Ino, Mutation, ROOT_INO};
+
+/// `stat` result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Inode number.
+    pub ino: Ino,
+    /// Kind.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Link count (directories: 2 + subdirectories).
+    pub nlink: u32,
+    /// Mapped blocks (shared blocks count for every owner).
+    pub blocks: u64,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Name.
+    pub name: Vec<u8>,
+    /// Inode.
+    pub ino: Ino,
+    /// Kind.
+    pub kind: FileKind,
+}
+
+impl<P: Pmem> FileSystem<P> {
+    /// The root directory.
+    pub fn root(&self) -> Ino {
+        ROOT_INO
+    }
+
+    /// Looks `name` up in directory `dir`.
+    pub fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino> {
+        check_name(name)?;
+        self.dir(dir)?.entries.get(name).copied().ok_or(FsError::NotFound)
+    }
+
+    /// Resolves an absolute or root-relative path ("/a/b").
+    pub fn resolve(&self, path: &str) -> Result<Ino> {
+        let mut ino = ROOT_INO;
+        for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            ino = self.lookup(ino, c.as_bytes())?;
+        }
+        Ok(ino)
+    }
+
+    /// Splits a path into (parent directory inode, last name).
+    pub fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Ino, &'p str)> {
+        let t = path.trim_end_matches('/');
+        let (dir, name) = t.rsplit_once('/').unwrap_or(("", t));
+        if name.is_empty() {
+            return Err(FsError::Invalid);
+        }
+        Ok((self.resolve(dir)?, name))
+    }
+
+    /// Opens `path` as a regular file, creating it if asked.
+    pub fn open(&mut self, path: &str, create: bool) -> Result<Ino> {
+        let (dir, name) = self.resolve_parent(path)?;
+        match self.lookup(dir, name.as_bytes()) {
+            Ok(ino) => {
+                self.file(ino)?;
+                Ok(ino)
+            }
+            Err(FsError::NotFound) if create => self.create(dir, name.as_bytes()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `stat`.
+    pub fn stat(&self, ino: Ino) -> Result<Stat> {
+        let i = self.st.inode(ino)?;
+        Ok(Stat {
+            ino,
+            kind: i.kind,
+            size: i.size,
+            nlink: if i.kind == FileKind::Dir { 2 + i.subdirs } else { i.links },
+            blocks: i.extents.values().map(|e| e.len).sum(),
+        })
+    }
+
+    /// Up to `max` entries of `dir` whose names sort after `after`.
+    pub fn readdir(&self, dir: Ino, after: Option<&[u8]>, max: usize) -> Result<Vec<DirEntry>> {
+        use core::ops::Bound;
+        let d = self.dir(dir)?;
+        let lo = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        Ok(d.entries
+            .range::<[u8], _>((lo, Bound::Unbounded))
+            .take(max)
+            .map(|(n, &ino)| DirEntry {
+                name: n.to_vec(),
+                ino,
+                kind: self.st.inodes.get(&ino).map_or(FileKind::File, |i| i.kind),
+            })
+            .collect())
+    }
+
+    pub(super) fn new_inode(&mut self, dir: Ino, name: &[u8], kind: FileKind) -> Result<Ino> {
+        check_name(name)?;
+        if self.dir(dir)?.entries.contains_key(name) {
+            return Err(FsError::Exists);
+        }
+        self.begin()?;
+        let ino = self.st.next_ino;
+        self.push(Mutation::InodeAlloc { ino, kind })?;
+        self.push(Mutation::DirAdd { dir, ino, name: name.to_vec() })?;
+        self.commit()?;
+        Ok(ino)
+    }
+
+    /// Creates an empty regular file.
+    pub fn create(&mut self, dir: Ino, name: &[u8]) -> Result<Ino> {
+        self.new_inode(dir, name, FileKind::File)
+    }
+
+    /// Creates an empty directory.
+    pub fn mkdir(&mut self, dir: Ino, name: &[u8]) -> Result<Ino> {
+        self.new_inode(dir, name, FileKind::Dir)
+    }
+
+    /// Pushes the mutations that drop one link of `ino` (already removed
+    /// from its directory) and free it when none is left.
+    pub(super) fn drop_link(&mut self, ino: Ino) -> Result<()> {
+        let i = self.st.inode(ino)?;
+        if i.links == 0 {
+            if !i.extents.is_empty() {
+                self.push(Mutation::Unmap { ino, fblk: 0, len: MAX_FILE_BLOCKS })?;
+            }
+            self.push(Mutation::InodeFree { ino })?;
+        }
+        Ok(())
+    }
+
+    /// Removes a file name (and the file with its last name).
+    pub fn unlink(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        let ino = self.lookup(dir, name)?;
+        self.file(ino)?;
+        self.begin()?;
+        self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
+        self.drop_link(ino)?;
+        self.commit()
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        let ino = self.lookup(dir, name)?;
+        if !self.dir(ino)?.entries.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        self.begin()?;
+        self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
+        self.push(Mutation::InodeFree { ino })?;
+        self.commit()
+    }
+
+    /// Atomically renames, replacing an existing target (POSIX rename).
+    pub fn rename(&mut self, sdir: Ino, sname: &[u8], ddir: Ino, dname: &[u8]) -> Result<()> {
+        let ino = self.lookup(sdir, sname)?;
+        check_name(dname)?;
+        self.dir(ddir)?;
+        let is_dir = self.st.inode(ino)?.kind == FileKind::Dir;
+        if is_dir && self.st.is_ancestor(ino, ddir) {
+            return Err(FsError::Invalid);
+        }
+        let target = self.dir(ddir)?.entries.get(dname).copied();
+        if let Some(t) = target {
+            if t == ino {
+                return Ok(());
+            }
+            let ti = self.st.inode(t)?;
+            match (is_dir, ti.kind) {
+                (true, FileKind::File) => return Err(FsError::NotDir),
+                (false, FileKind::Dir) => return Err(FsError::IsDir),
+                (true, FileKind::Dir) if !ti.entries.is_empty() => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+        }
+        self.begin()?;
+        if let Some(t) = target {
+            self.push(Mutation::DirRemove { dir: ddir, name: dname.to_vec() })?;
+            self.drop_link(t)?;
+        }
+        self.push(Mutation::DirRemove { dir: sdir, name: sname.to_vec() })?;
+        self.push(Mutation::DirAdd { dir: ddir, ino, name: dname.to_vec() })?;
+        self.commit()
+    }
+}
