@@ -1,5 +1,16 @@
 //! fsdax memory management: physical frames, page tables, the virtual address
-//! map, DAX mappings and (later) memory failure.
+//! map, the areas of a process address space, DAX mappings and memory
+//! failure.
+//!
+//! - [`frame`]: the physical frame allocator; [`paging`]: page tables
+//!   (4K/2M/1G map, unmap, change rights, split a 2 MiB page);
+//!   [`layout`]: the kernel's virtual address map;
+//! - [`vma`]: the areas of an address space;
+//! - [`dax`]: the DAX fault decision (2 MiB or 4 KiB page, zero page,
+//!   SIGBUS beyond EOF); [`dirty`]: pages to write back on `fsync`/`msync`;
+//!   [`mappers`]: which address spaces map which range of a file;
+//! - [`failure`]: on poison or device removal, what to unmap and whom to
+//!   signal.
 //!
 //! Everything here is plain logic that also builds and runs on the host: the
 //! page-table code works through a "physical memory window" (a base virtual
@@ -12,8 +23,12 @@
 
 extern crate alloc;
 
+pub mod dax;
+pub mod dirty;
+pub mod failure;
 pub mod frame;
 pub mod layout;
+pub mod mappers;
 pub mod paging;
 pub mod vma;
 

@@ -218,14 +218,7 @@ impl<'a> PageMapper<'a> {
         }
         let end = virt.checked_add(len).ok_or(MapError::Unaligned)?;
         // Check first, so that a bad range changes nothing.
-        let mut at = virt;
-        while at < end {
-            let leaf = self.translate(at).ok_or(MapError::NotMapped(at))?;
-            if leaf.virt != at || at + leaf.size.bytes() > end {
-                return Err(MapError::SplitsHugePage(at));
-            }
-            at += leaf.size.bytes();
-        }
+        self.leaves_exactly_in(virt, end)?;
         let mut at = virt;
         let mut min_step = u64::MAX;
         while at < end {
@@ -243,13 +236,103 @@ impl<'a> PageMapper<'a> {
             min_step = min_step.min(leaf.size.bytes());
             at += leaf.size.bytes();
         }
-        Ok(if len == 0 {
-            TlbFlush::None
-        } else if len / min_step > 64 {
-            TlbFlush::All
-        } else {
-            TlbFlush::Range { start: virt, end, step: min_step }
-        })
+        Ok(flush_for(virt, end, min_step))
+    }
+
+    /// Changes the flags of every page in `[virt, virt + len)` to
+    /// `f(old flags)` (the huge-page bit is kept as it is). Each page must
+    /// be mapped and lie wholly inside the range; a bad range changes
+    /// nothing. Used for `mprotect` and for write-protecting DAX pages when
+    /// they are flushed (dirty tracking).
+    pub fn update_flags(
+        &mut self,
+        virt: u64,
+        len: u64,
+        mut f: impl FnMut(PageTableFlags) -> PageTableFlags,
+    ) -> Result<TlbFlush, MapError> {
+        if !virt.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Unaligned);
+        }
+        let end = virt.checked_add(len).ok_or(MapError::Unaligned)?;
+        let leaves = self.leaves_exactly_in(virt, end)?;
+        let mut min_step = u64::MAX;
+        for leaf in &leaves {
+            let huge = leaf.flags & PageTableFlags::HUGE_PAGE;
+            let flags = (f(leaf.flags) - PageTableFlags::HUGE_PAGE) | huge;
+            let va = VirtAddr::new(leaf.virt);
+            // SAFETY: changing the flags of a mapping the caller owns cannot
+            // alias memory; the caller carries out the returned TLB flush
+            // before relying on the new rights.
+            let r = unsafe {
+                match leaf.size {
+                    PageSize::Size4K => {
+                        self.inner.update_flags(Page::<Size4KiB>::containing_address(va), flags).map(|f| f.ignore())
+                    }
+                    PageSize::Size2M => {
+                        self.inner.update_flags(Page::<Size2MiB>::containing_address(va), flags).map(|f| f.ignore())
+                    }
+                    PageSize::Size1G => {
+                        self.inner.update_flags(Page::<Size1GiB>::containing_address(va), flags).map(|f| f.ignore())
+                    }
+                }
+            };
+            r.map_err(|_| MapError::NotMapped(leaf.virt))?;
+            min_step = min_step.min(leaf.size.bytes());
+        }
+        Ok(flush_for(virt, end, min_step))
+    }
+
+    /// The leaves covering `[virt, end)`, each wholly inside it; an error
+    /// names the first unmapped address or huge page the range would cut.
+    fn leaves_exactly_in(&self, virt: u64, end: u64) -> Result<alloc::vec::Vec<Leaf>, MapError> {
+        let mut leaves = alloc::vec::Vec::new();
+        let mut at = virt;
+        while at < end {
+            let leaf = self.translate(at).ok_or(MapError::NotMapped(at))?;
+            if leaf.virt != at || at + leaf.size.bytes() > end {
+                return Err(MapError::SplitsHugePage(at));
+            }
+            at += leaf.size.bytes();
+            leaves.push(leaf);
+        }
+        Ok(leaves)
+    }
+
+    /// Replaces the 2 MiB page that maps `virt` by a page table of 512
+    /// 4 KiB entries mapping the same frames with the same rights, so that
+    /// single pages of it can then be unmapped (memory failure keeps the
+    /// 511 good pages of a huge DAX mapping). A 4 KiB mapping is left as it
+    /// is (`TlbFlush::None`); a 1 GiB page is refused.
+    pub fn split_2m<A: FrameAllocator<Size4KiB>>(&mut self, virt: u64, alloc: &mut A) -> Result<TlbFlush, MapError> {
+        let leaf = self.translate(virt).ok_or(MapError::NotMapped(virt))?;
+        match leaf.size {
+            PageSize::Size4K => return Ok(TlbFlush::None),
+            PageSize::Size1G => return Err(MapError::SplitsHugePage(leaf.virt)),
+            PageSize::Size2M => {}
+        }
+        let table = alloc.allocate_frame().ok_or(MapError::OutOfFrames)?;
+        let table_phys = table.start_address().as_u64();
+        let window = self.window;
+        // SAFETY: `new`'s contract: every frame the allocator hands out for
+        // page tables is reachable at window + phys and owned by this
+        // mapper; the frame is fresh, so nothing else refers to it.
+        let pt = unsafe { &mut *((window + table_phys) as *mut PageTable) };
+        pt.zero();
+        let small = leaf.flags - PageTableFlags::HUGE_PAGE;
+        for (i, e) in pt.iter_mut().enumerate() {
+            e.set_addr(PhysAddr::new(leaf.phys + i as u64 * PAGE_SIZE), small);
+        }
+        let v = VirtAddr::new(leaf.virt);
+        let (i4, i3, i2) = (usize::from(v.p4_index()), usize::from(v.p3_index()), usize::from(v.p2_index()));
+        let pdpt_phys = self.inner.level_4_table()[i4].addr().as_u64();
+        // SAFETY: as above: the PDPT and PD on the path to a present 2 MiB
+        // leaf are tables of this mapper, reachable through the window and
+        // not used by anyone else while the mapper lives.
+        let pd_phys = unsafe { &*((window + pdpt_phys) as *const PageTable) }[i3].addr().as_u64();
+        // SAFETY: as above.
+        let pd = unsafe { &mut *((window + pd_phys) as *mut PageTable) };
+        pd[i2].set_addr(PhysAddr::new(table_phys), Self::parent_flags(leaf.flags));
+        Ok(TlbFlush::Range { start: leaf.virt, end: leaf.virt + HUGE_2M, step: HUGE_2M })
     }
 
     /// Frees the page-table frames left empty in `[virt, virt + len)`.
@@ -314,6 +397,18 @@ impl<'a> PageMapper<'a> {
     /// The level-4 table.
     pub fn level_4_table(&mut self) -> &mut PageTable {
         self.inner.level_4_table_mut()
+    }
+}
+
+/// The flush after changing `[virt, end)` whose smallest page is `step`:
+/// page by page, or everything when that would be more than 64 pages.
+fn flush_for(virt: u64, end: u64, step: u64) -> TlbFlush {
+    if end == virt {
+        TlbFlush::None
+    } else if (end - virt) / step > 64 {
+        TlbFlush::All
+    } else {
+        TlbFlush::Range { start: virt, end, step }
     }
 }
 
@@ -448,6 +543,53 @@ mod tests {
         );
         assert_eq!(m.translate(base), None);
         assert_eq!(m.unmap_range(base, 3), Err(MapError::Unaligned));
+    }
+
+    #[test]
+    fn update_flags_changes_rights_and_keeps_huge_pages() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        let base = 0x4000_0000;
+        m.map_range(base, 0x8000_0000, HUGE_2M + 2 * PAGE_SIZE, RW, PageSize::Size2M, &mut alloc).unwrap();
+        let ro = |f: PageTableFlags| f - PageTableFlags::WRITABLE;
+        assert_eq!(m.update_flags(base, PAGE_SIZE, ro), Err(MapError::SplitsHugePage(base)));
+        assert!(m.translate(base).unwrap().flags.contains(PageTableFlags::WRITABLE), "nothing changed");
+        let flush = m.update_flags(base, HUGE_2M + 2 * PAGE_SIZE, ro).unwrap();
+        // 514 pages at the smallest step: cheaper to flush everything.
+        assert_eq!(flush, TlbFlush::All);
+        let big = m.translate(base + 5).unwrap();
+        assert_eq!(big.size, PageSize::Size2M, "still a huge page");
+        assert!(!big.flags.contains(PageTableFlags::WRITABLE));
+        assert!(!m.translate(base + HUGE_2M).unwrap().flags.contains(PageTableFlags::WRITABLE));
+        assert_eq!(
+            m.update_flags(base + HUGE_2M + 2 * PAGE_SIZE, PAGE_SIZE, ro),
+            Err(MapError::NotMapped(base + HUGE_2M + 2 * PAGE_SIZE))
+        );
+    }
+
+    #[test]
+    fn split_2m_keeps_every_page_and_allows_single_unmaps() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        let base = 0x4000_0000;
+        let user = RW | PageTableFlags::USER_ACCESSIBLE;
+        m.map_range(base, 0x8000_0000, HUGE_2M, user, PageSize::Size2M, &mut alloc).unwrap();
+        let free = alloc.stats().free;
+        let flush = m.split_2m(base + 0x1234, &mut alloc).unwrap();
+        assert_eq!(flush, TlbFlush::Range { start: base, end: base + HUGE_2M, step: HUGE_2M });
+        assert_eq!(alloc.stats().free, free - 1, "one page table");
+        for i in [0u64, 1, 255, 511] {
+            let l = m.translate(base + i * PAGE_SIZE).unwrap();
+            assert_eq!((l.size, l.phys), (PageSize::Size4K, 0x8000_0000 + i * PAGE_SIZE));
+            assert!(l.flags.contains(user) && !l.flags.contains(PageTableFlags::HUGE_PAGE));
+        }
+        // One bad page goes; its 511 neighbours stay.
+        let _ = m.unmap_range(base + 7 * PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert!(m.translate(base + 7 * PAGE_SIZE).is_none());
+        assert!(m.translate(base + 6 * PAGE_SIZE).is_some() && m.translate(base + 8 * PAGE_SIZE).is_some());
+        // Splitting a 4 KiB mapping is a no-op; nothing mapped is an error.
+        assert_eq!(m.split_2m(base, &mut alloc), Ok(TlbFlush::None));
+        assert_eq!(m.split_2m(0x9000_0000, &mut alloc), Err(MapError::NotMapped(0x9000_0000)));
     }
 
     #[test]
