@@ -160,3 +160,23 @@ fn bench_pmem_prints_one_json_line_per_measurement() {
         }
     }
 }
+
+#[test]
+fn bench_pmem_refuses_a_device_that_holds_a_file_system() {
+    let mut m = boot_shell("bench-refuses");
+    let out = command(&mut m, "fs mkfs");
+    assert!(out.contains("formatted pmem0"), "{out}");
+    // Formatted but not mounted: the raw benchmark would overwrite the
+    // backup superblock at the end of the device.
+    let out = command(&mut m, "bench pmem");
+    assert!(out.contains("refused") && out.contains("fsdax file system"), "{out}");
+    assert!(!out.contains("{\"bench\""), "it measured anyway: {out}");
+    let out = command(&mut m, "fs mount");
+    assert!(out.contains("fs: mounted pmem0"), "{out}");
+    let out = command(&mut m, "bench pmem");
+    assert!(out.contains("refused") && out.contains("fs umount"), "{out}");
+    let out = command(&mut m, "fs fsck");
+    assert!(out.contains("fs: clean"), "{out}");
+    let out = command(&mut m, "pmem");
+    assert!(out.contains("holder file system"), "{out}");
+}
