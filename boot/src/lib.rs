@@ -9,6 +9,7 @@ pub mod build;
 pub mod fstool;
 pub mod qemu;
 pub mod qmp;
+pub mod summary;
 
 use std::path::PathBuf;
 

@@ -23,6 +23,8 @@ usage: fsdax COMMAND [OPTIONS]
                           kernel test passed
   bench [RUN OPTIONS] [NAME...]
                           build, boot with `bench` and print the benchmarks
+  clippy                  lint the kernel and its hal for the kernel target
+                          (warnings are errors)
 
 RUN OPTIONS
   --uefi                  boot with OVMF instead of SeaBIOS
@@ -147,6 +149,11 @@ fn main_inner(args: &[String]) -> Result<ProcessExit> {
     match cmd.as_str() {
         "help" | "-h" | "--help" => {
             print!("{HELP}{}", fstool::HELP);
+            Ok(ProcessExit::SUCCESS)
+        }
+        "clippy" => {
+            build::clippy_kernel()?;
+            eprintln!("fsdax: clippy: the kernel and its hal are clean");
             Ok(ProcessExit::SUCCESS)
         }
         "build" => {

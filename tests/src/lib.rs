@@ -86,6 +86,12 @@ pub fn parse_summary(text: &str) -> Option<Summary> {
     Some(Summary { passed: p.trim().parse().ok()?, failed: f.trim().parse().ok()?, skipped: s.trim().parse().ok()? })
 }
 
+/// Records a QEMU scenario in the test summary (`started` now, `passed`
+/// when the returned guard drops without a panic).
+pub fn scenario(name: &str) -> fsdax_boot::summary::Scenario {
+    fsdax_boot::summary::Scenario::start(name)
+}
+
 /// The exit code behind a QEMU exit status.
 pub fn exit_code(status: std::process::ExitStatus) -> Option<ExitCode> {
     status.code().and_then(ExitCode::from_qemu_status)

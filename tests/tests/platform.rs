@@ -11,6 +11,7 @@ use serde_json::json;
 
 #[test]
 fn kernel_tests_pass_and_summary_is_exact() {
+    let _scenario = scenario("kernel_tests_pass_and_summary_is_exact");
     let mut m = boot("harness", "test");
     let first = m.wait_for("booting", BOOT_TIMEOUT).expect("first line");
     eprintln!("first kernel line after {:?} of QEMU (TCG unless vmx/svm)", m.elapsed());
@@ -21,6 +22,7 @@ fn kernel_tests_pass_and_summary_is_exact() {
     let summaries = text.lines().filter(|l| l.starts_with(SUMMARY_PREFIX)).count();
     assert_eq!(summaries, 1, "exactly one summary line:\n{text}");
     let s = parse_summary(&out).expect("summary");
+    fsdax_boot::summary::record("kernel-tests", &format!("bios {} {} {}", s.passed, s.failed, s.skipped));
     assert_eq!(s.failed, 0, "kernel tests failed:\n{text}");
     assert_eq!(s.skipped, 0, "under QEMU every kernel test can run:\n{text}");
     assert!(s.passed >= 30, "too few kernel tests ran ({}):\n{text}", s.passed);
@@ -33,6 +35,7 @@ fn kernel_tests_pass_and_summary_is_exact() {
 
 #[test]
 fn deliberately_failing_test_is_reported() {
+    let _scenario = scenario("deliberately_failing_test_is_reported");
     let mut m = boot("selftest", "test selftest");
     let out = m.wait_for("skipped\n", BOOT_TIMEOUT).expect("harness summary");
     let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
@@ -50,6 +53,7 @@ fn deliberately_failing_test_is_reported() {
 
 #[test]
 fn test_filter_selects_tests() {
+    let _scenario = scenario("test_filter_selects_tests");
     let mut m = boot("filter", "test task::tests::spawn");
     let out = m.wait_for("skipped\n", BOOT_TIMEOUT).expect("harness summary");
     assert_eq!(parse_summary(&out), Some(Summary { passed: 1, failed: 0, skipped: 0 }), "{out}");
@@ -58,6 +62,7 @@ fn test_filter_selects_tests() {
 
 #[test]
 fn shell_commands_and_line_editing() {
+    let _scenario = scenario("shell_commands_and_line_editing");
     let mut m = boot_shell("shell");
     let help = command(&mut m, "help");
     for name in ["help", "mem", "tasks", "poweroff", "kill", "fault"] {
@@ -83,6 +88,7 @@ fn shell_commands_and_line_editing() {
 
 #[test]
 fn faulting_task_is_killed_and_shell_keeps_working() {
+    let _scenario = scenario("faulting_task_is_killed_and_shell_keeps_working");
     let mut m = boot_shell("task-fault");
     let out = command(&mut m, "fault task");
     let report = m.transcript();
@@ -102,6 +108,7 @@ fn faulting_task_is_killed_and_shell_keeps_working() {
 
 #[test]
 fn kernel_fault_is_a_panic_with_distinct_status() {
+    let _scenario = scenario("kernel_fault_is_a_panic_with_distinct_status");
     let mut m = boot_shell("kernel-fault");
     m.send_line("fault kernel").unwrap();
     m.wait_for("KERNEL PANIC", BOOT_TIMEOUT).expect("panic report");
@@ -115,6 +122,7 @@ fn kernel_fault_is_a_panic_with_distinct_status() {
 
 #[test]
 fn qmp_sees_the_nvdimm_and_controls_the_machine() {
+    let _scenario = scenario("qmp_sees_the_nvdimm_and_controls_the_machine");
     let qmp_path = fsdax_boot::output_dir().join("tests").join("qmp-test.sock");
     let _ = std::fs::remove_file(&qmp_path);
     let mut opts = options(Firmware::Bios, fresh_pmem("qmp"), "shell");
@@ -140,6 +148,7 @@ fn qmp_sees_the_nvdimm_and_controls_the_machine() {
 
 #[test]
 fn uefi_boot_runs_the_harness() {
+    let _scenario = scenario("uefi_boot_runs_the_harness");
     if fsdax_boot::qemu::ovmf_path().is_none() {
         panic!("OVMF is not installed: the README's test command installs it (apt-get install ovmf)");
     }
@@ -147,6 +156,7 @@ fn uefi_boot_runs_the_harness() {
     let mut m = Machine::start(&opts).unwrap();
     let out = m.wait_for("skipped\n", BOOT_TIMEOUT).expect("harness summary");
     let s = parse_summary(&out).expect("summary");
+    fsdax_boot::summary::record("kernel-tests", &format!("uefi {} {} {}", s.passed, s.failed, s.skipped));
     assert_eq!((s.failed, s.skipped), (0, 0), "{}", m.transcript());
     assert!(s.passed >= 30);
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::TestsPassed));
