@@ -34,6 +34,10 @@ fn writable(phys: usize, len: usize) -> Option<*mut u8> {
 }
 
 impl Handler for KernelAcpi {
+    /// # Safety
+    /// `acpi::Handler`'s contract: the `acpi` crate passes a physical range
+    /// firmware described (here, always read through a read-only or direct
+    /// mapping, never written through this mapping).
     unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
         let ptr = phys_ptr::<T>(physical_address, size);
         PhysicalMapping {

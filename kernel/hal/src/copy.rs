@@ -145,8 +145,9 @@ pub(crate) fn mc_fixup(rip: u64) -> Option<u64> {
 /// machine-check-safe instruction (`mc_fixup(rip)` is `Some`), which is
 /// inside `fsdax_copy_mc` with the record's address at `[rsp]`.
 pub(crate) unsafe fn record_stop(interrupted_rsp: u64, start: u64, len: u64) {
-    // SAFETY: this function's contract: [rsp] holds the address of the
-    // caller's `McStopRecord`, which lives in the copy caller's frame for
+    // SAFETY: the caller guarantees the interrupted code is at a string move
+    // of `fsdax_copy_mc`, so [rsp] holds the address of the copy caller's
+    // `McStopRecord`, which lives in the copy caller's frame for
     // the whole call; the copy is suspended, so nothing else writes it.
     unsafe {
         let record = (interrupted_rsp as *const *mut McStopRecord).read();
@@ -164,8 +165,9 @@ pub(crate) unsafe fn record_stop(interrupted_rsp: u64, start: u64, len: u64) {
 /// ranges must not overlap.
 pub(crate) unsafe fn copy_mc(dst: *mut u8, src: *const u8, len: usize) -> (usize, Option<(u64, u64)>) {
     let mut stop = McStopRecord::default();
-    // SAFETY: this function's contract; the routine touches exactly these
-    // ranges and writes `stop` only through the #MC handler.
+    // SAFETY: the caller guarantees `src` is readable and `dst` writable for
+    // `len` bytes without overlap; the routine touches exactly these ranges,
+    // and `stop` is a live local the #MC handler may write during the call.
     let left = unsafe { fsdax_copy_mc(dst, src, len, &mut stop) };
     // SAFETY: `stop` is a local the #MC handler may have written during the
     // call; read it volatile so the compiler does not assume it unchanged.
@@ -180,8 +182,9 @@ pub(crate) unsafe fn copy_mc(dst: *mut u8, src: *const u8, len: usize) -> (usize
 /// # Safety
 /// `src` readable and `dst` writable for `len` bytes, not overlapping.
 pub(crate) unsafe fn copy_plain(dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY: this function's contract; the two string moves cover exactly
-    // `len` bytes.
+    // SAFETY: the caller guarantees `src` readable and `dst` writable for
+    // `len` bytes without overlap; the two string moves touch exactly those
+    // bytes.
     unsafe {
         asm!(
             "rep movsq",
@@ -201,8 +204,8 @@ pub(crate) unsafe fn copy_plain(dst: *mut u8, src: *const u8, len: usize) {
 /// # Safety
 /// `dst` writable for `len` bytes.
 unsafe fn zero_plain(dst: *mut u8, len: usize) {
-    // SAFETY: this function's contract; `rep stosb` writes exactly `len`
-    // bytes from `dst` on.
+    // SAFETY: the caller guarantees `dst` writable for `len` bytes;
+    // `rep stosb` writes exactly those.
     unsafe {
         asm!(
             "rep stosb",
@@ -256,8 +259,9 @@ unsafe fn movnti_copy(dst: *mut u8, src: *const u8, qwords: usize) {
     if qwords == 0 {
         return;
     }
-    // SAFETY: this function's contract; the loop reads and writes exactly
-    // `qwords` words.
+    // SAFETY: the caller guarantees `src` readable and `dst` writable for
+    // `qwords * 8` bytes without overlap; the loop touches exactly those
+    // (it runs only for `qwords > 0`).
     unsafe {
         asm!(
             "2:",
@@ -284,8 +288,8 @@ unsafe fn movnti_zero(dst: *mut u8, qwords: usize) {
     if qwords == 0 {
         return;
     }
-    // SAFETY: this function's contract; the loop writes exactly `qwords`
-    // words.
+    // SAFETY: the caller guarantees `dst` writable for `qwords * 8` bytes;
+    // the loop writes exactly those (it runs only for `qwords > 0`).
     unsafe {
         asm!(
             "2:",
@@ -307,7 +311,8 @@ unsafe fn movnti_zero(dst: *mut u8, qwords: usize) {
 /// `src` readable and `dst` writable for `len` bytes, not overlapping.
 pub(crate) unsafe fn copy_flush(dst: *mut u8, src: *const u8, len: usize) {
     if len < NT_THRESHOLD {
-        // SAFETY: this function's contract.
+        // SAFETY: the caller guarantees `src` readable and `dst` writable
+        // (hence mapped) for `len` bytes without overlap.
         unsafe {
             copy_plain(dst, src, len);
             flush(dst, len);
@@ -317,8 +322,9 @@ pub(crate) unsafe fn copy_flush(dst: *mut u8, src: *const u8, len: usize) {
     let head = dst.align_offset(8).min(len);
     let body = (len - head) / 8;
     let done = head + body * 8;
-    // SAFETY: this function's contract; head, body and tail partition
-    // `[0, len)` and the body starts 8-byte aligned in `dst`.
+    // SAFETY: the caller guarantees `src` readable and `dst` writable for
+    // `len` bytes without overlap; head, body and tail partition `[0, len)`
+    // and the body starts 8-byte aligned in `dst`.
     unsafe {
         copy_plain(dst, src, head);
         flush(dst, head);
@@ -336,8 +342,9 @@ pub(crate) unsafe fn zero_flush(dst: *mut u8, len: usize) {
     let head = dst.align_offset(8).min(len);
     let body = (len - head) / 8;
     let done = head + body * 8;
-    // SAFETY: this function's contract; head, body and tail partition
-    // `[0, len)` and the body starts 8-byte aligned.
+    // SAFETY: the caller guarantees `dst` writable for `len` bytes; head,
+    // body and tail partition `[0, len)` and the body starts 8-byte
+    // aligned.
     unsafe {
         zero_plain(dst, head);
         flush(dst, head);

@@ -76,7 +76,9 @@ pub struct TaskContext {
 // false (Acquire), which `finish_switch` sets (Release) after the write; so
 // accesses never overlap.
 unsafe impl Sync for TaskContext {}
-// SAFETY: as above; the stack and address space are plain owned resources.
+// SAFETY: moving a context to another thread of execution moves owned
+// resources only (stack slot, address space, boxed entry); `rsp` is handed
+// over under the `running` protocol described for `Sync`.
 unsafe impl Send for TaskContext {}
 
 impl fmt::Debug for TaskContext {

@@ -37,7 +37,8 @@ pub const fn mci_misc(i: u8) -> u32 {
 /// The MSR must exist on this CPU (else the read raises #GP), and reading
 /// it must have no side effect the caller is not prepared for.
 pub(crate) unsafe fn read(msr: u32) -> u64 {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees the MSR exists on this CPU (no #GP) and
+    // that reading it has no side effect it is not prepared for.
     unsafe { Msr::new(msr).read() }
 }
 
@@ -48,7 +49,9 @@ pub(crate) unsafe fn read(msr: u32) -> u64 {
 /// keep every invariant the kernel relies on (paging, segmentation,
 /// interrupt delivery).
 pub(crate) unsafe fn write(msr: u32, value: u64) {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees the MSR exists on this CPU and that the
+    // value is valid for it and keeps paging, segmentation and interrupt
+    // delivery intact.
     unsafe { Msr::new(msr).write(value) }
 }
 

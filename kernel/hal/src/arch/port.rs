@@ -42,21 +42,24 @@ pub fn pci_config_read(bus: u8, device: u8, function: u8, offset: u16) -> u32 {
 /// The port must be one firmware describes for this purpose: reads of
 /// arbitrary ports can have side effects on devices.
 pub(crate) unsafe fn read_u8(port: u16) -> u8 {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port for this
+    // access, so reading it has only the effect firmware intends.
     unsafe { Port::new(port).read() }
 }
 
 /// # Safety
 /// As for [`read_u8`].
 pub(crate) unsafe fn read_u16(port: u16) -> u16 {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port for this
+    // access, so reading it has only the effect firmware intends.
     unsafe { Port::new(port).read() }
 }
 
 /// # Safety
 /// As for [`read_u8`].
 pub(crate) unsafe fn read_u32(port: u16) -> u32 {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port for this
+    // access, so reading it has only the effect firmware intends.
     unsafe { Port::new(port).read() }
 }
 
@@ -66,20 +69,23 @@ pub(crate) unsafe fn read_u32(port: u16) -> u32 {
 /// The port must be one firmware describes for this purpose, and the value
 /// one it expects there.
 pub(crate) unsafe fn write_u8(port: u16, v: u8) {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port and this
+    // value for it, so the write has only the effect firmware intends.
     unsafe { Port::new(port).write(v) }
 }
 
 /// # Safety
 /// As for [`write_u8`].
 pub(crate) unsafe fn write_u16(port: u16, v: u16) {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port and this
+    // value for it, so the write has only the effect firmware intends.
     unsafe { Port::new(port).write(v) }
 }
 
 /// # Safety
 /// As for [`write_u8`].
 pub(crate) unsafe fn write_u32(port: u16, v: u32) {
-    // SAFETY: this function's contract.
+    // SAFETY: the caller guarantees firmware describes this port and this
+    // value for it, so the write has only the effect firmware intends.
     unsafe { Port::new(port).write(v) }
 }

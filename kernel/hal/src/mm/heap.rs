@@ -102,6 +102,8 @@ fn grow(heap: &mut Heap, need: usize) -> bool {
 // SAFETY: allocation and deallocation are delegated to `Heap`, which upholds
 // GlobalAlloc's contract, under a lock; growing only adds memory at the top.
 unsafe impl GlobalAlloc for KernelHeap {
+    /// # Safety
+    /// `GlobalAlloc::alloc`'s contract: `layout` has a non-zero size.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut heap = self.0.lock();
         loop {
@@ -114,6 +116,9 @@ unsafe impl GlobalAlloc for KernelHeap {
         }
     }
 
+    /// # Safety
+    /// `GlobalAlloc::dealloc`'s contract: `ptr` came from `alloc` with
+    /// `layout` and is not used again.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
             // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with

@@ -71,8 +71,9 @@ fn max_page() -> PageSize {
 /// through the direct map, and the caller must have exclusive use of the
 /// tables for the mapper's lifetime (`PAGE_TABLES` held, or boot).
 unsafe fn mapper_for(pml4: u64) -> PageMapper<'static> {
-    // SAFETY: this function's contract: the table is valid and exclusively
-    // ours; every table it refers to is RAM, which the direct map covers.
+    // SAFETY: the caller guarantees `pml4` is a live level-4 table and that
+    // it has exclusive use of the tables; every table it refers to is RAM,
+    // which the direct map covers at PHYS_OFFSET.
     unsafe { PageMapper::new(&mut *(phys_to_virt(pml4) as *mut PageTable), PHYS_OFFSET) }
 }
 
@@ -81,7 +82,8 @@ unsafe fn mapper_for(pml4: u64) -> PageMapper<'static> {
 /// # Safety
 /// The frame must be RAM owned by the caller, with no other user.
 unsafe fn zero_frame(phys: u64) {
-    // SAFETY: this function's contract; the direct map covers all RAM.
+    // SAFETY: the caller owns the frame (RAM, no other user); the direct map
+    // covers all RAM, so the 4 KiB at its direct-map address are writable.
     unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
 }
 
@@ -337,8 +339,9 @@ unsafe fn map_permanent(phys: u64, len: u64, flags: Flags) -> u64 {
     let offset = phys & (PAGE_SIZE - 1);
     let span = (len.max(1) + offset).next_multiple_of(PAGE_SIZE);
     let virt = NEXT_MMIO.fetch_add(span + PAGE_SIZE, Ordering::Relaxed);
-    // SAFETY: this function's contract; the virtual range is fresh (never
-    // handed out before).
+    // SAFETY: the caller guarantees the physical range is device or firmware
+    // memory no allocator hands out and that `flags` suit it; the virtual
+    // range is fresh (NEXT_MMIO only grows), so nothing else maps it.
     unsafe { map_kernel(virt, phys - offset, span, flags, PageSize::Size4K) }.expect("permanent kernel mapping");
     virt + offset
 }
