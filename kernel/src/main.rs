@@ -1,14 +1,16 @@
 //! The fsdax kernel.
 //!
 //! Three layers (see docs/design.md):
-//! - `fsdax-hal` (kernel/hal): the machine, behind small safe types, and the
-//!   only `unsafe` code; it calls up only through handlers registered here.
+//! - `fsdax-hal` (kernel/hal): the machine, behind small safe types; the
+//!   only code of the kernel the compiler cannot check for memory safety
+//!   lives there. It calls up only through handlers registered here.
 //! - `fsdax-kcore` (kernel/core): the kernel's decisions as pure,
 //!   host-tested logic (scheduler core, kill rule, machine-check dispatch,
 //!   memory-failure routing, copy_mc reconciliation, command line).
 //! - this crate: the glue and the policy: tasks, time, sleeping locks,
 //!   machine-check handling, pmem devices, the file system, the console, the
-//!   test harness and benchmarks. It has no `unsafe` code.
+//!   test harness and benchmarks. It denies unchecked code (below) and has
+//!   none.
 //!
 //! Boot path: the hal brings the machine up (console first, so something is
 //! printed within a moment), the kernel registers its handlers, starts the

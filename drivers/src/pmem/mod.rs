@@ -1,10 +1,9 @@
-//! Persistent-memory devices.
-//!
-//! For now this holds the hardware-independent part: the per-device poison
-//! bookkeeping ([`poison`]). The device itself (mapping the SPA range found
-//! in the NFIT, machine-check-safe reads, flushing writes) will live beside
-//! it. (No `forbid(unsafe_code)` here: the device code will need
-//! `unsafe`; [`poison`] forbids it for itself.)
+//! Persistent-memory devices, without the hardware: the device logic
+//! ([`device`]: range checks, poison list, recovery write, holder) and the
+//! per-device poison bookkeeping ([`poison`]). Mapping the SPA ranges and
+//! the machine-check-safe and flushing copies are the kernel's
+//! (`kernel/hal`'s `PmemRegion`), plugged in through
+//! [`device::PmemMedia`]. Both modules forbid `unsafe` code.
 
 pub mod device;
 pub mod poison;

@@ -10,8 +10,8 @@
 //!   same lock. Lock order: wait queue, then scheduler.
 //! - [`Mutex`] and [`RwLock`] (writer-preferring, `fsdax_kcore::lockstate`):
 //!   the wait queue holds who owns the lock; the data sits in a `spin` lock
-//!   that the owner always finds free (the protocol guarantees it), so no
-//!   new `unsafe` is needed. Their guards release on drop.
+//!   that the owner always finds free (the protocol guarantees it), so they
+//!   need no unchecked code. Their guards release on drop.
 //!
 //! Killing: every sleeping lock a task holds, or waits for, counts in its
 //! record (`sleeping_locks`); a kill of such a task is deferred until it
