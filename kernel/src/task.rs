@@ -224,16 +224,21 @@ pub(crate) fn wake(id: TaskId) -> bool {
     with_sched(|s| s.wake(id))
 }
 
-/// The current task took a sleeping lock.
+/// The current task took (or waits for) a sleeping lock. (Before the
+/// scheduler exists there is only the boot context: nothing to count.)
 pub(crate) fn sleeping_lock_acquired() {
-    with_sched(|s| s.lock_acquired());
+    if let Some(s) = SCHED.lock().as_mut() {
+        s.lock_acquired();
+    }
 }
 
 /// The current task released a sleeping lock.
 pub(crate) fn sleeping_lock_released() {
     // A pending kill now takes effect at the next safe point (tick or
     // block), not here in the middle of the caller's code.
-    let _ = with_sched(|s| s.lock_released());
+    if let Some(s) = SCHED.lock().as_mut() {
+        let _ = s.lock_released();
+    }
 }
 
 /// Ends the current task.
