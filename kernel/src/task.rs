@@ -440,12 +440,23 @@ fn fault_here() {
     crate::kprintln!("fault: {UNMAPPED:#x} is not a usable probe address: {e}");
 }
 
-fsdax_hal::shell_command!(FAULT_CMD, name: "fault", usage: "fault task|kernel|spin",
-    help: "page fault in a new task (killed), in the kernel task (panic), or spawn a spinning task",
+fsdax_hal::shell_command!(FAULT_CMD, name: "fault", usage: "fault task|locked|kernel|spin",
+    help: "page fault in a new task (killed), in a task holding a sleeping lock or in the kernel task (panic), or spawn a spinning task",
     run: |args| match args.first().copied() {
         Some("task") => match Builder::new("faulter").detached().spawn(fault_here) {
             Ok(id) => {
                 crate::kprintln!("spawned task {id}, which reads {UNMAPPED:#x}");
+                sleep_ticks(2);
+            }
+            Err(e) => crate::kprintln!("fault: cannot spawn a task: {e}"),
+        },
+        Some("locked") => match Builder::new("locker").detached().spawn(|| {
+            static LOCK: crate::sync::Mutex<()> = crate::sync::Mutex::new(());
+            let _held = LOCK.lock();
+            fault_here();
+        }) {
+            Ok(id) => {
+                crate::kprintln!("spawned task {id}, which reads {UNMAPPED:#x} while holding a sleeping lock");
                 sleep_ticks(2);
             }
             Err(e) => crate::kprintln!("fault: cannot spawn a task: {e}"),
@@ -458,7 +469,7 @@ fsdax_hal::shell_command!(FAULT_CMD, name: "fault", usage: "fault task|kernel|sp
             Ok(id) => crate::kprintln!("spawned spinning task {id}"),
             Err(e) => crate::kprintln!("fault: cannot spawn a task: {e}"),
         },
-        _ => crate::kprintln!("usage: fault task|kernel|spin"),
+        _ => crate::kprintln!("usage: fault task|locked|kernel|spin"),
     }
 );
 

@@ -121,6 +121,19 @@ fn kernel_fault_is_a_panic_with_distinct_status() {
 }
 
 #[test]
+fn fault_while_holding_a_sleeping_lock_is_a_panic_with_the_reason() {
+    let _scenario = scenario("fault_while_holding_a_sleeping_lock_is_a_panic_with_the_reason");
+    let mut m = boot_shell("locked-fault");
+    m.send_line("fault locked").unwrap();
+    m.wait_for("KERNEL PANIC", BOOT_TIMEOUT).expect("panic report");
+    let status = m.wait_exit(BOOT_TIMEOUT).unwrap();
+    let report = m.transcript();
+    assert!(report.contains("page fault") && report.contains("CR2 0xdead0000"), "{report}");
+    assert!(report.contains("(locker), which cannot be killed for it: it holds a sleeping lock"), "{report}");
+    assert_eq!(exit_code(status), Some(ExitCode::KernelPanic), "status {status:?}");
+}
+
+#[test]
 fn qmp_sees_the_nvdimm_and_controls_the_machine() {
     let _scenario = scenario("qmp_sees_the_nvdimm_and_controls_the_machine");
     let qmp_path = fsdax_boot::output_dir().join("tests").join("qmp-test.sock");
