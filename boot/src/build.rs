@@ -27,26 +27,26 @@ impl Firmware {
     }
 }
 
-/// Builds the kernel ELF and returns its path.
-///
-/// The kernel has its own target directory (`target/kernel`) so that a build
-/// started from inside `cargo test` or `cargo run` never waits on the lock of
-/// the host build.
-pub fn build_kernel() -> Result<PathBuf> {
+/// A cargo command for the kernel target (`x86_64-fsdax.json`,
+/// build-std) on the kernel and its hal, in the kernel's own target
+/// directory (`target/kernel`, so a build started from inside `cargo test`
+/// or `cargo run` never waits on the lock of the host build).
+fn kernel_cargo(subcommand: &str) -> Command {
     let root = workspace_root();
-    let target_dir = root.join("target").join("kernel");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
         // Host-build variables of an enclosing cargo must not leak into the
         // kernel build.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .args([
-            "build",
+            subcommand,
             "--package",
             "fsdax-kernel",
+            "--package",
+            "fsdax-hal",
             "--profile",
             "kernel",
             "--target",
@@ -56,17 +56,34 @@ pub fn build_kernel() -> Result<PathBuf> {
             "-Zbuild-std-features=compiler-builtins-mem",
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .context("running cargo to build the kernel")?;
+        .arg(root.join("target").join("kernel"));
+    cmd
+}
+
+/// Builds the kernel ELF and returns its path.
+pub fn build_kernel() -> Result<PathBuf> {
+    let status = kernel_cargo("build").status().context("running cargo to build the kernel")?;
     if !status.success() {
         bail!("kernel build failed ({status})");
     }
-    let elf = target_dir.join("x86_64-fsdax").join("kernel").join("fsdax-kernel");
+    let elf = workspace_root().join("target").join("kernel").join("x86_64-fsdax").join("kernel").join("fsdax-kernel");
     if !elf.exists() {
         bail!("kernel build succeeded but {} is missing", elf.display());
     }
     Ok(elf)
+}
+
+/// Runs clippy on the kernel and its hal for the kernel target, warnings
+/// denied. Ok if clean.
+pub fn clippy_kernel() -> Result<()> {
+    let status = kernel_cargo("clippy")
+        .args(["--", "-D", "warnings"])
+        .status()
+        .context("running cargo clippy for the kernel target")?;
+    if !status.success() {
+        bail!("clippy found problems in the kernel ({status})");
+    }
+    Ok(())
 }
 
 /// The bootloader configuration of the image: quiet (trace logging to the

@@ -11,6 +11,7 @@ pub mod fstool;
 pub mod linux;
 pub mod qemu;
 pub mod qmp;
+pub mod summary;
 pub mod user;
 
 use std::path::PathBuf;

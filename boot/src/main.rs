@@ -34,6 +34,8 @@ usage: fsdax COMMAND [OPTIONS]
                           (defaults: --size 256M --rounds 3; 10-20 min)
   user                    build the user programs (user/) into
                           target/fsdax/user/
+  clippy                  lint the kernel and its hal for the kernel target
+                          (warnings are errors)
 
 RUN OPTIONS
   --uefi                  boot with OVMF instead of SeaBIOS
@@ -199,6 +201,11 @@ fn main_inner(args: &[String]) -> Result<ProcessExit> {
     match cmd.as_str() {
         "help" | "-h" | "--help" => {
             print!("{HELP}{}", fstool::help());
+            Ok(ProcessExit::SUCCESS)
+        }
+        "clippy" => {
+            build::clippy_kernel()?;
+            eprintln!("fsdax: clippy: the kernel and its hal are clean");
             Ok(ProcessExit::SUCCESS)
         }
         "build" => {

@@ -16,7 +16,8 @@ impl Console {
     /// There must be a 16550-compatible UART at `base`, and no other code may
     /// program it while this value exists (a raw emergency writer aside).
     pub unsafe fn new(base: u16) -> Self {
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: the caller guarantees a 16550-compatible UART at `base` that
+        // no other code programs while this value exists.
         let mut port = unsafe { SerialPort::new(base) };
         port.init();
         Console { port }

@@ -218,6 +218,7 @@ fn crash_states_of_scripted_workload() {
         "crash consistency (scripted): {} ops, {} crash points, {} crash states checked",
         st.ops, st.points, st.states
     );
+    record_summary("crash-states", &format!("{} scripted", st.states));
     assert!(st.states > 200);
 }
 
@@ -240,6 +241,7 @@ fn crash_states_of_rewriting_a_self_shared_file() {
         "crash consistency (self-shared rewrite): {} ops, {} crash points, {} crash states checked",
         st.ops, st.points, st.states
     );
+    record_summary("crash-states", &format!("{} self-shared rewrite", st.states));
     assert!(st.states > 20);
 }
 
@@ -261,5 +263,6 @@ fn crash_states_of_random_workloads() {
         "crash consistency (random): {} ops, {} crash points, {} crash states checked",
         st.ops, st.points, st.states
     );
+    record_summary("crash-states", &format!("{} random", st.states));
     assert!(st.states > 100);
 }

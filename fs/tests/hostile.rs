@@ -4,6 +4,9 @@
 //! Nothing may panic, loop forever or read out of bounds. Budget via
 //! FSDAX_FS_FUZZ_ITERS (default keeps `cargo test` fast).
 
+mod common;
+
+use common::record_summary;
 use fsdax_fs::crc::crc32c;
 use fsdax_fs::format::{CkptHeader, Superblock, CKPT_HDR_LEN, LOG_ALIGN, LOG_HDR, SB_LEN};
 use fsdax_fs::*;
@@ -266,6 +269,7 @@ fn hostile_images_never_panic() {
         }
     }
     println!("hostile images: {iters} mutated, {mounted} mounted ({rw} read-write), {refused} refused");
+    record_summary("hostile-images", &format!("{iters} {mounted} {refused}"));
     for (k, v) in &outcomes {
         println!("  {v:6}  {k}");
     }

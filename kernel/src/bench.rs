@@ -6,17 +6,21 @@
 //! against: writes with plain stores, non-temporal stores and stores +
 //! cache-line write-back, reads with the machine-check-safe copy and with a
 //! plain copy, at 4 KiB, 2 MiB and 64 MiB. It overwrites the last 64 MiB of
-//! pmem0.
+//! pmem0, so it claims the device first and refuses a device that holds a
+//! file system (mounted or not).
 
-use alloc::vec;
+use alloc::sync::Arc;
 
+use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
+use fsdax_hal::mm::{PmemAccessError, PmemRegion};
+use fsdax_hal::time::rdtsc;
 use fsdax_ktest::protocol::ExitCode;
 
-use crate::arch::{copy, cpu};
+use crate::pmem::{self, HolderKind};
 
 /// Prints one measurement.
 fn report(bench: &str, name: &str, size: u64, bytes: u64, cycles: u64) {
-    let hz = u128::from(crate::time::tsc_hz().max(1));
+    let hz = u128::from(fsdax_hal::time::tsc_hz().max(1));
     // MB/s = bytes / (cycles / hz) / 1e6
     let mbps = u128::from(bytes) * hz / u128::from(cycles.max(1)) / 1_000_000;
     crate::kprintln!(
@@ -26,43 +30,49 @@ fn report(bench: &str, name: &str, size: u64, bytes: u64, cycles: u64) {
     );
 }
 
-/// A measured operation: `pm` in the pmem mapping, `ram` a RAM buffer, both
-/// valid for `len` bytes.
-type Op = unsafe fn(pm: *mut u8, ram: *mut u8, len: usize);
+/// A measured operation between `len` bytes of the region at `offset` and
+/// the RAM buffer.
+type Op = fn(region: &PmemRegion, offset: u64, ram: &mut [u8]) -> Result<(), PmemAccessError>;
 
-unsafe fn write_plain(pm: *mut u8, ram: *mut u8, len: usize) {
-    // SAFETY: `Op`'s contract.
-    unsafe { copy::copy_plain(pm, ram, len) }
+fn write_plain(r: &PmemRegion, off: u64, ram: &mut [u8]) -> Result<(), PmemAccessError> {
+    r.write_plain(off, ram)
 }
 
-unsafe fn write_nt(pm: *mut u8, ram: *mut u8, len: usize) {
-    // SAFETY: `Op`'s contract.
-    unsafe { copy::copy_flush(pm, ram, len) };
-    copy::fence();
+fn write_nt(r: &PmemRegion, off: u64, ram: &mut [u8]) -> Result<(), PmemAccessError> {
+    r.write_flush(off, ram)?;
+    r.fence();
+    Ok(())
 }
 
-unsafe fn write_clwb(pm: *mut u8, ram: *mut u8, len: usize) {
-    // SAFETY: `Op`'s contract.
-    unsafe {
-        copy::copy_plain(pm, ram, len);
-        copy::flush(pm, len);
+fn write_clwb(r: &PmemRegion, off: u64, ram: &mut [u8]) -> Result<(), PmemAccessError> {
+    r.write_plain(off, ram)?;
+    r.flush(off, ram.len() as u64)?;
+    r.fence();
+    Ok(())
+}
+
+fn read_mc(r: &PmemRegion, off: u64, ram: &mut [u8]) -> Result<(), PmemAccessError> {
+    r.read_mc(off, ram).map_err(|(e, _)| e)
+}
+
+fn read_plain(r: &PmemRegion, off: u64, ram: &mut [u8]) -> Result<(), PmemAccessError> {
+    r.read_plain(off, ram)
+}
+
+/// The benchmark's claim on the device: memory failures are logged.
+#[derive(Debug)]
+struct BenchHolder;
+
+impl Holder for BenchHolder {
+    fn notify_failure(&self, offset: u64, len: u64, _flags: MfFlags) -> Result<(), HolderError> {
+        crate::warn!("bench pmem: memory failure at {offset:#x}+{len:#x} during the benchmark");
+        Ok(())
     }
-    copy::fence();
-}
-
-unsafe fn read_mc(pm: *mut u8, ram: *mut u8, len: usize) {
-    // SAFETY: `Op`'s contract.
-    unsafe { copy::copy_mc(ram, pm, len) };
-}
-
-unsafe fn read_plain(pm: *mut u8, ram: *mut u8, len: usize) {
-    // SAFETY: `Op`'s contract.
-    unsafe { copy::copy_plain(ram, pm, len) }
 }
 
 /// The pmem copy benchmarks.
 pub fn pmem() {
-    let Some(dev) = crate::pmem::devices().first() else {
+    let Some(dev) = pmem::devices().first() else {
         crate::kprintln!("bench pmem: no persistent memory");
         return;
     };
@@ -72,20 +82,29 @@ pub fn pmem() {
         crate::kprintln!("bench pmem: pmem0 is smaller than 64 MiB");
         return;
     }
-    let base = dev.media().mapping().virt() + dev.len() - BIG;
-    let mut ram = vec![0x5au8; CHUNK as usize];
-    let ram_ptr = ram.as_mut_ptr();
+    if let Err(e) = pmem::claim(dev, HolderKind::Raw("bench pmem"), Arc::new(BenchHolder)) {
+        crate::kprintln!("bench pmem: refused: pmem0 cannot be written raw: {e}");
+        return;
+    }
+    let region = dev.media().region();
+    let base = dev.len() - BIG;
+    let mut ram = match pmem::buffer(CHUNK as usize, 0x5a) {
+        Ok(b) => b,
+        Err(e) => {
+            pmem::release(dev);
+            return crate::kprintln!("bench pmem: {e}");
+        }
+    };
     crate::info!(
         "bench pmem: pmem0 at {:#x}, scratch = last 64 MiB; flush with {}; TSC {} MHz",
         dev.phys_base(),
-        copy::flush_insn().name(),
-        crate::time::tsc_hz() / 1_000_000
+        fsdax_hal::copy::flush_insn().name(),
+        fsdax_hal::time::tsc_hz() / 1_000_000
     );
     // Touch the whole scratch area once, so that no measurement pays for the
     // host faulting in pages of the NVDIMM's backing file.
-    // SAFETY: the last 64 MiB of the pmem mapping.
-    unsafe { copy::zero_flush(base as *mut u8, BIG as usize) };
-    copy::fence();
+    let _ = region.zero_flush(base, BIG);
+    region.fence();
     let ops: [(&str, Op); 5] = [
         ("write_plain", write_plain),
         ("write_nt", write_nt),
@@ -93,27 +112,29 @@ pub fn pmem() {
         ("read_mc", read_mc),
         ("read_plain", read_plain),
     ];
-    for (name, op) in ops {
+    'ops: for (name, op) in ops {
         for (size, reps) in [(4096u64, 256u64), (CHUNK, 8), (BIG, 1)] {
             // Warm the translation and caches once.
-            // SAFETY: `base` starts the last 64 MiB of the pmem mapping and
-            // `ram_ptr` the 2 MiB buffer; at most 2 MiB is copied.
-            unsafe { op(base as *mut u8, ram_ptr, size.min(CHUNK) as usize) };
-            let t0 = cpu::rdtsc();
+            let warm = size.min(CHUNK) as usize;
+            if let Err(e) = op(region, base, &mut ram[..warm]) {
+                crate::kprintln!("bench pmem: {name}: {e}");
+                continue 'ops;
+            }
+            let t0 = rdtsc();
             for r in 0..reps {
                 let mut done = 0;
                 while done < size {
                     let len = (size - done).min(CHUNK);
                     let at = base + (r * size + done) % BIG;
-                    // SAFETY: `at + len <= base + BIG` because sizes divide BIG.
-                    unsafe { op(at as *mut u8, ram_ptr, len as usize) };
+                    // `at + len <= base + BIG` because the sizes divide BIG.
+                    let _ = op(region, at, &mut ram[..len as usize]);
                     done += len;
                 }
             }
-            report("pmem", name, size, size * reps, cpu::rdtsc() - t0);
+            report("pmem", name, size, size * reps, rdtsc() - t0);
         }
     }
-    drop(ram);
+    pmem::release(dev);
 }
 
 /// Runs the named benchmarks (all when `names` is empty).
@@ -126,7 +147,7 @@ pub fn run(names: &[&str]) {
     }
     for n in names {
         if !all.iter().any(|(a, _)| a == n) {
-            crate::kprintln!("bench: no benchmark {n:?} (have: pmem)");
+            crate::kprintln!("bench: no benchmark `{n}` (have: pmem)");
         }
     }
 }
@@ -135,9 +156,9 @@ pub fn run(names: &[&str]) {
 pub fn run_and_exit(names: &[&str]) -> ! {
     run(names);
     crate::kprintln!("bench: done");
-    crate::panic::exit_qemu(ExitCode::BenchDone)
+    fsdax_hal::power::exit_qemu(ExitCode::BenchDone)
 }
 
-crate::shell_command!(BENCH_CMD, name: "bench", usage: "bench [pmem]",
-    help: "benchmarks, one JSON line per measurement (pmem overwrites the last 64 MiB of pmem0)",
+fsdax_hal::shell_command!(BENCH_CMD, name: "bench", usage: "bench [pmem]",
+    help: "benchmarks, one JSON line per measurement (pmem needs pmem0 without a file system: it overwrites its last 64 MiB)",
     run: run);

@@ -9,6 +9,12 @@
 //! owns the poisoned bytes, records them in the persistent bad-block list,
 //! and reports every owner (file inode and offset, or metadata). The mapping
 //! tasks that would be signalled come with DAX mappings (a later step).
+//!
+//! The mounted file system sits behind a sleeping reader-writer lock
+//! ([`crate::sync::RwLock`]): reads (`ls`, `cat`, `stat`, `fsck`, `df`,
+//! reverse-map queries) share it, changes take it alone, and a long
+//! operation keeps interrupts on, so the timer and other tasks run while it
+//! works.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -16,20 +22,25 @@ use alloc::sync::Arc;
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
 use fsdax_fs::{FileSystem, MkfsOptions, RmapOwner, RmapRecord};
-use spin::Mutex;
-use x86_64::instructions::interrupts::without_interrupts;
 
-use crate::pmem::{self, Device};
+use crate::pmem::{self, Device, HolderKind};
+use crate::sync::RwLock;
 
 /// The file system on a kernel pmem device.
 pub type KernelFs = FileSystem<&'static Device>;
 
-static FS: Mutex<Option<KernelFs>> = Mutex::new(None);
+static FS: RwLock<Option<KernelFs>> = RwLock::new(None);
 
-/// Runs `f` on the mounted file system, under its lock (interrupts off, like
-/// every kernel lock).
+/// Runs `f` on the mounted file system with exclusive access (a sleeping
+/// write lock); None if nothing is mounted.
 pub fn with_fs<R>(f: impl FnOnce(&mut KernelFs) -> R) -> Option<R> {
-    without_interrupts(|| FS.lock().as_mut().map(f))
+    FS.write().as_mut().map(f)
+}
+
+/// Runs `f` on the mounted file system with shared access (a sleeping read
+/// lock); None if nothing is mounted.
+pub fn with_fs_read<R>(f: impl FnOnce(&KernelFs) -> R) -> Option<R> {
+    FS.read().as_ref().map(f)
 }
 
 /// The holder a mounted file system registers on its device.
@@ -58,7 +69,7 @@ impl Holder for FsHolder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), HolderError> {
         if flags.contains(MfFlags::PRE_REMOVE) {
             crate::warn!("fs: device going away: unmounting");
-            let fs = without_interrupts(|| FS.lock().take());
+            let fs = FS.write().take();
             if let Some(fs) = fs {
                 let _ = fs.unmount();
             }
@@ -74,7 +85,7 @@ impl Holder for FsHolder {
                 // The bad-block list could not be made persistent (e.g. the
                 // file system is read-only): still say who is affected.
                 crate::error!("fs: recording bad blocks at {offset:#x}+{len}: {e}");
-                if let Some(owners) = with_fs(|fs| fs.rmap_query(offset, len)) {
+                if let Some(owners) = with_fs_read(|fs| fs.rmap_query(offset, len)) {
                     report_owners(offset, &owners);
                 }
                 Err(HolderError::Unsupported)
@@ -85,27 +96,26 @@ impl Holder for FsHolder {
 
 /// Mounts the file system on `dev` and makes it the device's holder.
 pub fn mount(dev: &'static Device) -> Result<(), String> {
-    if without_interrupts(|| FS.lock().is_some()) {
-        return Err(String::from("pmem0 is already mounted"));
+    let mut slot = FS.write();
+    if slot.is_some() {
+        return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
+    }
+    if let HolderKind::Raw(who) = pmem::holder_of(dev) {
+        return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));
     }
     let fs = KernelFs::mount(dev).map_err(|e| alloc::format!("{}", cli::mount_error(&TOOL, e)))?;
-    let old = dev.clear_holder();
-    if dev.set_holder(Arc::new(FsHolder)).is_err() {
-        if let Some(old) = old {
-            let _ = dev.set_holder(old);
-        }
-        return Err(String::from("device busy"));
+    if let Err(e) = pmem::claim(dev, HolderKind::FileSystem, Arc::new(FsHolder)) {
+        return Err(alloc::format!("{}: {e}", dev.name()));
     }
-    without_interrupts(|| *FS.lock() = Some(fs));
+    *slot = Some(fs);
     Ok(())
 }
 
-/// Unmounts (checkpoint) and gives the device its logging holder back.
+/// Unmounts (checkpoint) and gives the device back to the logging holder.
 pub fn unmount() -> Result<(), String> {
-    let fs = without_interrupts(|| FS.lock().take()).ok_or_else(|| String::from(NOT_MOUNTED))?;
+    let fs = FS.write().take().ok_or_else(|| String::from(NOT_MOUNTED))?;
     let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("umount: {e}"))?;
-    dev.clear_holder();
-    let _ = dev.set_holder(pmem::logging_holder(dev.name()));
+    pmem::release(dev);
     Ok(())
 }
 
@@ -119,8 +129,11 @@ fn cmd_fs(args: &[&str]) {
     let mut out = String::new();
     let result: Result<(), String> = match args {
         ["mkfs"] => dev().and_then(|d| {
-            if without_interrupts(|| FS.lock().is_some()) {
+            if FS.read().is_some() {
                 return Err(String::from("pmem0 is mounted: `fs umount` first"));
+            }
+            if let HolderKind::Raw(who) = pmem::holder_of(d) {
+                return Err(alloc::format!("{} is in raw use by `{who}`", d.name()));
             }
             let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|e| alloc::format!("mkfs: {e}"))?;
             let _ = cli::describe_mkfs(&fs, &TOOL, &mut out);
@@ -128,7 +141,7 @@ fn cmd_fs(args: &[&str]) {
             Ok(())
         }),
         ["mount"] => dev().and_then(mount).map(|()| {
-            if let Some(line) = with_fs(|fs| cli::describe_mount(fs, &TOOL)) {
+            if let Some(line) = with_fs_read(|fs| cli::describe_mount(fs, &TOOL)) {
                 out.push_str(&alloc::format!("{line}; the file system is pmem0's holder\n"));
             }
         }),
@@ -153,50 +166,107 @@ fn cmd_fs(args: &[&str]) {
     }
 }
 
-crate::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|...",
+fsdax_hal::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|...",
     help: "the fsdax file system on pmem0 (mounted, it is pmem0's holder)",
     run: cmd_fs);
 
 mod tests {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
     use fsdax_drivers::pmem::ByteRange;
-    use fsdax_ktest::{kassert, kassert_eq, ktest, Failure};
+    use fsdax_ktest::{kassert, kassert_eq, kfail, ktest, Failure};
 
     use super::*;
+    use crate::task::{self, ExitReason};
 
-    fn fail(message: &'static str) -> Failure {
-        Failure { file: file!(), line: line!(), message }
+    fn fresh_mount() -> Result<&'static Device, Failure> {
+        let d = pmem::device("pmem0").ok_or(kfail!("no pmem0"))?;
+        let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|_| kfail!("mkfs"))?;
+        fs.unmount().map_err(|_| kfail!("unmount after mkfs"))?;
+        mount(d).map_err(|_| kfail!("mount"))?;
+        Ok(d)
     }
 
     ktest!(mount_and_memory_failure_reaches_the_file_owner, {
-        let d = pmem::device("pmem0").ok_or(fail("no pmem0"))?;
-        let fs = KernelFs::mkfs(d, MkfsOptions::default()).map_err(|_| fail("mkfs"))?;
-        fs.unmount().map_err(|_| fail("unmount after mkfs"))?;
-        mount(d).map_err(|_| fail("mount"))?;
+        let d = fresh_mount()?;
         let (ino, phys) = with_fs(|fs| -> Result<(u64, u64), Failure> {
-            let ino = fs.open("/victim", true).map_err(|_| fail("create"))?;
-            fs.write(ino, 0, &[0x42; 8192]).map_err(|_| fail("write"))?;
-            let b = fs.bmap(ino, 4096).map_err(|_| fail("bmap"))?;
-            Ok((ino, b.phys.ok_or(fail("hole"))? + (4096 - b.file_offset)))
+            let ino = fs.open("/victim", true).map_err(|_| kfail!("create"))?;
+            fs.write(ino, 0, &[0x42; 8192]).map_err(|_| kfail!("write"))?;
+            let b = fs.bmap(ino, 4096).map_err(|_| kfail!("bmap"))?;
+            Ok((ino, b.phys.ok_or(kfail!("hole"))? + (4096 - b.file_offset)))
         })
-        .ok_or(fail("not mounted"))??;
+        .ok_or(kfail!("not mounted"))??;
         // Poison in the file's second block reaches the file system through
         // memory_failure -> device -> holder -> rmap.
-        let range = ByteRange::from_len(d.phys_base() + phys + 128, 64).ok_or(fail("range"))?;
+        let range = ByteRange::from_len(d.phys_base() + phys + 128, 64).ok_or(kfail!("range"))?;
         let f = pmem::memory_failure(range, MfFlags::ACTION_OPTIONAL);
         kassert!(matches!(f, pmem::Failure::Recorded { holder_notified: true, .. }), "the holder was not told");
-        let bad = with_fs(|fs| fs.bad_blocks()).ok_or(fail("not mounted"))?;
+        let bad = with_fs_read(|fs| fs.bad_blocks()).ok_or(kfail!("not mounted"))?;
         kassert!(bad.iter().any(|&(p, l)| p <= phys && phys < p + l), "not in the persistent bad-block list");
-        let owners = with_fs(|fs| fs.rmap_query(phys + 128, 64)).ok_or(fail("not mounted"))?;
+        let owners = with_fs_read(|fs| fs.rmap_query(phys + 128, 64)).ok_or(kfail!("not mounted"))?;
         kassert_eq!(owners.len(), 1);
         kassert!(matches!(owners[0].owner, RmapOwner::File { ino: i, .. } if i == ino));
         // Reading the file now fails at the poison instead of crashing.
         let mut buf = [0u8; 8192];
         kassert!(
-            with_fs(|fs| fs.read(ino, 0, &mut buf)).ok_or(fail("not mounted"))?.is_err() || buf[4096 + 128] != 0x42
+            with_fs_read(|fs| fs.read(ino, 0, &mut buf)).ok_or(kfail!("not mounted"))?.is_err()
+                || buf[4096 + 128] != 0x42
         );
-        unmount().map_err(|_| fail("unmount"))?;
+        // Mounted, the device refuses raw claims (the benchmark).
+        kassert!(pmem::claim(d, HolderKind::Raw("test"), Arc::new(FsHolder)).is_err());
+        unmount().map_err(|_| kfail!("unmount"))?;
+        kassert_eq!(pmem::holder_of(d), HolderKind::Logging);
         kassert!(d.has_holder(), "the logging holder is back");
-        d.recovery_write(phys & !4095, &[0; 4096]).map_err(|_| fail("recovery write"))?;
+        d.recovery_write(phys & !4095, &[0; 4096]).map_err(|_| kfail!("recovery write"))?;
+        // Unmounted but formatted: still refused, the file system is there.
+        kassert!(matches!(
+            pmem::claim(d, HolderKind::Raw("test"), Arc::new(FsHolder)),
+            Err(pmem::ClaimError::HasFileSystem)
+        ));
+        Ok(())
+    });
+
+    ktest!(the_timer_runs_while_a_long_fs_operation_holds_the_lock, {
+        let d = fresh_mount()?;
+        with_fs(|fs| -> Result<(), Failure> {
+            for i in 0..64u32 {
+                let ino = fs.open(&alloc::format!("/f{i}"), true).map_err(|_| kfail!("create"))?;
+                fs.write(ino, 0, &[i as u8; 20_000]).map_err(|_| kfail!("write"))?;
+            }
+            Ok(())
+        })
+        .ok_or(kfail!("not mounted"))??;
+        // A busy task that counts while the file system is locked.
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let (s, c) = (Arc::clone(&stop), Arc::clone(&count));
+        let counter = task::spawn("counter", move || {
+            while !s.load(Ordering::Relaxed) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .map_err(|_| kfail!("spawn"))?;
+        // Hold the lock for at least 100 ms of repeated fsck.
+        let (ticks, counted, checks) = with_fs_read(|fs| {
+            let (t0, c0) = (crate::time::ticks(), count.load(Ordering::Relaxed));
+            let deadline = fsdax_hal::time::rdtsc() + fsdax_hal::time::tsc_hz() / 10;
+            let mut checks = 0;
+            while fsdax_hal::time::rdtsc() < deadline {
+                if fs.fsck().is_ok() {
+                    checks += 1;
+                }
+            }
+            (crate::time::ticks() - t0, count.load(Ordering::Relaxed) - c0, checks)
+        })
+        .ok_or(kfail!("not mounted"))?;
+        stop.store(true, Ordering::Relaxed);
+        kassert_eq!(task::join(counter), Some(ExitReason::Returned));
+        kassert!(checks > 0, "fsck failed");
+        kassert!(ticks >= 5, "the tick did not advance while the file system was locked");
+        kassert!(counted > 0, "no other task ran while the file system was locked");
+        unmount().map_err(|_| kfail!("unmount"))?;
+        let _ = d;
         Ok(())
     });
 }

@@ -1,18 +1,28 @@
 //! The fsdax kernel.
 //!
-//! Boot path: serial console first (so something is printed within a
-//! moment), then GDT/TSS/IDT, TSC calibration, the kernel's own page tables
-//! and heap, the local APIC timer, the scheduler, and finally the mode the
+//! Three layers (see docs/design.md):
+//! - `fsdax-hal` (kernel/hal): the machine, behind small safe types; the
+//!   only code of the kernel the compiler cannot check for memory safety
+//!   lives there. It calls up only through handlers registered here.
+//! - `fsdax-kcore` (kernel/core): the kernel's decisions as pure,
+//!   host-tested logic (scheduler core, kill rule, machine-check dispatch,
+//!   memory-failure routing, copy_mc reconciliation, command line).
+//! - this crate: the glue and the policy: tasks, time, sleeping locks,
+//!   machine-check handling, pmem devices, the file system, the console, the
+//!   test harness and benchmarks. It denies unchecked code (below) and has
+//!   none.
+//!
+//! Boot path: the hal brings the machine up (console first, so something is
+//! printed within a moment), the kernel registers its handlers, starts the
+//! scheduler and the timer, finds persistent memory, and runs the mode the
 //! command line asks for: `shell` (default), `test` or `bench`.
 #![no_std]
 #![no_main]
-#![feature(abi_x86_interrupt)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 mod acpi;
-mod arch;
 mod bench;
 mod cmdline;
 mod fsys;
@@ -24,78 +34,56 @@ mod panic;
 mod pmem;
 mod power;
 mod shell;
+mod sync;
 mod task;
 mod time;
 
-use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{entry_point, BootInfo};
-use fsdax_mm::layout;
+use fsdax_hal::mm::MemInfo;
 
-/// What the kernel asks of the bootloader: a physical-memory mapping at the
-/// same offset as the kernel's own direct map (used while the kernel builds
-/// its tables), and everything else it places in the top PML4 slots.
-pub static BOOTLOADER_CONFIG: BootloaderConfig = {
-    let mut config = BootloaderConfig::new_default();
-    config.mappings.physical_memory = Some(Mapping::FixedAddress(layout::PHYS_OFFSET));
-    config.mappings.dynamic_range_start = Some(layout::BOOTLOADER_DYNAMIC_START);
-    config.kernel_stack_size = 256 * 1024;
-    config
-};
-
-entry_point!(kmain, config = &BOOTLOADER_CONFIG);
+entry_point!(kmain, config = &fsdax_hal::BOOTLOADER_CONFIG);
 
 fn kmain(boot: &'static mut BootInfo) -> ! {
-    time::mark_boot();
+    fsdax_hal::early_init();
     log::init();
     kprintln!("fsdax {} booting", env!("CARGO_PKG_VERSION"));
-    arch::gdt::init();
-    arch::idt::init();
-    let features = arch::cpu::features();
-    arch::cpu::enable_paging_features(&features);
-    let tsc_hz = time::calibrate_tsc();
-    let flush = arch::copy::init(&features);
+    let report = fsdax_hal::init(boot);
+    let f = report.features;
     info!(
-        "cpu: {} TSC {} MHz{}; clwb {} clflushopt {} 1G pages {} MCA {}; pmem flush: {}",
-        if features.vendor_intel { "Intel" } else { "non-Intel" },
-        tsc_hz / 1_000_000,
-        if features.invariant_tsc { " (invariant)" } else { "" },
-        features.clwb,
-        features.clflushopt,
-        features.pdpe1gb,
-        features.mca,
-        flush.name()
+        "cpu: {} TSC {} MHz{}; clwb {} clflushopt {} 1G pages {} MCA {} SMEP {} SMAP {}; pmem flush: {}",
+        if f.vendor_intel { "Intel" } else { "non-Intel" },
+        report.tsc_hz / 1_000_000,
+        if f.invariant_tsc { " (invariant)" } else { "" },
+        yes_no(f.clwb),
+        yes_no(f.clflushopt),
+        yes_no(f.pdpe1gb),
+        yes_no(f.mca),
+        yes_no(f.smep),
+        yes_no(f.smap),
+        report.flush.name()
     );
-    match mce::init(&features) {
-        Some(m) => info!("mce: MCG_CAP {:#x}, {} banks, SER {}; CR4.MCE on", m.cap, m.banks, m.ser),
+    match report.mca {
+        Some(m) => info!(
+            "mce: MCG_CAP {:#x}, {} banks, software error recovery {}; CR4.MCE on",
+            m.cap.0,
+            m.banks,
+            yes_no(m.ser)
+        ),
         None => warn!("mce: no machine-check architecture"),
     }
-
-    let m = mem::init(boot, &features);
-    let f = mem::frame_stats();
-    info!(
-        "memory: {} MiB usable, {} MiB free, highest address {:#x}; own page tables live (direct map {}x1G {}x2M {}x4K, {} bootloader leaves copied)",
-        f.usable / 256,
-        f.free / 256,
-        m.max_phys,
-        m.direct_map.pages_1g,
-        m.direct_map.pages_2m,
-        m.direct_map.pages_4k,
-        m.copied_leaves
-    );
-    match boot.rsdp_addr.into_option() {
-        Some(rsdp) => match acpi::init(rsdp) {
-            Ok(a) => info!("acpi: RSDP at {rsdp:#x}, revision {}, {} tables", a.revision, a.tables.len()),
-            Err(e) => error!("acpi: tables at RSDP {rsdp:#x} unreadable: {e:?}"),
-        },
-        None => warn!("acpi: no RSDP"),
+    log_memory(&report.memory);
+    match report.acpi {
+        Some(Ok(a)) => info!("acpi: RSDP at {:#x}, revision {}, {} tables", a.rsdp, a.revision, a.tables),
+        Some(Err(e)) => error!("acpi: {e}"),
+        None => warn!("acpi: the bootloader found no RSDP"),
     }
 
-    // SAFETY: boot is single-threaded with interrupts off.
-    unsafe { fsdax_drivers::pit::disable_legacy_pic() };
-    let apic_hz = time::init_apic_timer();
-    info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
+    panic::register_handlers();
+    mce::register_handler();
     task::init();
-    x86_64::instructions::interrupts::enable();
+    let apic_hz = time::start();
+    info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
+    fsdax_hal::arch::cpu::enable_interrupts();
     pmem::init();
     pmem::start_worker();
 
@@ -103,20 +91,41 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     if let Some(level) = cmdline.log_level {
         log::set_level(level);
     }
-    info!(
-        "cmdline: {:?} {:?}{}",
-        cmdline.mode,
-        cmdline.args,
-        if from_fw_cfg { "" } else { " (no fw_cfg command line: default)" }
-    );
+    if let Some(bad) = &cmdline.bad_log_level {
+        warn!("cmdline: loglevel={bad} is not a level (error, warn, info, debug); keeping info");
+    }
+    info!("cmdline: {cmdline}{}", if from_fw_cfg { "" } else { " (no fw_cfg command line: the default)" });
     let args: alloc::vec::Vec<&str> = cmdline.args.iter().map(|s| s.as_str()).collect();
     match cmdline.mode.as_str() {
         "test" => harness::run_and_exit(&args),
         "bench" => bench::run_and_exit(&args),
         "shell" => shell::run(),
         other => {
-            error!("unknown mode {other:?}; starting the shell");
+            error!("unknown mode `{other}` (modes: shell, test, bench); starting the shell");
             shell::run()
         }
     }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn log_memory(m: &MemInfo) {
+    let f = fsdax_hal::mm::frame_stats();
+    info!(
+        "memory: {} MiB usable, {} MiB free, highest address {:#x}; own page tables live (direct map {}x1G {}x2M {}x4K, {} bootloader leaves copied); heap {} MiB, grows on demand",
+        f.usable / 256,
+        f.free / 256,
+        m.max_phys,
+        m.direct_map.pages_1g,
+        m.direct_map.pages_2m,
+        m.direct_map.pages_4k,
+        m.copied_leaves,
+        m.heap_initial >> 20
+    );
 }

@@ -1,48 +1,54 @@
-//! Kernel panics and faults in the kernel itself: a clear report on the
+//! Kernel panics and faults the kernel cannot contain: a clear report on the
 //! console, then QEMU exits with a distinct status (or the CPU halts).
 
 use core::panic::PanicInfo;
 
+use fsdax_hal::trap::Fault;
+use fsdax_kcore::kill::{PanicReason, Verdict};
 use fsdax_ktest::protocol::ExitCode;
 
-use crate::arch::idt::Fault;
-use crate::task::TaskId;
+use crate::task::{self, ExitReason, TaskId};
 
-/// Leaves QEMU with `code` (isa-debug-exit); halts if there is no such device.
-pub fn exit_qemu(code: ExitCode) -> ! {
-    use x86_64::instructions::port::Port;
-    // SAFETY: port 0xf4 is QEMU's isa-debug-exit in our configuration; on
-    // other machines the write is ignored and we halt below.
-    unsafe { Port::<u32>::new(0xf4).write(code as u32) };
-    halt_forever()
-}
-
-pub fn halt_forever() -> ! {
-    loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
+/// Registers the fault handler with the hal.
+pub fn register_handlers() {
+    if fsdax_hal::trap::register_fault_handler(task::on_fault).is_err() {
+        crate::error!("panic: a fault handler was already registered");
     }
 }
 
-/// A fault in kernel code (or in a critical task): report and stop.
-pub fn kernel_fault(fault: &Fault, task: TaskId) -> ! {
-    x86_64::instructions::interrupts::disable();
-    crate::log::emergency(format_args!("\nKERNEL PANIC: {fault}\n  in task {task}; RFLAGS {:#x}\n", fault.rflags));
-    exit_qemu(ExitCode::KernelPanic)
+/// A fault the kernel cannot contain to one task: report and stop.
+pub fn kernel_fault(fault: &Fault, task: TaskId, name: &str, why: PanicReason) -> ! {
+    fsdax_hal::arch::cpu::disable_interrupts();
+    crate::log::emergency(format_args!(
+        "\nKERNEL PANIC: {fault}\n  in task {task} ({name}), which cannot be killed for it: {why}; RFLAGS {:#x}\n",
+        fault.rflags
+    ));
+    if let Some(guard) = fault.stack_guard_page() {
+        crate::log::emergency(format_args!("  the fault is on the guard page {guard:#x}: a kernel stack overflowed\n"));
+    }
+    fsdax_hal::power::exit_qemu(ExitCode::KernelPanic)
 }
 
-/// A panic in an ordinary task that ran with interrupts on (so it holds no
-/// kernel lock) kills that task, like a fault; anywhere else it is a kernel
-/// panic.
+/// A panic in an ordinary task that ran with interrupts on and holds no
+/// sleeping lock kills that task, like a fault; anywhere else it is a kernel
+/// panic (the kill rule, `fsdax_kcore::kill`).
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let interrupts_on = x86_64::instructions::interrupts::are_enabled();
-    x86_64::instructions::interrupts::disable();
-    let (task, killable) = crate::task::current_for_machine_check(interrupts_on);
-    if killable {
-        crate::log::emergency(format_args!("task {task} killed: {info}\n"));
-        crate::task::exit(crate::task::ExitReason::Panicked);
+    let interrupts_on = fsdax_hal::arch::cpu::interrupts_enabled();
+    fsdax_hal::arch::cpu::disable_interrupts();
+    let (id, name, verdict) = task::failure_verdict(interrupts_on);
+    let name = name.as_str();
+    match verdict {
+        Verdict::KillNow => {
+            crate::log::emergency(format_args!("task {id} ({name}) killed: {info}\n"));
+            task::exit(ExitReason::Panicked)
+        }
+        Verdict::Panic(why) => crate::log::emergency(format_args!(
+            "\nKERNEL PANIC: {info}\n  in task {id} ({name}), which cannot be killed for it: {why}\n"
+        )),
+        Verdict::Defer | Verdict::Refuse => {
+            crate::log::emergency(format_args!("\nKERNEL PANIC: {info}\n  in task {id} ({name})\n"))
+        }
     }
-    crate::log::emergency(format_args!("\nKERNEL PANIC: {info}\n  in task {task}\n"));
-    exit_qemu(ExitCode::KernelPanic)
+    fsdax_hal::power::exit_qemu(ExitCode::KernelPanic)
 }

@@ -6,11 +6,12 @@
 
 use fsdax_ktest::protocol::ExitCode;
 
+/// Leaves the machine.
 pub fn poweroff() -> ! {
     crate::info!("powering off");
-    crate::panic::exit_qemu(ExitCode::Poweroff)
+    fsdax_hal::power::exit_qemu(ExitCode::Poweroff)
 }
 
-crate::shell_command!(POWEROFF_CMD, name: "poweroff", usage: "poweroff", help: "leave the kernel (QEMU exits)", run: |_| {
+fsdax_hal::shell_command!(POWEROFF_CMD, name: "poweroff", usage: "poweroff", help: "leave the kernel (QEMU exits)", run: |_| {
     poweroff()
 });

@@ -207,6 +207,9 @@ unsafe impl X86FrameAllocator<Size4KiB> for BitmapFrameAllocator<'_> {
 }
 
 impl FrameDeallocator<Size4KiB> for BitmapFrameAllocator<'_> {
+    /// # Safety
+    /// `FrameDeallocator`'s contract: the frame came from this allocator and
+    /// is no longer used.
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
         // A frame this allocator never gave out is a caller bug; ignoring it
         // is safer than corrupting the counts.

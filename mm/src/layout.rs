@@ -5,7 +5,7 @@
 //!                           a task makes are visible only to that task)
 //! 0xffff_8000_0000_0000     direct map of physical memory (PML4 slot 256)
 //! 0xffff_c000_0000_0000     pmem (DAX) mappings of NVDIMM regions (slot 384)
-//! 0xffff_d000_0000_0000     kernel heap (slot 416)
+//! 0xffff_d000_0000_0000     kernel heap, grows on demand in a 64 GiB window (slot 416)
 //! 0xffff_e000_0000_0000     task stacks, each below an unmapped guard page (slot 448)
 //! 0xffff_e800_0000_0000     MMIO (local APIC, ...), uncached (slot 464)
 //! 0xffff_f000_0000_0000 ..  bootloader-placed: kernel image, boot stack,
@@ -25,8 +25,9 @@ pub const PMEM_BASE: u64 = 0xffff_c000_0000_0000;
 pub const PMEM_WINDOW: u64 = 4 << 40;
 /// Start of the kernel heap.
 pub const HEAP_BASE: u64 = 0xffff_d000_0000_0000;
-/// Size of the kernel heap.
-pub const HEAP_SIZE: u64 = 32 << 20;
+/// The virtual window the kernel heap may grow into (it maps RAM on
+/// demand; only its first few MiB are mapped at boot).
+pub const HEAP_WINDOW: u64 = 64 << 30;
 /// Start of the task stack area.
 pub const STACKS_BASE: u64 = 0xffff_e000_0000_0000;
 /// Virtual span reserved per task stack (stack + guard page and spare).
@@ -52,7 +53,7 @@ mod tests {
         let regions = [
             (PHYS_OFFSET, PMEM_BASE - PHYS_OFFSET),
             (PMEM_BASE, PMEM_WINDOW),
-            (HEAP_BASE, HEAP_SIZE),
+            (HEAP_BASE, HEAP_WINDOW),
             (STACKS_BASE, MMIO_BASE - STACKS_BASE),
             (MMIO_BASE, BOOTLOADER_DYNAMIC_START - MMIO_BASE),
         ];

@@ -17,7 +17,9 @@
 //! address where physical memory is visible), which in the kernel is the
 //! direct map and in host tests is an ordinary buffer. Nothing here executes
 //! privileged instructions: TLB flushes are returned as [`paging::TlbFlush`]
-//! values for the kernel's arch code to carry out.
+//! values for the kernel's bottom layer (`kernel/hal`, which also owns the
+//! heap, kernel stacks, address spaces and the persistent-memory mappings)
+//! to carry out.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_debug_implementations)]
 

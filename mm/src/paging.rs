@@ -130,7 +130,10 @@ impl<'a> PageMapper<'a> {
     /// `window + phys`, and nothing else may modify these tables while the
     /// mapper lives.
     pub unsafe fn new(pml4: &'a mut PageTable, window: u64) -> Self {
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: the caller guarantees `pml4` is a valid level-4 table, that
+        // every table it refers to is readable and writable at
+        // `window + phys`, and that nothing else modifies them meanwhile:
+        // exactly `OffsetPageTable::new`'s requirements.
         let inner = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(window)) };
         PageMapper { inner, window }
     }
@@ -346,7 +349,9 @@ impl<'a> PageMapper<'a> {
         }
         let start = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
         let end = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + len - 1));
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: the caller guarantees the tables in the range are not
+        // shared with another address space, so freeing the empty ones
+        // cannot pull a table from under another PML4.
         unsafe { self.inner.clean_up_addr_range(Page::range_inclusive(start, end), dealloc) };
     }
 

@@ -68,12 +68,28 @@ pub fn command(m: &mut Machine, line: &str) -> String {
     out.trim_end_matches(PROMPT).to_string()
 }
 
-/// Parses the harness summary `ktest: P passed, F failed`.
-pub fn parse_summary(text: &str) -> Option<(usize, usize)> {
+/// The harness summary `ktest: P passed, F failed, S skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Parses the last harness summary line in `text`.
+pub fn parse_summary(text: &str) -> Option<Summary> {
     let line = text.lines().rev().find(|l| l.starts_with(SUMMARY_PREFIX))?;
     let rest = line.trim().strip_prefix(SUMMARY_PREFIX)?;
-    let (p, f) = rest.split_once(" passed, ")?;
-    Some((p.trim().parse().ok()?, f.trim_end_matches(" failed").trim().parse().ok()?))
+    let (p, rest) = rest.split_once(" passed, ")?;
+    let (f, rest) = rest.split_once(" failed, ")?;
+    let s = rest.strip_suffix(" skipped")?;
+    Some(Summary { passed: p.trim().parse().ok()?, failed: f.trim().parse().ok()?, skipped: s.trim().parse().ok()? })
+}
+
+/// Records a QEMU scenario in the test summary (`started` now, `passed`
+/// when the returned guard drops without a panic).
+pub fn scenario(name: &str) -> fsdax_boot::summary::Scenario {
+    fsdax_boot::summary::Scenario::start(name)
 }
 
 /// The exit code behind a QEMU exit status.
@@ -87,8 +103,10 @@ mod tests {
 
     #[test]
     fn summary_parses() {
-        assert_eq!(parse_summary("x\nktest: 12 passed, 3 failed\n"), Some((12, 3)));
-        assert_eq!(parse_summary("ktest: 0 passed, 0 failed"), Some((0, 0)));
+        let s = |passed, failed, skipped| Some(Summary { passed, failed, skipped });
+        assert_eq!(parse_summary("x\nktest: 12 passed, 3 failed, 1 skipped\n"), s(12, 3, 1));
+        assert_eq!(parse_summary("ktest: 0 passed, 0 failed, 0 skipped"), s(0, 0, 0));
+        assert_eq!(parse_summary("ktest: 4 passed, 0 failed"), None, "the old format has no skipped count");
         assert_eq!(parse_summary("no summary"), None);
     }
 }

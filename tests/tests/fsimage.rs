@@ -20,6 +20,7 @@ fn tool(args: &[&str]) {
 
 #[test]
 fn host_tool_and_kernel_share_the_nvdimm_image() {
+    let _scenario = scenario("host_tool_and_kernel_share_the_nvdimm_image");
     let pmem = fresh_pmem("fsimage");
     let image = pmem.to_str().unwrap();
     let dir = pmem.parent().unwrap().join("fsimage-files");

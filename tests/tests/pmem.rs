@@ -37,6 +37,7 @@ fn inject(qmp: &mut Qmp, (status, mcg): (&str, &str), phys: u64) {
 
 #[test]
 fn nfit_matches_the_committed_fixture() {
+    let _scenario = scenario("nfit_matches_the_committed_fixture");
     let mut m = boot_shell("nfit");
     let dump = command(&mut m, "acpi dump NFIT");
     let bytes: Vec<u8> = dump
@@ -53,6 +54,7 @@ fn nfit_matches_the_committed_fixture() {
 
 #[test]
 fn action_optional_poison_is_recorded_and_reads_give_eio() {
+    let _scenario = scenario("action_optional_poison_is_recorded_and_reads_give_eio");
     let (mut m, mut qmp) = boot_with_qmp("srao");
     let off = 0x20_0000 + 0x140;
     inject(&mut qmp, SRAO, PMEM_BASE + off);
@@ -78,6 +80,7 @@ fn action_optional_poison_is_recorded_and_reads_give_eio() {
 
 #[test]
 fn action_required_in_a_machine_check_safe_copy_returns_eio() {
+    let _scenario = scenario("action_required_in_a_machine_check_safe_copy_returns_eio");
     let (mut m, mut qmp) = boot_with_qmp("srar-mcsafe");
     let off = 0x30_0000 + 0x80;
     m.send_line("pmem mcloop 0 0x300000 60").unwrap();
@@ -97,6 +100,7 @@ fn action_required_in_a_machine_check_safe_copy_returns_eio() {
 
 #[test]
 fn action_required_in_ordinary_kernel_code_is_fatal() {
+    let _scenario = scenario("action_required_in_ordinary_kernel_code_is_fatal");
     let (mut m, mut qmp) = boot_with_qmp("srar-fatal");
     // The guest may stop QEMU before QMP answers: the reply is not awaited.
     let _ = qmp.hmp(&format!("mce -b 0 9 {} {} {:#x} 0x86", SRAR.0, SRAR.1, PMEM_BASE + 0x40_0000));
@@ -118,6 +122,7 @@ fn read_file_range(path: &PathBuf, off: u64, len: usize) -> Vec<u8> {
 
 #[test]
 fn writes_persist_in_the_backing_file_and_across_boots() {
+    let _scenario = scenario("writes_persist_in_the_backing_file_and_across_boots");
     let pmem = fresh_pmem("persist");
     let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell")).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
@@ -140,6 +145,7 @@ fn writes_persist_in_the_backing_file_and_across_boots() {
 
 #[test]
 fn bench_pmem_prints_one_json_line_per_measurement() {
+    let _scenario = scenario("bench_pmem_prints_one_json_line_per_measurement");
     let mut m = boot("bench", "bench pmem");
     m.wait_for("bench: done", BOOT_TIMEOUT).expect("bench finished");
     let status = m.wait_exit(BOOT_TIMEOUT).unwrap();
@@ -159,4 +165,25 @@ fn bench_pmem_prints_one_json_line_per_measurement() {
             assert!(l["gbps"].as_f64().is_some(), "{l}");
         }
     }
+}
+
+#[test]
+fn bench_pmem_refuses_a_device_that_holds_a_file_system() {
+    let _scenario = scenario("bench_pmem_refuses_a_device_that_holds_a_file_system");
+    let mut m = boot_shell("bench-refuses");
+    let out = command(&mut m, "fs mkfs");
+    assert!(out.contains("formatted pmem0"), "{out}");
+    // Formatted but not mounted: the raw benchmark would overwrite the
+    // backup superblock at the end of the device.
+    let out = command(&mut m, "bench pmem");
+    assert!(out.contains("refused") && out.contains("fsdax file system"), "{out}");
+    assert!(!out.contains("{\"bench\""), "it measured anyway: {out}");
+    let out = command(&mut m, "fs mount");
+    assert!(out.contains("fs: mounted pmem0"), "{out}");
+    let out = command(&mut m, "bench pmem");
+    assert!(out.contains("refused") && out.contains("fs umount"), "{out}");
+    let out = command(&mut m, "fs fsck");
+    assert!(out.contains("fs: clean"), "{out}");
+    let out = command(&mut m, "pmem");
+    assert!(out.contains("holder file system"), "{out}");
 }

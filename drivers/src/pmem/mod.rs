@@ -1,7 +1,7 @@
 //! Persistent-memory devices, without the hardware:
 //!
 //! - [`device`]: one pmem region, [`PmemDevice`], over media the embedder
-//!   provides ([`PmemMedia`]: the kernel's DAX mapping with its
+//!   provides ([`PmemMedia`]: the kernel hal's `PmemRegion` with its
 //!   machine-check-safe and flushing copies, or a test fake). Range-checked
 //!   reads, writes and recovery writes, the bad-block list, the holder (the
 //!   mounted file system) and failure notification. It implements
@@ -9,8 +9,7 @@
 //! - [`poison`]: the bad-block list ([`PoisonList`]) and the lock-free queue
 //!   ([`PoisonRing`]) from the `#MC` handler.
 //!
-//! Both are safe code; the copies that need `unsafe` live in the kernel's
-//! implementation of [`PmemMedia`].
+//! Both are safe code; the copies that need `unsafe` live in `kernel/hal`.
 #![forbid(unsafe_code)]
 
 pub mod device;

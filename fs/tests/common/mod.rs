@@ -6,6 +6,18 @@ use std::collections::BTreeMap;
 
 use fsdax_fs::*;
 
+/// Appends one line to the test summary file `kind` when the test command
+/// asks for a summary (`FSDAX_SUMMARY_DIR`, see `fsdax_boot::summary`).
+pub fn record_summary(kind: &str, line: &str) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("FSDAX_SUMMARY_DIR") else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(kind)) {
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
 /// A node of the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {

@@ -11,22 +11,51 @@ pub mod protocol;
 
 use core::fmt;
 
-/// Why a kernel test failed: a message and where the failed check is.
+/// Why a kernel test stopped early: a failed check, or a test that cannot
+/// run here (skipped), with the message and where it was raised (the
+/// caller's file and line: [`kfail!`] and [`kskip!`] expand at the call
+/// site).
 #[derive(Debug, Clone, Copy)]
 pub struct Failure {
+    /// Source file of the check.
     pub file: &'static str,
+    /// Line of the check.
     pub line: u32,
+    /// What went wrong, or why the test cannot run.
     pub message: &'static str,
+    /// The test did not run (e.g. it needs QEMU): neither passed nor failed.
+    pub skipped: bool,
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        if self.skipped {
+            write!(f, "{} ({}:{})", self.message, self.file, self.line)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
     }
 }
 
-/// The result of a kernel test.
+/// The result of a kernel test: `Ok(())` passed; `Err` failed or skipped.
 pub type TestResult = Result<(), Failure>;
+
+/// A [`Failure`] at the caller's line, for `ok_or(kfail!("no frame"))?`.
+#[macro_export]
+macro_rules! kfail {
+    ($msg:expr) => {
+        $crate::Failure { file: file!(), line: line!(), message: $msg, skipped: false }
+    };
+}
+
+/// Ends the enclosing kernel test as SKIPPED (it cannot run here), with the
+/// reason.
+#[macro_export]
+macro_rules! kskip {
+    ($why:expr) => {
+        return Err($crate::Failure { file: file!(), line: line!(), message: $why, skipped: true })
+    };
+}
 
 /// One registered kernel test.
 #[derive(Debug)]
@@ -63,6 +92,9 @@ macro_rules! ktest {
             #[allow(unused_imports)]
             use super::*;
             fn run() -> $crate::TestResult $body
+            // `link_section` counts as unsafe code: this static is a
+            // `KTest`, and `ktests` holds only those.
+            #[allow(unsafe_code)]
             #[used]
             #[link_section = "ktests"]
             static TEST: $crate::KTest = $crate::KTest {
@@ -83,7 +115,7 @@ macro_rules! kassert {
     };
     ($cond:expr, $msg:expr) => {
         if !$cond {
-            return Err($crate::Failure { file: file!(), line: line!(), message: $msg });
+            return Err($crate::kfail!($msg));
         }
     };
 }
@@ -98,7 +130,7 @@ macro_rules! kassert_eq {
         let (a, b) = (&$a, &$b);
         if a != b {
             $crate::report_mismatch(stringify!($a), &a, stringify!($b), &b);
-            return Err($crate::Failure { file: file!(), line: line!(), message: $msg });
+            return Err($crate::kfail!($msg));
         }
     }};
 }

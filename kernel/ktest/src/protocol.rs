@@ -42,7 +42,7 @@ impl ExitCode {
     }
 }
 
-/// Prefix of the one summary line: `ktest: N passed, N failed`.
+/// Prefix of the one summary line: `ktest: P passed, F failed, S skipped`.
 pub const SUMMARY_PREFIX: &str = "ktest: ";
 /// The shell prompt.
 pub const PROMPT: &str = "fsdax> ";

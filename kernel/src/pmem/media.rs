@@ -1,98 +1,67 @@
-//! `PmemMedia` over a kernel DAX mapping: the machine-check-safe read and
-//! the flushing write of `arch::copy`.
+//! `PmemMedia` over the hal's [`PmemRegion`]: the machine-check-safe read
+//! (reconciled with the poison the machine check reported, by
+//! `fsdax_kcore::copy_mc`) and the flushing writes.
 
 use fsdax_drivers::pmem::device::PmemMedia;
-
-use super::mapping::PmemMapping;
-use crate::arch::copy;
+use fsdax_hal::mm::{PmemAccessError, PmemRegion};
+use fsdax_kcore::copy_mc::{read_exact_or_poison, ReadOutcome};
 
 /// One mapped region as seen by the pmem device.
 #[derive(Debug)]
 pub struct KernelMedia {
-    map: PmemMapping,
+    region: PmemRegion,
 }
 
 impl KernelMedia {
-    pub fn new(map: PmemMapping) -> Self {
-        KernelMedia { map }
+    /// Media over a mapped region.
+    pub fn new(region: PmemRegion) -> Self {
+        KernelMedia { region }
     }
 
-    pub fn mapping(&self) -> &PmemMapping {
-        &self.map
-    }
-
-    /// The virtual address of `[offset, offset + len)`, if inside the region.
-    fn at(&self, offset: u64, len: usize) -> Option<*mut u8> {
-        let end = offset.checked_add(len as u64)?;
-        (end <= self.map.len()).then(|| (self.map.virt() + offset) as *mut u8)
+    /// The mapped region.
+    pub fn region(&self) -> &PmemRegion {
+        &self.region
     }
 }
 
 impl PmemMedia for KernelMedia {
     fn len(&self) -> u64 {
-        self.map.len()
+        self.region.len()
     }
 
-    /// Machine-check-safe copy that stops exactly at the poison.
-    ///
-    /// When `copy_mc` comes back short, the #MC handler has recorded the
-    /// poisoned physical range. If it lies in this copy, the bytes up to it
-    /// are (re)copied and the rest reported as not copied; if it does not
-    /// (an unrelated #MC interrupted the copy), the copy resumes.
+    /// Machine-check-safe copy that stops exactly at the poison: returns the
+    /// bytes NOT copied; the bytes before them are valid.
     fn copy_mc(&self, offset: u64, dst: &mut [u8]) -> usize {
-        let Some(src) = self.at(offset, dst.len()) else { return dst.len() };
         let len = dst.len();
-        let phys = self.map.phys() + offset;
-        let mut done = 0;
-        for _ in 0..64 {
-            // SAFETY: `src..+len` is inside the mapping, `dst` is a distinct
-            // kernel buffer of `len` bytes.
-            let left = unsafe { copy::copy_mc(dst.as_mut_ptr().add(done), src.add(done), len - done) };
-            if left == 0 {
-                return 0;
+        let phys = self.region.phys() + offset;
+        let outcome = read_exact_or_poison(len, phys, |from, to| {
+            match self.region.read_mc(offset + from as u64, &mut dst[from..to]) {
+                Ok(()) => Ok(()),
+                Err((PmemAccessError::MachineCheck { poison }, copied)) => Err((copied, poison)),
+                // Out of range: nothing copied and nothing to resume.
+                Err((PmemAccessError::OutOfRange { .. }, _)) => Err((0, None)),
             }
-            let stop = len - left;
-            match crate::mce::take_consumed_poison() {
-                Some(p) if p.start() < phys + len as u64 && p.end() > phys => {
-                    let poison_at = (p.start().max(phys) - phys) as usize;
-                    if stop < poison_at {
-                        // SAFETY: as above; these bytes precede the poison.
-                        let more =
-                            unsafe { copy::copy_mc(dst.as_mut_ptr().add(stop), src.add(stop), poison_at - stop) };
-                        if more != 0 {
-                            return len - (poison_at - more);
-                        }
-                    }
-                    return len - poison_at;
-                }
-                _ => done = stop,
-            }
+        });
+        match outcome {
+            ReadOutcome::Complete => 0,
+            ReadOutcome::Poisoned { valid, .. } | ReadOutcome::Failed { valid } => len - valid,
         }
-        len - done
     }
 
     fn copy_flush(&self, offset: u64, src: &[u8]) {
-        if let Some(dst) = self.at(offset, src.len()) {
-            // SAFETY: inside the mapping; `src` is a distinct buffer.
-            unsafe { copy::copy_flush(dst, src.as_ptr(), src.len()) };
-        }
+        // The device range-checks every request before it gets here.
+        let _ = self.region.write_flush(offset, src);
     }
 
     fn zero_flush(&self, offset: u64, len: u64) {
-        if let Some(dst) = usize::try_from(len).ok().and_then(|l| self.at(offset, l)) {
-            // SAFETY: inside the mapping.
-            unsafe { copy::zero_flush(dst, len as usize) };
-        }
+        let _ = self.region.zero_flush(offset, len);
     }
 
     fn flush(&self, offset: u64, len: u64) {
-        if let Some(p) = usize::try_from(len).ok().and_then(|l| self.at(offset, l)) {
-            // SAFETY: inside the mapping.
-            unsafe { copy::flush(p, len as usize) };
-        }
+        let _ = self.region.flush(offset, len);
     }
 
     fn fence(&self) {
-        copy::fence();
+        self.region.fence();
     }
 }

@@ -1,17 +1,23 @@
-//! Persistent memory in the kernel: discovery (NFIT), one [`Device`] per
-//! region, memory failure, and the console commands.
+//! Persistent memory in the kernel: one [`Device`] per region the hal found
+//! in the NFIT, who holds each device, memory failure, and the console
+//! commands.
 //!
 //! ```text
-//! NFIT (drivers::nfit) ──► PmemMapping (DAX window, largest pages)
-//!                          └► KernelMedia (copy_mc / flushing copies)
-//!                             └► PmemDevice (drivers::pmem::device):
-//!                                read/write/flush/zero, poison list,
-//!                                recovery write, holder
+//! NFIT ─► fsdax_hal::mm::PmemRegion (DAX window, largest pages; safe
+//!         machine-check-safe read, flushing write, zeroing, flush, fence)
+//!         └► KernelMedia (copy_mc reconciliation: fsdax_kcore::copy_mc)
+//!            └► PmemDevice (drivers::pmem::device): read/write/flush/zero,
+//!               poison list, recovery write, holder
 //! #MC ─► poison rings ─► memory-failure task ─► memory_failure(phys)
-//!        ─► device.record_poison ─► holder.notify_failure
+//!        (route: fsdax_kcore::memfail) ─► device.record_poison
+//!        ─► holder.notify_failure
 //! ```
+//!
+//! Raw access: only the named raw-device commands (`pmem write`, `pmem
+//! recover`) and claims ([`claim`]) write a device's bytes directly; a
+//! device that holds a file system (mounted, or just formatted) is refused
+//! to raw claims such as the pmem benchmark.
 
-pub mod mapping;
 pub mod media;
 
 use alloc::format;
@@ -19,26 +25,27 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use fsdax_drivers::nfit::Nfit;
 use fsdax_drivers::pmem::device::{DeviceLock, DeviceState, Holder, HolderError, MfFlags, PmemDevice, PmemError};
 use fsdax_drivers::pmem::ByteRange;
-use x86_64::instructions::interrupts::without_interrupts;
+use fsdax_hal::mm::{discover_pmem, PmemDiscovery};
+use fsdax_hal::sync::IrqMutex;
+use fsdax_kcore::memfail::{route, DeviceSpan, Route};
 
-use self::mapping::PmemMapping;
 use self::media::KernelMedia;
+use crate::shell::parse_num;
 
-/// The kernel's device lock: a spin lock held with interrupts off, like
-/// every kernel lock (see docs/design.md).
+/// The kernel's device lock: a spin lock held with interrupts off for the
+/// device's short bookkeeping (the copies run outside it).
 #[derive(Debug)]
-pub struct IrqLock<T>(spin::Mutex<T>);
+pub struct IrqLock<T>(IrqMutex<T>);
 
 impl<T: Send> DeviceLock<T> for IrqLock<T> {
     fn new(value: T) -> Self {
-        IrqLock(spin::Mutex::new(value))
+        IrqLock(IrqMutex::new(value))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        without_interrupts(|| f(&mut self.0.lock()))
+        f(&mut self.0.lock())
     }
 }
 
@@ -58,66 +65,150 @@ pub fn device(name: &str) -> Option<&'static Device> {
     devices().get(idx)
 }
 
-/// The holder every device gets until a file system claims it: it logs.
+/// Who holds a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderKind {
+    /// Nobody: memory failures are logged.
+    Logging,
+    /// The mounted file system.
+    FileSystem,
+    /// A raw user (the pmem benchmark), named.
+    Raw(&'static str),
+}
+
+const MAX_DEVICES: usize = 8;
+const DEVICE_NAMES: [&str; MAX_DEVICES] = ["pmem0", "pmem1", "pmem2", "pmem3", "pmem4", "pmem5", "pmem6", "pmem7"];
+static HOLDERS: [IrqMutex<HolderKind>; MAX_DEVICES] = [const { IrqMutex::new(HolderKind::Logging) }; MAX_DEVICES];
+
+fn index_of(dev: &Device) -> usize {
+    devices().iter().position(|d| core::ptr::eq(d, dev)).unwrap_or(MAX_DEVICES - 1)
+}
+
+/// Who holds `dev` now.
+pub fn holder_of(dev: &Device) -> HolderKind {
+    *HOLDERS[index_of(dev)].lock()
+}
+
+/// The holder every device gets until someone claims it: it logs.
 #[derive(Debug)]
 pub struct LoggingHolder {
-    name: String,
+    name: &'static str,
 }
 
 impl Holder for LoggingHolder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), HolderError> {
-        crate::info!("{}: holder notified: offset {offset:#x} len {len} flags {flags:?}", self.name);
+        crate::info!("{}: memory failure at {offset:#x}+{len:#x} ({}): no holder; logged", self.name, mf_kind(flags));
         Ok(())
     }
 }
 
-/// A fresh logging holder for device `name`.
-pub fn logging_holder(name: &str) -> Arc<dyn Holder> {
-    Arc::new(LoggingHolder { name: String::from(name) })
+fn mf_kind(flags: MfFlags) -> &'static str {
+    if flags.contains(MfFlags::PRE_REMOVE) {
+        "device going away"
+    } else if flags.contains(MfFlags::ACTION_REQUIRED) {
+        "action required"
+    } else {
+        "action optional"
+    }
 }
 
-const DEVICE_NAMES: [&str; 8] = ["pmem0", "pmem1", "pmem2", "pmem3", "pmem4", "pmem5", "pmem6", "pmem7"];
+/// Why a claim failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Someone else holds the device.
+    Held(HolderKind),
+    /// The device holds an fsdax file system that is not mounted; raw
+    /// writes would destroy it.
+    HasFileSystem,
+}
 
-/// Finds the persistent-memory ranges in the NFIT and maps each one.
-pub fn init() {
-    let Some(bytes) = crate::acpi::table_bytes(b"NFIT") else {
-        crate::info!("pmem: no NFIT: no persistent memory");
-        DEVICES.call_once(Vec::new);
-        return;
-    };
-    let nfit = match Nfit::parse(bytes) {
-        Ok(n) => n,
-        Err(e) => {
-            crate::error!("pmem: NFIT rejected ({e:?}): no persistent memory");
-            DEVICES.call_once(Vec::new);
-            return;
-        }
-    };
-    let mut devs = Vec::new();
-    for range in nfit.pmem_ranges() {
-        let Some(&name) = DEVICE_NAMES.get(devs.len()) else {
-            crate::warn!("pmem: more than {} regions; ignoring the rest", DEVICE_NAMES.len());
-            break;
-        };
-        // SAFETY: an NFIT persistent-memory range: not RAM, owned by this driver.
-        match unsafe { PmemMapping::new(range.base, range.length) } {
-            Ok(map) => {
-                let s = map.stats();
-                crate::info!(
-                    "pmem: {name}: SPA range {} at {:#x}, {} MiB, mapped at {:#x} ({}x1G {}x2M {}x4K)",
-                    range.index,
-                    range.base,
-                    range.length >> 20,
-                    map.virt(),
-                    s.pages_1g,
-                    s.pages_2m,
-                    s.pages_4k
-                );
-                let dev = Device::new(name, range.base, KernelMedia::new(map));
-                let _ = dev.set_holder(logging_holder(name));
-                devs.push(dev);
+impl core::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Held(HolderKind::FileSystem) => f.write_str("the mounted file system holds it (`fs umount` first)"),
+            Self::Held(HolderKind::Raw(who)) => write!(f, "`{who}` holds it"),
+            Self::Held(HolderKind::Logging) => f.write_str("busy"),
+            Self::HasFileSystem => {
+                f.write_str("it holds an fsdax file system, which raw writes would destroy (use a device without one)")
             }
-            Err(e) => crate::error!("pmem: cannot map SPA range {:#x}+{:#x}: {e:?}", range.base, range.length),
+        }
+    }
+}
+
+/// Whether the device's primary or backup superblock says "fsdax".
+fn has_file_system(dev: &Device) -> bool {
+    let mut magic = [0u8; 8];
+    let backup = dev.len().saturating_sub(fsdax_fs::BLOCK_SIZE);
+    [0, backup].into_iter().any(|off| read(dev, off, &mut magic).is_ok() && magic == fsdax_fs::format::SB_MAGIC)
+}
+
+/// Makes `kind` the holder of `dev`, with `holder` receiving memory-failure
+/// notifications. A raw claim is refused on a device with a file system.
+pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    let mut current = HOLDERS[index_of(dev)].lock();
+    if *current != HolderKind::Logging {
+        return Err(ClaimError::Held(*current));
+    }
+    drop(current);
+    if matches!(kind, HolderKind::Raw(_)) && has_file_system(dev) {
+        return Err(ClaimError::HasFileSystem);
+    }
+    current = HOLDERS[index_of(dev)].lock();
+    if *current != HolderKind::Logging {
+        return Err(ClaimError::Held(*current));
+    }
+    let old = dev.clear_holder();
+    if dev.set_holder(holder).is_err() {
+        if let Some(old) = old {
+            let _ = dev.set_holder(old);
+        }
+        return Err(ClaimError::Held(*current));
+    }
+    *current = kind;
+    Ok(())
+}
+
+/// Gives `dev` back to the logging holder.
+pub fn release(dev: &'static Device) {
+    let mut current = HOLDERS[index_of(dev)].lock();
+    dev.clear_holder();
+    let _ = dev.set_holder(Arc::new(LoggingHolder { name: DEVICE_NAMES[index_of(dev)] }));
+    *current = HolderKind::Logging;
+}
+
+/// Finds the persistent-memory ranges the hal mapped and makes a device of
+/// each.
+pub fn init() {
+    let mut devs = Vec::new();
+    match discover_pmem() {
+        PmemDiscovery::NoNfit => crate::info!("pmem: no NFIT: no persistent memory"),
+        PmemDiscovery::NfitRejected(e) => crate::error!("pmem: NFIT rejected ({e}): no persistent memory"),
+        PmemDiscovery::Ranges(ranges) => {
+            for (range, mapped) in ranges {
+                let Some(&name) = DEVICE_NAMES.get(devs.len()) else {
+                    crate::warn!("pmem: more than {MAX_DEVICES} regions; ignoring the rest");
+                    break;
+                };
+                match mapped {
+                    Ok(region) => {
+                        let s = region.stats();
+                        crate::info!(
+                            "pmem: {name}: SPA range {} at {:#x}, {} MiB, mapped at {:#x} ({}x1G {}x2M {}x4K)",
+                            range.index,
+                            range.base,
+                            range.length >> 20,
+                            region.virt(),
+                            s.pages_1g,
+                            s.pages_2m,
+                            s.pages_4k
+                        );
+                        let dev = Device::new(name, range.base, KernelMedia::new(region));
+                        let _ = dev.set_holder(Arc::new(LoggingHolder { name }));
+                        devs.push(dev);
+                    }
+                    Err(e) => crate::error!("pmem: SPA range {:#x}+{:#x} not mapped: {e}", range.base, range.length),
+                }
+            }
         }
     }
     DEVICES.call_once(|| devs);
@@ -127,30 +218,56 @@ pub fn init() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// Recorded in `device`'s poison list (`new`: not known before).
-    Recorded { device: usize, offset: u64, len: u64, new: bool, holder_notified: bool },
+    Recorded {
+        /// Device index.
+        device: usize,
+        /// Device-relative offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Not in the list before.
+        new: bool,
+        /// The holder was told.
+        holder_notified: bool,
+    },
     /// The address is not persistent memory.
     NotPmem,
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Failure::Recorded { device, offset, len, new, holder_notified } => write!(
+                f,
+                "pmem{device} offset {offset:#x} len {len:#x}: {}; {}",
+                if new { "recorded as bad block" } else { "already known" },
+                if holder_notified { "holder notified" } else { "no holder" }
+            ),
+            Failure::NotPmem => f.write_str("not persistent memory; not handled"),
+        }
+    }
 }
 
 /// Handles poison at physical range `phys`: record it in the owning
 /// device's bad-block list, tell the device's holder, log one line.
 /// Runs in task context (the #MC handler only queues).
 pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
-    let kind = if flags.contains(MfFlags::ACTION_REQUIRED) { "action required" } else { "action optional" };
-    let Some((i, dev)) = devices().iter().enumerate().find(|(_, d)| d.contains_phys(phys.start())) else {
+    let kind = mf_kind(flags);
+    let spans: Vec<DeviceSpan> =
+        devices().iter().map(|d| DeviceSpan { phys_base: d.phys_base(), len: d.len() }).collect();
+    let Route::Device { index, offset, len } = route(phys.start(), phys.len(), &spans) else {
         crate::warn!(
-            "memory failure at {:#x}+{} ({kind}): not persistent memory; not handled",
+            "memory failure at {:#x}+{:#x} ({kind}): not persistent memory; not handled",
             phys.start(),
             phys.len()
         );
         return Failure::NotPmem;
     };
-    let offset = dev.phys_to_offset(phys.start()).unwrap_or(0);
-    let len = phys.len().min(dev.len() - offset);
+    let dev = &devices()[index];
     let new = match dev.record_poison(offset, len) {
         Ok(new) => new,
         Err(e) => {
-            crate::error!("{}: recording poison at {offset:#x}: {e:?}", dev.name());
+            crate::error!("{}: recording poison at {offset:#x}: {e}", dev.name());
             true
         }
     };
@@ -158,10 +275,11 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
         Ok(()) => true,
         Err(PmemError::NoHolder) => false,
         Err(e) => {
-            crate::error!("{}: holder failed: {e:?}", dev.name());
+            crate::error!("{}: the holder could not handle the failure: {e}", dev.name());
             false
         }
     };
+    let f = Failure::Recorded { device: index, offset, len, new, holder_notified };
     crate::warn!(
         "memory failure: {} offset {offset:#x} len {len} (phys {:#x}), {kind}: {}; {}",
         dev.name(),
@@ -169,7 +287,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
         if new { "recorded as bad block" } else { "already known" },
         if holder_notified { "holder notified" } else { "no holder" }
     );
-    Failure::Recorded { device: i, offset, len, new, holder_notified }
+    f
 }
 
 /// Handles everything the #MC handler queued. Returns how many ranges.
@@ -193,7 +311,7 @@ pub fn start_worker() {
         crate::task::sleep_ticks(1);
     });
     if let Err(e) = spawned {
-        crate::error!("pmem: cannot start the memory-failure task: {e:?}");
+        crate::error!("pmem: cannot start the memory-failure task: {e}");
     }
 }
 
@@ -208,82 +326,62 @@ pub fn read(dev: &Device, offset: u64, buf: &mut [u8]) -> Result<(), PmemError> 
     r
 }
 
-fn parse_num(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (digits, shift) = match s.as_bytes().last()? {
-        b'K' | b'k' => (&s[..s.len() - 1], 10),
-        b'M' | b'm' => (&s[..s.len() - 1], 20),
-        b'G' | b'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    let n = match digits.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse().ok()?,
-    };
-    n.checked_mul(1 << shift)
-}
-
 fn describe(e: PmemError) -> String {
     match e {
         PmemError::Poisoned { offset, len, copied } => {
             format!("EIO: poisoned range {offset:#x}+{len:#x} ({copied} bytes copied before it)")
         }
-        PmemError::OutOfRange { offset, len } => format!("out of range: {offset:#x}+{len:#x}"),
-        other => format!("{other:?}"),
+        other => format!("{other}"),
     }
 }
 
-/// Hex dump with repeated lines folded into `*`.
-fn hexdump(base: u64, bytes: &[u8]) {
-    let mut prev: Option<&[u8]> = None;
-    let mut folded = false;
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        if prev == Some(chunk) && i * 16 + 16 < bytes.len() {
-            if !folded {
-                crate::kprintln!("*");
-                folded = true;
-            }
-            continue;
-        }
-        folded = false;
-        prev = Some(chunk);
-        crate::kprint!("{:010x}:", base + (i * 16) as u64);
-        for b in chunk {
-            crate::kprint!(" {b:02x}");
-        }
-        crate::kprintln!();
-    }
+/// A zero-filled buffer of `len` bytes, or a message if the heap cannot
+/// provide it (the size comes from the command line).
+pub fn buffer(len: usize, fill: u8) -> Result<Vec<u8>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| format!("out of memory for a {len}-byte buffer"))?;
+    v.resize(len, fill);
+    Ok(v)
 }
 
 /// Parses `REGION OFFSET BYTE LEN` into the device, offset and a fill
 /// buffer (at most 64 MiB), after handling queued poison.
-fn fill_args(dev: &str, off: &str, byte: &str, len: &str) -> Option<(&'static Device, u64, Vec<u8>)> {
-    let (d, off, byte, len) = (device(dev)?, parse_num(off)?, parse_num(byte)?, parse_num(len)?);
+fn fill_args(dev: &str, off: &str, byte: &str, len: &str) -> Result<(&'static Device, u64, Vec<u8>), String> {
+    let d = device(dev).ok_or_else(|| format!("no device {dev} (`pmem` lists them)"))?;
+    let (Some(off), Some(byte), Some(len)) = (parse_num(off), parse_num(byte), parse_num(len)) else {
+        return Err(String::from("OFFSET, BYTE and LEN are numbers (decimal or 0x hex, K/M/G suffixes)"));
+    };
     if len == 0 || len > 64 << 20 || byte > 0xff {
-        return None;
+        return Err(String::from("LEN is 1 byte to 64 MiB, BYTE 0..=255"));
     }
     drain_machine_check_poison();
-    Some((d, off, alloc::vec![byte as u8; len as usize]))
+    Ok((d, off, buffer(len as usize, byte as u8)?))
 }
 
 fn cmd_pmem(args: &[&str]) {
     match args {
         [] => {
             if devices().is_empty() {
-                crate::kprintln!("no persistent memory");
+                crate::kprintln!("no persistent memory (no NFIT, or its ranges could not be mapped)");
             }
             for d in devices() {
-                let s = d.media().mapping().stats();
+                let region = d.media().region();
+                let s = region.stats();
                 crate::kprintln!(
-                    "{}  phys {:#x}  size {} MiB  mapped at {:#x} ({}x1G {}x2M {}x4K)  bad blocks {}",
+                    "{}  phys {:#x}  size {} MiB  mapped at {:#x} ({}x1G {}x2M {}x4K)  bad blocks {}  holder {}",
                     d.name(),
                     d.phys_base(),
                     d.len() >> 20,
-                    d.media().mapping().virt(),
+                    region.virt(),
                     s.pages_1g,
                     s.pages_2m,
                     s.pages_4k,
-                    d.poison_count()
+                    d.poison_count(),
+                    match holder_of(d) {
+                        HolderKind::Logging => "none",
+                        HolderKind::FileSystem => "file system",
+                        HolderKind::Raw(who) => who,
+                    }
                 );
             }
         }
@@ -294,37 +392,43 @@ fn cmd_pmem(args: &[&str]) {
             if len > 1 << 20 {
                 return crate::kprintln!("at most 1 MiB per read");
             }
-            let mut buf = alloc::vec![0u8; len as usize];
+            let mut buf = match buffer(len as usize, 0) {
+                Ok(b) => b,
+                Err(e) => return crate::kprintln!("pmem read: {e}"),
+            };
             match read(d, off, &mut buf) {
-                Ok(()) => hexdump(off, &buf),
+                Ok(()) => crate::shell::hexdump(off, &buf, 10, true),
                 Err(e) => crate::kprintln!("{}", describe(e)),
             }
         }
-        ["write", dev, off, byte, len] => {
-            let Some((d, off, buf)) = fill_args(dev, off, byte, len) else {
-                return crate::kprintln!("usage: pmem write REGION OFFSET BYTE LEN (at most 64 MiB, BYTE 0..=255)");
-            };
-            match d.write(off, &buf) {
-                Ok(()) => crate::kprintln!("wrote {} bytes of {:#04x} at {off:#x} (flushed and fenced)", buf.len(), buf[0]),
+        ["write", dev, off, byte, len] => match fill_args(dev, off, byte, len) {
+            Ok((d, off, buf)) => match d.write(off, &buf) {
+                Ok(()) => {
+                    crate::kprintln!("wrote {} bytes of {:#04x} at {off:#x} (flushed and fenced)", buf.len(), buf[0])
+                }
                 Err(e) => crate::kprintln!("{}", describe(e)),
-            }
-        }
-        ["recover", dev, off, byte, len] => {
-            let Some((d, off, buf)) = fill_args(dev, off, byte, len) else {
-                return crate::kprintln!("usage: pmem recover REGION OFFSET BYTE LEN (page aligned, at most 64 MiB)");
-            };
-            match d.recovery_write(off, &buf) {
-                Ok(cleared) => crate::kprintln!("recovery write of {} bytes at {off:#x}: {cleared} poisoned bytes cleared", buf.len()),
+            },
+            Err(e) => crate::kprintln!("pmem write: {e}\nusage: pmem write REGION OFFSET BYTE LEN"),
+        },
+        ["recover", dev, off, byte, len] => match fill_args(dev, off, byte, len) {
+            Ok((d, off, buf)) => match d.recovery_write(off, &buf) {
+                Ok(cleared) => crate::kprintln!(
+                    "recovery write of {} bytes at {off:#x}: {cleared} poisoned bytes cleared",
+                    buf.len()
+                ),
                 Err(e) => crate::kprintln!("{}", describe(e)),
-            }
-        }
+            },
+            Err(e) => crate::kprintln!("pmem recover: {e}\nusage: pmem recover REGION OFFSET BYTE LEN (page aligned)"),
+        },
         ["mcloop", dev, off, secs] => {
             let (Some(d), Some(off), Some(secs)) = (device(dev), parse_num(off), parse_num(secs)) else {
                 return crate::kprintln!("usage: pmem mcloop REGION OFFSET SECONDS");
             };
             mcloop(d, off, secs.min(120));
         }
-        _ => crate::kprintln!("usage: pmem | pmem read R OFF LEN | pmem write R OFF BYTE LEN | pmem recover R OFF BYTE LEN | pmem mcloop R OFF SECS"),
+        _ => crate::kprintln!(
+            "usage: pmem | pmem read R OFF LEN | pmem write R OFF BYTE LEN | pmem recover R OFF BYTE LEN | pmem mcloop R OFF SECS"
+        ),
     }
 }
 
@@ -335,17 +439,20 @@ fn cmd_pmem(args: &[&str]) {
 fn mcloop(d: &Device, off: u64, secs: u64) {
     const SPAN: u64 = 1 << 20;
     let start = off.saturating_sub(SPAN / 2).min(d.len().saturating_sub(SPAN)) & !4095;
-    let mut buf = alloc::vec![0u8; SPAN.min(d.len()) as usize];
+    let mut buf = match buffer(SPAN.min(d.len()) as usize, 0) {
+        Ok(b) => b,
+        Err(e) => return crate::kprintln!("mcloop: {e}"),
+    };
     drain_machine_check_poison();
     crate::kprintln!("mcloop: running over {:#x}+{:#x} for up to {secs} s", start, buf.len());
-    let deadline = crate::arch::cpu::rdtsc() + secs * crate::time::tsc_hz();
+    let deadline = fsdax_hal::time::rdtsc() + secs * fsdax_hal::time::tsc_hz();
     let mut rounds = 0u64;
-    let result = without_interrupts(|| loop {
+    let result = fsdax_hal::arch::cpu::without_interrupts(|| loop {
         if let Err(e) = d.read(start, &mut buf) {
             break Err(e);
         }
         rounds += 1;
-        if crate::arch::cpu::rdtsc() > deadline {
+        if fsdax_hal::time::rdtsc() > deadline {
             break Ok(());
         }
     });
@@ -358,11 +465,11 @@ fn mcloop(d: &Device, off: u64, secs: u64) {
     }
 }
 
-crate::shell_command!(PMEM_CMD, name: "pmem", usage: "pmem [read|write|recover|mcloop ...]",
-    help: "persistent-memory regions; read (hex dump or EIO), durable write, recovery write",
+fsdax_hal::shell_command!(PMEM_CMD, name: "pmem", usage: "pmem [read|write|recover|mcloop ...]",
+    help: "persistent-memory regions; read (hex dump or EIO), durable raw write, recovery write",
     run: cmd_pmem);
 
-crate::shell_command!(POISON_CMD, name: "poison", usage: "poison", help: "the bad-block list of every region",
+fsdax_hal::shell_command!(POISON_CMD, name: "poison", usage: "poison", help: "the bad-block list of every region",
 run: |_| {
     drain_machine_check_poison();
     for d in devices() {
@@ -373,7 +480,7 @@ run: |_| {
     }
 });
 
-crate::shell_command!(MF_CMD, name: "mf", usage: "mf REGION OFFSET [LEN]",
+fsdax_hal::shell_command!(MF_CMD, name: "mf", usage: "mf REGION OFFSET [LEN]",
 help: "software-inject a memory failure (action optional), as a #MC would",
 run: |args| {
     let (Some(d), Some(off)) = (args.first().and_then(|a| device(a)), args.get(1).and_then(|a| parse_num(a))) else {
@@ -383,38 +490,35 @@ run: |args| {
     match ByteRange::from_len(d.phys_base() + off, len) {
         Some(r) if off.checked_add(len).is_some_and(|e| e <= d.len()) => {
             let f = memory_failure(r, MfFlags::ACTION_OPTIONAL);
-            crate::kprintln!("{f:?}");
+            crate::kprintln!("memory failure: {f}");
         }
-        _ => crate::kprintln!("out of range"),
+        _ => crate::kprintln!("mf: {off:#x}+{len:#x} is outside {} ({} MiB)", d.name(), d.len() >> 20),
     }
 });
 
 mod tests {
-    use fsdax_ktest::{kassert, kassert_eq, ktest, Failure as KFailure};
+    use fsdax_ktest::{kassert, kassert_eq, kfail, ktest, Failure as KFailure};
 
     use super::*;
 
     /// Tests use the second half of pmem0.
     fn scratch() -> Result<(&'static Device, u64), KFailure> {
-        let d = devices().first().ok_or(fail("no pmem device"))?;
+        let d = devices().first().ok_or(kfail!("no pmem device"))?;
         Ok((d, d.len() / 2))
     }
 
-    fn fail(message: &'static str) -> KFailure {
-        KFailure { file: file!(), line: line!(), message }
-    }
-
     ktest!(nfit_regions_are_mapped, {
-        let d = devices().first().ok_or(fail("no pmem device (NFIT)"))?;
-        let nfit = Nfit::parse(crate::acpi::table_bytes(b"NFIT").ok_or(fail("no NFIT"))?).map_err(|_| fail("NFIT"))?;
+        let d = devices().first().ok_or(kfail!("no pmem device (NFIT)"))?;
+        let bytes = fsdax_hal::acpi::table_bytes(b"NFIT").ok_or(kfail!("no NFIT"))?;
+        let nfit = fsdax_drivers::nfit::Nfit::parse(bytes).map_err(|_| kfail!("NFIT"))?;
         kassert_eq!(nfit.pmem_ranges().count(), devices().len());
-        let first = nfit.pmem_ranges().next().ok_or(fail("no range"))?;
+        let first = nfit.pmem_ranges().next().ok_or(kfail!("no range"))?;
         kassert_eq!(d.phys_base(), first.base);
         kassert_eq!(d.len(), first.length);
-        let m = d.media().mapping();
+        let m = d.media().region();
         // The mapping translates to the NFIT's physical addresses, with
         // huge pages where aligned.
-        let leaf = crate::mem::translate_kernel(m.virt() + d.len() / 2).ok_or(fail("unmapped"))?;
+        let leaf = fsdax_hal::mm::translate_kernel(m.virt() + d.len() / 2).ok_or(kfail!("unmapped"))?;
         kassert_eq!(leaf.phys + (m.virt() + d.len() / 2 - leaf.virt), first.base + d.len() / 2);
         if first.base % fsdax_mm::HUGE_2M == 0 && first.length % fsdax_mm::HUGE_2M == 0 {
             kassert_eq!(m.stats().pages_4k, 0);
@@ -427,35 +531,38 @@ mod tests {
         let (d, base) = scratch()?;
         for (off, len) in [(0u64, 1usize), (4093, 7), (64, 4096), (1 << 20, 300_000), (d.len() / 2 - 5, 5)] {
             let data: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + off) as u8).collect();
-            d.write(base + off, &data).map_err(|_| fail("write"))?;
+            d.write(base + off, &data).map_err(|_| kfail!("write"))?;
             let mut back = alloc::vec![0u8; len];
-            read(d, base + off, &mut back).map_err(|_| fail("read"))?;
+            read(d, base + off, &mut back).map_err(|_| kfail!("read"))?;
             kassert!(back == data, "read back differs");
         }
-        d.zero(base, 8192).map_err(|_| fail("zero"))?;
+        d.zero(base, 8192).map_err(|_| kfail!("zero"))?;
         let mut z = alloc::vec![1u8; 8192];
-        read(d, base, &mut z).map_err(|_| fail("read zero"))?;
+        read(d, base, &mut z).map_err(|_| kfail!("read zero"))?;
         kassert!(z.iter().all(|&b| b == 0));
-        d.flush(base, 4096).map_err(|_| fail("flush"))?;
+        d.flush(base, 4096).map_err(|_| kfail!("flush"))?;
         d.fence();
         Ok(())
     });
 
     ktest!(out_of_range_is_an_error, {
-        let d = devices().first().ok_or(fail("no pmem"))?;
+        let d = devices().first().ok_or(kfail!("no pmem"))?;
         let mut b = [0u8; 16];
         kassert!(matches!(d.read(d.len() - 8, &mut b), Err(PmemError::OutOfRange { .. })));
         kassert!(matches!(d.write(u64::MAX - 4, &b), Err(PmemError::OutOfRange { .. })));
         kassert!(d.flush(d.len(), 1).is_err());
+        let region = d.media().region();
+        kassert!(region.read_mc(region.len() - 8, &mut b).is_err());
+        kassert!(region.write_flush(u64::MAX - 4, &b).is_err());
         Ok(())
     });
 
     ktest!(poison_gives_eio_and_recovery_write_clears_it, {
         let (d, base) = scratch()?;
         let page = base + (8 << 20);
-        d.write(page - 4096, &[0x11; 3 * 4096]).map_err(|_| fail("write"))?;
+        d.write(page - 4096, &[0x11; 3 * 4096]).map_err(|_| kfail!("write"))?;
         // A memory failure 256 bytes into the page, as a #MC would report.
-        let phys = ByteRange::from_len(d.phys_base() + page + 256, 64).ok_or(fail("range"))?;
+        let phys = ByteRange::from_len(d.phys_base() + page + 256, 64).ok_or(kfail!("range"))?;
         let f = memory_failure(phys, MfFlags::ACTION_OPTIONAL);
         kassert!(matches!(f, Failure::Recorded { new: true, holder_notified: true, .. }));
         let mut buf = alloc::vec![0u8; 4096];
@@ -466,16 +573,16 @@ mod tests {
                 kassert_eq!(copied, 256);
                 kassert!(buf[..256].iter().all(|&b| b == 0x11));
             }
-            _ => return Err(fail("read of a poisoned page did not fail with EIO")),
+            _ => return Err(kfail!("read of a poisoned page did not fail with EIO")),
         }
         // Neighbours read fine; plain writes to the poison are refused.
-        read(d, page - 4096, &mut buf).map_err(|_| fail("left neighbour"))?;
-        read(d, page + 4096, &mut buf).map_err(|_| fail("right neighbour"))?;
+        read(d, page - 4096, &mut buf).map_err(|_| kfail!("left neighbour"))?;
+        read(d, page + 4096, &mut buf).map_err(|_| kfail!("right neighbour"))?;
         kassert!(matches!(d.write(page + 200, &[0; 100]), Err(PmemError::Poisoned { .. })));
         // A recovery write of the whole page clears it.
-        let cleared = d.recovery_write(page, &[0x22; 4096]).map_err(|_| fail("recovery write"))?;
+        let cleared = d.recovery_write(page, &[0x22; 4096]).map_err(|_| kfail!("recovery write"))?;
         kassert_eq!(cleared, 64);
-        read(d, page, &mut buf).map_err(|_| fail("read after recovery"))?;
+        read(d, page, &mut buf).map_err(|_| kfail!("read after recovery"))?;
         kassert!(buf.iter().all(|&b| b == 0x22));
         kassert!(matches!(d.recovery_write(page + 1, &[0; 4096]), Err(PmemError::Unaligned)));
         Ok(())

@@ -1,91 +1,39 @@
-//! The IDT: every CPU exception gets a handler with a clear report; the
-//! local APIC timer drives preemption.
-//!
-//! A fault in an ordinary task (not critical, interrupts enabled) kills that
-//! task and the kernel keeps running; a fault anywhere else is a kernel
-//! panic with a report and a distinct QEMU exit status.
+//! The IDT: every CPU exception gets an entry that builds a [`Fault`] and
+//! hands it to the kernel's registered handler ([`crate::trap`]); the local
+//! APIC timer's entry acknowledges the interrupt and hands the tick over.
+//! Page faults at a user-copy instruction ([`crate::uaccess`]) are resolved
+//! here, by resuming at the copy's fixup. The machine-check entry is in
+//! [`crate::mce`].
 
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+use x86_64::VirtAddr;
 
 use super::{gdt, vectors};
+use crate::trap::{dispatch_fault, Fault};
 
-/// What the CPU reported for an exception.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fault {
-    pub vector: u8,
-    pub name: &'static str,
-    pub error_code: Option<u64>,
-    pub rip: u64,
-    pub rsp: u64,
-    pub rflags: u64,
-    /// The faulting address, for page faults.
-    pub cr2: Option<u64>,
-}
-
-impl Fault {
-    fn new(vector: u8, name: &'static str, frame: &InterruptStackFrame, error_code: Option<u64>) -> Fault {
-        Fault {
-            vector,
-            name,
-            error_code,
-            rip: frame.instruction_pointer.as_u64(),
-            rsp: frame.stack_pointer.as_u64(),
-            rflags: frame.cpu_flags.bits(),
-            cr2: None,
-        }
+fn fault(vector: u8, name: &'static str, frame: &InterruptStackFrame, error_code: Option<u64>) -> Fault {
+    Fault {
+        vector,
+        name,
+        error_code,
+        rip: frame.instruction_pointer.as_u64(),
+        rsp: frame.stack_pointer.as_u64(),
+        rflags: frame.cpu_flags.bits(),
+        cs: u64::from(frame.code_segment.0),
+        cr2: None,
     }
-
-    /// Were interrupts enabled where the fault happened?
-    pub fn interrupts_were_enabled(&self) -> bool {
-        self.rflags & (1 << 9) != 0
-    }
-}
-
-impl core::fmt::Display for Fault {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} (vector {})", self.name, self.vector)?;
-        if let Some(code) = self.error_code {
-            write!(f, " error code {code:#x}")?;
-        }
-        write!(f, " at RIP {:#x} RSP {:#x}", self.rip, self.rsp)?;
-        if let Some(cr2) = self.cr2 {
-            write!(f, " CR2 {cr2:#x}")?;
-            if let Some(code) = self.error_code {
-                let c = PageFaultErrorCode::from_bits_truncate(code);
-                let what = if c.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
-                    "fetch"
-                } else if c.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
-                    "write"
-                } else {
-                    "read"
-                };
-                let why = if c.contains(PageFaultErrorCode::PROTECTION_VIOLATION) {
-                    "protection violation"
-                } else {
-                    "not present"
-                };
-                write!(f, " ({what}, {why})")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Kills the current task or panics the kernel; never returns.
-fn fatal(fault: Fault) -> ! {
-    crate::task::on_fault(fault)
 }
 
 macro_rules! exception {
     ($fn:ident, $vec:expr, $name:expr) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
-            fatal(Fault::new($vec, $name, &frame, None));
+            dispatch_fault(&fault($vec, $name, &frame, None));
         }
     };
     ($fn:ident, $vec:expr, $name:expr, code) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
-            fatal(Fault::new($vec, $name, &frame, Some(code)));
+            dispatch_fault(&fault($vec, $name, &frame, Some(code)));
         }
     };
 }
@@ -109,39 +57,54 @@ exception!(vmm_communication, 29, "VMM communication exception", code);
 exception!(security, 30, "security exception", code);
 
 extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
-    crate::warn!("debug exception at RIP {:#x}", frame.instruction_pointer.as_u64());
+    crate::console::emergency(format_args!("debug exception at RIP {:#x}\n", frame.instruction_pointer.as_u64()));
 }
 
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
-    crate::warn!("breakpoint at RIP {:#x}", frame.instruction_pointer.as_u64());
+    crate::console::emergency(format_args!("breakpoint at RIP {:#x}\n", frame.instruction_pointer.as_u64()));
 }
 
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
-    crate::warn!("NMI at RIP {:#x}", frame.instruction_pointer.as_u64());
+    crate::console::emergency(format_args!("NMI at RIP {:#x}\n", frame.instruction_pointer.as_u64()));
 }
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    let mut fault = Fault::new(14, "page fault", &frame, Some(code.bits()));
-    fault.cr2 = Some(Cr2::read_raw());
-    fatal(fault);
+extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let cr2 = Cr2::read_raw();
+    let rip = frame.instruction_pointer.as_u64();
+    if let Some(fixup) = crate::uaccess::fixup_for(rip, cr2) {
+        // SAFETY: `fixup` is the registered continuation of the user-copy
+        // instruction at `rip`, in the same function with the same stack
+        // layout (see `uaccess`); resuming there ends the copy with an error.
+        unsafe { frame.as_mut().update(|f| f.instruction_pointer = VirtAddr::new(fixup)) };
+        return;
+    }
+    let mut f = fault(14, "page fault", &frame, Some(code.bits()));
+    f.cr2 = Some(cr2);
+    dispatch_fault(&f);
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
     // Runs on its own IST stack: typically a kernel stack overflow into a
-    // guard page. In an ordinary task that kills the task.
-    let mut fault = Fault::new(8, "double fault", &frame, Some(code));
-    fault.cr2 = Some(Cr2::read_raw());
-    fatal(fault)
+    // guard page. The handler may end the task; it cannot resume it.
+    let mut f = fault(8, "double fault", &frame, Some(code));
+    f.cr2 = Some(Cr2::read_raw());
+    dispatch_fault(&f);
+    crate::console::emergency(format_args!("\nKERNEL PANIC: {f}: the fault handler returned from a double fault\n"));
+    crate::power::exit_qemu(fsdax_ktest::protocol::ExitCode::KernelPanic)
 }
 
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
-    crate::time::on_timer_interrupt();
+    crate::time::eoi();
+    crate::trap::dispatch_timer();
 }
 
 extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 
 extern "x86-interrupt" fn unexpected(frame: InterruptStackFrame) {
-    crate::warn!("unexpected interrupt at RIP {:#x}", frame.instruction_pointer.as_u64());
+    crate::console::emergency(format_args!(
+        "unexpected interrupt at RIP {:#x}; ignored\n",
+        frame.instruction_pointer.as_u64()
+    ));
     crate::time::eoi();
 }
 
@@ -171,15 +134,15 @@ pub fn init() {
         idt.hv_injection_exception.set_handler_fn(hv_injection);
         idt.vmm_communication_exception.set_handler_fn(vmm_communication);
         idt.security_exception.set_handler_fn(security);
-        // SAFETY: each IST index names a stack set up in `gdt::init`, used by
-        // this one vector only.
+        // SAFETY: each IST index names a stack that `gdt::init` set up and
+        // that only this one vector uses.
         unsafe {
             idt.double_fault.set_handler_fn(double_fault).set_stack_index(gdt::IST_DOUBLE_FAULT);
             idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(gdt::IST_NMI);
             // The #MC handler may return (recoverable events), so it is
             // installed by address: the IDT's type for vector 18 diverges.
             idt.machine_check
-                .set_handler_addr(x86_64::VirtAddr::new(crate::mce::machine_check_handler as *const () as u64))
+                .set_handler_addr(VirtAddr::new(crate::mce::machine_check_entry as *const () as u64))
                 .set_stack_index(gdt::IST_MACHINE_CHECK);
         }
         for v in 32..=255u8 {

@@ -1,10 +1,12 @@
-//! x86_64 glue: the only place (with `mem` and `task::switch`) that executes
-//! privileged instructions.
+//! x86_64: CPU features and control registers, typed MSRs, the GDT/TSS, the
+//! IDT and its entry points, port I/O, and a deliberate-fault probe.
 
-pub mod copy;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod msr;
+pub mod port;
+pub mod probe;
 
 /// Interrupt vectors the kernel uses.
 pub mod vectors {

@@ -1,0 +1,304 @@
+//! Task contexts and the context switch.
+//!
+//! A [`TaskContext`] is what the CPU needs to run a task: its kernel stack,
+//! the stack pointer saved while it is suspended, and its address space (or
+//! the kernel's). Only this module builds contexts, so every saved stack
+//! pointer is one [`switch_to`] saved or one [`TaskContext::new`] prepared.
+//!
+//! The kernel's scheduler decides *which* context runs; [`switch_to`]
+//! carries it out. The preconditions the hal enforces (it checks them and
+//! stops the machine rather than break them):
+//! - interrupts are off on this CPU for the switch;
+//! - the target is not running (each context carries a `running` flag, set
+//!   by the switch that resumes it and cleared only after it has been
+//!   switched away from and its stack pointer saved: the "on_cpu" protocol,
+//!   so a context woken on another CPU is never resumed twice);
+//! - a running context cannot be freed: this CPU's current context is held
+//!   in a per-CPU slot, and the previous one until the next context has
+//!   finished the switch (Linux's `finish_task_switch`), so a task that
+//!   exits can be reaped by others at any time after.
+//!
+//! A new context starts in a trampoline that finishes the switch, enables
+//! interrupts and runs its entry function; if the entry returns, the hal
+//! calls the kernel's registered exit handler, which must not return.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use fsdax_ktest::protocol::ExitCode;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+use crate::arch::cpu;
+use crate::mm::{AddressSpace, KernelStack};
+use crate::sync::IrqMutex;
+use crate::trap::AlreadyRegistered;
+
+/// The entry function of a new task.
+pub type TaskEntry = Box<dyn FnOnce() + Send>;
+
+/// Called when a task's entry function returns; must end the task (switch
+/// away for good) and never return.
+pub type ExitHandler = fn() -> !;
+
+static EXIT_HANDLER: spin::Once<ExitHandler> = spin::Once::new();
+
+/// Registers the handler for task entries that return (once).
+pub fn register_exit_handler(f: ExitHandler) -> Result<(), AlreadyRegistered> {
+    crate::trap::register_once(&EXIT_HANDLER, f)
+}
+
+/// What a task runs on.
+pub struct TaskContext {
+    /// The stack pointer saved by `switch_stack` while the task is
+    /// suspended (or prepared by `new`). Written by the CPU switching away
+    /// from it, read by the CPU resuming it; the `running` flag orders them.
+    rsp: UnsafeCell<u64>,
+    /// Set while some CPU runs this context (from the switch to it until the
+    /// next context finished the switch away from it).
+    running: AtomicBool,
+    /// The task's kernel stack (None for the boot context, which runs on
+    /// the bootloader's stack).
+    stack: Option<KernelStack>,
+    /// The task's own address space (None: the kernel's).
+    space: Option<AddressSpace>,
+    /// The entry function, taken by the trampoline.
+    entry: IrqMutex<Option<TaskEntry>>,
+}
+
+// SAFETY: `rsp` is the only field without its own synchronisation. It is
+// written only by the CPU running the context (in `switch_stack`, when it
+// switches away) and read only by `switch_to` after `running` was observed
+// false (Acquire), which `finish_switch` sets (Release) after the write; so
+// accesses never overlap.
+unsafe impl Sync for TaskContext {}
+// SAFETY: moving a context to another thread of execution moves owned
+// resources only (stack slot, address space, boxed entry); `rsp` is handed
+// over under the `running` protocol described for `Sync`.
+unsafe impl Send for TaskContext {}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .field("stack", &self.stack)
+            .field("space", &self.space)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a context could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextError {
+    /// No stack slot or no RAM for the stack.
+    OutOfMemory,
+}
+
+/// Slots of the per-CPU table (one CPU is brought up today).
+const MAX_CPUS: usize = 1;
+
+/// Per-CPU switch state.
+struct CpuSlot {
+    /// The context running on this CPU.
+    current: IrqMutex<Option<Arc<TaskContext>>>,
+    /// The context this CPU just switched away from, kept alive until the
+    /// next context finishes the switch (`Arc::into_raw`).
+    prev: AtomicPtr<TaskContext>,
+}
+
+static CPUS: [CpuSlot; MAX_CPUS] =
+    [const { CpuSlot { current: IrqMutex::new(None), prev: AtomicPtr::new(core::ptr::null_mut()) } }; MAX_CPUS];
+
+fn this_cpu() -> &'static CpuSlot {
+    CPUS.get(cpu::cpu_index()).unwrap_or(&CPUS[0])
+}
+
+impl TaskContext {
+    /// Makes the running boot code a context (the first task). Call once,
+    /// before any [`switch_to`].
+    pub fn adopt_boot() -> Arc<TaskContext> {
+        let ctx = Arc::new(TaskContext {
+            rsp: UnsafeCell::new(0),
+            running: AtomicBool::new(true),
+            stack: None,
+            space: None,
+            entry: IrqMutex::new(None),
+        });
+        let mut current = this_cpu().current.lock();
+        assert!(current.is_none(), "the boot context was adopted twice");
+        *current = Some(Arc::clone(&ctx));
+        ctx
+    }
+
+    /// A new context with a kernel stack of `stack_pages` pages (below its
+    /// guard page), the given address space (None: the kernel's), that will
+    /// run `entry` when first switched to.
+    pub fn new(stack_pages: u64, space: Option<AddressSpace>, entry: TaskEntry) -> Result<Arc<Self>, ContextError> {
+        let stack = KernelStack::new(stack_pages).ok_or(ContextError::OutOfMemory)?;
+        // Initial frame popped by `switch_stack`: r15 r14 r13 r12 rbx rbp,
+        // then the return address (the trampoline), then an alignment slot.
+        let frame: [u64; 8] = [0, 0, 0, 0, 0, 0, task_trampoline as *const () as u64, 0];
+        let rsp = stack.top() - 8 * frame.len() as u64;
+        // SAFETY: the stack was just mapped writable and nothing runs on it;
+        // the frame fits in its top 64 bytes.
+        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len()) };
+        Ok(Arc::new(TaskContext {
+            rsp: UnsafeCell::new(rsp),
+            running: AtomicBool::new(false),
+            stack: Some(stack),
+            space,
+            entry: IrqMutex::new(Some(entry)),
+        }))
+    }
+
+    /// The task's own address space, if it has one.
+    pub fn address_space(&self) -> Option<&AddressSpace> {
+        self.space.as_ref()
+    }
+
+    /// Whether a CPU runs this context now.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    fn cr3(&self) -> u64 {
+        self.space.as_ref().map_or_else(crate::mm::kernel_pml4, AddressSpace::pml4)
+    }
+}
+
+/// The context running on this CPU.
+pub fn current() -> Option<Arc<TaskContext>> {
+    this_cpu().current.lock().clone()
+}
+
+fn fatal(why: &str) -> ! {
+    crate::console::emergency(format_args!("\nKERNEL PANIC: context switch: {why}\n"));
+    crate::power::exit_qemu(ExitCode::KernelPanic)
+}
+
+/// Switches this CPU to `next`; returns when the calling context is resumed.
+/// A no-op if `next` is the current context.
+///
+/// `next` is taken by value: no reference to it stays on the suspended
+/// caller's stack (a task killed while suspended never runs again, and
+/// anything on its stack is abandoned).
+///
+/// Interrupts must be off (the scheduler holds its decision until the switch
+/// is done); `next` must not be running. The hal stops the machine with a
+/// report if either is violated.
+pub fn switch_to(next: Arc<TaskContext>) {
+    if cpu::interrupts_enabled() {
+        fatal("called with interrupts on");
+    }
+    let slot = this_cpu();
+    let (prev, next_rsp) = {
+        let mut current = slot.current.lock();
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &next)) {
+            return;
+        }
+        if next.running.swap(true, Ordering::Acquire) {
+            fatal("the next context is running");
+        }
+        if let Some(stack) = &next.stack {
+            crate::arch::gdt::set_kernel_stack(stack.top());
+        }
+        let cr3 = next.cr3();
+        if Cr3::read().0.start_address().as_u64() != cr3 {
+            // SAFETY: `cr3` is the kernel's PML4 or the PML4 of the space
+            // `next` owns (alive while `next` is); every space shares the
+            // kernel half, which holds all code and data the switch touches.
+            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(cr3)), Cr3Flags::empty()) };
+        }
+        // SAFETY: `next.running` was false (Acquire), so its `rsp` was
+        // written by the switch away from it (or by `new`) and nobody
+        // writes it now.
+        let next_rsp = unsafe { *next.rsp.get() };
+        match current.replace(next) {
+            Some(prev) => (prev, next_rsp),
+            None => fatal("no current context (adopt_boot first)"),
+        }
+    };
+    let prev_rsp = prev.rsp.get();
+    // Keep `prev` alive (and its stack mapped) until the next context
+    // finishes the switch: the reference moves into the per-CPU slot.
+    let old = slot.prev.swap(Arc::into_raw(prev).cast_mut(), Ordering::AcqRel);
+    if !old.is_null() {
+        fatal("a previous context was never released");
+    }
+    // SAFETY: `prev_rsp` points into the previous context, kept alive by the
+    // slot above until the next context has run `finish_switch`; `next_rsp`
+    // was saved by `switch_stack` on the next context's own stack (or built
+    // by `new` for the trampoline), which that context keeps mapped while
+    // the per-CPU current slot holds it; interrupts are off.
+    unsafe { switch_stack(prev_rsp, next_rsp) };
+    // Resumed: some other context switched back to us.
+    finish_switch();
+}
+
+/// Run by the context that was just switched to: the previous context's
+/// stack pointer is saved, so it may run elsewhere or be freed.
+fn finish_switch() {
+    let p = this_cpu().prev.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: `p` came from `Arc::into_raw` in `switch_to`, and is taken
+    // out of the slot exactly once (the swap above).
+    let prev = unsafe { Arc::from_raw(p) };
+    prev.running.store(false, Ordering::Release);
+    drop(prev);
+}
+
+/// First code of every new context: finish the switch, enable interrupts,
+/// run the entry, then hand over to the exit handler.
+extern "C" fn task_start() -> ! {
+    finish_switch();
+    let entry = current().and_then(|c| c.entry.lock().take());
+    cpu::enable_interrupts();
+    match entry {
+        Some(f) => f(),
+        None => fatal("a new context has no entry function"),
+    }
+    match EXIT_HANDLER.get() {
+        Some(exit) => exit(),
+        None => fatal("a task returned before the kernel registered an exit handler"),
+    }
+}
+
+#[unsafe(naked)]
+extern "C" fn task_trampoline() -> ! {
+    core::arch::naked_asm!("and rsp, -16", "call {start}", "ud2", start = sym task_start)
+}
+
+/// Saves the callee-saved registers and the stack pointer into `*old_rsp`,
+/// then resumes the context whose stack pointer is `new_rsp`.
+///
+/// # Safety
+/// `old_rsp` must be valid for a write and stay valid until the context is
+/// resumed or abandoned; `new_rsp` must be a stack pointer saved by this
+/// function (or prepared like `TaskContext::new` does) on a stack that is
+/// mapped and not in use; interrupts must be off.
+#[unsafe(naked)]
+unsafe extern "C" fn switch_stack(old_rsp: *mut u64, new_rsp: u64) {
+    core::arch::naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov [rdi], rsp",
+        "mov rsp, rsi",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}

@@ -1,0 +1,86 @@
+//! [`WaitQueue`].
+
+use alloc::collections::VecDeque;
+
+use fsdax_hal::arch::cpu;
+use fsdax_hal::sync::IrqMutex;
+
+use crate::task::{self, TaskId};
+
+struct Inner<S> {
+    state: S,
+    waiters: VecDeque<TaskId>,
+}
+
+/// A state and the tasks waiting for it to change.
+pub struct WaitQueue<S> {
+    inner: IrqMutex<Inner<S>>,
+}
+
+impl<S> WaitQueue<S> {
+    /// A queue around `state`, with no waiters.
+    pub const fn new(state: S) -> Self {
+        WaitQueue { inner: IrqMutex::new(Inner { state, waiters: VecDeque::new() }) }
+    }
+
+    /// Calls `f(state, retried)` under the queue's lock until it returns
+    /// `Some`; each time it returns `None` the current task sleeps until a
+    /// [`Self::update_and_notify`] wakes it. `retried` is false on the
+    /// first call.
+    pub fn wait_until<R>(&self, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> R {
+        let me = task::current();
+        let mut retried = false;
+        loop {
+            let done = cpu::without_interrupts(|| {
+                let mut g = self.inner.lock();
+                if let Some(r) = f(&mut g.state, retried) {
+                    return Some(r);
+                }
+                if !g.waiters.contains(&me) {
+                    g.waiters.push_back(me);
+                }
+                // Blocked before the queue's lock is dropped: a waker that
+                // changes the state after this point finds us queued.
+                let outcome = task::block_current();
+                drop(g);
+                task::block_switch(outcome);
+                None
+            });
+            if let Some(r) = done {
+                return r;
+            }
+            retried = true;
+        }
+    }
+
+    /// Changes the state under the queue's lock, then wakes one waiter (or
+    /// all) so it re-checks. Returns what `f` returned.
+    pub fn update_and_notify<R>(&self, all: bool, f: impl FnOnce(&mut S) -> R) -> R {
+        let mut g = self.inner.lock();
+        let r = f(&mut g.state);
+        while let Some(id) = g.waiters.pop_front() {
+            // A waiter that was killed meanwhile is skipped.
+            if task::wake(id) && !all {
+                break;
+            }
+        }
+        r
+    }
+
+    /// Changes the state under the queue's lock without waking anyone (for
+    /// changes no waiter is waiting for, like taking a free lock).
+    pub fn update<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        f(&mut self.inner.lock().state)
+    }
+
+    /// Reads the state under the queue's lock.
+    pub fn peek<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.inner.lock().state)
+    }
+}
+
+impl<S> core::fmt::Debug for WaitQueue<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WaitQueue")
+    }
+}
