@@ -179,11 +179,11 @@ fn bench_pmem_refuses_a_device_that_holds_a_file_system() {
     assert!(out.contains("refused") && out.contains("fsdax file system"), "{out}");
     assert!(!out.contains("{\"bench\""), "it measured anyway: {out}");
     let out = command(&mut m, "fs mount");
-    assert!(out.contains("fs: mounted pmem0"), "{out}");
+    assert!(out.contains("mounted pmem0 read-write"), "{out}");
     let out = command(&mut m, "bench pmem");
     assert!(out.contains("refused") && out.contains("fs umount"), "{out}");
     let out = command(&mut m, "fs fsck");
-    assert!(out.contains("fs: clean"), "{out}");
+    assert!(out.contains("verdict  clean"), "{out}");
     let out = command(&mut m, "pmem");
     assert!(out.contains("holder file system"), "{out}");
 }
