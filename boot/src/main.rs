@@ -179,7 +179,7 @@ fn bench_side_by_side(args: &[String]) -> Result<ProcessExit> {
 
 fn describe_exit(status: i32) -> String {
     match ExitCode::from_qemu_status(status) {
-        Some(code) => format!("{code:?} (QEMU status {status})"),
+        Some(code) => format!("{} (QEMU status {status})", code.meaning()),
         None => format!("QEMU status {status}"),
     }
 }

@@ -27,6 +27,18 @@ impl ExitCode {
         (self as i32) * 2 + 1
     }
 
+    /// What the code means, for people.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Self::Poweroff => "powered off",
+            Self::TestsPassed => "every kernel test passed",
+            Self::TestsFailed => "a kernel test failed",
+            Self::BenchDone => "benchmarks done",
+            Self::KernelPanic => "kernel panic",
+            Self::FatalMachineCheck => "fatal machine check",
+        }
+    }
+
     /// The code behind a QEMU exit status, if it is one of ours.
     pub fn from_qemu_status(status: i32) -> Option<Self> {
         [
