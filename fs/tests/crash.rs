@@ -61,8 +61,9 @@ fn allowed(got: &Model, before: &Model, after: &Model, op: &Op) -> bool {
     if got == before || got == after {
         return true;
     }
-    // In-place data overwrites are not atomic: each byte old or new.
-    if let Op::Write { .. } = op {
+    // In-place data overwrites are not atomic: each byte old or new. The
+    // partial blocks at the ends of a punched range are zeroed in place too.
+    if let Op::Write { .. } | Op::Punch { .. } = op {
         if got.keys().ne(after.keys()) {
             return false;
         }

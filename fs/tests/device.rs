@@ -92,10 +92,19 @@ fn a_write_into_listed_poison_fails_instead_of_being_skipped() {
     let bad = b.phys.unwrap() + 4096 + 64;
     d.record_poison(bad, 64).unwrap();
     let refused = d.stats().refused_writes;
-    assert_eq!(fs.write(f, 0, &[2u8; 8192]), Err(FsError::Poisoned { offset: bad }));
+    // A write into part of the poisoned block fails.
+    assert_eq!(fs.write(f, 0, &[2u8; 4096 + 200]), Err(FsError::Poisoned { offset: bad }));
     assert!(d.stats().refused_writes > refused, "the device refused the store");
     assert_eq!(fs.stat(f).unwrap().size, 8192);
     fs.fsck().unwrap();
+    // A write of the whole block is a recovery write: it clears the poison.
+    let recovered = d.stats().recovery_writes;
+    assert_eq!(fs.write(f, 0, &[3u8; 8192]), Ok(8192));
+    assert_eq!(d.stats().recovery_writes, recovered + 1);
+    assert!(!d.is_poisoned(bad, 64));
+    let mut back = vec![0u8; 8192];
+    assert_eq!(fs.read(f, 0, &mut back), Ok(8192));
+    assert!(back.iter().all(|&b| b == 3));
 }
 
 #[test]

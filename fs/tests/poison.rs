@@ -82,8 +82,10 @@ fn an_in_place_store_into_poison_fails_without_changing_metadata() {
     let f = fs.resolve("/f").unwrap();
     let second = fs.bmap(f, BS).unwrap().phys.unwrap() + (BS - fs.bmap(f, BS).unwrap().file_offset);
     fs.pmem_mut().inject_poison(second + 8, 8);
-    // Growing write over the poisoned (unshared) block: fails, size unchanged.
-    assert_eq!(fs.write(f, BS, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
+    // Growing write into part of the poisoned (unshared) block: fails, size
+    // unchanged. (A write of the whole block would rewrite it and clear
+    // the poison.)
+    assert_eq!(fs.write(f, BS + 4, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
     assert_eq!(fs.stat(f).unwrap().size, 2 * BS);
     fs.fsck().unwrap();
 }
@@ -99,8 +101,10 @@ fn poison_in_the_bytes_copied_around_fails_the_copy_on_write() {
     assert_eq!(fs.write(g, 1000, &[2u8; 100]), Err(FsError::Poisoned { offset: shared + 100 }));
     assert!(fs.bmap(g, 0).unwrap().shared, "still shared: nothing committed");
     fs.fsck().unwrap();
-    // Same for a DAX write fault (bmap_write unshares the page).
-    assert_eq!(fs.bmap_write(g, 0, BS), Err(FsError::Poisoned { offset: shared + 100 }));
+    // Same for a DAX write fault (bmap_write unshares the page). The failed
+    // write recorded the block as bad, so the error names its first byte.
+    assert_eq!(fs.bad_blocks(), vec![(shared, BS)]);
+    assert_eq!(fs.bmap_write(g, 0, BS), Err(FsError::Poisoned { offset: shared }));
     assert!(fs.bmap(g, 0).unwrap().shared);
     fs.fsck().unwrap();
 }

@@ -2,6 +2,9 @@
 //! engine shared with DAX write faults (copy-on-write of shared blocks).
 
 use super::{failed, FileSystem, Fill, BS};
+use crate::pmem::MediaError;
+
+const ZERO_BLOCK: [u8; BS as usize] = [0; BS as usize];
 use crate::error::{FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
@@ -17,7 +20,16 @@ pub enum Falloc {
         keep_size: bool,
     },
     /// Deallocate the range; it reads as zeros (FALLOC_FL_PUNCH_HOLE).
+    /// Partial blocks at either end are zeroed in place (copied first only
+    /// if shared), so punching needs no free block on unshared data.
     PunchHole,
+    /// Zero the range, allocating its holes (FALLOC_FL_ZERO_RANGE); grow
+    /// the size unless `keep_size`. Whole bad blocks in the range are
+    /// rewritten (recovery write) and leave the bad-block list.
+    ZeroRange {
+        /// Leave the file size unchanged (FALLOC_FL_KEEP_SIZE).
+        keep_size: bool,
+    },
 }
 
 impl<P: Pmem> FileSystem<P> {
@@ -60,10 +72,19 @@ impl<P: Pmem> FileSystem<P> {
                     let avail = (ef + e.len - fb) * BS - inb;
                     let k = (avail.min((n - done) as u64)) as usize;
                     let phys = (e.pblk + (fb - ef)) * BS + inb;
+                    // Blocks in the bad-block list are poisoned even where
+                    // the device no longer knows it (after a reboot).
+                    let (k, bad) = match self.first_bad_byte(phys, k as u64) {
+                        Some(b) => ((b - phys) as usize, Some(b)),
+                        None => (k, None),
+                    };
                     if let Err((e, good)) = self.pm.load(phys, &mut buf[done..done + k]) {
                         return Ok((done + good.min(k), Some(e.into())));
                     }
                     done += k;
+                    if let Some(offset) = bad {
+                        return Ok((done, Some(FsError::Poisoned { offset })));
+                    }
                 }
                 None => {
                     let next = i.extents.range(fb..).next().map_or(u64::MAX, |(&s, _)| s);
@@ -103,14 +124,12 @@ impl<P: Pmem> FileSystem<P> {
         Ok(written as usize)
     }
 
-    /// Appends; returns the offset written at.
-    pub fn append(&mut self, ino: Ino, data: &[u8]) -> Result<u64> {
+    /// Appends at EOF; returns the bytes written, which is short (like
+    /// [`FileSystem::write`]) when space runs out part-way: the size then
+    /// covers exactly what was written.
+    pub fn append(&mut self, ino: Ino, data: &[u8]) -> Result<usize> {
         let off = self.file(ino)?.size;
-        let n = self.write(ino, off, data)?;
-        if n < data.len() {
-            return Err(FsError::NoSpace);
-        }
-        Ok(off)
+        self.write(ino, off, data)
     }
 
     /// Makes the file's data and metadata durable. Every operation is
@@ -126,9 +145,6 @@ impl<P: Pmem> FileSystem<P> {
         let old = self.file(ino)?.size;
         if size > MAX_FILE_SIZE {
             return Err(FsError::TooBig);
-        }
-        if size > old {
-            self.need_free(1)?;
         }
         self.begin()?;
         let r = self.truncate_inner(ino, old, size);
@@ -156,7 +172,6 @@ impl<P: Pmem> FileSystem<P> {
         if len == 0 {
             return Err(FsError::Invalid);
         }
-        self.need_free(2)?;
         self.begin()?;
         let r = self.fallocate_inner(ino, mode, offset, len, size, end);
         self.finish(r)
@@ -183,32 +198,42 @@ impl<P: Pmem> FileSystem<P> {
                     self.push(Mutation::SetSize { ino, size: end })?;
                 }
             }
+            Falloc::ZeroRange { keep_size } => {
+                if end > size && !keep_size {
+                    self.zero_tail(ino, size, end)?;
+                }
+                if self.write_range(ino, offset, len, Fill::Zero, true, true, true)? != len {
+                    return Err(FsError::NoSpace);
+                }
+                if !keep_size && end > size {
+                    self.push(Mutation::SetSize { ino, size: end })?;
+                }
+            }
             Falloc::PunchHole => {
                 let first_full = offset.div_ceil(BS);
                 let last_full = end / BS;
-                // Partial blocks at either end are zeroed in copies (CoW even
-                // if unshared) so that the whole punch commits atomically.
+                // Partial blocks at either end are zeroed in place (like a
+                // data write: not atomic), copied first only if shared, so
+                // punching unshared data needs no free block.
                 let head_end = end.min(first_full * BS);
-                if offset < head_end {
-                    self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true, false)?;
+                if offset < head_end
+                    && self.write_range(ino, offset, head_end - offset, Fill::Zero, false, true, true)?
+                        != head_end - offset
+                {
+                    return Err(FsError::NoSpace);
                 }
                 let tail_start = (last_full * BS).max(offset);
-                if tail_start < end && last_full >= first_full {
-                    self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, false)?;
+                if tail_start < end
+                    && last_full >= first_full
+                    && self.write_range(ino, tail_start, end - tail_start, Fill::Zero, false, true, true)?
+                        != end - tail_start
+                {
+                    return Err(FsError::NoSpace);
                 }
                 if first_full < last_full {
                     self.unmap_if_mapped(ino, first_full, last_full - first_full)?;
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Fails early with ENOSPC unless `n` blocks are free (for operations
-    /// whose only allocations are a few copy-on-write blocks).
-    pub(super) fn need_free(&self, n: u64) -> Result<()> {
-        if self.st.space.free.total() < n {
-            return Err(FsError::NoSpace);
         }
         Ok(())
     }
@@ -231,14 +256,100 @@ impl<P: Pmem> FileSystem<P> {
     /// an interrupted write touched), and must never become visible.
     /// Holes stay holes; costs per extent plus the bytes actually mapped.
     pub(super) fn zero_tail(&mut self, ino: Ino, size: u64, new_end: u64) -> Result<()> {
-        if size < new_end {
-            // In place is fine: these bytes are past EOF in every committed state.
-            self.write_range(ino, size, new_end - size, Fill::Zero, false, true, true)?;
+        // In place is fine: these bytes are past EOF in every committed
+        // state. A shared block there needs a copy; without space the file
+        // must not grow over stale bytes.
+        if size < new_end
+            && self.write_range(ino, size, new_end - size, Fill::Zero, false, true, true)? != new_end - size
+        {
+            return Err(FsError::NoSpace);
         }
         Ok(())
     }
 
+    /// The first byte of `[phys, phys + len)` in a block of the bad-block
+    /// list, if any.
+    pub(super) fn first_bad_byte(&self, phys: u64, len: u64) -> Option<u64> {
+        if len == 0 || self.st.space.bad.total() == 0 {
+            return None;
+        }
+        let (a, e) = (phys / BS, (phys + len).div_ceil(BS));
+        self.st.space.bad.intersect(a, e - a).first().map(|&(s, _)| (s * BS).max(phys))
+    }
+
+    /// Stores `fill` in place at device bytes `[phys, phys + len)`, which
+    /// belong to blocks the file owns unshared. Bad blocks (listed by the
+    /// file system, or refused by the device) that the store covers whole
+    /// are rewritten with a recovery write, which clears their poison, and
+    /// leave the bad-block list in this transaction; a store into part of
+    /// a bad block fails with [`FsError::Poisoned`].
+    fn store_in_place(&mut self, phys: u64, len: u64, fill: Fill<'_>, data_at: usize) -> Result<()> {
+        let end = phys + len;
+        let mut at = phys;
+        while at < end {
+            let bad = self.first_bad_byte(at, end - at);
+            let upto = bad.unwrap_or(end);
+            if upto > at {
+                let r = match fill {
+                    Fill::Data(d) => {
+                        let s = data_at + (at - phys) as usize;
+                        self.pm.store(at, &d[s..s + (upto - at) as usize]).map_err(|(e, n)| (e, n as u64))
+                    }
+                    Fill::Zero => self.pm.store_zeros(at, upto - at),
+                    Fill::Keep => Ok(()),
+                };
+                self.pm.flush(at, upto - at);
+                match r {
+                    Ok(()) => at = upto,
+                    Err((e, n)) => {
+                        // Poison the device knows and the list does not.
+                        let hit = at + n;
+                        if !matches!(e, MediaError::Poisoned(_))
+                            || !self.recover_block(hit, phys, end, fill, data_at)?
+                        {
+                            return Err(e.into());
+                        }
+                        at = (hit / BS + 1) * BS;
+                    }
+                }
+                continue;
+            }
+            let b = upto;
+            if !self.recover_block(b, phys, end, fill, data_at)? {
+                return Err(FsError::Poisoned { offset: b });
+            }
+            let blk = b / BS;
+            if self.st.space.bad.contains_range(blk, 1) {
+                self.push(Mutation::BadRemove { pblk: blk, len: 1 })?;
+            }
+            at = (blk + 1) * BS;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the whole block holding device byte `hit` with a recovery
+    /// write, if `[start, end)` covers it whole; `false` if it does not.
+    fn recover_block(&mut self, hit: u64, start: u64, end: u64, fill: Fill<'_>, data_at: usize) -> Result<bool> {
+        let b0 = hit / BS * BS;
+        if b0 < start || b0 + BS > end {
+            return Ok(false);
+        }
+        let bytes: &[u8] = match fill {
+            Fill::Data(d) => {
+                let s = data_at + (b0 - start) as usize;
+                &d[s..s + BS as usize]
+            }
+            Fill::Zero => &ZERO_BLOCK,
+            Fill::Keep => return Ok(false),
+        };
+        self.pm.recovery_write(b0, bytes)?;
+        Ok(true)
+    }
+
     pub(super) fn copy_phys(&mut self, from: u64, to: u64, len: u64) -> Result<()> {
+        if let Some(offset) = self.first_bad_byte(from, len) {
+            return Err(FsError::Poisoned { offset });
+        }
         let mut buf = [0u8; 4096];
         let mut done = 0;
         while done < len {
@@ -302,17 +413,7 @@ impl<P: Pmem> FileSystem<P> {
                     let k = run_end - pos;
                     if !matches!(fill, Fill::Keep) {
                         self.data_dirty = true;
-                    }
-                    match fill {
-                        Fill::Data(d) => {
-                            let s = (pos - offset) as usize;
-                            self.pm.store(phys, &d[s..s + k as usize]).map_err(failed)?;
-                        }
-                        Fill::Zero => self.pm.store_zeros(phys, k).map_err(failed)?,
-                        Fill::Keep => {}
-                    }
-                    if !matches!(fill, Fill::Keep) {
-                        self.pm.flush(phys, k);
+                        self.store_in_place(phys, k, fill, (pos - offset) as usize)?;
                     }
                     pos = run_end;
                 }

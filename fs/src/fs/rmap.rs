@@ -118,11 +118,25 @@ impl<P: Pmem> FileSystem<P> {
         Ok(self.rmap_query(a * BS, n * BS))
     }
 
-    /// Forgets bad blocks after their poison was cleared (a recovery write).
+    /// Forgets bad blocks (whole blocks of `[phys, phys + len)`, all in the
+    /// list). Blocks no file owns are rewritten with zeros first (a recovery
+    /// write, which clears their poison) and return to the free space.
+    /// Blocks a file owns keep their contents (after a `pmem recover`, the
+    /// recovered bytes); a whole-block write of the file clears them too.
     pub fn clear_bad(&mut self, phys: u64, len: u64) -> Result<()> {
         let (a, n) = self.data_blocks_of(phys, len)?;
         if !self.st.space.bad.contains_range(a, n) {
             return Err(FsError::Invalid);
+        }
+        if self.ro {
+            return Err(FsError::ReadOnly);
+        }
+        let owned = self.st.space.owned_ranges(a, n);
+        const ZERO: [u8; BS as usize] = [0; BS as usize];
+        for b in a..a + n {
+            if !owned.iter().any(|&(s, l)| s <= b && b < s + l) {
+                self.pm.recovery_write(b * BS, &ZERO)?;
+            }
         }
         self.begin()?;
         self.push(Mutation::BadRemove { pblk: a, len: n })?;
