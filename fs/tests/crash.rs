@@ -31,8 +31,9 @@ fn model_of(img: &[u8]) -> (Model, MountInfo) {
         Err(e) => panic!("crash image does not mount: {e:?}"),
     };
     assert!(!fs.is_read_only(), "crash image mounted read-only: {:?}", fs.mount_info());
-    if let Err(e) = fs.fsck() {
-        panic!("fsck of crash image: {e:?}");
+    match fs.fsck() {
+        Ok(r) => assert!(r.is_clean(), "fsck of crash image after a read-write mount: {r:?}"),
+        Err(e) => panic!("fsck of crash image: {e:?}"),
     }
     let info = fs.mount_info();
     let model = walk(&fs).unwrap();
@@ -89,7 +90,7 @@ struct Stats {
 
 fn run_workload(ops: &[Op], log_blocks: u64, samples: usize, seed: u64, st: &mut Stats) {
     let sim = CrashSim::new(vec![0u8; 6 << 20]);
-    let opts = MkfsOptions { uuid: [5; 16], ckpt_blocks: Some(64), log_blocks: Some(log_blocks) };
+    let opts = MkfsOptions { uuid: [5; 16], log_blocks: Some(log_blocks) };
     let mut fs = FileSystem::mkfs(sim, opts).unwrap();
     let mut m = new_model();
     let mut rng = Rng(seed | 1);

@@ -28,7 +28,7 @@ fn fill(fs: &mut FileSystem<MemPmem>) -> Ino {
             break;
         }
     }
-    assert!(fs.statfs().free_blocks < 4, "the file system is full");
+    assert_eq!(fs.write(f, off, &[1u8; BS as usize]), Err(FsError::NoSpace), "the file system is full");
     f
 }
 
@@ -143,4 +143,59 @@ fn reads_of_a_listed_bad_block_fail_even_where_the_device_forgot_the_poison() {
     let mut buf = vec![0u8; 2 * BS as usize];
     assert_eq!(fs.read(f, 0, &mut buf), Ok(BS as usize));
     assert_eq!(fs.read(f, BS, &mut buf), Err(FsError::Poisoned { offset: p + BS }));
+}
+
+#[test]
+fn metadata_grows_into_the_data_area_and_deleting_is_always_possible() {
+    // 8 MiB, empty files with 200-byte names: the checkpoint grows into the
+    // data area until space runs out, cleanly, before anything commits.
+    let mut fs = fresh(8);
+    let r = fs.root();
+    let name = |i: usize| format!("{i:0200}");
+    let mut n = 0;
+    let err = loop {
+        match fs.create(r, name(n).as_bytes()) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, FsError::NoSpace);
+    assert!(n > 2000, "more names than a fixed slot held: {n}");
+    assert!(!fs.is_read_only());
+    assert_eq!(fs.lookup(r, name(n).as_bytes()), Err(FsError::NotFound), "the failed create left nothing");
+    assert!(fs.fsck().unwrap().is_clean());
+    // Deleting works at the limit, and makes room again.
+    for i in 0..50 {
+        fs.unlink(r, name(i).as_bytes()).unwrap();
+    }
+    fs.create(r, b"again").unwrap();
+    fs.mkdir(r, b"dir").unwrap();
+    // A remount (after a crash, and clean) is read-write.
+    let fs = FileSystem::mount(fs.into_pmem()).unwrap();
+    assert!(!fs.is_read_only(), "{:?}", fs.mount_info());
+    let mut fs = FileSystem::mount(fs.unmount().unwrap()).unwrap();
+    assert!(!fs.is_read_only());
+    // Everything can be deleted.
+    for i in 50..n {
+        fs.unlink(r, name(i).as_bytes()).unwrap();
+    }
+    fs.unlink(r, b"again").unwrap();
+    fs.rmdir(r, b"dir").unwrap();
+    assert!(fs.fsck().unwrap().is_clean());
+    let st = fs.statfs();
+    assert_eq!(st.free_blocks + fs.log_status().meta_blocks, st.data_blocks);
+}
+
+#[test]
+fn thousands_of_creates_on_16_mib_never_shut_down() {
+    let mut fs = fresh(16);
+    let r = fs.root();
+    for i in 0..3000 {
+        fs.create(r, format!("f{i}").as_bytes()).unwrap();
+    }
+    assert!(!fs.is_read_only());
+    let fs = FileSystem::mount(fs.into_pmem()).unwrap();
+    assert!(!fs.is_read_only(), "{:?}", fs.mount_info());
+    assert_eq!(fs.readdir(fs.root(), None, usize::MAX).unwrap().len(), 3000);
+    assert!(fs.fsck().unwrap().is_clean());
 }

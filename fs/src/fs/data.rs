@@ -147,6 +147,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::TooBig);
         }
         self.begin()?;
+        self.shrinking();
         let r = self.truncate_inner(ino, old, size);
         self.finish(r)
     }
@@ -173,6 +174,9 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::Invalid);
         }
         self.begin()?;
+        if mode == Falloc::PunchHole {
+            self.shrinking();
+        }
         let r = self.fallocate_inner(ino, mode, offset, len, size, end);
         self.finish(r)
     }
@@ -473,7 +477,13 @@ impl<P: Pmem> FileSystem<P> {
     }
 
     /// Picks free blocks for file block `fb` (see [`Space::pick`]).
+    /// Never takes the room the next checkpoints need
+    /// ([`FileSystem::data_room`]).
     pub(super) fn alloc(&mut self, goal: Option<u64>, fb: u64, want: u64) -> Option<(u64, u64)> {
-        self.st.space.pick(&mut self.cursor, goal, fb, want)
+        let room = self.data_room();
+        if room == 0 {
+            return None;
+        }
+        self.st.space.pick(&mut self.cursor, goal, fb, want.min(room))
     }
 }
