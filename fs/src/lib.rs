@@ -79,7 +79,8 @@ pub use error::{Corruption, FsError, Result};
 pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
 pub use fs::{
     BadBlockReport, Bmap, Damage, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MetaKind,
-    MkfsOptions, MountInfo, MountOptions, RmapOwner, RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
+    MkfsOptions, MountInfo, MountOptions, ReadCopier, RmapOwner, RmapRecord, Stat, WriteCopier, RMAP_BAD,
+    RMAP_METADATA, RMAP_SHARED,
 };
 pub use pmem::{ByteRange, MediaError, MemPmem, Pmem};
 pub use space::FsStats;

@@ -272,7 +272,7 @@ fn a_damaged_copy_is_read_from_its_replica_and_rewritten() {
     let fs = FileSystem::mount(MemPmem::from_bytes(b)).unwrap();
     assert!(!fs.is_read_only() && fs.mount_info().damage.header[0]);
     assert!(fs.fsck().unwrap().is_clean());
-    assert_eq!(st.body_len > 0, true);
+    assert!(st.body_len > 0);
 }
 
 /// Byte offset of body copy `c`'s first extent (its link line) in an image.

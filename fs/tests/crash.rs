@@ -64,7 +64,7 @@ fn allowed(got: &Model, before: &Model, after: &Model, op: &Op) -> bool {
     }
     // In-place data overwrites are not atomic: each byte old or new. The
     // partial blocks at the ends of a punched range are zeroed in place too.
-    if let Op::Write { .. } | Op::Punch { .. } = op {
+    if let Op::Write { .. } | Op::WriteShort { .. } | Op::Punch { .. } = op {
         if got.keys().ne(after.keys()) {
             return false;
         }
@@ -198,6 +198,8 @@ fn scripted() -> Vec<Op> {
         Op::Truncate { file: 1, size: 5000 },
         Op::Truncate { file: 1, size: 9000 },
         Op::Falloc { file: 0, off: 30_000, len: 10_000, keep: false },
+        Op::WriteShort { file: 1, off: 3000, len: 12_000, byte: 4, stop: 7000 },
+        Op::WriteShort { file: 0, off: 50_000, len: 9000, byte: 5, stop: 4100 },
         Op::Create { dir: 0, name: 3 },
         Op::Rename { path: 0, dir: 0, name: 3 },
         Op::Rename { path: 1, dir: 0, name: 1 },

@@ -55,8 +55,9 @@ fn a_data_store_into_poison_fails_and_commits_nothing() {
     let second = probe.bmap(g, BS).unwrap().phys.unwrap();
     fs.pmem_mut().inject_poison(second + 100, 64);
     let free_before = fs.statfs().free_blocks;
+    // `second` is the start of the new extent: the copy-on-write block, the
+    // first one written. Poison there: nothing written, nothing committed.
     assert_eq!(fs.write(g, 0, &data), Err(FsError::Poisoned { offset: second + 100 }));
-    // Nothing committed: /g still shares /f's block and is one block long.
     assert_eq!(fs.stat(g).unwrap().size, BS);
     assert!(fs.bmap(g, 0).unwrap().shared);
     assert_eq!(read_all(&fs, g), vec![1u8; BS as usize]);
@@ -85,7 +86,8 @@ fn an_in_place_store_into_poison_fails_without_changing_metadata() {
     // Growing write into part of the poisoned (unshared) block: fails, size
     // unchanged. (A write of the whole block would rewrite it and clear
     // the poison.)
-    assert_eq!(fs.write(f, BS + 4, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
+    assert_eq!(fs.write(f, BS + 4, &[5u8; 2 * BS as usize]), Ok(4), "a short count before the poison");
+    assert_eq!(fs.write(f, BS + 8, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
     assert_eq!(fs.stat(f).unwrap().size, 2 * BS);
     fs.fsck().unwrap();
 }

@@ -537,7 +537,7 @@ impl<P: Pmem> FileSystem<P> {
     /// own transaction), after an operation found it poisoned, so that it
     /// is not allocated again. Best effort: the operation has failed
     /// already, and a failure here changes nothing else.
-    fn note_bad_block(&mut self, offset: u64) {
+    pub(super) fn note_bad_block(&mut self, offset: u64) {
         let blk = offset / BS;
         if self.ro || !self.sb.geo.in_data(blk, 1) || self.st.space.bad.contains_range(blk, 1) {
             return;

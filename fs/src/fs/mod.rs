@@ -26,7 +26,7 @@ mod rmap;
 
 use alloc::vec::Vec;
 
-pub use self::data::Falloc;
+pub use self::data::{Falloc, ReadCopier, WriteCopier};
 pub use self::dax::{Bmap, FileExtent};
 pub use self::fsck::FsckReport;
 pub use self::namespace::{DirEntry, Stat};
@@ -40,12 +40,19 @@ use crate::pmem::{MediaError, Pmem};
 use crate::space::FsStats;
 use crate::state::{FileKind, Ino, State, TxnEffects};
 
-#[derive(Clone, Copy)]
-enum Fill<'a> {
-    Data(&'a [u8]),
+/// What the write engine stores.
+enum Fill<'a, P> {
+    /// The caller's bytes, through its copier.
+    Copy(&'a mut dyn WriteCopier<P>),
     Zero,
     /// Keep the current contents (allocate holes as zeros, unshare).
     Keep,
+}
+
+impl<P> Fill<'_, P> {
+    fn is_keep(&self) -> bool {
+        matches!(self, Fill::Keep)
+    }
 }
 
 /// A mounted fsdax file system over persistent memory `P`.
@@ -66,6 +73,8 @@ pub struct FileSystem<P: Pmem> {
     txn_shrinks: bool,
     fx: TxnEffects,
     data_dirty: bool,
+    /// Why the write copier stopped short, in the open transaction.
+    copy_stop: Option<FsError>,
     cursor: u64,
     info: MountInfo,
 }

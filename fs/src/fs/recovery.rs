@@ -159,6 +159,7 @@ impl<P: Pmem> FileSystem<P> {
             txn_shrinks: false,
             fx: TxnEffects::default(),
             data_dirty: false,
+            copy_stop: None,
             cursor: geo.data_start,
             info,
         }
