@@ -53,7 +53,13 @@ pub trait ReadCopier<P> {
 /// (the error if nothing was written), like Linux.
 pub trait WriteCopier<P> {
     /// Copies input bytes `[at, at + len)` to device bytes at `dev`.
-    fn copy_to_pmem(&mut self, pm: &mut P, at: usize, dev: u64, len: usize) -> core::result::Result<(), (FsError, usize)>;
+    fn copy_to_pmem(
+        &mut self,
+        pm: &mut P,
+        at: usize,
+        dev: u64,
+        len: usize,
+    ) -> core::result::Result<(), (FsError, usize)>;
     /// Copies input bytes `[at, at + buf.len())` into `buf` (for a recovery
     /// write of a whole bad block, which needs the bytes in one piece).
     fn copy_to_buf(&mut self, at: usize, buf: &mut [u8]) -> core::result::Result<(), (FsError, usize)>;
@@ -68,7 +74,13 @@ pub trait WriteCopier<P> {
 struct SliceSource<'a>(&'a [u8]);
 
 impl<P: Pmem> WriteCopier<P> for SliceSource<'_> {
-    fn copy_to_pmem(&mut self, pm: &mut P, at: usize, dev: u64, len: usize) -> core::result::Result<(), (FsError, usize)> {
+    fn copy_to_pmem(
+        &mut self,
+        pm: &mut P,
+        at: usize,
+        dev: u64,
+        len: usize,
+    ) -> core::result::Result<(), (FsError, usize)> {
         pm.store(dev, &self.0[at..at + len]).map_err(|(e, n)| (e.into(), n))
     }
     fn copy_to_buf(&mut self, at: usize, buf: &mut [u8]) -> core::result::Result<(), (FsError, usize)> {

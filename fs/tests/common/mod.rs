@@ -130,7 +130,13 @@ pub struct Faulting {
 }
 
 impl<P: Pmem> WriteCopier<P> for Faulting {
-    fn copy_to_pmem(&mut self, pm: &mut P, at: usize, dev: u64, len: usize) -> std::result::Result<(), (FsError, usize)> {
+    fn copy_to_pmem(
+        &mut self,
+        pm: &mut P,
+        at: usize,
+        dev: u64,
+        len: usize,
+    ) -> std::result::Result<(), (FsError, usize)> {
         let n = len.min(self.stop.saturating_sub(at));
         pm.store(dev, &self.data[at..at + n]).map_err(|(e, k)| (e.into(), k))?;
         pm.flush(dev, n as u64);
