@@ -2,21 +2,22 @@
 //! image file, the same file QEMU uses as the NVDIMM backend (the NVDIMM has
 //! no label area, so the pmem namespace is the whole file).
 //!
-//! The image is accessed through [`FilePmem`], a [`Pmem`] that holds the
-//! file in memory and writes every flushed range back with `pwrite` in
+//! The image is accessed through [`FilePmem`], a [`Pmem`] over a shared
+//! memory mapping of the file (`memmap2`): nothing is read that is not
+//! used, so a 40 GiB sparse image works. Stores reach the page cache in
 //! program order, so an interrupted tool leaves the file as a crash of the
-//! file system would (and recovery handles that). No `unsafe`, no mmap.
+//! file system would (and recovery handles that); `sync` writes it back.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fsdax_fs::cli::{self, Command, Status, Tool};
+use fsdax_fs::format::Superblock;
 use fsdax_fs::pmem::checked_request;
-use fsdax_fs::{Falloc, FileSystem, MediaError, MkfsOptions, MountOptions, Pmem};
+use fsdax_fs::{Falloc, FileKind, FileSystem, FsError, MediaError, MkfsOptions, MountOptions, Pmem};
 use fsdax_pmem_api::units::{parse_size, Size};
 
 /// The file-system part of `fsdax help`: the host-only commands and the
@@ -24,8 +25,9 @@ use fsdax_pmem_api::units::{parse_size, Size};
 pub fn help() -> String {
     let mut s = String::from(
         "\nFILE-SYSTEM TOOLS (on the NVDIMM image; --pmem PATH, default target/fsdax/pmem.img)\n\
-         \x20 fsdax mkfs [--size SIZE]     format (creates the image, default 256M, if missing)\n\
-         \x20 fsdax put HOSTFILE PATH      copy a host file in\n\
+         \x20 fsdax mkfs [--size SIZE] [--force]  format (creates the image, default 256M, if missing;\n\
+         \x20                              --force reformats an existing file system)\n\
+         \x20 fsdax put HOSTFILE PATH      copy a host file in (all or nothing: PATH appears only when complete)\n\
          \x20 fsdax get PATH HOSTFILE      copy a file out\n\
          \x20 fsdax cat PATH               write a file to stdout, byte for byte\n",
     );
@@ -100,78 +102,107 @@ pub fn run(cmd: &str, args: &[String]) -> Option<Result<(), ToolError>> {
     Some(run_cmd(cmd, args))
 }
 
-/// A pmem image file held in memory; flushed ranges are written back.
+/// A pmem image file, mapped.
 #[derive(Debug)]
 pub struct FilePmem {
-    file: File,
-    bytes: Vec<u8>,
-    read_only: bool,
+    map: Map,
 }
 
+#[derive(Debug)]
+enum Map {
+    /// Shared: stores reach the file.
+    Shared(memmap2::MmapMut),
+    /// Read-only: a read-only mount never stores; should it, the pages it
+    /// stores to are copied into this process and never reach the file.
+    ReadOnly(memmap2::Mmap, std::collections::BTreeMap<u64, Box<[u8]>>),
+}
+
+const PAGE: u64 = 4096;
+
 impl FilePmem {
-    /// Opens an image (read-only if asked: stores are then kept in memory).
+    /// Maps an image (read-only: a private copy-on-write mapping, so the
+    /// file is never changed).
     pub fn open(path: &Path, read_only: bool) -> Result<Self, String> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .open(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let mut bytes = Vec::with_capacity(len as usize);
-        let mut p = Progress::new("read image", len);
-        let mut chunk = vec![0u8; 8 << 20];
-        loop {
-            let n = file.read(&mut chunk).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-            p.set(bytes.len() as u64);
+        if len == 0 {
+            return Err(format!("{}: the image is empty: `fsdax mkfs --size SIZE` makes one", path.display()));
         }
-        p.done();
-        Ok(Self { file, bytes, read_only })
+        let opts = memmap2::MmapOptions::new();
+        // SAFETY: the mapping is of a regular file this tool opened; the
+        // tool is its only user while it runs (the NVDIMM image of a QEMU
+        // that is not running, as the README says), so no other process
+        // truncates it under the mapping. Accesses are range-checked
+        // against the length the mapping was made with.
+        let map = unsafe {
+            if read_only {
+                opts.map(&file).map(|m| Map::ReadOnly(m, Default::default()))
+            } else {
+                opts.map_mut(&file).map(Map::Shared)
+            }
+        }
+        .map_err(|e| format!("{}: cannot map the image: {e}", path.display()))?;
+        Ok(Self { map })
     }
 
     /// Makes everything written so far durable on the host.
     pub fn sync(&mut self) -> Result<(), String> {
-        if self.read_only {
-            return Ok(());
+        match &self.map {
+            Map::Shared(m) => m.flush().map_err(|e| format!("writing the image back: {e}")),
+            Map::ReadOnly(..) => Ok(()),
         }
-        self.file.sync_data().map_err(|e| e.to_string())
     }
 }
 
 impl Pmem for FilePmem {
     fn size(&self) -> u64 {
-        self.bytes.len() as u64
+        match &self.map {
+            Map::Shared(m) => m.len() as u64,
+            Map::ReadOnly(m, _) => m.len() as u64,
+        }
     }
     fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
         checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
-        buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
+        match &self.map {
+            Map::Shared(m) => buf.copy_from_slice(&m[o..o + buf.len()]),
+            Map::ReadOnly(m, over) => {
+                buf.copy_from_slice(&m[o..o + buf.len()]);
+                for (&p, page) in over.range(offset / PAGE * PAGE..offset + buf.len() as u64) {
+                    let (s, e) = (p.max(offset), (p + PAGE).min(offset + buf.len() as u64));
+                    buf[(s - offset) as usize..(e - offset) as usize]
+                        .copy_from_slice(&page[(s - p) as usize..(e - p) as usize]);
+                }
+            }
+        }
         Ok(())
     }
     fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
         checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
         let o = offset as usize;
-        // Reaches the file only when flushed, like a store that is still in
-        // the CPU cache.
-        self.bytes[o..o + data.len()].copy_from_slice(data);
+        match &mut self.map {
+            Map::Shared(m) => m[o..o + data.len()].copy_from_slice(data),
+            Map::ReadOnly(m, over) => {
+                let end = offset + data.len() as u64;
+                let mut p = offset / PAGE * PAGE;
+                while p < end {
+                    let page = over.entry(p).or_insert_with(|| m[p as usize..(p + PAGE) as usize].into());
+                    let (s, e) = (p.max(offset), (p + PAGE).min(end));
+                    page[(s - p) as usize..(e - p) as usize]
+                        .copy_from_slice(&data[(s - offset) as usize..(e - offset) as usize]);
+                    p += PAGE;
+                }
+            }
+        }
         Ok(())
     }
-    fn flush(&mut self, offset: u64, len: u64) {
-        let end = offset.saturating_add(len).min(self.size());
-        if end <= offset || self.read_only {
-            return;
-        }
-        let (s, e) = (offset as usize, end as usize);
-        // Write back in program order; a failed write-back is fatal for the
-        // tool (like a dead device), not something to carry on from.
-        if let Err(err) = self.file.write_all_at(&self.bytes[s..e], offset) {
-            eprintln!("fsdax: writing the image failed: {err}");
-            std::process::exit(1);
-        }
-    }
+    // Stores are in the page cache at once, in program order: a crash of
+    // the tool keeps them all (a valid crash state); `sync` writes back.
+    fn flush(&mut self, _offset: u64, _len: u64) {}
     fn fence(&mut self) {}
 }
 
@@ -213,8 +244,13 @@ fn default_image() -> PathBuf {
 }
 
 fn mount(image: &Path, tool: &Tool<'_>, read_only: bool) -> Result<FileSystem<FilePmem>, ToolError> {
+    mount_with(image, tool, MountOptions { read_only, repair: false })
+}
+
+fn mount_with(image: &Path, tool: &Tool<'_>, opts: MountOptions) -> Result<FileSystem<FilePmem>, ToolError> {
+    let read_only = opts.read_only;
     let pm = FilePmem::open(image, read_only)?;
-    let fs = FileSystem::mount_with(pm, MountOptions { read_only }).map_err(|e| cli::mount_error(tool, e))?;
+    let fs = FileSystem::mount_with(pm, opts).map_err(|e| cli::mount_error(tool, e))?;
     if !read_only && fs.is_read_only() {
         return Err(ToolError::Failed(cli::describe_mount(&fs, tool)));
     }
@@ -229,11 +265,13 @@ fn finish(fs: FileSystem<FilePmem>) -> Result<(), ToolError> {
 fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
     let mut image = default_image();
     let mut size: Option<u64> = None;
+    let mut force = false;
     let mut pos: Vec<&str> = vec![cmd];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--pmem" => image = it.next().ok_or("--pmem needs a value")?.into(),
+            "--force" if cmd == "mkfs" => force = true,
             "--size" => {
                 let s = it.next().ok_or("--size needs a value")?;
                 size = Some(parse_size(s).map_err(|e| format!("--size {s}: {e}"))?);
@@ -252,6 +290,13 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
     };
     match cmd {
         "mkfs" => {
+            if image.exists() && !force {
+                if let Some(what) = existing_fs(&image) {
+                    return Err(ToolError::Failed(format!(
+                        "{name} already holds {what}: `fsdax mkfs --force` reformats it, destroying everything on it"
+                    )));
+                }
+            }
             if !image.exists() {
                 if let Some(dir) = image.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -297,39 +342,74 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
             need(2, "HOSTFILE PATH")?;
             let (host, path) = (pos[1], pos[2]);
             let mut src = File::open(host).map_err(|e| format!("{host}: {e}"))?;
-            let total = src.metadata().map_err(|e| e.to_string())?.len();
+            let meta = src.metadata().map_err(|e| e.to_string())?;
+            if !meta.is_file() {
+                return Err(ToolError::Failed(format!("put: {host} is not a regular file (put copies one file)")));
+            }
+            let total = meta.len();
             let mut fs = mount(&image, &tool, false)?;
             let err = |fs: &FileSystem<FilePmem>, e| ToolError::from(cli::fs_error(fs, &tool, "put", path, e));
-            let ino = fs.open(path, true).map_err(|e| err(&fs, e))?;
-            fs.truncate(ino, 0).map_err(|e| err(&fs, e))?;
-            if total > 0 {
-                // Reserve the space up front: large aligned extents, and a
-                // clean ENOSPC before anything is copied.
-                fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(|e| err(&fs, e))?;
+            let (dir, leaf) = fs.resolve_parent(path).map_err(|e| err(&fs, e))?;
+            if let Ok(old) = fs.lookup(dir, leaf.as_bytes()) {
+                fs.stat(old)
+                    .and_then(|s| if s.kind == FileKind::Dir { Err(FsError::IsDir) } else { Ok(()) })
+                    .map_err(|e| err(&fs, e))?;
             }
-            let mut buf = vec![0u8; 2 << 20];
-            let mut off = 0u64;
-            let mut p = Progress::new("put", total);
-            loop {
-                let n = src.read(&mut buf).map_err(|e| format!("{host}: {e}"))?;
-                if n == 0 {
-                    break;
+            // Written unnamed, named at the end (replacing an old file
+            // atomically): a failure or a crash leaves everything as it was.
+            let ino = fs.create_unnamed().map_err(|e| err(&fs, e))?;
+            let copied = (|| -> Result<u64, ToolError> {
+                if total > 0 {
+                    // Reserve the space up front: large aligned extents, and a
+                    // clean ENOSPC before anything is copied.
+                    fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(|e| err(&fs, e))?;
                 }
-                fs.write(ino, off, &buf[..n]).map_err(|e| err(&fs, e))?;
-                off += n as u64;
-                p.set(off);
+                let mut buf = vec![0u8; 2 << 20];
+                let mut off = 0u64;
+                let mut p = Progress::new("put", total);
+                loop {
+                    let n = src.read(&mut buf).map_err(|e| format!("{host}: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    let w = fs.write(ino, off, &buf[..n]).map_err(|e| err(&fs, e))?;
+                    if w < n {
+                        return Err(err(&fs, FsError::NoSpace));
+                    }
+                    off += n as u64;
+                    p.set(off);
+                }
+                p.done();
+                fs.truncate(ino, off).map_err(|e| err(&fs, e))?;
+                fs.link_unnamed(ino, dir, leaf.as_bytes()).map_err(|e| err(&fs, e))?;
+                Ok(off)
+            })();
+            match copied {
+                Ok(off) => {
+                    out!("copied {host} to {path}: {} ({off} bytes)", Size(off));
+                    finish(fs)
+                }
+                Err(e) => {
+                    let _ = fs.delete_unnamed(ino);
+                    finish(fs)?;
+                    Err(e)
+                }
             }
-            p.done();
-            fs.truncate(ino, off).map_err(|e| err(&fs, e))?;
-            out!("copied {host} to {path}: {} ({off} bytes)", Size(off));
-            finish(fs)
         }
         _ => {
             let cmd = match Command::parse(&pos, &tool) {
                 Some(c) => c?,
                 None => return Err(ToolError::Failed(format!("unknown command {cmd} (see `fsdax help`)"))),
             };
-            let mut fs = mount(&image, &tool, !cmd.modifies())?;
+            let repair = matches!(cmd, Command::Fsck { repair: true });
+            let mut fs = if repair {
+                // Mounting for repair reads the newest consistent state
+                // leniently; the command then checks the result.
+                let fs = mount_with(&image, &tool, MountOptions { read_only: false, repair: true });
+                fs.map_err(|e| ToolError::Failed(format!("fsck --repair: {e}")))?
+            } else {
+                mount(&image, &tool, !cmd.modifies())?
+            };
             let mut text = String::new();
             let status = cmd.run(&mut fs, &tool, &mut text);
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -343,6 +423,25 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
             }
         }
     }
+}
+
+/// What an existing image holds, if it is (any version of) fsdax.
+fn existing_fs(image: &Path) -> Option<String> {
+    let pm = FilePmem::open(image, true).ok()?;
+    let mut b = vec![0u8; 4096];
+    let mut found = None;
+    for blk in [0, (pm.size() / 4096).saturating_sub(1)] {
+        if pm.load(blk * 4096, &mut b).is_ok() {
+            match Superblock::decode(&b) {
+                Ok(_) => found = Some(String::from("an fsdax file system")),
+                Err(FsError::Unsupported { version }) => {
+                    found = Some(format!("an fsdax file system of format version {version}"))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    found
 }
 
 fn copy_out<P: Pmem, W: Write>(
@@ -456,5 +555,107 @@ mod tests {
         let e = cmd("stat", &img, &[]).unwrap_err();
         assert_eq!(e.to_string(), "usage: fsdax stat PATH");
         std::fs::remove_file(&img).unwrap();
+    }
+
+    fn free_of(img: &Path) -> u64 {
+        let fs = FileSystem::mount_with(
+            FilePmem::open(img, true).unwrap(),
+            MountOptions { read_only: true, ..Default::default() },
+        )
+        .unwrap();
+        fs.statfs().free_blocks
+    }
+
+    #[test]
+    fn a_failed_put_leaves_the_file_system_as_it_was() {
+        let img = tmp("full.img");
+        cmd("mkfs", &img, &["--size", "16M"]).unwrap();
+        let small = tmp("small-x.bin");
+        std::fs::write(&small, vec![5u8; 5 << 20]).unwrap();
+        cmd("put", &img, &[small.to_str().unwrap(), "/x"]).unwrap();
+        let free = free_of(&img);
+        let big = tmp("big.bin");
+        std::fs::write(&big, vec![7u8; 20 << 20]).unwrap();
+        // Too big: fails, and nothing is left: no /big, no space taken.
+        let e = cmd("put", &img, &[big.to_str().unwrap(), "/big"]).unwrap_err();
+        assert!(e.to_string().contains("no space left"), "{e}");
+        assert!(cmd("stat", &img, &["/big"]).is_err(), "a failed put leaves no file");
+        assert_eq!(free_of(&img), free, "a failed put leaves no space taken");
+        // Over an existing file: the old file stays whole.
+        assert!(cmd("put", &img, &[big.to_str().unwrap(), "/x"]).is_err());
+        let back = tmp("x.back");
+        cmd("get", &img, &["/x", back.to_str().unwrap()]).unwrap();
+        assert!(std::fs::read(&back).unwrap() == vec![5u8; 5 << 20], "the old /x survived");
+        assert_eq!(free_of(&img), free);
+        // A small put still works.
+        let tiny = tmp("tiny.bin");
+        std::fs::write(&tiny, [1u8; 100]).unwrap();
+        cmd("put", &img, &[tiny.to_str().unwrap(), "/tiny"]).unwrap();
+        // A host directory is refused before anything is touched; so is a
+        // reflink of a directory.
+        let dir = std::env::temp_dir();
+        let e = cmd("put", &img, &[dir.to_str().unwrap(), "/d"]).unwrap_err();
+        assert!(e.to_string().contains("is not a regular file"), "{e}");
+        cmd("mkdir", &img, &["/dir"]).unwrap();
+        assert!(cmd("reflink", &img, &["/dir", "/r"]).is_err());
+        assert!(cmd("stat", &img, &["/d"]).is_err() && cmd("stat", &img, &["/r"]).is_err());
+        assert!(cmd("reflink", &img, &["/tiny", "/dir"]).is_err());
+        cmd("fsck", &img, &[]).unwrap();
+        for p in [img, small, big, back, tiny] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn mkfs_refuses_to_reformat_without_force() {
+        let img = tmp("force.img");
+        cmd("mkfs", &img, &["--size", "16M"]).unwrap();
+        cmd("mkdir", &img, &["/keep"]).unwrap();
+        let e = cmd("mkfs", &img, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} already holds an fsdax file system: `fsdax mkfs --force` reformats it, destroying everything on it",
+                img.display()
+            )
+        );
+        cmd("stat", &img, &["/keep"]).unwrap();
+        cmd("mkfs", &img, &["--force"]).unwrap();
+        assert!(cmd("stat", &img, &["/keep"]).is_err());
+        std::fs::remove_file(&img).unwrap();
+    }
+
+    #[test]
+    fn an_older_format_is_named_not_called_corrupt() {
+        let img = tmp("v1.img");
+        cmd("mkfs", &img, &["--size", "16M"]).unwrap();
+        let mut b = std::fs::read(&img).unwrap();
+        let n = b.len();
+        b[8] = 1;
+        b[n - 4096 + 8] = 1;
+        std::fs::write(&img, &b).unwrap();
+        let e = cmd("ls", &img, &["/"]).unwrap_err().to_string();
+        assert!(e.contains("unsupported format version 1 (this fsdax writes version 2)"), "{e}");
+        std::fs::remove_file(&img).unwrap();
+    }
+
+    #[test]
+    fn a_40_gib_sparse_image_is_mapped_not_read() {
+        let img = tmp("sparse40g.img");
+        File::create(&img).unwrap().set_len(40 << 30).unwrap();
+        cmd("mkfs", &img, &[]).unwrap();
+        let host = tmp("sparse-in.bin");
+        std::fs::write(&host, b"forty gibibytes").unwrap();
+        cmd("put", &img, &[host.to_str().unwrap(), "/f"]).unwrap();
+        let out = tmp("sparse-out.bin");
+        cmd("get", &img, &["/f", out.to_str().unwrap()]).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"forty gibibytes");
+        cmd("fsck", &img, &[]).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let used = std::fs::metadata(&img).unwrap().blocks() * 512;
+        assert!(used < 256 << 20, "the image stays sparse: {used} bytes allocated");
+        for p in [img, host, out] {
+            std::fs::remove_file(p).unwrap();
+        }
     }
 }

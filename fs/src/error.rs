@@ -35,8 +35,18 @@ pub enum FsError {
     /// The device refused an access for a reason other than poison (out of
     /// range, busy): EIO, and a bug or a device problem, never poison.
     Media(MediaError),
-    /// The image is not a (supported) fsdax image.
+    /// The image is not an fsdax image (no superblock).
     NotFsdax,
+    /// An fsdax image of another format version.
+    Unsupported {
+        /// The version on the media.
+        version: u32,
+    },
+    /// Not enough memory for the request or for the metadata of the image
+    /// (ENOMEM).
+    NoMemory,
+    /// A copy to or from the caller's memory faulted (EFAULT).
+    Fault,
     /// On-media metadata failed a checksum or a consistency check.
     Corrupt(Corruption),
     /// `dedupe_range`: the two ranges differ (FILE_DEDUPE_RANGE_DIFFERS).
@@ -78,7 +88,15 @@ impl fmt::Display for FsError {
             FsError::ReadOnly => f.write_str("the file system is read-only (EROFS)"),
             FsError::Poisoned { offset } => write!(f, "media error (poison) at device offset {offset:#x} (EIO)"),
             FsError::Media(e) => write!(f, "device error: {e} (EIO)"),
-            FsError::NotFsdax => f.write_str("no fsdax file system (unformatted, or another format or version)"),
+            FsError::NotFsdax => f.write_str("no fsdax file system (unformatted, or another format)"),
+            FsError::Unsupported { version } => write!(
+                f,
+                "unsupported format version {version} (this fsdax writes version {}): copy the files out with \
+                 the fsdax that wrote it, then format again with `mkfs --force`",
+                crate::format::VERSION
+            ),
+            FsError::NoMemory => f.write_str("not enough memory (ENOMEM)"),
+            FsError::Fault => f.write_str("bad address (EFAULT)"),
             FsError::Corrupt(c) => write!(f, "the file system is corrupt: {c}"),
             FsError::Differs => f.write_str("the ranges differ, nothing shared (dedupe)"),
         }

@@ -78,8 +78,9 @@ mod state;
 pub use error::{Corruption, FsError, Result};
 pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
 pub use fs::{
-    Bmap, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MetaKind, MkfsOptions, MountInfo,
-    MountOptions, RmapOwner, RmapRecord, Stat, RMAP_BAD, RMAP_METADATA, RMAP_SHARED,
+    BadBlockReport, Bmap, Damage, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MetaKind,
+    MkfsOptions, MountInfo, MountOptions, ReadCopier, RmapOwner, RmapRecord, Stat, WriteCopier, RMAP_BAD,
+    RMAP_METADATA, RMAP_SHARED,
 };
 pub use pmem::{ByteRange, MediaError, MemPmem, Pmem};
 pub use space::FsStats;

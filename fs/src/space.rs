@@ -7,7 +7,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::error::{corrupt, Corruption, Result};
-use crate::format::{HUGE_BLOCKS, MAX_EXTENT};
+use crate::format::{MetaKind, HUGE_BLOCKS, MAX_EXTENT};
 
 /// A set of disjoint, coalesced block ranges (start -> length).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,6 +138,9 @@ pub struct Space {
     pub refc: BTreeMap<u64, (u64, u32)>,
     /// Reverse map: one record per file extent.
     pub rmap: BTreeMap<RmapKey, u64>,
+    /// Data-area blocks that hold metadata (the current checkpoint's body
+    /// and log copies): start -> (length, kind).
+    pub meta: BTreeMap<u64, (u64, MetaKind)>,
 }
 
 impl Space {
@@ -199,6 +202,15 @@ impl Space {
             self.refc.insert(cur, (a + n - cur, 2));
         }
         Ok(())
+    }
+    /// Adds one owner to every block of `[a, a + n)` without checking the
+    /// free and bad sets (repair, which rebuilds them afterwards).
+    pub fn refc_inc_raw(&mut self, a: u64, n: u64) -> Result<()> {
+        let (free, bad) = (core::mem::take(&mut self.free), core::mem::take(&mut self.bad));
+        let r = self.refc_inc(a, n);
+        self.free = free;
+        self.bad = bad;
+        r
     }
     /// Drops one owner from every block of `[a, a + n)`; returns the ranges
     /// whose count reached zero (the caller frees them).
@@ -296,6 +308,57 @@ impl Space {
             }
         }
         free.iter().next().map(|(s, l)| (s, want.min(l)))
+    }
+
+    /// Blocks held by metadata in the data area.
+    pub fn meta_blocks(&self) -> u64 {
+        self.meta.values().map(|&(l, _)| l).sum()
+    }
+
+    /// Metadata extents overlapping `[a, a + n)`: (start, len, kind).
+    pub fn meta_in(&self, a: u64, n: u64) -> Vec<(u64, u64, MetaKind)> {
+        let end = a.saturating_add(n);
+        let first = self.meta.range(..=a).next_back().filter(|(&s, &(l, _))| s + l > a).map_or(a, |(&s, _)| s);
+        self.meta.range(first..end).map(|(&s, &(l, k))| (s, l, k)).collect()
+    }
+
+    /// Takes `want` free blocks for metadata, in as few extents as it can:
+    /// the smallest free range that holds them all (best fit keeps large
+    /// chunks for files), else the largest ranges first. With `single`,
+    /// one extent of at most `want` blocks (the largest there is if none
+    /// fits). The blocks leave the free set; `None` (nothing taken) if
+    /// there are not enough.
+    pub fn take_meta(&mut self, want: u64, single: bool) -> Option<Vec<(u64, u64)>> {
+        if want == 0 || (!single && self.free.total() < want) {
+            return None;
+        }
+        let fit = self.free.iter().filter(|&(_, l)| l >= want).min_by_key(|&(s, l)| (l, core::cmp::Reverse(s)));
+        let picks: Vec<(u64, u64)> = match fit {
+            Some((s, l)) => alloc::vec![(s + l - want, want)],
+            None if single => {
+                let (s, l) = self.free.iter().max_by_key(|&(_, l)| l)?;
+                alloc::vec![(s, l)]
+            }
+            None => {
+                let mut ranges: Vec<(u64, u64)> = self.free.iter().collect();
+                ranges.sort_unstable_by_key(|&(s, l)| (core::cmp::Reverse(l), s));
+                let mut left = want;
+                let mut out = Vec::new();
+                for (s, l) in ranges {
+                    if left == 0 {
+                        break;
+                    }
+                    let k = l.min(left);
+                    out.push((s, k));
+                    left -= k;
+                }
+                out
+            }
+        };
+        for &(s, l) in &picks {
+            self.free.remove(s, l).ok()?;
+        }
+        Some(picks)
     }
 
     /// Reverse-map records overlapping `[a, a + n)`: (pblk, len, ino, fblk).

@@ -21,7 +21,7 @@ fn create_write_read_remount() {
     let f = fs.create(d, b"file").unwrap();
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(fs.write(f, 0, &data).unwrap(), data.len());
-    assert_eq!(fs.append(f, b"tail").unwrap(), 10_000);
+    assert_eq!(fs.append(f, b"tail").unwrap(), 4);
     assert_eq!(fs.stat(f).unwrap().size, 10_004);
     fs.fsck().unwrap();
     // Crash without unmount: the log must replay.
@@ -98,7 +98,7 @@ fn namespace_semantics() {
     fs.rmdir(r, b"b2").unwrap();
     fs.fsck().unwrap();
     let before = fs.statfs().free_blocks;
-    assert_eq!(before, fs.statfs().data_blocks);
+    assert_eq!(before + fs.log_status().meta_blocks, fs.statfs().data_blocks);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn reflink_cow_and_rmap() {
     fs.fsck().unwrap();
     fs.unlink(r, b"b").unwrap();
     fs.unlink(r, b"c").unwrap();
-    assert_eq!(fs.statfs().free_blocks, fs.statfs().data_blocks);
+    assert_eq!(fs.statfs().free_blocks + fs.log_status().meta_blocks, fs.statfs().data_blocks);
     fs.fsck().unwrap();
 }
 
@@ -213,7 +213,7 @@ fn poison_read_and_bad_blocks() {
     fs.read(f, 0, &mut buf).unwrap();
     let owners = fs.mark_bad(phys, 4096).unwrap();
     // The record covers the whole extent: file offset 0 at phys - 4096.
-    assert!(owners.iter().any(|o| o.owner == RmapOwner::File { ino: f, offset: 0 }
+    assert!(owners.owners.iter().any(|o| o.owner == RmapOwner::File { ino: f, offset: 0 }
         && o.phys == phys - 4096
         && o.len == 8192
         && o.flags & RMAP_BAD != 0));
@@ -223,35 +223,63 @@ fn poison_read_and_bad_blocks() {
     let pm = fs.unmount().unwrap();
     let mut fs = FileSystem::mount(pm).unwrap();
     assert_eq!(fs.bad_blocks(), vec![(phys, 4096)]);
-    assert_eq!(fs.statfs().free_blocks, fs.statfs().data_blocks - 1);
+    let meta = fs.log_status().meta_blocks;
+    assert_eq!(fs.statfs().free_blocks + meta, fs.statfs().data_blocks - 1);
     fs.clear_bad(phys, 4096).unwrap();
-    assert_eq!(fs.statfs().free_blocks, fs.statfs().data_blocks);
+    assert_eq!(fs.statfs().free_blocks + meta, fs.statfs().data_blocks);
     fs.fsck().unwrap();
 }
 
 #[test]
-fn corrupted_image_is_detected() {
-    let fs = fresh(16);
-    let f_pm = fs.unmount().unwrap();
-    // Flip a byte in the current checkpoint body: mount falls back or fails,
-    // never panics; fsck of a fallback mount is not clean.
-    let mut bytes = f_pm.into_bytes();
+fn a_damaged_copy_is_read_from_its_replica_and_rewritten() {
+    let mut fs = fresh(16);
+    let f = fs.create(fs.root(), b"f").unwrap();
+    fs.write(f, 0, b"kept").unwrap();
+    let st = fs.log_status();
+    let bytes = fs.unmount().unwrap().into_bytes();
+    let body0 = fs_body(&bytes, 0);
+    // One body copy damaged: the other is read, and a read-write mount
+    // rewrites both.
+    let mut b = bytes.clone();
+    b[body0 + 100] ^= 0x40;
+    let fs = FileSystem::mount(MemPmem::from_bytes(b)).unwrap();
+    assert!(!fs.is_read_only());
+    assert!(fs.mount_info().damage.body[0] && fs.mount_info().repaired);
+    assert!(fs.fsck().unwrap().is_clean());
+    assert_eq!(read_all(&fs, fs.resolve("/f").unwrap()), b"kept");
+    // Read-only, the damage is reported, not hidden.
+    let mut b = bytes.clone();
+    b[body0 + 100] ^= 0x40;
+    let fs =
+        FileSystem::mount_with(MemPmem::from_bytes(b), MountOptions { read_only: true, ..Default::default() }).unwrap();
+    assert!(fs.fsck().unwrap().damage.body[0]);
+    // Both body copies damaged: nothing to mount from (no older state).
+    let mut b = bytes.clone();
+    b[body0 + 100] ^= 0x40;
+    b[fs_body(&bytes, 1) + 100] ^= 0x40;
+    assert!(FileSystem::mount(MemPmem::from_bytes(b)).is_err());
+    // A bad primary superblock: the backup is used, read-write, and the
+    // primary is rewritten.
+    let mut b = bytes.clone();
+    b[20] ^= 1;
+    let fs = FileSystem::mount(MemPmem::from_bytes(b)).unwrap();
+    assert!(fs.mount_info().used_backup_superblock && !fs.is_read_only());
+    let b = fs.unmount().unwrap().into_bytes();
+    assert_eq!(b[..64], bytes[..64], "primary superblock rewritten");
+    // A destroyed header copy: the other names the checkpoint.
+    let mut b = bytes.clone();
+    b[4096 + 30] ^= 0xff;
+    let fs = FileSystem::mount(MemPmem::from_bytes(b)).unwrap();
+    assert!(!fs.is_read_only() && fs.mount_info().damage.header[0]);
+    assert!(fs.fsck().unwrap().is_clean());
+    assert!(st.body_len > 0);
+}
+
+/// Byte offset of body copy `c`'s first extent (its link line) in an image.
+fn fs_body(bytes: &[u8], c: usize) -> usize {
     let sb = fsdax_fs::format::Superblock::decode(&bytes[..4096]).unwrap();
-    let body = (sb.geo.ckpt_slot(1) + 1) as usize * 4096;
-    bytes[body + 30] ^= 0x40;
-    match FileSystem::mount(MemPmem::from_bytes(bytes.clone())) {
-        Ok(fs) => {
-            assert!(fs.is_read_only());
-            assert!(fs.fsck().is_err());
-        }
-        Err(e) => assert!(matches!(e, FsError::Corrupt(_))),
-    }
-    // A bad primary superblock: the backup is used, read-only.
-    bytes[body + 30] ^= 0x40;
-    bytes[20] ^= 1;
-    let fs = FileSystem::mount(MemPmem::from_bytes(bytes)).unwrap();
-    assert!(fs.mount_info().used_backup_superblock && fs.is_read_only());
-    assert!(fs.fsck().is_err());
+    let h = fsdax_fs::format::Header::decode(&bytes[4096..4096 + 256], &sb.uuid).unwrap();
+    h.body[c].pblk as usize * 4096
 }
 
 #[test]
@@ -309,29 +337,13 @@ fn extreme_arguments_are_errors_not_panics() {
 }
 
 #[test]
-fn lost_newest_checkpoint_header_is_detected() {
-    // Newest checkpoint, then one logged operation in its epoch.
-    let mut fs = fresh(16);
-    let f = fs.create(fs.root(), b"f").unwrap();
-    fs.write(f, 0, b"data").unwrap();
-    fs.checkpoint().unwrap();
-    fs.create(fs.root(), b"g").unwrap();
-    let mut bytes = fs.into_pmem().into_bytes();
-    let sb = fsdax_fs::format::Superblock::decode(&bytes[..4096]).unwrap();
-    // Destroy the newest header: the older checkpoint is complete and valid,
-    // but the log shows that a newer one existed.
-    let newest = (0..2u8)
-        .filter_map(|s| {
-            let o = sb.geo.ckpt_slot(s) as usize * 4096;
-            fsdax_fs::format::CkptHeader::decode(&bytes[o..o + 64], &[7; 16]).map(|h| (h.gen, o))
-        })
-        .max()
-        .unwrap()
-        .1;
-    bytes[newest + 30] ^= 0xff;
-    let fs = FileSystem::mount(MemPmem::from_bytes(bytes)).unwrap();
-    assert!(fs.is_read_only(), "falling back to an older checkpoint must not be silent");
-    assert!(fs.fsck().is_err());
+fn both_header_copies_destroyed_is_refused_not_guessed() {
+    let fs = fresh(16);
+    let mut bytes = fs.unmount().unwrap().into_bytes();
+    let total = bytes.len();
+    bytes[4096 + 30] ^= 0xff;
+    bytes[total - 2 * 4096 + 30] ^= 0xff;
+    assert!(matches!(FileSystem::mount(MemPmem::from_bytes(bytes)), Err(FsError::Corrupt(_))));
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use common::record_summary;
 use fsdax_fs::crc::crc32c;
-use fsdax_fs::format::{CkptHeader, Superblock, CKPT_HDR_LEN, LOG_ALIGN, LOG_HDR, SB_LEN};
+use fsdax_fs::format::{Header, Link, Superblock, HDR_LEN, LINK_LEN, LOG_ALIGN, LOG_HDR, SB_LEN};
 use fsdax_fs::*;
 
 struct Rng(u64);
@@ -33,7 +33,7 @@ const UUID: [u8; 16] = [0xAB; 16];
 
 /// Valid seed images: (checkpointed, with un-checkpointed log records).
 fn seeds() -> Vec<Vec<u8>> {
-    let opts = MkfsOptions { uuid: UUID, ckpt_blocks: Some(64), log_blocks: Some(32) };
+    let opts = MkfsOptions { uuid: UUID, log_blocks: Some(32) };
     let mut fs = FileSystem::mkfs(MemPmem::new(6 << 20), opts).unwrap();
     let r = fs.root();
     let d = fs.mkdir(r, b"dir").unwrap();
@@ -120,7 +120,38 @@ fn exercise(mut fs: FileSystem<MemPmem>) {
     }
 }
 
-/// Fixes every checksum after a structure-aware mutation.
+/// The header copy with the highest generation in `img`, and its block.
+fn current_header(img: &[u8]) -> Option<(Header, usize)> {
+    let sb = Superblock::decode_unchecked(&img[..SB_LEN]).ok()?;
+    let g = sb.geo;
+    (0..2u8)
+        .filter_map(|c| {
+            let o = g.header_block(c) as usize * BS;
+            Header::decode(img.get(o..o + HDR_LEN)?, &UUID).map(|h| (h, o))
+        })
+        .max_by_key(|(h, _)| h.gen)
+}
+
+/// The body extents of copy `c` (following valid links).
+fn body_runs(img: &[u8], h: &Header, c: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut r = h.body[c];
+    for _ in 0..64 {
+        let o = r.pblk as usize * BS;
+        if r.len == 0 || o + LINK_LEN as usize > img.len() {
+            break;
+        }
+        out.push((o, r.len as usize * BS));
+        match Link::decode(&img[o..o + LINK_LEN as usize], &UUID, h.gen) {
+            Some(l) if l.next.len > 0 => r = l.next,
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Fixes every checksum after a structure-aware mutation: superblocks,
+/// body sections, body CRC, header copies, link lines, log records.
 fn fix_checksums(img: &mut [u8]) {
     let Ok(sb) = Superblock::decode_unchecked(&img[..SB_LEN]) else {
         return;
@@ -128,78 +159,82 @@ fn fix_checksums(img: &mut [u8]) {
     let c = crc32c(&img[..SB_LEN - 4]);
     img[SB_LEN - 4..SB_LEN].copy_from_slice(&c.to_le_bytes());
     let g = sb.geo;
-    for slot in 0..2u8 {
-        let h = g.ckpt_slot(slot) as usize * BS;
-        if h + CKPT_HDR_LEN > img.len() {
-            continue;
+    let Some((mut h, _)) = current_header(img) else { return };
+    // Body copy A's payload is the body; fix its sections and CRC, copy it
+    // to copy B, fix the links.
+    let runs = body_runs(img, &h, 0);
+    let mut body: Vec<u8> = Vec::new();
+    for &(o, l) in &runs {
+        let end = (o + l).min(img.len());
+        body.extend_from_slice(&img[o + LINK_LEN as usize..end]);
+    }
+    let body_len = (h.body_len as usize).min(body.len());
+    body.truncate(body_len);
+    let mut p = 0;
+    while p + 24 <= body.len() {
+        let len = u64::from_le_bytes(body[p + 12..p + 20].try_into().unwrap()) as usize;
+        if len > body.len() - p - 24 {
+            break;
         }
-        let body_len = u64::from_le_bytes(img[h + 32..h + 40].try_into().unwrap()) as usize;
-        let body = h + BS;
-        if body_len > (g.ckpt_blocks as usize - 1) * BS || body + body_len > img.len() {
-            continue;
+        let c = crc32c(&body[p + 24..p + 24 + len]);
+        body[p + 20..p + 24].copy_from_slice(&c.to_le_bytes());
+        p += 24 + len;
+    }
+    h.body_crc = crc32c(&body);
+    for copy in 0..2 {
+        let mut at = 0;
+        let runs = body_runs(img, &h, copy);
+        for (i, &(o, l)) in runs.iter().enumerate() {
+            let next = runs.get(i + 1).map_or(fsdax_fs::format::Run::default(), |&(o2, l2)| fsdax_fs::format::Run {
+                pblk: (o2 / BS) as u64,
+                len: (l2 / BS) as u64,
+            });
+            let link = Link { gen: h.gen, copy: copy as u32, index: i as u32, next }.encode(&UUID);
+            img[o..o + LINK_LEN as usize].copy_from_slice(&link);
+            let take = (l - LINK_LEN as usize).min(body.len().saturating_sub(at));
+            img[o + LINK_LEN as usize..o + LINK_LEN as usize + take].copy_from_slice(&body[at..at + take]);
+            at += take;
         }
-        // Section CRCs.
-        let mut p = body;
-        while p + 24 <= body + body_len {
-            let len = u64::from_le_bytes(img[p + 12..p + 20].try_into().unwrap()) as usize;
-            if len > body + body_len - p - 24 {
+    }
+    let enc = h.encode();
+    for c in 0..2u8 {
+        let o = g.header_block(c) as usize * BS;
+        img[o..o + HDR_LEN].copy_from_slice(&enc);
+    }
+    // Log records, in both copies.
+    for copy in 0..2 {
+        let base = h.log[copy].pblk as usize * BS;
+        let cap = h.log[copy].len as usize * BS;
+        let mut pos = 0usize;
+        while pos + LOG_HDR as usize <= cap && base + pos + (LOG_HDR as usize) <= img.len() {
+            let r = base + pos;
+            if img[r..r + 4] != *b"FSLG" {
                 break;
             }
-            let c = crc32c(&img[p + 24..p + 24 + len]);
-            img[p + 20..p + 24].copy_from_slice(&c.to_le_bytes());
-            p += 24 + len;
+            let plen = u32::from_le_bytes(img[r + 32..r + 36].try_into().unwrap()) as usize;
+            if plen > cap - pos - LOG_HDR as usize {
+                break;
+            }
+            let c = crc32c(&img[r + 8..r + LOG_HDR as usize + plen]);
+            img[r + 4..r + 8].copy_from_slice(&c.to_le_bytes());
+            pos += (LOG_HDR as usize + plen).div_ceil(LOG_ALIGN as usize) * LOG_ALIGN as usize;
         }
-        let c = crc32c(&img[body..body + body_len]);
-        img[h + 40..h + 44].copy_from_slice(&c.to_le_bytes());
-        let c = crc32c(&img[h..h + CKPT_HDR_LEN - 4]);
-        img[h + CKPT_HDR_LEN - 4..h + CKPT_HDR_LEN].copy_from_slice(&c.to_le_bytes());
-    }
-    // Log records.
-    let base = g.log_start as usize * BS;
-    let cap = g.log_blocks as usize * BS;
-    let mut pos = 0usize;
-    while pos + LOG_HDR as usize <= cap && base + pos + (LOG_HDR as usize) <= img.len() {
-        let r = base + pos;
-        if img[r..r + 4] != *b"FSLG" {
-            break;
-        }
-        let plen = u32::from_le_bytes(img[r + 32..r + 36].try_into().unwrap()) as usize;
-        if plen > cap - pos - LOG_HDR as usize {
-            break;
-        }
-        let c = crc32c(&img[r + 8..r + LOG_HDR as usize + plen]);
-        img[r + 4..r + 8].copy_from_slice(&c.to_le_bytes());
-        pos += (LOG_HDR as usize + plen).div_ceil(LOG_ALIGN as usize) * LOG_ALIGN as usize;
     }
 }
 
 fn mutate(img: &mut [u8], rng: &mut Rng) {
-    let sb = Superblock::decode(&img[..SB_LEN]).unwrap();
-    let g = sb.geo;
-    let meta_end = g.data_start as usize * BS;
-    // Pick a target region: superblock, a checkpoint slot's used part, the log.
-    let current = (0..2u8)
-        .filter_map(|s| {
-            CkptHeader::decode(&img[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s))
-        })
-        .max()
-        .map_or(0, |x| x.1);
-    let region = match rng.below(8) {
+    let (h, hoff) = current_header(img).unwrap();
+    let body = body_runs(img, &h, 0);
+    let (b0, bl) = body[rng.below(body.len() as u64) as usize];
+    let used = (h.body_len as usize + LINK_LEN as usize).min(bl);
+    // Pick a target region: superblock, the header (hostile lengths and
+    // extents), a body copy, a link line, the log.
+    let region = match rng.below(10) {
         0 => (0, SB_LEN),
-        1..=4 => {
-            // Mostly the checkpoint in use.
-            let slot = if rng.below(4) == 0 { 1 - current } else { current };
-            let h = g.ckpt_slot(slot) as usize * BS;
-            let hdr = CkptHeader::decode(&img[h..h + CKPT_HDR_LEN], &UUID);
-            let used = hdr.map_or(CKPT_HDR_LEN, |x| x.body_len as usize);
-            if rng.below(4) == 0 {
-                (h, CKPT_HDR_LEN)
-            } else {
-                (h + BS, used.max(1))
-            }
-        }
-        5 | 6 => (g.log_start as usize * BS, 1024),
-        _ => (0, meta_end),
+        1 | 2 => (hoff, HDR_LEN),
+        3..=6 => (b0 + LINK_LEN as usize, used.saturating_sub(LINK_LEN as usize).max(1)),
+        7 => (b0, LINK_LEN as usize),
+        _ => (h.log[rng.below(2) as usize].pblk as usize * BS, 1024),
     };
     let n = 1 + rng.below(4);
     for _ in 0..n {
@@ -211,8 +246,8 @@ fn mutate(img: &mut [u8], rng: &mut Rng) {
             0 => img[off] ^= 1 << rng.below(8),
             1 => img[off] = rng.next() as u8,
             2 => {
-                // An interesting 8-byte value.
-                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 4096][rng.below(8) as usize];
+                // An interesting 8-byte value (hostile lengths among them).
+                let v: u64 = [0, 1, u64::MAX, u64::MAX / 2, 1 << 40, rng.next(), 512, 126 << 20][rng.below(8) as usize];
                 let end = (off + 8).min(img.len());
                 img[off..end].copy_from_slice(&v.to_le_bytes()[..end - off]);
             }
@@ -282,17 +317,12 @@ fn fsck_catches_deliberate_corruption() {
     let img = seeds[0].clone();
     let sb = Superblock::decode(&img[..SB_LEN]).unwrap();
     let g = sb.geo;
-    // Find the current checkpoint and corrupt the free-space section while
+    // Corrupt the free-space section of the current checkpoint while
     // keeping every checksum valid: only the invariant checks can see it.
     let mut bad = img.clone();
-    let slot = (0..2u8)
-        .filter_map(|s| {
-            CkptHeader::decode(&bad[g.ckpt_slot(s) as usize * BS..][..CKPT_HDR_LEN], &UUID).map(|h| (h.gen, s))
-        })
-        .max()
-        .unwrap()
-        .1;
-    let body = (g.ckpt_slot(slot) as usize + 1) * BS;
+    let (h, _) = current_header(&bad).unwrap();
+    let body = h.body[0].pblk as usize * BS + LINK_LEN as usize;
+    let _ = g;
     let mut p = body;
     loop {
         let tag = u32::from_le_bytes(bad[p..p + 4].try_into().unwrap());
@@ -306,11 +336,43 @@ fn fsck_catches_deliberate_corruption() {
         p += 24 + len;
     }
     fix_checksums(&mut bad);
-    match FileSystem::mount(MemPmem::from_bytes(bad)) {
+    match FileSystem::mount(MemPmem::from_bytes(bad.clone())) {
         Ok(fs) => {
             assert!(fs.is_read_only(), "an inconsistent image must not mount read-write");
             assert!(fs.fsck().is_err());
         }
         Err(e) => assert!(matches!(e, FsError::Corrupt(_)), "{e:?}"),
+    }
+    // `fsck --repair` rebuilds the free space from the extents.
+    let fs =
+        FileSystem::mount_with(MemPmem::from_bytes(bad), MountOptions { repair: true, ..Default::default() }).unwrap();
+    assert!(!fs.is_read_only());
+    // (The seed has one poisoned data block: that stays.)
+    assert!(fs.fsck().unwrap().damage.is_empty());
+    let fs = FileSystem::mount(fs.unmount().unwrap()).unwrap();
+    assert!(!fs.is_read_only());
+    assert!(fs.fsck().unwrap().damage.is_empty());
+}
+
+/// A header with valid checksums and a hostile body length (126 MiB on a
+/// 6 MiB device, and the whole data area with a one-extent chain): mount
+/// refuses with an error before allocating anything of that size.
+#[test]
+fn hostile_lengths_are_refused_before_allocating() {
+    let img = seeds()[0].clone();
+    let sb = Superblock::decode(&img[..SB_LEN]).unwrap();
+    for len in [126u64 << 20, sb.geo.data_blocks * 4096, u64::MAX] {
+        let mut bad = img.clone();
+        let (mut h, _) = current_header(&bad).unwrap();
+        h.body_len = len;
+        let enc = h.encode();
+        for c in 0..2u8 {
+            let o = sb.geo.header_block(c) as usize * BS;
+            bad[o..o + HDR_LEN].copy_from_slice(&enc);
+        }
+        match FileSystem::mount(MemPmem::from_bytes(bad)) {
+            Err(FsError::Corrupt(_)) => {}
+            other => panic!("body length {len}: {:?}", other.map(|f| f.mount_info())),
+        }
     }
 }

@@ -15,7 +15,7 @@ use fsdax_fs::*;
 const BS: u64 = BLOCK_SIZE;
 
 fn mkfs(mb: usize, log_blocks: Option<u64>) -> FileSystem<MemPmem> {
-    let opts = MkfsOptions { uuid: [9; 16], ckpt_blocks: None, log_blocks };
+    let opts = MkfsOptions { uuid: [9; 16], log_blocks };
     FileSystem::mkfs(MemPmem::new(mb << 20), opts).unwrap()
 }
 
@@ -55,8 +55,9 @@ fn a_data_store_into_poison_fails_and_commits_nothing() {
     let second = probe.bmap(g, BS).unwrap().phys.unwrap();
     fs.pmem_mut().inject_poison(second + 100, 64);
     let free_before = fs.statfs().free_blocks;
+    // `second` is the start of the new extent: the copy-on-write block, the
+    // first one written. Poison there: nothing written, nothing committed.
     assert_eq!(fs.write(g, 0, &data), Err(FsError::Poisoned { offset: second + 100 }));
-    // Nothing committed: /g still shares /f's block and is one block long.
     assert_eq!(fs.stat(g).unwrap().size, BS);
     assert!(fs.bmap(g, 0).unwrap().shared);
     assert_eq!(read_all(&fs, g), vec![1u8; BS as usize]);
@@ -82,8 +83,11 @@ fn an_in_place_store_into_poison_fails_without_changing_metadata() {
     let f = fs.resolve("/f").unwrap();
     let second = fs.bmap(f, BS).unwrap().phys.unwrap() + (BS - fs.bmap(f, BS).unwrap().file_offset);
     fs.pmem_mut().inject_poison(second + 8, 8);
-    // Growing write over the poisoned (unshared) block: fails, size unchanged.
-    assert_eq!(fs.write(f, BS, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
+    // Growing write into part of the poisoned (unshared) block: fails, size
+    // unchanged. (A write of the whole block would rewrite it and clear
+    // the poison.)
+    assert_eq!(fs.write(f, BS + 4, &[5u8; 2 * BS as usize]), Ok(4), "a short count before the poison");
+    assert_eq!(fs.write(f, BS + 8, &[5u8; 2 * BS as usize]), Err(FsError::Poisoned { offset: second + 8 }));
     assert_eq!(fs.stat(f).unwrap().size, 2 * BS);
     fs.fsck().unwrap();
 }
@@ -99,89 +103,117 @@ fn poison_in_the_bytes_copied_around_fails_the_copy_on_write() {
     assert_eq!(fs.write(g, 1000, &[2u8; 100]), Err(FsError::Poisoned { offset: shared + 100 }));
     assert!(fs.bmap(g, 0).unwrap().shared, "still shared: nothing committed");
     fs.fsck().unwrap();
-    // Same for a DAX write fault (bmap_write unshares the page).
-    assert_eq!(fs.bmap_write(g, 0, BS), Err(FsError::Poisoned { offset: shared + 100 }));
+    // Same for a DAX write fault (bmap_write unshares the page). The failed
+    // write recorded the block as bad, so the error names its first byte.
+    assert_eq!(fs.bad_blocks(), vec![(shared, BS)]);
+    assert_eq!(fs.bmap_write(g, 0, BS), Err(FsError::Poisoned { offset: shared }));
     assert!(fs.bmap(g, 0).unwrap().shared);
     fs.fsck().unwrap();
 }
 
-#[test]
-fn a_log_record_that_cannot_be_written_shuts_down_and_is_never_durable() {
-    let mut fs = mkfs(16, None);
-    let r = fs.root();
-    let a = fs.create(r, b"a").unwrap();
-    fs.write(a, 0, b"kept").unwrap();
-    let geo = fs.superblock().geo;
-    // After unmount the log is empty: the next record goes to its start.
-    let mut pm = fs.unmount().unwrap();
-    pm.inject_poison(geo.log_start * BS, geo.log_blocks * BS);
-    let mut fs = FileSystem::mount(pm).unwrap();
-    let r = fs.root();
-    assert_eq!(fs.create(r, b"b"), Err(FsError::Poisoned { offset: geo.log_start * BS }));
-    assert!(fs.is_read_only());
-    assert_eq!(fs.mount_info().degraded, Some(FsError::Poisoned { offset: geo.log_start * BS }));
-    assert_eq!(fs.lookup(r, b"b"), Err(FsError::NotFound), "memory shows only what is durable");
-    assert_eq!(fs.create(r, b"c"), Err(FsError::ReadOnly));
-    fs.fsck().unwrap();
-    // After a crash the media hold exactly the committed state.
-    let fs = FileSystem::mount(fs.into_pmem()).unwrap();
-    assert_eq!(fs.lookup(fs.root(), b"b"), Err(FsError::NotFound));
-    assert_eq!(read_all(&fs, fs.resolve("/a").unwrap()), b"kept");
+/// Poisons `[off, off + len)` on the device.
+fn poison(fs: &mut FileSystem<MemPmem>, off: u64, len: u64) {
+    fs.pmem_mut().inject_poison(off, len);
 }
 
 #[test]
-fn a_checkpoint_that_cannot_be_written_shuts_down_read_only() {
-    // A one-block log fills after a few records; the commit then writes a
-    // checkpoint into the other slot, whose body is poisoned.
-    let mut fs = mkfs(16, Some(1));
-    let r = fs.root();
-    fs.create(r, b"first").unwrap();
-    let geo = fs.superblock().geo;
-    let mut pm = fs.unmount().unwrap(); // generation 2, in slot 1
-    let body = geo.ckpt_slot(0) * BS + BS;
-    pm.inject_poison(body, BS);
-    let mut fs = FileSystem::mount(pm).unwrap();
-    let r = fs.root();
-    let mut made = 0;
-    let err = loop {
-        let name = format!("file-with-a-long-name-{made:04}");
-        match fs.create(r, name.as_bytes()) {
-            Ok(_) => made += 1,
-            Err(e) => break e,
+fn a_log_record_that_cannot_be_written_is_written_elsewhere_and_durable() {
+    for both in [false, true] {
+        let mut fs = mkfs(16, None);
+        let r = fs.root();
+        let a = fs.create(r, b"a").unwrap();
+        fs.write(a, 0, b"kept").unwrap();
+        let log = fs.log_status().log;
+        // Poison where the next record goes: one copy, or both.
+        let used = fs.log_status().used;
+        poison(&mut fs, log[0].pblk * BS + used, 64);
+        if both {
+            poison(&mut fs, log[1].pblk * BS + used, 64);
         }
-        assert!(made < 200, "the log never filled");
-    };
-    assert!(made > 0, "some records fit in the log");
-    assert_eq!(err, FsError::Poisoned { offset: body });
-    assert!(fs.is_read_only());
-    let last = format!("file-with-a-long-name-{made:04}");
-    assert_eq!(fs.lookup(r, last.as_bytes()), Err(FsError::NotFound));
-    fs.fsck().unwrap();
-    // Everything committed before survives a crash; the failed one does
-    // not. Mount replays the log; its checkpoint hits the poison again, so
-    // the replayed state is mounted read-only, saying why.
-    let fs = FileSystem::mount(fs.into_pmem()).unwrap();
-    assert!(fs.mount_info().replayed > 0);
-    assert!(fs.is_read_only());
-    assert_eq!(fs.mount_info().degraded, Some(FsError::Poisoned { offset: body }));
-    assert_eq!(fs.readdir(fs.root(), None, usize::MAX).unwrap().len(), made + 1);
-    assert_eq!(fs.lookup(fs.root(), last.as_bytes()), Err(FsError::NotFound));
+        let gen = fs.log_status().generation;
+        let b = fs.create(r, b"b").unwrap();
+        fs.write(b, 0, b"after").unwrap();
+        assert!(!fs.is_read_only(), "the file system keeps serving");
+        assert_eq!(fs.mount_info().relocations, 1);
+        assert!(fs.log_status().generation > gen, "a checkpoint relocated the log");
+        assert_ne!(fs.log_status().log[0], log[0]);
+        assert!(fs.bad_blocks().contains(&(log[0].pblk * BS, BS)), "the poisoned log block is a bad block");
+        assert!(fs.fsck().unwrap().is_clean());
+        // What was acknowledged survives a crash.
+        let fs = FileSystem::mount(fs.into_pmem()).unwrap();
+        assert!(!fs.is_read_only());
+        assert_eq!(read_all(&fs, fs.resolve("/a").unwrap()), b"kept");
+        assert_eq!(read_all(&fs, fs.resolve("/b").unwrap()), b"after");
+        assert!(fs.fsck().unwrap().is_clean());
+    }
 }
 
 #[test]
-fn an_explicit_checkpoint_into_poison_shuts_down_read_only() {
-    let fs = mkfs(16, None);
-    let geo = fs.superblock().geo;
-    let mut pm = fs.unmount().unwrap(); // generation 2, in slot 1
-    pm.inject_poison(geo.ckpt_slot(0) * BS, 64);
-    let mut fs = FileSystem::mount(pm).unwrap();
-    assert!(!fs.is_read_only());
+fn a_checkpoint_that_hits_poison_is_written_elsewhere() {
+    let mut fs = mkfs(16, None);
+    fs.create(fs.root(), b"first").unwrap();
+    let image = fs.unmount().unwrap();
+    let (mut fs, mut probe) = twins(&image);
+    // The allocator is deterministic: the probe shows where the next
+    // checkpoint goes.
+    probe.create(probe.root(), b"x").unwrap();
+    probe.checkpoint().unwrap();
+    let next = probe.log_status();
+    poison(&mut fs, next.body[0].pblk * BS + 200, 64);
+    poison(&mut fs, next.log[1].pblk * BS, 64);
     fs.create(fs.root(), b"x").unwrap();
-    assert_eq!(fs.checkpoint(), Err(FsError::Poisoned { offset: geo.ckpt_slot(0) * BS }));
-    assert!(fs.is_read_only());
-    // The log still holds the create: nothing was lost.
+    fs.checkpoint().unwrap();
+    assert!(!fs.is_read_only());
+    let now = fs.log_status();
+    assert_ne!(now.body[0], next.body[0]);
+    assert_ne!(now.log[1], next.log[1]);
+    let bad = fs.bad_blocks();
+    assert!(bad.contains(&(next.body[0].pblk * BS, BS)) && bad.contains(&(next.log[1].pblk * BS, BS)), "{bad:?}");
+    assert!(fs.fsck().unwrap().is_clean());
     let fs = FileSystem::mount(fs.into_pmem()).unwrap();
-    assert!(fs.lookup(fs.root(), b"x").is_ok());
+    assert!(fs.lookup(fs.root(), b"x").is_ok() && fs.lookup(fs.root(), b"first").is_ok());
+}
+
+#[test]
+fn poison_reported_in_any_metadata_is_repaired_at_once() {
+    let mut fs = mkfs(16, None);
+    let f = fs.create(fs.root(), b"f").unwrap();
+    fs.write(f, 0, b"data").unwrap();
+    let g = fs.superblock().geo;
+    for what in [
+        MetaKind::Superblock,
+        MetaKind::Header(0),
+        MetaKind::Header(1),
+        MetaKind::BackupSuperblock,
+        MetaKind::Body(0),
+        MetaKind::Body(1),
+        MetaKind::Log(0),
+        MetaKind::Log(1),
+    ] {
+        // Where it is now (every repair of a body or log moves them all).
+        let st = fs.log_status();
+        let off = match what {
+            MetaKind::Superblock => 0,
+            MetaKind::Header(c) => g.header_block(c) * BS,
+            MetaKind::BackupSuperblock => g.backup_sb_block() * BS,
+            MetaKind::Body(c) => st.body[usize::from(c)].pblk * BS + 128,
+            MetaKind::Log(c) => st.log[usize::from(c)].pblk * BS + 64,
+        };
+        // As the memory-failure path does: the device learns the poison,
+        // then the holder (the file system) is told.
+        poison(&mut fs, off, 64);
+        let rep = fs.mark_bad(off, 64).unwrap();
+        assert!(rep.owners.iter().any(|o| o.owner == RmapOwner::Metadata(what)), "{what}: {:?}", rep.owners);
+        assert_eq!(rep.rewritten, vec![what]);
+        assert!(!fs.is_read_only(), "{what}");
+        assert!(!fs.pmem().is_poisoned(0, 8192) || !matches!(what, MetaKind::Superblock | MetaKind::Header(0)));
+        let c = fs.fsck().unwrap();
+        assert!(c.is_clean(), "{what}: {c:?}");
+        fs.write(f, 0, b"more data").unwrap();
+    }
+    let fs = FileSystem::mount(fs.into_pmem()).unwrap();
+    assert!(fs.mount_info().damage.is_empty(), "{:?}", fs.mount_info());
+    assert_eq!(read_all(&fs, fs.resolve("/f").unwrap()), b"more data");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
-use fsdax_fs::{FileSystem, MkfsOptions, RmapOwner, RmapRecord};
+use fsdax_fs::{FileSystem, MkfsOptions, MountOptions, RmapOwner, RmapRecord};
 
 use crate::pmem::{self, Device, HolderKind};
 use crate::sync::RwLock;
@@ -77,18 +77,24 @@ impl Holder for FsHolder {
         }
         let result = with_fs(|fs| fs.mark_bad(offset, len)).ok_or(HolderError::ShutDown)?;
         match result {
-            Ok(owners) => {
-                report_owners(offset, &owners);
+            Ok(rep) => {
+                report_owners(offset, &rep.owners);
+                for kind in &rep.rewritten {
+                    crate::warn!(
+                        "fs: poison at {offset:#x} hit the {kind}: rewritten from memory (generation {}); still mounted read-write",
+                        rep.generation
+                    );
+                }
                 Ok(())
             }
             Err(e) => {
-                // The bad-block list could not be made persistent (e.g. the
-                // file system is read-only): still say who is affected.
-                crate::error!("fs: recording bad blocks at {offset:#x}+{len}: {e}");
+                // The damage could not be repaired (no space anywhere for a
+                // new checkpoint): the file system shut down read-only.
+                crate::error!("fs: poison at {offset:#x}+{len}: {e}; the file system is read-only now");
                 if let Some(owners) = with_fs_read(|fs| fs.rmap_query(offset, len)) {
                     report_owners(offset, &owners);
                 }
-                Err(HolderError::Unsupported)
+                Err(HolderError::ShutDown)
             }
         }
     }
@@ -96,6 +102,14 @@ impl Holder for FsHolder {
 
 /// Mounts the file system on `dev` and makes it the device's holder.
 pub fn mount(dev: &'static Device) -> Result<(), String> {
+    mount_with(dev, MountOptions::default())
+}
+
+/// Mounts with options (`repair`: `fs fsck --repair` of an unmounted
+/// pmem0), makes the file system the device's holder, and tells the device
+/// the file system's bad blocks, so that a read of one is EIO before any
+/// machine check (after a reboot the device knows no poison).
+pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String> {
     let mut slot = FS.write();
     if slot.is_some() {
         return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
@@ -103,7 +117,12 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
         return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));
     }
-    let fs = KernelFs::mount(dev).map_err(|e| alloc::format!("{}", cli::mount_error(&TOOL, e)))?;
+    let fs = KernelFs::mount_with(dev, opts).map_err(|e| alloc::format!("{}", cli::mount_error(&TOOL, e)))?;
+    for (off, len) in fs.bad_blocks() {
+        if let Err(e) = dev.record_poison(off, len) {
+            crate::warn!("fs: telling pmem0 about bad blocks {off:#x}+{len:#x}: {e}");
+        }
+    }
     if let Err(e) = pmem::claim(dev, HolderKind::FileSystem, Arc::new(FsHolder)) {
         return Err(alloc::format!("{}: {e}", dev.name()));
     }
@@ -128,9 +147,14 @@ fn cmd_fs(args: &[&str]) {
     let dev = || pmem::device("pmem0").ok_or_else(|| String::from("there is no pmem0 (no NVDIMM in the NFIT)"));
     let mut out = String::new();
     let result: Result<(), String> = match args {
-        ["mkfs"] => dev().and_then(|d| {
+        ["mkfs"] | ["mkfs", "--force"] => dev().and_then(|d| {
             if FS.read().is_some() {
                 return Err(String::from("pmem0 is mounted: `fs umount` first"));
+            }
+            if args.len() == 1 && pmem::has_file_system(d) {
+                return Err(String::from(
+                    "pmem0 already holds an fsdax file system: `fs mkfs --force` reformats it, destroying everything on it",
+                ));
             }
             if let HolderKind::Raw(who) = pmem::holder_of(d) {
                 return Err(alloc::format!("{} is in raw use by `{who}`", d.name()));
@@ -146,8 +170,18 @@ fn cmd_fs(args: &[&str]) {
             }
         }),
         ["umount"] => unmount().map(|()| out.push_str("unmounted pmem0\n")),
+        ["fsck", "--repair"] if FS.read().is_none() => dev().and_then(|d| {
+            // Not mounted (perhaps because the mount failed): mount for
+            // repair, then check.
+            mount_with(d, MountOptions { read_only: false, repair: true })?;
+            out.push_str("mounted pmem0 for repair: a clean checkpoint was written\n");
+            with_fs(|fs| Command::Fsck { repair: false }.run(fs, &TOOL, &mut out).map(|_| ()))
+                .unwrap_or(Ok(()))
+                .map_err(|e| alloc::format!("{e}"))
+        }),
         [] | ["help"] => {
-            out.push_str("  fs mkfs    format pmem0\n  fs mount   mount pmem0 (the file system becomes its holder)\n");
+            out.push_str("  fs mkfs [--force]  format pmem0 (--force: over an existing file system)\n");
+            out.push_str("  fs mount   mount pmem0 (the file system becomes its holder)\n");
             out.push_str("  fs umount  checkpoint and unmount\n");
             let _ = cli::help("fs", &mut out);
             Ok(())
@@ -166,7 +200,7 @@ fn cmd_fs(args: &[&str]) {
     }
 }
 
-fsdax_hal::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|...",
+fsdax_hal::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|fsck|clear-bad|...",
     help: "the fsdax file system on pmem0 (mounted, it is pmem0's holder)",
     run: cmd_fs);
 

@@ -66,7 +66,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("rm PATH", "remove a file or an empty directory"),
     ("reflink SRC DST", "DST shares SRC's data, nothing copied (DST created if needed)"),
     ("rmap OFFSET [LEN]", "owners of device bytes [OFFSET, OFFSET+LEN) (default LEN 1)"),
-    ("fsck", "check every invariant and read every data block; one verdict"),
+    (
+        "fsck [--repair]",
+        "check every invariant and read every data block; one verdict (--repair: rewrite a clean checkpoint)",
+    ),
+    ("clear-bad OFFSET LEN", "take whole blocks out of the bad-block list (free ones are rewritten with zeros)"),
 ];
 
 /// A parsed command.
@@ -123,7 +127,17 @@ pub enum Command<'a> {
         len: u64,
     },
     /// Consistency check.
-    Fsck,
+    Fsck {
+        /// Rebuild a clean checkpoint from the newest consistent state first.
+        repair: bool,
+    },
+    /// Take blocks out of the bad-block list.
+    ClearBad {
+        /// First device byte.
+        offset: u64,
+        /// Length in bytes.
+        len: u64,
+    },
 }
 
 /// How a command ended, when it did not fail.
@@ -196,7 +210,16 @@ impl<'a> Command<'a> {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 }
             }
-            ("fsck", []) => Ok(Command::Fsck),
+            ("fsck", []) => Ok(Command::Fsck { repair: false }),
+            ("fsck", ["--repair"]) => Ok(Command::Fsck { repair: true }),
+            ("clear-bad", [off, len]) => {
+                let number = |s: &str| parse_size(s).map_err(|e| CliError::new(format!("clear-bad: {s}: {e}")));
+                match (number(off), number(len)) {
+                    (Ok(offset), Ok(len)) if len > 0 => Ok(Command::ClearBad { offset, len }),
+                    (Ok(_), Ok(_)) => Err(CliError::new("clear-bad: LEN must be at least 1")),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             (name, _) if COMMANDS.iter().any(|(u, _)| u.split(' ').next() == Some(name)) => Err(usage_of(name)),
             _ => return None,
         };
@@ -216,14 +239,23 @@ impl<'a> Command<'a> {
             Command::Rm { .. } => "rm",
             Command::Reflink { .. } => "reflink",
             Command::Rmap { .. } => "rmap",
-            Command::Fsck => "fsck",
+            Command::Fsck { .. } => "fsck",
+            Command::ClearBad { .. } => "clear-bad",
         }
     }
 
     /// Whether the command changes the file system (a tool mounts
     /// read-write only for these).
     pub fn modifies(&self) -> bool {
-        matches!(self, Command::Write { .. } | Command::Mkdir { .. } | Command::Rm { .. } | Command::Reflink { .. })
+        matches!(
+            self,
+            Command::Write { .. }
+                | Command::Mkdir { .. }
+                | Command::Rm { .. }
+                | Command::Reflink { .. }
+                | Command::ClearBad { .. }
+                | Command::Fsck { repair: true }
+        )
     }
 
     /// Runs the command on `fs`, writing what a person reads to `out`.
@@ -298,8 +330,24 @@ impl<'a> Command<'a> {
             }
             Command::Reflink { src, dst } => {
                 let s = open_file(fs, src).map_err(|e| err(fs, src, e))?;
-                let d = fs.open(dst, true).map_err(|e| err(fs, dst, e))?;
-                fs.reflink(s, d).map_err(|e| err(fs, dst, e))?;
+                let d = match fs.open(dst, false) {
+                    Ok(d) => {
+                        fs.reflink(s, d).map_err(|e| err(fs, dst, e))?;
+                        d
+                    }
+                    Err(FsError::NotFound) => {
+                        // A new name appears only with its data: unnamed
+                        // first, named when the reflink is done.
+                        let (dir, leaf) = fs.resolve_parent(dst).map_err(|e| err(fs, dst, e))?;
+                        let d = fs.create_unnamed().map_err(|e| err(fs, dst, e))?;
+                        if let Err(e) = fs.reflink(s, d).and_then(|()| fs.link_unnamed(d, dir, leaf.as_bytes())) {
+                            let _ = fs.delete_unnamed(d);
+                            return Err(err(fs, dst, e));
+                        }
+                        d
+                    }
+                    Err(e) => return Err(err(fs, dst, e)),
+                };
                 let n = fs.fiemap(d).map_err(|e| err(fs, dst, e))?.len();
                 let size = fs.stat(d).map_err(|e| err(fs, dst, e))?.size;
                 writeln!(
@@ -310,7 +358,23 @@ impl<'a> Command<'a> {
                 )?;
             }
             Command::Rmap { offset, len } => show::rmap(fs, offset, len, out)?,
-            Command::Fsck => return show::fsck(fs, tool, out),
+            Command::Fsck { repair } => {
+                if repair {
+                    fs.repair().map_err(|e| CliError::new(format!("fsck --repair: {}: {e}", tool.device)))?;
+                    let g = fs.log_status().generation;
+                    writeln!(
+                        out,
+                        "repaired {}: a clean checkpoint (generation {g}) and both superblocks rewritten",
+                        tool.device
+                    )?;
+                }
+                return show::fsck(fs, tool, out);
+            }
+            Command::ClearBad { offset, len } => {
+                let what = format!("{offset:#x}+{len:#x}");
+                fs.clear_bad(offset, len).map_err(|e| err(fs, &what, e))?;
+                writeln!(out, "cleared {what} from the bad-block list")?;
+            }
         }
         Ok(Status::Done)
     }

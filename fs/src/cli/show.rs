@@ -57,32 +57,39 @@ pub(super) fn info<P: Pmem, W: Write>(fs: &FileSystem<P>, tool: &Tool<'_>, out: 
         g.total_blocks,
         Size(BLOCK_SIZE)
     )?;
-    writeln!(out, "superblock  {:#x}, backup {:#x}", 0, b(g.total_blocks - 1))?;
+    writeln!(out, "superblock  {:#x}, backup {:#x}", 0, b(g.backup_sb_block()))?;
     writeln!(
         out,
-        "checkpoint  2 slots of {} at {:#x} and {:#x}; generation {} in slot {}",
-        Size(b(g.ckpt_blocks)),
-        b(g.ckpt_slot(0)),
-        b(g.ckpt_slot(1)),
-        log.generation,
-        if log.slot == 0 { 'A' } else { 'B' }
+        "header      copies at {:#x} and {:#x}; generation {}",
+        b(g.header_block(0)),
+        b(g.header_block(1)),
+        log.generation
     )?;
     writeln!(
         out,
-        "log         {} at {:#x}; {} used by {} record{}",
+        "checkpoint  body {}, two copies starting at {:#x} and {:#x}",
+        Size(log.body_len),
+        b(log.body[0].pblk),
+        b(log.body[1].pblk)
+    )?;
+    writeln!(
+        out,
+        "log         two copies of {} at {:#x} and {:#x}; {} used by {} record{}",
         Size(log.capacity),
-        b(g.log_start),
+        b(log.log[0].pblk),
+        b(log.log[1].pblk),
         Size(log.used),
         log.records,
         if log.records == 1 { "" } else { "s" }
     )?;
     writeln!(
         out,
-        "data        {} at {:#x}..{:#x} ({} blocks, 2 MiB aligned)",
+        "data        {} at {:#x}..{:#x} ({} blocks); the checkpoint holds {} of it",
         Size(b(g.data_blocks)),
         b(g.data_start),
         b(g.data_end()),
-        g.data_blocks
+        g.data_blocks,
+        Size(b(log.meta_blocks))
     )?;
     match (fs.is_read_only(), mi.degraded) {
         (false, _) => writeln!(out, "state       read-write")?,
@@ -96,7 +103,26 @@ pub(super) fn info<P: Pmem, W: Write>(fs: &FileSystem<P>, tool: &Tool<'_>, out: 
         mi.replayed,
         if mi.replayed == 1 { "" } else { "s" },
         mi.generation
-    )
+    )?;
+    let damaged = mi.damage.describe();
+    if !damaged.is_empty() {
+        let names: Vec<String> = damaged.iter().map(|k| format!("{k}")).collect();
+        writeln!(
+            out,
+            "repair      damaged at mount: {}; {}",
+            names.join(", "),
+            if mi.repaired { "rewritten from the good copies" } else { "not rewritten yet (read-only)" }
+        )?;
+    }
+    if mi.relocations > 0 {
+        writeln!(
+            out,
+            "relocated   {} time{} after media errors in metadata",
+            mi.relocations,
+            if mi.relocations == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(())
 }
 
 /// `df`: like `df -h`, one header line and one line of values.
@@ -259,10 +285,13 @@ pub(super) fn rmap<P: Pmem, W: Write>(fs: &FileSystem<P>, offset: u64, len: u64,
     Ok(())
 }
 
-/// `fsck`: counts, the media check, and one verdict line.
+/// `fsck`: counts, the media check, and one verdict line. Media errors
+/// are called poisoned, with their ranges; inconsistency is corruption.
 pub(super) fn fsck<P: Pmem, W: Write>(fs: &FileSystem<P>, tool: &Tool<'_>, out: &mut W) -> Result<Status, CliError> {
     let mut problems: Vec<String> = Vec::new();
+    let p = tool.prefix;
     let checked = fs.fsck();
+    let failed = checked.as_ref().err().copied();
     match checked {
         Ok(rep) => {
             writeln!(
@@ -275,26 +304,46 @@ pub(super) fn fsck<P: Pmem, W: Write>(fs: &FileSystem<P>, tool: &Tool<'_>, out: 
                 if rep.log_records == 1 { "" } else { "s" }
             )?;
             let bad = fs.bad_blocks().iter().map(|&(_, l)| l / BLOCK_SIZE).sum::<u64>();
+            let ranges: Vec<String> = rep.poisoned.iter().take(4).map(|&(o, l)| format!("{o:#x}+{l:#x}")).collect();
             writeln!(
                 out,
-                "media    {} mapped data block{} unreadable (poisoned); {bad} block{} in the bad-block list",
+                "media    {} mapped data block{} poisoned{}; {bad} block{} in the bad-block list",
                 rep.poisoned_blocks,
                 if rep.poisoned_blocks == 1 { "" } else { "s" },
+                if ranges.is_empty() { String::new() } else { format!(" at {}", ranges.join(", ")) },
                 if bad == 1 { "" } else { "s" }
             )?;
             if rep.poisoned_blocks > 0 {
                 problems.push(format!(
-                    "{} data block{} cannot be read (`{} rmap` names the files)",
+                    "{} data block{} poisoned (media errors, not corruption) at {}: `{p} rmap OFFSET` names the \
+                     files; rewriting whole blocks clears them",
                     rep.poisoned_blocks,
-                    if rep.poisoned_blocks == 1 { "" } else { "s" },
-                    tool.prefix
+                    if rep.poisoned_blocks == 1 { " is" } else { "s are" },
+                    ranges.join(", ")
+                ));
+            }
+            let damaged = rep.damage.describe();
+            if !damaged.is_empty() {
+                let names: Vec<String> = damaged.iter().map(|k| format!("{k}")).collect();
+                problems.push(format!(
+                    "damaged metadata cop{} ({}); the other copies are intact: `{p} fsck --repair` rewrites them",
+                    if damaged.len() == 1 { "y" } else { "ies" },
+                    names.join(", ")
+                ));
+            }
+            if rep.orphans > 0 {
+                problems.push(format!(
+                    "{} orphaned file{} (no name; deleted at the next read-write mount)",
+                    rep.orphans,
+                    if rep.orphans == 1 { "" } else { "s" }
                 ));
             }
         }
-        Err(e) => problems.push(format!("{e}")),
+        Err(e) if e.is_media() => problems.push(format!("metadata poisoned: {e}; `{p} fsck --repair` rebuilds it")),
+        Err(e) => problems.push(format!("{e}; `{p} fsck --repair` rebuilds a clean checkpoint")),
     }
     match fs.mount_info().degraded {
-        Some(why) if checked != Err(why) => problems.push(format!("read-only since: {why}")),
+        Some(why) if failed != Some(why) => problems.push(format!("read-only since: {why}")),
         _ => {}
     }
     if problems.is_empty() {

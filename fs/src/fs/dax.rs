@@ -88,7 +88,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::Invalid);
         }
         self.begin()?;
-        let r = self.write_range(ino, offset, len, Fill::Keep, true, true, true);
+        let r = self.write_range(ino, offset, len, &mut Fill::Keep, true, true, true);
         match self.finish(r)? {
             n if n == len => self.bmap(ino, offset),
             _ => Err(FsError::NoSpace),

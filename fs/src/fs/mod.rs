@@ -26,25 +26,33 @@ mod rmap;
 
 use alloc::vec::Vec;
 
-pub use self::data::Falloc;
+pub use self::data::{Falloc, ReadCopier, WriteCopier};
 pub use self::dax::{Bmap, FileExtent};
 pub use self::fsck::FsckReport;
 pub use self::namespace::{DirEntry, Stat};
-pub use self::recovery::{MkfsOptions, MountInfo, MountOptions};
-pub use self::rmap::{MetaKind, RmapOwner, RmapRecord, RMAP_BAD, RMAP_METADATA, RMAP_SHARED};
+pub use self::recovery::{Damage, MkfsOptions, MountInfo, MountOptions};
+pub use self::rmap::{BadBlockReport, RmapOwner, RmapRecord, RMAP_BAD, RMAP_METADATA, RMAP_SHARED};
 use crate::codec::Enc;
 use crate::error::{FsError, Result};
-use crate::format::{Superblock, BLOCK_SIZE, HUGE_BLOCKS};
+pub use crate::format::MetaKind;
+use crate::format::{Header, Run, Superblock, BLOCK_SIZE, HUGE_BLOCKS};
 use crate::pmem::{MediaError, Pmem};
 use crate::space::FsStats;
 use crate::state::{FileKind, Ino, State, TxnEffects};
 
-#[derive(Clone, Copy)]
-enum Fill<'a> {
-    Data(&'a [u8]),
+/// What the write engine stores.
+enum Fill<'a, P> {
+    /// The caller's bytes, through its copier.
+    Copy(&'a mut dyn WriteCopier<P>),
     Zero,
     /// Keep the current contents (allocate holes as zeros, unshare).
     Keep,
+}
+
+impl<P> Fill<'_, P> {
+    fn is_keep(&self) -> bool {
+        matches!(self, Fill::Keep)
+    }
 }
 
 /// A mounted fsdax file system over persistent memory `P`.
@@ -54,14 +62,19 @@ pub struct FileSystem<P: Pmem> {
     sb: Superblock,
     st: State,
     gen: u64,
-    slot: u8,
+    /// The current checkpoint header (both copies hold it).
+    hdr: Header,
     log_tail: u64,
     seq: u64,
     ro: bool,
     txn: Enc,
     txn_n: u32,
+    /// The open transaction deletes: it may use the metadata reserve.
+    txn_shrinks: bool,
     fx: TxnEffects,
     data_dirty: bool,
+    /// Why the write copier stopped short, in the open transaction.
+    copy_stop: Option<FsError>,
     cursor: u64,
     info: MountInfo,
 }
@@ -73,8 +86,14 @@ const BS: u64 = BLOCK_SIZE;
 pub struct LogStatus {
     /// Generation of the current checkpoint.
     pub generation: u64,
-    /// Checkpoint slot holding it (0 or 1).
-    pub slot: u8,
+    /// Body length of the current checkpoint (bytes, one copy).
+    pub body_len: u64,
+    /// First extent of each body copy (device blocks).
+    pub body: [Run; 2],
+    /// Each log copy (device blocks).
+    pub log: [Run; 2],
+    /// Data-area blocks held by the checkpoint (both body and log copies).
+    pub meta_blocks: u64,
     /// Log records committed since that checkpoint.
     pub records: u64,
     /// Bytes of log in use.
@@ -115,10 +134,13 @@ impl<P: Pmem> FileSystem<P> {
     pub fn log_status(&self) -> LogStatus {
         LogStatus {
             generation: self.gen,
-            slot: self.slot,
+            body_len: self.hdr.body_len,
+            body: self.hdr.body,
+            log: self.hdr.log,
+            meta_blocks: self.st.space.meta_blocks(),
             records: self.seq,
             used: self.log_tail,
-            capacity: self.sb.geo.log_blocks * BS,
+            capacity: self.hdr.log[0].len * BS,
         }
     }
 

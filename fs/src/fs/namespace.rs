@@ -116,11 +116,81 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::Exists);
         }
         self.begin()?;
+        // Inode, directory entry and name in the next checkpoint.
+        self.meta_room(25 + 18 + name.len() as u64)?;
         let ino = self.st.next_ino;
         self.push(Mutation::InodeAlloc { ino, kind })?;
         self.push(Mutation::DirAdd { dir, ino, name: name.to_vec() })?;
         self.commit()?;
         Ok(ino)
+    }
+
+    /// Deletes every orphan (a file no directory names, left by a crash
+    /// while it was being written: see [`FileSystem::create_unnamed`]) in
+    /// one transaction; returns how many.
+    pub(super) fn delete_orphans(&mut self) -> Result<u64> {
+        let orphans: Vec<Ino> =
+            self.st.inodes.iter().filter(|(_, i)| i.kind == FileKind::File && i.links == 0).map(|(&n, _)| n).collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        self.begin()?;
+        self.shrinking();
+        for &ino in &orphans {
+            self.drop_link(ino)?;
+        }
+        self.commit()?;
+        Ok(orphans.len() as u64)
+    }
+
+    /// Creates a regular file that no directory names yet (Linux
+    /// `O_TMPFILE`): write it, then [`FileSystem::link_unnamed`] gives it a
+    /// name atomically, or [`FileSystem::delete_unnamed`] drops it. A crash
+    /// before the link leaves an orphan, deleted at the next read-write
+    /// mount: a half-written file never appears.
+    pub fn create_unnamed(&mut self) -> Result<Ino> {
+        self.begin()?;
+        self.meta_room(25)?;
+        let ino = self.st.next_ino;
+        self.push(Mutation::InodeAlloc { ino, kind: FileKind::File })?;
+        self.commit()?;
+        Ok(ino)
+    }
+
+    /// Names the unnamed file `ino` `name` in `dir`, replacing a regular
+    /// file of that name (atomically, like `rename`).
+    pub fn link_unnamed(&mut self, ino: Ino, dir: Ino, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        if self.file(ino)?.links != 0 {
+            return Err(FsError::Invalid);
+        }
+        let target = self.dir(dir)?.entries.get(name).copied();
+        if let Some(t) = target {
+            self.file(t)?;
+        }
+        self.begin()?;
+        if target.is_some() {
+            self.shrinking();
+        } else {
+            self.meta_room(18 + name.len() as u64)?;
+        }
+        if let Some(t) = target {
+            self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
+            self.drop_link(t)?;
+        }
+        self.push(Mutation::DirAdd { dir, ino, name: name.to_vec() })?;
+        self.commit()
+    }
+
+    /// Deletes the unnamed file `ino` and its data.
+    pub fn delete_unnamed(&mut self, ino: Ino) -> Result<()> {
+        if self.file(ino)?.links != 0 {
+            return Err(FsError::Invalid);
+        }
+        self.begin()?;
+        self.shrinking();
+        self.drop_link(ino)?;
+        self.commit()
     }
 
     /// Creates an empty regular file.
@@ -151,6 +221,7 @@ impl<P: Pmem> FileSystem<P> {
         let ino = self.lookup(dir, name)?;
         self.file(ino)?;
         self.begin()?;
+        self.shrinking();
         self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
         self.drop_link(ino)?;
         self.commit()
@@ -163,6 +234,7 @@ impl<P: Pmem> FileSystem<P> {
             return Err(FsError::NotEmpty);
         }
         self.begin()?;
+        self.shrinking();
         self.push(Mutation::DirRemove { dir, name: name.to_vec() })?;
         self.push(Mutation::InodeFree { ino })?;
         self.commit()
@@ -191,6 +263,11 @@ impl<P: Pmem> FileSystem<P> {
             }
         }
         self.begin()?;
+        if target.is_some() || dname.len() <= sname.len() {
+            // Replacing deletes; a name no longer than the old one does not
+            // grow the metadata.
+            self.shrinking();
+        }
         if let Some(t) = target {
             self.push(Mutation::DirRemove { dir: ddir, name: dname.to_vec() })?;
             self.drop_link(t)?;

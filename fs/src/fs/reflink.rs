@@ -58,9 +58,6 @@ impl<P: Pmem> FileSystem<P> {
 
     pub(super) fn remap(&mut self, src: Ino, so: u64, dst: Ino, doff: u64, len: u64) -> Result<()> {
         let dsize = self.file(dst)?.size;
-        if doff > dsize {
-            self.need_free(1)?;
-        }
         self.begin()?;
         let r = self.remap_inner(src, so, dst, doff, len, dsize);
         self.finish(r)

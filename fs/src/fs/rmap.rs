@@ -4,38 +4,21 @@
 use alloc::vec::Vec;
 
 use super::{FileSystem, BS};
-use crate::codec::Enc;
-use crate::crc::crc32c;
 use crate::error::{FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
 use crate::state::{Ino, Mutation};
 
-/// Kinds of metadata that own blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetaKind {
-    /// Primary superblock.
-    Superblock,
-    /// Checkpoint slot A or B.
-    Checkpoint(u8),
-    /// Metadata log.
-    Log,
-    /// Backup superblock.
-    BackupSuperblock,
-    /// Alignment padding before the data region.
-    Padding,
-}
-
-impl core::fmt::Display for MetaKind {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            MetaKind::Superblock => f.write_str("primary superblock"),
-            MetaKind::Checkpoint(s) => write!(f, "checkpoint slot {}", if *s == 0 { 'A' } else { 'B' }),
-            MetaKind::Log => f.write_str("metadata log"),
-            MetaKind::BackupSuperblock => f.write_str("backup superblock"),
-            MetaKind::Padding => f.write_str("alignment padding"),
-        }
-    }
+/// What [`FileSystem::mark_bad`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadBlockReport {
+    /// Every owner of the range (files, metadata), before any repair.
+    pub owners: Vec<RmapRecord>,
+    /// Metadata that was rewritten: fixed structures in place (recovery
+    /// write), checkpoint bodies and logs elsewhere (a new checkpoint).
+    pub rewritten: Vec<MetaKind>,
+    /// The checkpoint generation after the repair.
+    pub generation: u64,
 }
 
 /// Owner of a physical range.
@@ -84,15 +67,19 @@ impl<P: Pmem> FileSystem<P> {
         if e <= a {
             return out;
         }
-        for (kind, s, l) in meta_regions(g) {
-            if s < e && s + l > a {
-                out.push(RmapRecord {
-                    phys: s * BS,
-                    len: l * BS,
-                    owner: RmapOwner::Metadata(kind),
-                    flags: RMAP_METADATA,
-                });
+        let meta = |kind, s: u64, l: u64, bad: bool| RmapRecord {
+            phys: s * BS,
+            len: l * BS,
+            owner: RmapOwner::Metadata(kind),
+            flags: RMAP_METADATA | if bad { RMAP_BAD } else { 0 },
+        };
+        for (kind, s) in fixed_blocks(g) {
+            if s < e && s + 1 > a {
+                out.push(meta(kind, s, 1, false));
             }
+        }
+        for (s, l, kind) in self.st.space.meta_in(a, e - a) {
+            out.push(meta(kind, s, l, self.st.space.bad.overlaps(s, l)));
         }
         for (p, l, ino, f) in self.st.space.rmap_query(a, e - a) {
             let mut flags = 0;
@@ -104,25 +91,107 @@ impl<P: Pmem> FileSystem<P> {
             }
             out.push(RmapRecord { phys: p * BS, len: l * BS, owner: RmapOwner::File { ino, offset: f * BS }, flags });
         }
+        out.sort_by_key(|r| r.phys);
         out
     }
 
-    /// Records `[phys, phys + len)` in the persistent bad-block list (whole
-    /// blocks) and returns the owners of the range. Free bad blocks are never
-    /// allocated again until cleared.
-    pub fn mark_bad(&mut self, phys: u64, len: u64) -> Result<Vec<RmapRecord>> {
-        let (a, n) = self.data_blocks_of(phys, len)?;
-        self.begin()?;
-        self.push(Mutation::BadAdd { pblk: a, len: n })?;
-        self.commit()?;
-        Ok(self.rmap_query(a * BS, n * BS))
+    /// Records that device bytes `[phys, phys + len)` are poisoned (a
+    /// memory failure) and returns their owners. Data blocks join the
+    /// persistent bad-block list (whole blocks; free ones are never
+    /// allocated again until cleared). Metadata is repaired at once from
+    /// the state in memory: a superblock or header copy is rewritten in
+    /// place with a recovery write; a checkpoint body or log copy is
+    /// rewritten elsewhere by a new checkpoint, and its blocks stay bad.
+    /// An error means the damage could not be repaired and the file system
+    /// shut down read-only.
+    pub fn mark_bad(&mut self, phys: u64, len: u64) -> Result<BadBlockReport> {
+        let g = self.sb.geo;
+        let end = phys.checked_add(len).ok_or(FsError::Invalid)?.min(g.total_blocks * BS);
+        if len == 0 || phys >= end {
+            return Err(FsError::Invalid);
+        }
+        let owners = self.rmap_query(phys, end - phys);
+        if self.ro {
+            return Err(FsError::ReadOnly);
+        }
+        let (a, e) = (phys / BS, end.div_ceil(BS));
+        let mut rewritten = Vec::new();
+        for (kind, blk) in fixed_blocks(&g) {
+            if blk < a || blk >= e {
+                continue;
+            }
+            let r = match kind {
+                MetaKind::Superblock => self.write_superblock(0),
+                MetaKind::BackupSuperblock => self.write_superblock(1),
+                MetaKind::Header(c) => {
+                    let enc = self.hdr.encode();
+                    self.write_header_page(c, &enc)
+                }
+                _ => Ok(()),
+            };
+            if let Err(err) = r {
+                self.shut_down(err);
+                return Err(err);
+            }
+            rewritten.push(kind);
+        }
+        let (da, de) = (a.max(g.data_start), e.min(g.data_end()));
+        if de > da {
+            let hit: Vec<MetaKind> = self.st.space.meta_in(da, de - da).into_iter().map(|x| x.2).collect();
+            if hit.is_empty() {
+                self.begin()?;
+                self.shrinking();
+                self.push(Mutation::BadAdd { pblk: da, len: de - da })?;
+                self.commit()?;
+            } else {
+                self.note_meta_poison(da * BS, (de - da) * BS);
+                self.info.relocations += 1;
+                if let Err(err) = self.write_checkpoint() {
+                    self.shut_down(err);
+                    return Err(err);
+                }
+                rewritten.extend(hit);
+            }
+        }
+        // File owners as they are now (flagged bad); metadata owners as they
+        // were when the poison hit (relocated since).
+        let mut now: Vec<RmapRecord> = self
+            .rmap_query(phys, end - phys)
+            .into_iter()
+            .filter(|r| matches!(r.owner, RmapOwner::File { .. }))
+            .collect();
+        now.extend(owners.into_iter().filter(|r| matches!(r.owner, RmapOwner::Metadata(_))));
+        now.sort_by_key(|r| r.phys);
+        Ok(BadBlockReport { owners: now, rewritten, generation: self.gen })
     }
 
-    /// Forgets bad blocks after their poison was cleared (a recovery write).
+    /// Rewrites header copy `copy` as a whole page (recovery write).
+    fn write_header_page(&mut self, copy: u8, enc: &[u8]) -> Result<()> {
+        let mut page = alloc::vec![0u8; BS as usize];
+        page[..enc.len()].copy_from_slice(enc);
+        self.pm.recovery_write(self.sb.geo.header_block(copy) * BS, &page)?;
+        Ok(())
+    }
+
+    /// Forgets bad blocks (whole blocks of `[phys, phys + len)`, all in the
+    /// list). Blocks no file owns are rewritten with zeros first (a recovery
+    /// write, which clears their poison) and return to the free space.
+    /// Blocks a file owns keep their contents (after a `pmem recover`, the
+    /// recovered bytes); a whole-block write of the file clears them too.
     pub fn clear_bad(&mut self, phys: u64, len: u64) -> Result<()> {
         let (a, n) = self.data_blocks_of(phys, len)?;
         if !self.st.space.bad.contains_range(a, n) {
             return Err(FsError::Invalid);
+        }
+        if self.ro {
+            return Err(FsError::ReadOnly);
+        }
+        let owned = self.st.space.owned_ranges(a, n);
+        const ZERO: [u8; BS as usize] = [0; BS as usize];
+        for b in a..a + n {
+            if !owned.iter().any(|&(s, l)| s <= b && b < s + l) {
+                self.pm.recovery_write(b * BS, &ZERO)?;
+            }
         }
         self.begin()?;
         self.push(Mutation::BadRemove { pblk: a, len: n })?;
@@ -144,46 +213,12 @@ impl<P: Pmem> FileSystem<P> {
     }
 }
 
-pub(super) fn meta_regions(g: &Geometry) -> [(MetaKind, u64, u64); 6] {
+/// The fixed metadata blocks: superblock, header copies, backup.
+pub(super) fn fixed_blocks(g: &Geometry) -> [(MetaKind, u64); 4] {
     [
-        (MetaKind::Superblock, 0, 1),
-        (MetaKind::Checkpoint(0), g.ckpt_slot(0), g.ckpt_blocks),
-        (MetaKind::Checkpoint(1), g.ckpt_slot(1), g.ckpt_blocks),
-        (MetaKind::Log, g.log_start, g.log_blocks),
-        (MetaKind::Padding, g.log_start + g.log_blocks, g.data_start - (g.log_start + g.log_blocks)),
-        (MetaKind::BackupSuperblock, g.total_blocks - 1, 1),
+        (MetaKind::Superblock, 0),
+        (MetaKind::Header(0), g.header_block(0)),
+        (MetaKind::Header(1), g.header_block(1)),
+        (MetaKind::BackupSuperblock, g.backup_sb_block()),
     ]
-}
-
-fn meta_code(k: MetaKind) -> u64 {
-    match k {
-        MetaKind::Superblock => 1,
-        MetaKind::Checkpoint(s) => 2 + u64::from(s),
-        MetaKind::Log => 4,
-        MetaKind::Padding => 5,
-        MetaKind::BackupSuperblock => 6,
-    }
-}
-
-/// Tag of the checkpoint section holding the metadata reverse-map records.
-const SEC_META_RMAP: u32 = 8;
-
-/// The reverse-map records of the static metadata regions, as a checkpoint
-/// section: (pblk, len, owner kind, flags = RMAP_METADATA).
-pub(super) fn meta_rmap_section(g: &Geometry) -> Vec<u8> {
-    let mut e = Enc::default();
-    let regs = meta_regions(g);
-    for (k, s, l) in regs {
-        e.u64(s);
-        e.u64(l);
-        e.u64(meta_code(k));
-        e.u32(RMAP_METADATA);
-    }
-    let mut out = Enc::default();
-    out.u32(SEC_META_RMAP);
-    out.u64(regs.len() as u64);
-    out.u64(e.buf.len() as u64);
-    out.u32(crc32c(&e.buf));
-    out.bytes(&e.buf);
-    out.buf
 }

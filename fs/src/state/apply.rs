@@ -98,6 +98,8 @@ impl State {
                 let Some(child) = d.entries.remove(name.as_slice()) else {
                     return bad();
                 };
+                self.dirents -= 1;
+                self.name_bytes -= name.len() as u64;
                 let Some(c) = self.inodes.get_mut(&child) else {
                     return bad();
                 };
@@ -274,6 +276,8 @@ impl State {
                 d.subdirs = d.subdirs.saturating_add(1);
             }
         }
+        self.dirents += 1;
+        self.name_bytes += name.len() as u64;
         Ok(())
     }
 

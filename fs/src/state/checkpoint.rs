@@ -8,7 +8,7 @@ use super::{check_name, Extent, FileKind, Ino, Inode, State, ROOT_INO};
 use crate::codec::{Dec, Enc};
 use crate::crc::crc32c;
 use crate::error::{corrupt, Corruption, FsError, Result};
-use crate::format::{Geometry, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE};
+use crate::format::{Geometry, MetaKind, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE};
 use crate::space::Space;
 
 const SEC_META: u32 = 1;
@@ -18,6 +18,9 @@ const SEC_RMAP: u32 = 4;
 const SEC_REFC: u32 = 5;
 const SEC_FREE: u32 = 6;
 const SEC_BAD: u32 = 7;
+const SEC_META_EXTENTS: u32 = 8;
+/// Bytes of a section's header: tag, count, byte length, CRC.
+const SEC_HDR: u64 = 4 + 8 + 8 + 4;
 
 fn section(out: &mut Enc, tag: u32, count: u64, body: &[u8]) {
     out.u32(tag);
@@ -28,9 +31,31 @@ fn section(out: &mut Enc, tag: u32, count: u64, body: &[u8]) {
 }
 
 impl State {
-    /// Serializes the whole state as a checkpoint body.
-    pub fn encode_checkpoint(&self) -> Vec<u8> {
+    /// The exact length of [`State::encode_checkpoint`]'s output, from
+    /// counts kept up to date (no encoding), if the metadata extents
+    /// numbered `meta_extents` instead of what they are now.
+    pub fn checkpoint_len(&self, meta_extents: u64) -> u64 {
+        let ni = self.inodes.len() as u64;
+        let ne = self.space.rmap.len() as u64;
+        8 * SEC_HDR
+            + 8
+            + 25 * ni
+            + 24 * ne
+            + 18 * self.dirents
+            + self.name_bytes
+            + 32 * ne
+            + 20 * self.space.refc.len() as u64
+            + 16 * (self.space.free.len() + self.space.bad.len()) as u64
+            + 20 * meta_extents
+    }
+
+    /// Serializes the whole state as a checkpoint body. Fails only when
+    /// memory runs out.
+    pub fn encode_checkpoint(&self) -> Result<Vec<u8>> {
         let mut out = Enc::default();
+        out.buf
+            .try_reserve_exact(self.checkpoint_len(self.space.meta.len() as u64) as usize)
+            .map_err(|_| FsError::NoMemory)?;
         let mut e = Enc::default();
         e.u64(self.next_ino);
         section(&mut out, SEC_META, 1, &e.buf);
@@ -87,15 +112,32 @@ impl State {
             }
             section(&mut out, tag, set.len() as u64, &e.buf);
         }
-        out.buf
+
+        let mut e = Enc::default();
+        for (&s, &(l, k)) in &self.space.meta {
+            e.u64(s);
+            e.u64(l);
+            e.u32(k.code());
+        }
+        section(&mut out, SEC_META_EXTENTS, self.space.meta.len() as u64, &e.buf);
+        Ok(out.buf)
     }
 
     /// Parses and checks a checkpoint body (checksums, structure, then the
     /// cross-structure invariants of [`State::verify`]).
     pub fn decode_checkpoint(geo: Geometry, body: &[u8]) -> Result<Self> {
-        let mut st = State { geo, inodes: BTreeMap::new(), next_ino: 0, space: Space::default() };
+        let st = Self::decode_checkpoint_unverified(geo, body)?;
+        st.verify()?;
+        Ok(st)
+    }
+
+    /// Parses a checkpoint body, checking checksums and structure but not
+    /// the cross-structure invariants (repair rebuilds those).
+    pub fn decode_checkpoint_unverified(geo: Geometry, body: &[u8]) -> Result<Self> {
+        let mut st =
+            State { geo, inodes: BTreeMap::new(), next_ino: 0, space: Space::default(), dirents: 0, name_bytes: 0 };
         let mut d = Dec::new(body);
-        let mut secs: [Option<(u64, &[u8])>; 8] = [None; 8];
+        let mut secs: [Option<(u64, &[u8])>; 9] = [None; 9];
         while d.remaining() > 0 {
             let tag = d.u32()?;
             let count = d.u64()?;
@@ -121,6 +163,7 @@ impl State {
         let (n, b) = sec(SEC_INODES)?;
         let mut d = Dec::new(b);
         let mut inodes: Vec<(Ino, Inode)> = Vec::new();
+        inodes.try_reserve(n.min(b.len() as u64 / 25) as usize).map_err(|_| FsError::NoMemory)?;
         for _ in 0..n {
             let ino = d.u64()?;
             let mut i = Inode::new(FileKind::from_code(d.u8()?)?);
@@ -136,7 +179,8 @@ impl State {
                 return corrupt(Corruption::Inode);
             }
             let mut prev_end = 0u64;
-            let mut exts = Vec::with_capacity(ne);
+            let mut exts = Vec::new();
+            exts.try_reserve_exact(ne).map_err(|_| FsError::NoMemory)?;
             for _ in 0..ne {
                 let (f, p, l) = (d.u64()?, d.u64()?, d.u64()?);
                 if l == 0
@@ -176,6 +220,8 @@ impl State {
                     return corrupt(Corruption::Tree);
                 }
                 last = Some((dir, name));
+                st.dirents += 1;
+                st.name_bytes += name.len() as u64;
                 Some((dir, ino, name))
             } else {
                 None
@@ -217,6 +263,7 @@ impl State {
         let (n, b) = sec(SEC_RMAP)?;
         let mut d = Dec::new(b);
         let mut recs: Vec<((u64, u64, u64), u64)> = Vec::new();
+        recs.try_reserve(n.min(b.len() as u64 / 32) as usize).map_err(|_| FsError::NoMemory)?;
         for _ in 0..n {
             let (p, l, ino, f) = (d.u64()?, d.u64()?, d.u64()?, d.u64()?);
             if recs.last().is_some_and(|&(k, _)| k >= (p, ino, f)) {
@@ -248,7 +295,20 @@ impl State {
                 set.insert(s, l)?;
             }
         }
-        st.verify()?;
+        let (n, b) = sec(SEC_META_EXTENTS)?;
+        let mut d = Dec::new(b);
+        let mut prev_end = 0;
+        for _ in 0..n {
+            let (s, l, k) = (d.u64()?, d.u64()?, d.u32()?);
+            let Some(kind) = MetaKind::from_data_code(k) else {
+                return corrupt(Corruption::Space);
+            };
+            if s < prev_end || !geo.in_data(s, l) {
+                return corrupt(Corruption::Space);
+            }
+            prev_end = s + l;
+            st.space.meta.insert(s, (l, kind));
+        }
         Ok(st)
     }
 }

@@ -17,6 +17,7 @@
 mod apply;
 mod checkpoint;
 mod mutation;
+mod repair;
 mod verify;
 
 use alloc::boxed::Box;
@@ -122,6 +123,10 @@ pub(crate) struct State {
     pub inodes: BTreeMap<Ino, Inode>,
     pub next_ino: Ino,
     pub space: Space,
+    /// Directory entries in all directories (for the checkpoint size).
+    pub dirents: u64,
+    /// Bytes of all directory-entry names (for the checkpoint size).
+    pub name_bytes: u64,
 }
 
 fn bad<T>() -> Result<T> {
@@ -131,7 +136,14 @@ fn bad<T>() -> Result<T> {
 impl State {
     /// The state of a fresh file system: an empty root, all data free.
     pub fn fresh(geo: Geometry) -> Result<Self> {
-        let mut s = State { geo, inodes: BTreeMap::new(), next_ino: ROOT_INO + 1, space: Space::default() };
+        let mut s = State {
+            geo,
+            inodes: BTreeMap::new(),
+            next_ino: ROOT_INO + 1,
+            space: Space::default(),
+            dirents: 0,
+            name_bytes: 0,
+        };
         s.inodes.insert(ROOT_INO, Inode::new(FileKind::Dir));
         s.space.free.insert(geo.data_start, geo.data_blocks)?;
         Ok(s)

@@ -84,6 +84,19 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// Appends the encoding; `false` (nothing appended) if memory ran out.
+    pub(crate) fn encode_fallible(&self, e: &mut Enc) -> bool {
+        let name = match self {
+            Mutation::DirAdd { name, .. } | Mutation::DirRemove { name, .. } => name.len(),
+            _ => 0,
+        };
+        if e.buf.try_reserve(64 + name).is_err() {
+            return false;
+        }
+        self.encode(e);
+        true
+    }
+
     /// Appends the encoding.
     pub(crate) fn encode(&self, e: &mut Enc) {
         match self {

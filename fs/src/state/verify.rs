@@ -13,6 +13,7 @@ impl State {
         let g = &self.geo;
         // 1. Extent maps, collected as physical intervals.
         let mut derived: Vec<(u64, u64, u64, u64)> = Vec::new(); // (p, ino, f, len)
+        derived.try_reserve(self.space.rmap.len()).map_err(|_| FsError::NoMemory)?;
         for (&ino, i) in &self.inodes {
             if ino >= self.next_ino || (i.kind == FileKind::Dir && (!i.extents.is_empty() || i.size != 0)) {
                 return corrupt(Corruption::Inode);
@@ -37,7 +38,8 @@ impl State {
             return corrupt(Corruption::Space);
         }
         // 3. Reference counts: sweep the physical intervals.
-        let mut ev: Vec<(u64, i64)> = Vec::with_capacity(derived.len() * 2);
+        let mut ev: Vec<(u64, i64)> = Vec::new();
+        ev.try_reserve_exact(derived.len() * 2).map_err(|_| FsError::NoMemory)?;
         for &(p, _, _, l) in &derived {
             ev.push((p, 1));
             ev.push((p + l, -1));
@@ -68,11 +70,16 @@ impl State {
         //    cover the data region.
         let free: Vec<(u64, u64)> = self.space.free.iter().map(|(s, l)| (s, s + l)).collect();
         let bad: Vec<(u64, u64)> = self.space.bad.iter().map(|(s, l)| (s, s + l)).collect();
-        if intersects(&free, &owned) || intersects(&free, &bad) {
+        let meta: Vec<(u64, u64)> = self.space.meta.iter().map(|(&s, &(l, _))| (s, s + l)).collect();
+        if meta.windows(2).any(|w| w[0].1 > w[1].0) || meta.iter().any(|&(s, e)| !g.in_data(s, e - s)) {
+            return corrupt(Corruption::Space);
+        }
+        if intersects(&free, &owned) || intersects(&free, &bad) || intersects(&free, &meta) || intersects(&meta, &owned)
+        {
             return corrupt(Corruption::Space);
         }
         let mut ob: Vec<(u64, u64)> = Vec::new();
-        let mut all: Vec<(u64, u64)> = owned.iter().chain(bad.iter()).copied().collect();
+        let mut all: Vec<(u64, u64)> = owned.iter().chain(bad.iter()).chain(meta.iter()).copied().collect();
         all.sort_unstable();
         for (s, e) in all {
             push_merge(&mut ob, s, e);
@@ -81,7 +88,16 @@ impl State {
         if covered != g.data_blocks {
             return corrupt(Corruption::Space);
         }
-        // 5. Tree: every inode reachable from the root exactly as linked.
+        // 5. The size counters.
+        let (dirents, names) = self
+            .inodes
+            .values()
+            .flat_map(|i| i.entries.keys())
+            .fold((0u64, 0u64), |(n, b), k| (n + 1, b + k.len() as u64));
+        if (dirents, names) != (self.dirents, self.name_bytes) {
+            return corrupt(Corruption::Tree);
+        }
+        // 6. Tree: every inode reachable from the root exactly as linked.
         let root = self.inode(ROOT_INO).map_err(|_| FsError::Corrupt(Corruption::Tree))?;
         if root.links != 0 || root.kind != FileKind::Dir {
             return corrupt(Corruption::Tree);

@@ -52,6 +52,15 @@ pub enum Op {
         len: u64,
         byte: u8,
     },
+    /// A write through a copier that faults after `stop` bytes (a user
+    /// page fault): the prefix is committed, the count is short.
+    WriteShort {
+        file: usize,
+        off: u64,
+        len: u64,
+        byte: u8,
+        stop: u64,
+    },
     Truncate {
         file: usize,
         size: u64,
@@ -124,6 +133,38 @@ fn child(p: &[String], name: &str) -> Vec<String> {
     let mut c = p.to_vec();
     c.push(name.to_string());
     c
+}
+
+/// A write source that faults after `stop` bytes of input.
+pub struct Faulting {
+    pub data: Vec<u8>,
+    pub stop: usize,
+}
+
+impl<P: Pmem> WriteCopier<P> for Faulting {
+    fn copy_to_pmem(
+        &mut self,
+        pm: &mut P,
+        at: usize,
+        dev: u64,
+        len: usize,
+    ) -> std::result::Result<(), (FsError, usize)> {
+        let n = len.min(self.stop.saturating_sub(at));
+        pm.store(dev, &self.data[at..at + n]).map_err(|(e, k)| (e.into(), k))?;
+        pm.flush(dev, n as u64);
+        if n < len {
+            return Err((FsError::Fault, n));
+        }
+        Ok(())
+    }
+    fn copy_to_buf(&mut self, at: usize, buf: &mut [u8]) -> std::result::Result<(), (FsError, usize)> {
+        let n = buf.len().min(self.stop.saturating_sub(at));
+        buf[..n].copy_from_slice(&self.data[at..at + n]);
+        if n < buf.len() {
+            return Err((FsError::Fault, n));
+        }
+        Ok(())
+    }
 }
 
 /// Expected outcome of an operation in the model (applied if Ok).
@@ -207,6 +248,40 @@ pub fn step<P: Pmem>(fs: &mut FileSystem<P>, m: &mut Model, op: &Op) -> String {
                 }
             }
             format!("write {} off {off} len {len} -> {n}", path_str(&p))
+        }
+        Op::WriteShort { file, off, len, byte, stop } => {
+            let Some(p) = pick(&fl, file) else {
+                return "noop".into();
+            };
+            let ino = fs.resolve(&path_str(&p)).unwrap();
+            let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add((i / 512) as u8)).collect();
+            let got = fs.write_from(ino, off, len as usize, &mut Faulting { data: data.clone(), stop: stop as usize });
+            let n = match got {
+                Ok(n) => {
+                    assert!(n as u64 <= stop.min(len), "wrote past the fault: {n} of stop {stop}");
+                    n
+                }
+                Err(FsError::Fault) => {
+                    assert_eq!(stop, 0, "a fault after {stop} bytes must give a short count");
+                    0
+                }
+                Err(FsError::NoSpace) => 0,
+                Err(e) => panic!("short write {}: {e:?}", path_str(&p)),
+            };
+            if stop > 0 && stop < len {
+                // Space permitting, exactly the prefix is written.
+                assert!(n as u64 == stop || fs.statfs().free_blocks < 64, "short write of {n}, fault at {stop}");
+            }
+            if let Some(Node::File(c)) = m.get_mut(&p) {
+                if n > 0 {
+                    let end = off as usize + n;
+                    if c.len() < end {
+                        c.resize(end, 0);
+                    }
+                    c[off as usize..end].copy_from_slice(&data[..n]);
+                }
+            }
+            format!("short write {} off {off} len {len} stop {stop} -> {n}", path_str(&p))
         }
         Op::Truncate { file, size } => {
             let Some(p) = pick(&fl, file) else {
@@ -424,6 +499,8 @@ pub mod strat {
             5 => (sel.clone(), 0u64..40_000, 1u64..20_000, any::<u8>())
                 .prop_map(|(file, off, len, byte)| Op::Write { file, off, len, byte }),
             1 => (sel.clone(), 0u64..2).prop_map(|(file, big)| Op::Write { file, off: 0, len: 2 << 20, byte: big as u8 + 1 }),
+            2 => (sel.clone(), 0u64..40_000, 1u64..20_000, any::<u8>(), 0u64..20_000)
+                .prop_map(|(file, off, len, byte, stop)| Op::WriteShort { file, off, len, byte, stop: stop.min(len) }),
             2 => (sel.clone(), 0u64..60_000).prop_map(|(file, size)| Op::Truncate { file, size }),
             2 => (sel.clone(), 0u64..50_000, 1u64..30_000).prop_map(|(file, off, len)| Op::Punch { file, off, len }),
             1 => (sel.clone(), 0u64..50_000, 1u64..30_000, any::<bool>())

@@ -136,7 +136,7 @@ impl core::fmt::Display for ClaimError {
 }
 
 /// Whether the device's primary or backup superblock says "fsdax".
-fn has_file_system(dev: &Device) -> bool {
+pub fn has_file_system(dev: &Device) -> bool {
     let mut magic = [0u8; 8];
     let backup = dev.len().saturating_sub(fsdax_fs::BLOCK_SIZE);
     [0, backup].into_iter().any(|off| read(dev, off, &mut magic).is_ok() && magic == fsdax_fs::format::SB_MAGIC)
