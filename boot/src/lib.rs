@@ -11,6 +11,8 @@ pub mod fstool;
 pub mod linux;
 pub mod qemu;
 pub mod qmp;
+pub mod scenario;
+pub mod system;
 pub mod user;
 
 use std::path::PathBuf;
