@@ -519,7 +519,9 @@ void jl_signals(struct jl *j, const struct sig_log *log, int from, const struct 
             jl_num(j, "us", (double)(r->t_ns - t0) / 1e3);
         else
             jl_null(j, "us");
-        if (r->in_spin && r->spin_tsc && r->tsc > r->spin_tsc && tsc_per_us() > 0)
+        /* Only an action-required signal comes straight from the machine check that interrupted
+         * the spin; after any other, the spin went on and its last sample says nothing. */
+        if (r->code == BUS_MCEERR_AR && r->in_spin && r->spin_tsc && r->tsc > r->spin_tsc && tsc_per_us() > 0)
             jl_num(j, "mc_us", (double)(r->tsc - r->spin_tsc) / tsc_per_us());
         jl_obj_end(j);
     }

@@ -133,9 +133,9 @@ struct poison_set {
 /* Adds "signals":[{...},...] for the records of `log` from index `from`: signal, si_code and
  * its name, the page index of si_addr in the mapping (null outside it), "addr_ok" (si_addr is
  * the first byte of a poisoned page of this mapping), si_addr_lsb, "us", the time from the
- * poison request of that page to the handler in microseconds, and for a signal that
- * interrupted spin_read, "mc_us": from spin_read's last TSC sample (taken every 1024 loads,
- * so just before the machine check) to the handler. */
+ * poison request of that page to the handler in microseconds, and for an action-required
+ * signal that interrupted spin_read, "mc_us": from spin_read's last TSC sample (taken every
+ * 1024 loads, so just before the machine check) to the handler. */
 void jl_signals(struct jl *j, const struct sig_log *log, int from, const struct poison_set *ps);
 
 /* ---- addresses ---- */
