@@ -40,7 +40,7 @@ usage: fsdax COMMAND [OPTIONS]
                           host raising the machine checks they ask for
                           (QMP) and stopping the machine for the crash
                           test; writes target/fsdax/scenarios/
-                          scenarios.{json,md} and logs/ (all: ~15 min)
+                          scenarios.{json,md} and logs/ (all: ~7 min)
   scenario --list         the scenarios
   user                    build the user programs (user/) into
                           target/fsdax/user/
