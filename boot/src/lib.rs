@@ -11,7 +11,9 @@ pub mod fstool;
 pub mod linux;
 pub mod qemu;
 pub mod qmp;
+pub mod scenario;
 pub mod summary;
+pub mod system;
 pub mod user;
 
 use std::path::PathBuf;

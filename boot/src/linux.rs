@@ -3,9 +3,11 @@
 //!
 //! Everything comes from Debian's packages through `apt-get download` and
 //! `dpkg -x`, cached under `target/fsdax/linux/`; nothing is installed on
-//! the host. The initramfs holds busybox (static), `mkfs.xfs` with its
-//! shared libraries, the kernel modules for NFIT, pmem and XFS (their
-//! closure over `modules.dep`), `/init` (`linux_init.sh`) and `/bin/bench`.
+//! the host. The initramfs holds busybox (static), `mkfs.xfs`, `xfs_io` and
+//! `xfs_repair` with their shared libraries, the kernel modules for NFIT,
+//! pmem and XFS (their closure over `modules.dep`), `/init`
+//! (`linux_init.sh`) and every user program in `/bin`. What `/init` runs
+//! comes from the kernel command line (`crate::system::linux_append`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ const MODULES: &[&str] = &["crc32c_generic", "nfit", "nd_pmem", "xfs"];
 
 /// Programs from the packages that go into the initramfs, with the shared
 /// libraries they need.
-const TOOLS: &[&str] = &["sbin/mkfs.xfs"];
+const TOOLS: &[&str] = &["sbin/mkfs.xfs", "usr/sbin/xfs_io", "sbin/xfs_repair"];
 
 /// The Debian packages besides the kernel and their libraries.
 const PACKAGES: &[&str] = &["busybox-static", "xfsprogs"];
@@ -217,9 +219,10 @@ fn stage_file(stage: &Path, rel: &str, from: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prepares the guest: packages, sysroot, initramfs with `bench` (the host
-/// path of the static benchmark binary). Prints progress through `progress`.
-pub fn prepare(bench: &Path, progress: &dyn Fn(&str)) -> Result<LinuxGuest> {
+/// Prepares the guest: packages, sysroot, initramfs with the user programs
+/// of `programs` (the directory they were built into). Prints progress
+/// through `progress`.
+pub fn prepare(programs: &Path, progress: &dyn Fn(&str)) -> Result<LinuxGuest> {
     let dir = cache_dir();
     let sysroot = fetch_and_extract(progress)?;
     let releases: Vec<String> = std::fs::read_dir(sysroot.join("lib/modules"))
@@ -250,9 +253,14 @@ pub fn prepare(bench: &Path, progress: &dyn Fn(&str)) -> Result<LinuxGuest> {
     }
     stage_file(&stage, "bin/busybox", &busybox)?;
     std::fs::write(stage.join("init"), INIT)?;
-    stage_file(&stage, "bin/bench", bench)?;
     use std::os::unix::fs::PermissionsExt;
-    for f in ["init", "bin/bench", "bin/busybox"] {
+    let mut executables = vec!["init".to_string(), "bin/busybox".to_string()];
+    for name in crate::user::program_names() {
+        let rel = format!("bin/{name}");
+        stage_file(&stage, &rel, &programs.join(name))?;
+        executables.push(rel);
+    }
+    for f in &executables {
         std::fs::set_permissions(stage.join(f), std::fs::Permissions::from_mode(0o755))?;
     }
     for m in &modules {

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 
 use anyhow::{bail, Result};
-use fsdax_boot::bench::{self, BenchOptions, System};
+use fsdax_boot::bench::{self, BenchOptions};
 use fsdax_boot::build::{self, Firmware};
 use fsdax_boot::qemu::{self, Console, RunOptions};
-use fsdax_boot::{fstool, output_dir, user, ExitCode};
+use fsdax_boot::system::{self, System};
+use fsdax_boot::{fstool, output_dir, scenario, user, ExitCode};
 
 const HELP: &str = "\
 fsdax: build and run the fsdax kernel in QEMU with an emulated NVDIMM
@@ -32,6 +33,15 @@ usage: fsdax COMMAND [OPTIONS]
                           fsdax, in the same QEMU machine with a 1 GiB
                           NVDIMM; writes target/fsdax/bench/bench.{json,md,png}
                           (defaults: --size 256M --rounds 3; 10-20 min)
+  scenario --linux | --fsdax NAME...|all
+                          the DAX and memory-failure scenario programs
+                          (user/c/scen_dax.c, scen_mf.c), each scenario in
+                          its own boot(s) of the 1 GiB NVDIMM machine, the
+                          host raising the machine checks they ask for
+                          (QMP) and stopping the machine for the crash
+                          test; writes target/fsdax/scenarios/
+                          scenarios.{json,md} and logs/ (all: ~7 min)
+  scenario --list         the scenarios
   user                    build the user programs (user/) into
                           target/fsdax/user/
   clippy                  lint the kernel and its hal for the kernel target
@@ -162,17 +172,58 @@ fn bench_side_by_side(args: &[String]) -> Result<ProcessExit> {
         bail!("--rounds must be at least 1 and --size a multiple of 2 MiB up to 512M (the NVDIMM holds 1 GiB)");
     }
     let mut not_measured = Vec::new();
-    let mut systems: Vec<Box<dyn System>> = vec![Box::new(bench::Linux::default())];
-    match (vs_linux, bench::Fsdax::not_ready()) {
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(system::Linux::default())];
+    match (vs_linux, system::Fsdax::not_ready()) {
         (true, Some(why)) => {
             eprintln!("fsdax bench: cannot compare yet: {why}.");
             eprintln!("fsdax bench: `./fsdax bench --linux-only` measures the Linux side alone.");
             return Ok(ProcessExit::FAILURE);
         }
-        (true, None) => systems.insert(0, Box::new(bench::Fsdax)),
+        (true, None) => systems.insert(0, Box::new(system::Fsdax)),
         (false, why) => not_measured.push(("fsdax", why.unwrap_or("--linux-only"))),
     }
     let md = bench::run(&mut systems, &not_measured, &opts)?;
+    println!("{md}");
+    Ok(ProcessExit::SUCCESS)
+}
+
+/// `scenario --linux | --fsdax NAME...|all`, `scenario --list`.
+fn scenarios(args: &[String]) -> Result<ProcessExit> {
+    let (mut linux, mut fsdax, mut names) = (false, false, Vec::new());
+    for arg in args {
+        match arg.as_str() {
+            "--list" => {
+                for s in scenario::SCENARIOS {
+                    let boots = if s.phases.len() > 1 { format!(" ({} boots)", s.phases.len()) } else { String::new() };
+                    println!("{:<16} {}{boots}", s.name, s.what);
+                }
+                return Ok(ProcessExit::SUCCESS);
+            }
+            "--linux" => linux = true,
+            "--fsdax" => fsdax = true,
+            word if !word.starts_with('-') => names.push(word.to_string()),
+            other => bail!("unknown option {other:?} for scenario (see `fsdax help`)"),
+        }
+    }
+    let chosen = scenario::select(&names)?;
+    if !linux && !fsdax {
+        bail!("say where to run: --linux (Linux 6.1 XFS-DAX) or --fsdax");
+    }
+    let mut systems: Vec<Box<dyn System>> = Vec::new();
+    if fsdax {
+        match system::Fsdax::not_ready() {
+            Some(why) => {
+                eprintln!("fsdax scenario: not on fsdax yet: {why}.");
+                eprintln!("fsdax scenario: `./fsdax scenario --linux NAME|all` runs them on Linux 6.1 XFS-DAX.");
+                return Ok(ProcessExit::FAILURE);
+            }
+            None => systems.push(Box::new(system::Fsdax)),
+        }
+    }
+    if linux {
+        systems.push(Box::new(system::Linux::default()));
+    }
+    let md = scenario::run(&mut systems, &chosen, &scenario::default_out_dir())?;
     println!("{md}");
     Ok(ProcessExit::SUCCESS)
 }
@@ -226,6 +277,7 @@ fn main_inner(args: &[String]) -> Result<ProcessExit> {
             })
         }
         "bench" if args[1..].iter().any(|a| a == "--linux-only" || a == "--vs-linux") => bench_side_by_side(&args[1..]),
+        "scenario" => scenarios(&args[1..]),
         "user" => {
             let dir = user::build_all()?;
             for name in user::program_names() {

@@ -42,6 +42,8 @@ pub const C_PROGRAMS: &[CProgram] = &[
     CProgram { name: "ring3", sources: &["ring3.c", "check.c"] },
     CProgram { name: "pwrite_pread_pair", sources: &["pwrite_pread_pair.c", "check.c"] },
     CProgram { name: "bench", sources: &["bench.c", "check.c"] },
+    CProgram { name: "scen_dax", sources: &["scen_dax.c", "scen.c", "check.c"] },
+    CProgram { name: "scen_mf", sources: &["scen_mf.c", "scen.c", "check.c"] },
 ];
 
 /// The Rust program (`user/rust`, binary name).

@@ -222,3 +222,114 @@ fn bench_prints_one_valid_json_line_per_measurement() {
     assert_eq!(seen, names, "one line per benchmark, in order");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The JSON result lines of a scenario program (`user/c/scen.h`).
+fn result_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"scenario\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The DAX scenarios that are safe on the host (not freeze: it would freeze
+/// the host's file system; not the crash test; no raw device), small: every
+/// check holds, and what the host's file system cannot do (reflink) skips.
+#[test]
+fn scen_dax_host_scenarios_hold_their_checks() {
+    let dir = scratch("scen-dax");
+    let d = dir.to_str().unwrap();
+    let list = "hole_read,coherence,reflink_cow,truncate_race,first_touch,first_touch_aged";
+    let out = run("scen_dax", &["--size", "4M", "--rounds", "200", list, d]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines = result_lines(&stdout);
+    let cases: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| (l["scenario"].as_str().unwrap().to_string(), l["case"].as_str().unwrap().to_string()))
+        .collect();
+    for want in [
+        ("hole_read", "hole"),
+        ("coherence", "one_file_two_paths"),
+        ("reflink_cow", "clone_then_store_every_page"),
+        ("truncate_race", "truncate_while_faulting"),
+        ("first_touch", "written"),
+        ("first_touch", "sparse"),
+        ("first_touch_aged", "aging"),
+        ("first_touch_aged", "aged_sparse"),
+    ] {
+        assert!(cases.contains(&(want.0.to_string(), want.1.to_string())), "no {want:?} in {cases:?}");
+    }
+    for l in &lines {
+        if let Some(why) = l["skipped"].as_str() {
+            assert!(l["scenario"] == "reflink_cow" && why.starts_with("FICLONE: "), "unexpected skip: {l}");
+            continue;
+        }
+        if let Some(checks) = l["checks"].as_object() {
+            assert!(!checks.is_empty(), "{l}");
+            for (name, ok) in checks {
+                assert_eq!(ok, &serde_json::Value::Bool(true), "check {name} failed: {l}");
+            }
+        }
+        if l["scenario"] == "first_touch" {
+            assert_eq!(l["pages"], 1024, "{l}");
+            assert!(l["faults"].as_i64().unwrap() >= 1 && l["secs"].as_f64().unwrap() > 0.0, "{l}");
+        }
+        if l["case"] == "truncate_while_faulting" {
+            assert_eq!(l["rounds"], 200, "{l}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in DIR: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scenario_programs_list_their_scenarios_and_refuse_unknown_ones() {
+    for (program, some) in [("scen_dax", "truncate_race"), ("scen_mf", "xfs552_ar")] {
+        let out = run(program, &["--list"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with(some)), "{program} --list");
+        let dir = scratch(program);
+        let out = run(program, &["hole_read,nosuch", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{program} ran with an unknown scenario");
+        assert!(out.stdout.is_empty(), "{program} ran something before refusing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The SIGBUS recording of the memory-failure program, with a fault that
+/// needs no poison (a page beyond EOF), and its @@INJECT request line (no
+/// host answers here, so it goes on without the acknowledgement).
+#[test]
+fn scen_mf_records_sigbus_and_asks_the_host() {
+    use fsdax_boot::scenario::protocol::{parse_line, Line, McKind};
+    let dir = scratch("scen-mf");
+    let out = run("scen_mf", &["sigbus_selftest", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let inject = stdout.lines().find(|l| l.starts_with("@@INJECT ")).unwrap_or_else(|| panic!("{stdout}"));
+    if inject.contains("phys=0x0 ") {
+        // No CAP_SYS_ADMIN: pagemap hides the frame, and the host refuses the request.
+        assert!(parse_line(inject).is_err());
+    } else {
+        let Line::Inject(req) = parse_line(inject).unwrap() else { panic!("{inject}") };
+        assert_eq!(req.kind, McKind::ActionOptional);
+        assert_eq!(req.phys % 4096, 0);
+    }
+    let lines = result_lines(&stdout);
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let l = &lines[0];
+    assert_eq!(l["read_page0"], "ok", "{l}");
+    assert_eq!(l["read_page1"], "SIGBUS BUS_ADRERR", "{l}");
+    assert_eq!(l["acked"], false, "{l}");
+    let signals = l["signals"].as_array().unwrap();
+    assert_eq!(signals.len(), 1, "{l}");
+    assert_eq!(signals[0]["code"], "BUS_ADRERR");
+    assert_eq!(signals[0]["si_code"], 2);
+    assert_eq!(signals[0]["page"], 1, "si_addr must fall in the page beyond EOF: {l}");
+    assert!(signals[0]["us"].as_f64().unwrap() >= 0.0);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in DIR: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,27 +3,26 @@
 //! machine, rounds alternating the systems; then medians, ratios, and
 //! `bench.json`, `bench.md` and `bench.png` under `target/fsdax/bench/`.
 //!
-//! Each system is a [`System`]: it prepares once (build, download) and then
-//! runs one round, handing back the benchmark's JSON lines. [`Linux`] boots
-//! Debian's kernel with an initramfs (`crate::linux`); [`Fsdax`] will boot
-//! the fsdax image with the benchmark on its file system once the kernel
-//! runs user programs, and until then says so.
+//! Each system is a [`System`] (`crate::system`): it prepares once (build,
+//! download) and boots once per round with a fresh file system, running
+//! `bench` on it; the round hands back the benchmark's JSON lines.
 
 pub mod plot;
 pub mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::linux::{self, LinuxGuest};
-use crate::qemu::{self, Accel, Machine};
+use crate::qemu::{Accel, Machine};
+use crate::system::{BootSpec, PMEM_SIZE, STATUS_PREFIX};
+pub use crate::system::{Fsdax, Linux, System};
 use crate::{output_dir, user};
 
 /// NVDIMM size of the benchmark machine, for both systems.
-pub const BENCH_PMEM_SIZE: u64 = 1 << 30;
+pub const BENCH_PMEM_SIZE: u64 = PMEM_SIZE;
 
 /// What a run measures.
 #[derive(Debug, Clone)]
@@ -42,107 +41,47 @@ impl Default for BenchOptions {
     }
 }
 
-/// A system the benchmark binary runs on.
-pub trait System {
-    /// `fsdax` or `linux`: the key in the reports.
-    fn name(&self) -> &'static str;
-    /// Builds or downloads what the rounds need.
-    fn prepare(&mut self, bench: &Path, progress: &dyn Fn(&str)) -> Result<()>;
-    /// Boots, runs the benchmark once, powers off; calls `line` for every
-    /// JSON line as it arrives and returns them all.
-    fn run_round(&mut self, round: usize, opts: &BenchOptions, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>>;
-}
-
-/// fsdax: runs `bench` from its own file system once the kernel can `exec`.
-#[derive(Debug, Default)]
-pub struct Fsdax;
-
-impl Fsdax {
-    /// Why fsdax cannot run the benchmark program yet (`None` once it can).
-    pub fn not_ready() -> Option<&'static str> {
-        Some(
-            "the fsdax kernel cannot run user programs yet (no ring 3, no exec); \
-             its kernel-side figures come from `./fsdax bench`",
-        )
-    }
-}
-
-impl System for Fsdax {
-    fn name(&self) -> &'static str {
-        "fsdax"
-    }
-
-    fn prepare(&mut self, _bench: &Path, _progress: &dyn Fn(&str)) -> Result<()> {
-        match Fsdax::not_ready() {
-            Some(why) => bail!("{why}"),
-            None => Ok(()),
-        }
-    }
-
-    fn run_round(&mut self, _round: usize, _opts: &BenchOptions, _line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>> {
-        bail!("{}", Fsdax::not_ready().unwrap_or("fsdax rounds are not wired up"))
-    }
-}
-
-/// Linux 6.1 XFS-DAX (`reflink=1,rmapbt=1`, `-o dax=always`) on the same machine.
-#[derive(Debug, Default)]
-pub struct Linux {
-    guest: Option<LinuxGuest>,
-}
-
 /// Longest silence from the guest before a round is given up (the CoW of a
 /// 256 MiB clone through mmap takes about a minute under TCG).
 const LINE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-impl System for Linux {
-    fn name(&self) -> &'static str {
-        "linux"
+/// Boots `system` once with a fresh file system, runs the benchmark on it,
+/// calls `line` for every JSON line as it arrives and returns them all.
+fn run_round(
+    system: &mut dyn System,
+    round: usize,
+    opts: &BenchOptions,
+    line: &mut dyn FnMut(&Value),
+) -> Result<Vec<Value>> {
+    let name = system.name();
+    let mut command = vec!["bench".to_string(), "--size".to_string(), format!("{}M", opts.size >> 20)];
+    if let Some(only) = &opts.only {
+        command.extend(["--only".to_string(), only.clone()]);
     }
-
-    fn prepare(&mut self, bench: &Path, progress: &dyn Fn(&str)) -> Result<()> {
-        self.guest = Some(linux::prepare(bench, progress)?);
-        Ok(())
-    }
-
-    fn run_round(&mut self, round: usize, opts: &BenchOptions, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>> {
-        let guest = self.guest.as_ref().context("Linux::prepare was not called")?;
-        let pmem = linux::cache_dir().join("pmem.img");
-        qemu::ensure_pmem_file(&pmem, BENCH_PMEM_SIZE)?;
-        let fills = qemu::machine_fills(Accel::detect(), &pmem, BENCH_PMEM_SIZE)?;
-        let mut args = qemu::config_args(&fills, &["-drive", "-fw_cfg"])?;
-        let mut append = format!("console=ttyS0 loglevel=3 panic=-1 fsdax_size={}M", opts.size >> 20);
-        if let Some(only) = &opts.only {
-            append.push_str(&format!(" fsdax_only={only}"));
-        }
-        args.extend(["-kernel".into(), qemu::qemu_path(&guest.kernel)?]);
-        args.extend(["-initrd".into(), qemu::qemu_path(&guest.initramfs)?]);
-        args.extend(["-append".into(), append]);
-        args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
-        let mut cmd = std::process::Command::new(qemu::qemu_binary()?);
-        cmd.args(&args);
-        let mut m = Machine::spawn(cmd)?;
-        let log = opts.out_dir.join(format!("linux-round-{round}.log"));
-        let result = read_round(&mut m, line);
-        let _ = std::fs::write(&log, m.transcript());
-        let lines = result.with_context(|| format!("Linux round {round} (console log: {})", log.display()))?;
-        m.wait_exit(Duration::from_secs(60))?;
-        Ok(lines)
-    }
+    command.push("{dir}".into());
+    let spec = BootSpec::new(command, opts.out_dir.join(format!("{name}-pmem.img")));
+    let mut m = system.boot(&spec)?;
+    let log = opts.out_dir.join(format!("{name}-round-{round}.log"));
+    let result = read_round(&mut m, name, line);
+    let _ = std::fs::write(&log, m.transcript());
+    let lines = result.with_context(|| format!("{name} round {round} (console log: {})", log.display()))?;
+    m.wait_exit(Duration::from_secs(60))?;
+    Ok(lines)
 }
 
-fn read_round(m: &mut Machine, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>> {
+fn read_round(m: &mut Machine, name: &str, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>> {
     let mut lines = Vec::new();
     loop {
         let text = m.wait_for("\n", LINE_TIMEOUT)?;
         let text = text.trim();
-        if let Some(status) = text.strip_prefix("@@fsdax ") {
+        if let Some(status) = text.strip_prefix(STATUS_PREFIX) {
             if let Some(err) = status.strip_prefix("error: ") {
                 bail!("the guest failed: {err}");
             }
             if status == "done" {
                 return Ok(lines);
             }
-            eprintln!("fsdax bench:   linux: {status}");
+            eprintln!("fsdax bench:   {name}: {status}");
         } else if let Some(json) = text.find("{\"bench\"").map(|i| &text[i..]) {
             let v: Value = serde_json::from_str(json).with_context(|| format!("a garbled benchmark line: {json}"))?;
             line(&v);
@@ -158,10 +97,9 @@ pub fn run(systems: &mut [Box<dyn System>], not_measured: &[(&str, &str)], opts:
     let progress = |s: &str| eprintln!("fsdax bench: {s}");
     std::fs::create_dir_all(&opts.out_dir)?;
     let user_dir = user::build_all()?;
-    let bench = user_dir.join("bench");
     for s in systems.iter_mut() {
         progress(&format!("preparing {}", s.name()));
-        s.prepare(&bench, &progress)?;
+        s.prepare(&user_dir, &progress)?;
     }
     let mut results = report::Results::default();
     for round in 1..=opts.rounds {
@@ -177,7 +115,7 @@ pub fn run(systems: &mut [Box<dyn System>], not_measured: &[(&str, &str)], opts:
                 started.elapsed().as_secs_f64()
             ));
             let mut n = 0;
-            let lines = system.run_round(round, opts, &mut |v: &Value| {
+            let lines = run_round(system.as_mut(), round, opts, &mut |v: &Value| {
                 n += 1;
                 eprintln!("fsdax bench:   {name:<6} {:<22} {}", v["bench"].as_str().unwrap_or("?"), summary(v));
             })?;

@@ -73,11 +73,14 @@ fn group(v: f64) -> String {
 }
 
 /// An integer with its digits grouped by thousands.
-fn thousands(v: f64) -> String {
-    let s = format!("{:.0}", v);
+pub(crate) fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v.abs());
     let mut out = String::new();
+    if v < 0.0 && s != "0" {
+        out.push('-');
+    }
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -384,5 +387,6 @@ mod tests {
         assert_eq!(Unit::Faults.format(65537.0), "65,537");
         assert_eq!(Unit::Faults.format(0.0), "0");
         assert_eq!(group(1234567.0), "1,234,567");
+        assert_eq!(thousands(-1234567.0), "-1,234,567");
     }
 }

@@ -1,0 +1,209 @@
+//! The systems the same user programs run on, in the same QEMU machine:
+//! fsdax, and Linux 6.1 XFS-DAX as the reference.
+//!
+//! A [`System`] prepares once (build, download) and then boots as often as
+//! asked: with a fresh file system or the one the NVDIMM holds, runs one
+//! user program on it, and powers off. The caller reads the console of the
+//! returned [`Machine`]: the program's own output, and status lines of the
+//! system that start with [`STATUS_PREFIX`]:
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `@@fsdax ready: ...` | the file system is mounted, the program starts |
+//! | `@@fsdax exit N` | the program exited with status N |
+//! | `@@fsdax dmesg: ...` | a kernel log line about memory failure, machine checks, the file system |
+//! | `@@fsdax fsck clean` / `@@fsdax fsck errors: ...` | the file system check after the program |
+//! | `@@fsdax error: ...` | the system could not do what was asked |
+//! | `@@fsdax done` | everything is done; the machine powers off |
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::linux::{self, LinuxGuest};
+use crate::qemu::{self, Accel, Machine};
+
+/// NVDIMM size of the machine, for both systems.
+pub const PMEM_SIZE: u64 = 1 << 30;
+
+/// What starts a status line of the system on the console.
+pub const STATUS_PREFIX: &str = "@@fsdax ";
+
+/// How the file system is laid out when it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsLayout {
+    /// The system's defaults (Linux: `mkfs.xfs -m reflink=1,rmapbt=1`).
+    Default,
+    /// Laid out for 2 MiB mappings where the system needs to be told (Linux:
+    /// `-d su=2m,sw=1` and a 2 MiB extent size hint on the directory).
+    Aligned2M,
+}
+
+impl FsLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsLayout::Default => "default",
+            FsLayout::Aligned2M => "aligned2m",
+        }
+    }
+}
+
+/// One boot: which program runs on which file system.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// A user program (its name in `target/fsdax/user/`) and its arguments;
+    /// `{dir}` stands for the directory of the mounted file system and
+    /// `{device}` for its raw device.
+    pub command: Vec<String>,
+    /// The NVDIMM backing file (created when missing).
+    pub pmem: PathBuf,
+    /// Make a fresh file system; otherwise mount what the NVDIMM holds.
+    pub mkfs: bool,
+    pub layout: FsLayout,
+    /// Check the file system (unmounted) after the program.
+    pub fsck: bool,
+    /// A QMP socket for the host's requests (machine checks, stop).
+    pub qmp: Option<PathBuf>,
+}
+
+impl BootSpec {
+    /// A fresh default file system, no check, no QMP.
+    pub fn new(command: Vec<String>, pmem: PathBuf) -> BootSpec {
+        BootSpec { command, pmem, mkfs: true, layout: FsLayout::Default, fsck: false, qmp: None }
+    }
+}
+
+/// A system the user programs run on.
+pub trait System {
+    /// `fsdax` or `linux`: the key in the reports.
+    fn name(&self) -> &'static str;
+    /// Builds or downloads what the boots need; `programs` is the directory
+    /// of the built user programs.
+    fn prepare(&mut self, programs: &Path, progress: &dyn Fn(&str)) -> Result<()>;
+    /// Boots the machine for `spec` and returns it running.
+    fn boot(&mut self, spec: &BootSpec) -> Result<Machine>;
+}
+
+/// fsdax: runs the programs from its own file system once the kernel can `exec`.
+#[derive(Debug, Default)]
+pub struct Fsdax;
+
+impl Fsdax {
+    /// Why fsdax cannot run user programs yet (`None` once it can).
+    pub fn not_ready() -> Option<&'static str> {
+        Some(
+            "the fsdax kernel cannot run user programs yet (no ring 3, no exec); \
+             its kernel-side figures come from `./fsdax bench`",
+        )
+    }
+}
+
+impl System for Fsdax {
+    fn name(&self) -> &'static str {
+        "fsdax"
+    }
+
+    fn prepare(&mut self, _programs: &Path, _progress: &dyn Fn(&str)) -> Result<()> {
+        match Fsdax::not_ready() {
+            Some(why) => bail!("{why}"),
+            None => Ok(()),
+        }
+    }
+
+    fn boot(&mut self, _spec: &BootSpec) -> Result<Machine> {
+        bail!("{}", Fsdax::not_ready().unwrap_or("fsdax boots are not wired up"))
+    }
+}
+
+/// Linux 6.1 XFS-DAX (`reflink=1,rmapbt=1`, `-o dax=always`) on the same machine.
+#[derive(Debug, Default)]
+pub struct Linux {
+    guest: Option<LinuxGuest>,
+}
+
+/// The mount point and raw device in the Linux guest.
+const LINUX_DIR: &str = "/mnt";
+const LINUX_DEVICE: &str = "/dev/pmem0";
+
+/// The kernel command line that makes the guest's `/init` run `spec`.
+pub fn linux_append(spec: &BootSpec) -> Result<String> {
+    let mut words = Vec::new();
+    for arg in &spec.command {
+        let arg = arg.replace("{dir}", LINUX_DIR).replace("{device}", LINUX_DEVICE);
+        if arg.is_empty() || arg.contains(['+', ' ', '"', '\t', '\n']) {
+            bail!("argument {arg:?} cannot pass through the kernel command line (empty, or a space, quote or '+')");
+        }
+        words.push(arg);
+    }
+    if words.is_empty() {
+        bail!("no program to run");
+    }
+    Ok(format!(
+        "console=ttyS0 loglevel=3 panic=-1 fsdax_run={} fsdax_mkfs={} fsdax_layout={} fsdax_fsck={}",
+        words.join("+"),
+        u8::from(spec.mkfs),
+        spec.layout.name(),
+        u8::from(spec.fsck)
+    ))
+}
+
+impl System for Linux {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn prepare(&mut self, programs: &Path, progress: &dyn Fn(&str)) -> Result<()> {
+        self.guest = Some(linux::prepare(programs, progress)?);
+        Ok(())
+    }
+
+    fn boot(&mut self, spec: &BootSpec) -> Result<Machine> {
+        let guest = self.guest.as_ref().context("Linux::prepare was not called")?;
+        if let Some(dir) = spec.pmem.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        qemu::ensure_pmem_file(&spec.pmem, PMEM_SIZE)?;
+        let fills = qemu::machine_fills(Accel::detect(), &spec.pmem, PMEM_SIZE)?;
+        let mut args = qemu::config_args(&fills, &["-drive", "-fw_cfg"])?;
+        args.extend(["-kernel".into(), qemu::qemu_path(&guest.kernel)?]);
+        args.extend(["-initrd".into(), qemu::qemu_path(&guest.initramfs)?]);
+        args.extend(["-append".into(), linux_append(spec)?]);
+        args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+        if let Some(qmp) = &spec.qmp {
+            let _ = std::fs::remove_file(qmp);
+            args.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", qemu::qemu_path(qmp)?)]);
+        }
+        let mut cmd = std::process::Command::new(qemu::qemu_binary()?);
+        cmd.args(&args);
+        Machine::spawn(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_command_line_carries_the_program() {
+        let mut spec = BootSpec::new(
+            vec!["scen_dax".into(), "--device".into(), "{device}".into(), "hole_read,coherence".into(), "{dir}".into()],
+            "/tmp/p.img".into(),
+        );
+        spec.fsck = true;
+        spec.layout = FsLayout::Aligned2M;
+        let append = linux_append(&spec).unwrap();
+        assert!(
+            append.ends_with(
+                "fsdax_run=scen_dax+--device+/dev/pmem0+hole_read,coherence+/mnt fsdax_mkfs=1 \
+                 fsdax_layout=aligned2m fsdax_fsck=1"
+            ),
+            "{append}"
+        );
+        spec.command = vec!["bench".into(), "two words".into()];
+        assert!(linux_append(&spec).is_err());
+        spec.command = vec!["a+b".into()];
+        assert!(linux_append(&spec).is_err());
+        spec.command.clear();
+        assert!(linux_append(&spec).is_err());
+    }
+}
