@@ -345,6 +345,51 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
     }
 }
 
+/// Puts the host file `host` into the image at `dest` (creating its
+/// directory), formatting the image first if it holds no file system.
+/// Returns whether it formatted. Used by `fsdax exec`.
+pub fn install(image: &Path, host: &Path, dest: &str) -> Result<bool, ToolError> {
+    let name = image.display().to_string();
+    let tool = Tool { device: &name, prefix: "fsdax" };
+    let pm = FilePmem::open(image, false)?;
+    let (mut fs, formatted) = match FileSystem::mount_with(pm, MountOptions { read_only: false }) {
+        Ok(fs) => (fs, false),
+        Err(fsdax_fs::FsError::NotFsdax) => {
+            let pm = FilePmem::open(image, false)?;
+            let fs = FileSystem::mkfs(pm, MkfsOptions::default()).map_err(|e| format!("mkfs: {name}: {e}"))?;
+            (fs, true)
+        }
+        Err(e) => return Err(cli::mount_error(&tool, e).into()),
+    };
+    if fs.is_read_only() {
+        return Err(ToolError::Failed(cli::describe_mount(&fs, &tool)));
+    }
+    let data = std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
+    let err = |fs: &FileSystem<FilePmem>, e| ToolError::from(cli::fs_error(fs, &tool, "put", dest, e));
+    if let Some((dir, _)) = dest.trim_end_matches('/').rsplit_once('/') {
+        if !dir.is_empty() && fs.resolve(dir).is_err() {
+            let (parent, leaf) = fs.resolve_parent(dir).map_err(|e| err(&fs, e))?;
+            fs.mkdir(parent, leaf.as_bytes()).map_err(|e| err(&fs, e))?;
+        }
+    }
+    let ino = fs.open(dest, true).map_err(|e| err(&fs, e))?;
+    fs.truncate(ino, 0).map_err(|e| err(&fs, e))?;
+    if !data.is_empty() {
+        fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, data.len() as u64).map_err(|e| err(&fs, e))?;
+        let mut off = 0;
+        while off < data.len() {
+            let n = fs.write(ino, off as u64, &data[off..]).map_err(|e| err(&fs, e))?;
+            if n == 0 {
+                return Err(ToolError::Failed(format!("put {dest}: the file system wrote nothing at {off}")));
+            }
+            off += n;
+        }
+    }
+    fs.truncate(ino, data.len() as u64).map_err(|e| err(&fs, e))?;
+    finish(fs)?;
+    Ok(formatted)
+}
+
 fn copy_out<P: Pmem, W: Write>(
     fs: &FileSystem<P>,
     tool: &Tool<'_>,

@@ -98,8 +98,9 @@ impl fmt::Display for Fault {
 pub type FaultHandler = fn(&Fault);
 
 /// The kernel's timer-tick handler. Runs in the timer interrupt after the
-/// hal acknowledged it; it may switch tasks.
-pub type TimerHandler = fn();
+/// hal acknowledged it (the flag: it interrupted user mode); it may switch
+/// tasks.
+pub type TimerHandler = fn(bool);
 
 /// The kernel's handler of exceptions from user mode: it resolves the fault
 /// (demand paging) or decides the signal; it always returns, and the
@@ -194,9 +195,9 @@ pub(crate) fn dispatch_fault(fault: &Fault) {
 }
 
 /// Hands a timer tick to the kernel.
-pub(crate) fn dispatch_timer() {
+pub(crate) fn dispatch_timer(from_user: bool) {
     if let Some(handler) = TIMER_HANDLER.get() {
-        handler();
+        handler(from_user);
     }
 }
 
@@ -259,7 +260,7 @@ pub(crate) fn dispatch(frame: &mut TrapFrame) {
         v if v < 32 => dispatch_exception(frame),
         v if v == u64::from(vectors::TIMER) => {
             crate::time::eoi();
-            dispatch_timer();
+            dispatch_timer(frame.from_user_mode());
         }
         v if v == u64::from(vectors::SPURIOUS)
             || (u64::from(vectors::PIC_BASE)..u64::from(vectors::PIC_BASE) + 16).contains(&v) => {}

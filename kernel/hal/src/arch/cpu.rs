@@ -1,6 +1,7 @@
 //! CPU features, the time-stamp counter, control registers and interrupt
 //! control.
 
+use core::arch::asm;
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
 
 use x86_64::instructions::interrupts;
@@ -49,6 +50,34 @@ pub fn features() -> Features {
         smap: ebx7 & (1 << 20) != 0,
         vendor_intel: intel,
     }
+}
+
+/// CPUID.1:EDX, what Linux reports to processes as `AT_HWCAP` on x86.
+pub fn hwcap() -> u64 {
+    u64::from(__cpuid(1).edx)
+}
+
+/// A random 64-bit value from the CPU's generator (RDSEED, else RDRAND);
+/// None if the CPU has neither or it kept failing.
+pub fn hardware_random() -> Option<u64> {
+    let rdrand = __cpuid(1).ecx & (1 << 30) != 0;
+    let rdseed = __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 18) != 0;
+    for _ in 0..16 {
+        let (v, ok): (u64, u8);
+        if rdseed {
+            // SAFETY: CPUID reports RDSEED; it only writes the register and CF.
+            unsafe { asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+        } else if rdrand {
+            // SAFETY: CPUID reports RDRAND; it only writes the register and CF.
+            unsafe { asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+        } else {
+            return None;
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// The index of the running CPU in per-CPU tables. fsdax brings up one CPU
