@@ -4,15 +4,19 @@
 //! share: its kind and its status flags (and, for files of the file system,
 //! its offset: the file system calls add that kind). The table maps small
 //! integers to descriptions, with the close-on-exec flag per descriptor.
-//! Today the kinds are the console's: fd 0 reads console input, 1 and 2
-//! write to the console.
+//! Today the kinds are the console's (fd 0 reads console input, 1 and 2
+//! write to the console) and pipes (musl's `posix_spawn` reports a failed
+//! `execve` through a close-on-exec pipe).
 
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use fsdax_abi::linux::general as g;
 use fsdax_abi::Errno;
+
+use crate::sync::WaitQueue;
 
 /// Most descriptors a process may hold (Linux's default `RLIMIT_NOFILE`).
 pub const MAX_FDS: usize = 1024;
@@ -25,6 +29,56 @@ pub enum FileKind {
     ConsoleIn,
     /// Console output.
     ConsoleOut,
+    /// One end of a pipe.
+    Pipe(PipeEnd),
+}
+
+/// Bytes a pipe holds (Linux's default pipe size).
+pub const PIPE_CAPACITY: usize = 64 * 1024;
+
+/// A pipe's buffer and how many descriptions hold each end.
+#[derive(Debug, Default)]
+pub struct PipeState {
+    /// Bytes written and not read.
+    pub bytes: VecDeque<u8>,
+    /// Open read ends.
+    pub readers: u32,
+    /// Open write ends.
+    pub writers: u32,
+}
+
+/// A pipe: its state, and the waiters for it to change.
+pub type Pipe = WaitQueue<PipeState>;
+
+/// One end of a pipe; the pipe learns when the last description of an end
+/// goes away (readers see end-of-file, writers EPIPE).
+#[derive(Debug)]
+pub struct PipeEnd {
+    /// The pipe.
+    pub pipe: Arc<Pipe>,
+    /// The write end (else the read end).
+    pub write: bool,
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let write = self.write;
+        self.pipe.update_and_notify(true, |p| {
+            if write {
+                p.writers = p.writers.saturating_sub(1);
+            } else {
+                p.readers = p.readers.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// A new pipe: its read end and its write end.
+pub fn pipe(status: u32) -> (Arc<OpenFile>, Arc<OpenFile>) {
+    let p = Arc::new(WaitQueue::new(PipeState { bytes: VecDeque::new(), readers: 1, writers: 1 }));
+    let r = OpenFile::new(FileKind::Pipe(PipeEnd { pipe: Arc::clone(&p), write: false }), g::O_RDONLY | status);
+    let w = OpenFile::new(FileKind::Pipe(PipeEnd { pipe: p, write: true }), g::O_WRONLY | status);
+    (r, w)
 }
 
 /// An open file description.

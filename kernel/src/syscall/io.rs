@@ -1,6 +1,6 @@
-//! Descriptor system calls on the console descriptors: `read`, `write`,
-//! `readv`, `writev`, `poll`, `ioctl`, `close`, `fcntl`, `dup`, `dup2`,
-//! `dup3`. The file system's descriptors add their kind to
+//! Descriptor system calls on the console descriptors and pipes: `read`,
+//! `write`, `readv`, `writev`, `poll`, `ioctl`, `close`, `fcntl`, `dup`,
+//! `dup2`, `dup3`, `pipe`, `pipe2`. The file system's descriptors add their kind to
 //! [`crate::process::fd::FileKind`] and their arms here.
 
 use alloc::sync::Arc;
@@ -12,7 +12,7 @@ use fsdax_hal::uaccess;
 
 use super::{read_user, write_user, Ctx};
 use crate::process::console;
-use crate::process::fd::{Fd, FileKind, OpenFile};
+use crate::process::fd::{self, Fd, FileKind, OpenFile, PIPE_CAPACITY};
 
 /// Most iovec entries (`UIO_MAXIOV`).
 const IOV_MAX: u64 = 1024;
@@ -24,11 +24,45 @@ fn file(c: &Ctx<'_>, fd: u64) -> Result<Arc<OpenFile>, Errno> {
 }
 
 /// Writes `len` bytes from user memory at `buf` to `f`.
-fn write_to(f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
+fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
     if f.status() & g::O_ACCMODE == g::O_RDONLY {
         return Err(Errno::EBADF);
     }
-    match f.kind {
+    match &f.kind {
+        FileKind::Pipe(end) => {
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(CHUNK as u64) as usize;
+                let mut chunk = [0u8; CHUNK];
+                uaccess::copy_from_user(&mut chunk[..n], buf + done).map_err(|_| Errno::EFAULT)?;
+                let mut put = 0;
+                while put < n {
+                    let r = end.pipe.wait_until(|p, _| {
+                        if p.readers == 0 {
+                            return Some(Err(Errno::EPIPE));
+                        }
+                        let room = PIPE_CAPACITY - p.bytes.len();
+                        if room > 0 {
+                            let k = room.min(n - put);
+                            p.bytes.extend(&chunk[put..put + k]);
+                            return Some(Ok(k));
+                        }
+                        if c.proc.fatal_pending() {
+                            return Some(Err(Errno::EINTR));
+                        }
+                        None
+                    });
+                    match r {
+                        Ok(k) => put += k,
+                        Err(e) if done + put as u64 == 0 => return Err(e),
+                        Err(_) => return Ok(done + put as u64),
+                    }
+                    end.pipe.update_and_notify(true, |_| ());
+                }
+                done += n as u64;
+            }
+            Ok(done)
+        }
         FileKind::ConsoleOut | FileKind::ConsoleIn => {
             let mut chunk = [0u8; CHUNK];
             let mut done = 0u64;
@@ -58,7 +92,25 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
     if len == 0 {
         return Ok(0);
     }
-    match f.kind {
+    match &f.kind {
+        FileKind::Pipe(end) => {
+            let got = end.pipe.wait_until(|p, _| {
+                if !p.bytes.is_empty() {
+                    let n = p.bytes.len().min(len as usize);
+                    return Some(Ok(p.bytes.drain(..n).collect::<alloc::vec::Vec<u8>>()));
+                }
+                if p.writers == 0 {
+                    return Some(Ok(alloc::vec::Vec::new()));
+                }
+                if c.proc.fatal_pending() {
+                    return Some(Err(Errno::EINTR));
+                }
+                None
+            })?;
+            end.pipe.update_and_notify(true, |_| ());
+            write_user(buf, &got)?;
+            Ok(got.len() as u64)
+        }
         FileKind::ConsoleIn | FileKind::ConsoleOut => {
             let me = c.proc.pid();
             let got = console::INPUT.wait_until(|i, _| {
@@ -92,7 +144,7 @@ pub fn read(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 /// `write(fd, buf, count)`.
 pub fn write(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
-    write_to(&f, a[1], a[2])
+    write_to(c, &f, a[1], a[2])
 }
 
 fn iovecs(addr: u64, count: u64) -> Result<alloc::vec::Vec<Iovec>, Errno> {
@@ -112,7 +164,7 @@ pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
     let mut total = 0u64;
     for v in iovecs(a[1], a[2])? {
-        match write_to(&f, v.base, v.len) {
+        match write_to(c, &f, v.base, v.len) {
             Ok(n) => {
                 total += n;
                 if n < v.len {
@@ -172,13 +224,16 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                 ready += 1;
                 continue;
             };
-            let readable = match f.kind {
+            let (readable, writable) = match &f.kind {
                 FileKind::ConsoleIn => {
-                    console::INPUT.peek(|i| i.foreground != Some(c.proc.pid()) || !i.bytes.is_empty())
+                    (console::INPUT.peek(|i| i.foreground != Some(c.proc.pid()) || !i.bytes.is_empty()), false)
                 }
-                FileKind::ConsoleOut => false,
+                FileKind::ConsoleOut => (false, true),
+                FileKind::Pipe(end) if end.write => {
+                    (false, end.pipe.peek(|p| p.readers == 0 || p.bytes.len() < PIPE_CAPACITY))
+                }
+                FileKind::Pipe(end) => (end.pipe.peek(|p| !p.bytes.is_empty() || p.writers == 0), false),
             };
-            let writable = matches!(f.kind, FileKind::ConsoleOut);
             let mut ev = 0u16;
             if readable {
                 ev |= g::POLLIN as u16;
@@ -210,6 +265,38 @@ pub fn ioctl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let _ = file(c, a[0])?;
     let _ = ioctl::TCGETS;
     Err(Errno::ENOTTY)
+}
+
+/// `pipe2(fds, flags)`: O_CLOEXEC and O_NONBLOCK (kept for F_GETFL).
+pub fn pipe2(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    if a[1] & !u64::from(g::O_CLOEXEC | g::O_NONBLOCK | g::O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cloexec = a[1] & u64::from(g::O_CLOEXEC) != 0;
+    let (r, w) = fd::pipe(a[1] as u32 & g::O_NONBLOCK);
+    let mut fds = c.proc.fds.lock();
+    let rfd = fds.insert_lowest(0, Fd { file: r, cloexec })?;
+    let wfd = match fds.insert_lowest(0, Fd { file: w, cloexec }) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = fds.close(rfd);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
+    out[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
+    if let Err(e) = write_user(a[0], &out) {
+        let _ = fds.close(rfd);
+        let _ = fds.close(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// `pipe(fds)`.
+pub fn pipe(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    pipe2(c, [a[0], 0, 0, 0, 0, 0])
 }
 
 /// `close(fd)`.
