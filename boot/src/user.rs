@@ -42,6 +42,8 @@ pub const C_PROGRAMS: &[CProgram] = &[
     CProgram { name: "ring3", sources: &["ring3.c", "check.c"] },
     CProgram { name: "pwrite_pread_pair", sources: &["pwrite_pread_pair.c", "check.c"] },
     CProgram { name: "bench", sources: &["bench.c", "check.c"] },
+    CProgram { name: "spin", sources: &["spin.c"] },
+    CProgram { name: "eatmem", sources: &["eatmem.c"] },
 ];
 
 /// The Rust program (`user/rust`, binary name).
