@@ -35,6 +35,7 @@ pub mod exec;
 pub mod fd;
 pub mod shell;
 pub mod signal;
+mod tests;
 pub mod vm;
 
 use alloc::collections::BTreeMap;
