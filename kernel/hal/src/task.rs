@@ -257,7 +257,7 @@ fn write_cr3(pml4: u64) {
 /// old space is returned, after CR3 no longer points at it, for the caller
 /// to drop.
 pub fn replace_address_space(space: Option<Arc<AddressSpace>>) -> Option<Arc<AddressSpace>> {
-    let Some(ctx) = current() else { return None };
+    let ctx = current()?;
     cpu::without_interrupts(|| {
         let mut slot = ctx.space.lock();
         let pml4 = space.as_ref().map_or_else(crate::mm::kernel_pml4, |s| s.pml4());

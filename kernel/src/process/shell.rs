@@ -91,7 +91,7 @@ fn cmd_ps(_: &[&str]) {
     for p in super::all() {
         let state = match p.state() {
             State::Alive => String::from("running"),
-            State::Zombie(how) => alloc::format!("{}", describe(how)),
+            State::Zombie(how) => describe(how),
         };
         let mapped = p.vm().map_or(0, |v| v.mapped_bytes());
         let ppid = match *p.parent.lock() {

@@ -112,7 +112,7 @@ pub fn munmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 /// `mprotect(addr, len, prot)`.
 pub fn mprotect(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let (start, len) =
-        request::page_range(a[0], a[1]).map_err(|e| if a[0] % PAGE_SIZE != 0 { e } else { Errno::ENOMEM })?;
+        request::page_range(a[0], a[1]).map_err(|e| if !a[0].is_multiple_of(PAGE_SIZE) { e } else { Errno::ENOMEM })?;
     let (r, w, x) = request::prot(a[2])?;
     if len == 0 {
         return Ok(0);

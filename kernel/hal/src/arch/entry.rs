@@ -93,7 +93,7 @@ pub struct TrapFrame {
 }
 
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE == 22 * 8 && FRAME_SIZE.is_multiple_of(16));
 
 impl TrapFrame {
     /// Whether the CPU was in user mode (CPL 3) when it entered.
@@ -189,7 +189,7 @@ static PERCPU: [PerCpu; MAX_CPUS] = [const {
 }; MAX_CPUS];
 
 fn this_cpu() -> &'static PerCpu {
-    &PERCPU[cpu::cpu_index().min(MAX_CPUS - 1)]
+    PERCPU.get(cpu::cpu_index()).unwrap_or(&PERCPU[0])
 }
 
 /// Records the running task's kernel stack top for the SYSCALL entry (the

@@ -125,7 +125,7 @@ impl AddressSpace {
     /// cut is refused before anything changes.
     pub fn unmap_sparse(&self, virt: u64, len: u64) -> Result<(), MapError> {
         let end = virt.checked_add(len).filter(|&e| e <= 1 << 47).ok_or(MapError::Unaligned)?;
-        if layout::is_kernel_half(virt) || virt % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if layout::is_kernel_half(virt) || !virt.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         // SAFETY: this space's PML4 is live while `self` exists.
