@@ -53,7 +53,8 @@ pub trait System {
     fn run_round(&mut self, round: usize, opts: &BenchOptions, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>>;
 }
 
-/// fsdax: runs `bench` from its own file system once the kernel can `exec`.
+/// fsdax: runs `bench` from its own file system once the kernel has the
+/// file-system calls it makes.
 #[derive(Debug, Default)]
 pub struct Fsdax;
 
@@ -61,8 +62,9 @@ impl Fsdax {
     /// Why fsdax cannot run the benchmark program yet (`None` once it can).
     pub fn not_ready() -> Option<&'static str> {
         Some(
-            "the fsdax kernel cannot run user programs yet (no ring 3, no exec); \
-             its kernel-side figures come from `./fsdax bench`",
+            "the fsdax kernel runs user programs (`./fsdax exec`) but not yet the file-system \
+             calls the benchmark makes (openat, pwrite64, fsync, ...); its kernel-side figures \
+             come from `./fsdax bench`",
         )
     }
 }

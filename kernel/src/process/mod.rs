@@ -109,6 +109,9 @@ pub struct Process {
     /// Pending signals.
     pub pending: Pending,
     cause: IrqMutex<Option<SignalCause>>,
+    /// `exit`/`exit_group` asked to end with this status (carried out at
+    /// the return to user mode, once the system call let go of everything).
+    exiting: IrqMutex<Option<Exit>>,
     /// Wakes the process's interruptible sleeps (a child ended, a vfork
     /// child let go, a signal arrived); the value counts events.
     pub events: WaitQueue<u64>,
@@ -162,6 +165,7 @@ impl Process {
             signals: IrqMutex::new(signals),
             pending: Pending::default(),
             cause: IrqMutex::new(None),
+            exiting: IrqMutex::new(None),
             events: WaitQueue::new(0),
             vfork_done: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
@@ -211,6 +215,12 @@ impl Process {
     /// Its memory (None once it ended).
     pub fn vm(&self) -> Option<Arc<Vm>> {
         self.vm.lock().clone()
+    }
+
+    /// `exit`/`exit_group`: the process ends with `how` as it returns from
+    /// the system call.
+    pub fn request_exit(&self, how: Exit) {
+        *self.exiting.lock() = Some(how);
     }
 
     /// Raises `sig` and wakes the process if it sleeps interruptibly.
@@ -388,8 +398,9 @@ impl Process {
     }
 }
 
-/// Ends the current process with `exit`. Runs in its own task; never
-/// returns.
+/// Ends the current process with `exit`. Runs in its own task, at its
+/// return to user mode (so nothing up the stack holds a reference to it or a
+/// lock); never returns.
 pub fn exit(p: Arc<Process>, how: Exit) -> ! {
     let pid = p.pid();
     if let Exit::Signal(s) = how {
@@ -547,6 +558,10 @@ fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
 /// Before every return to user mode: a fatal signal ends the process here.
 fn exit_to_user(_frame: &mut TrapFrame) {
     let Some(p) = current() else { return };
+    let requested = *p.exiting.lock();
+    if let Some(how) = requested {
+        exit(p, how);
+    }
     if !p.pending.any() {
         return;
     }

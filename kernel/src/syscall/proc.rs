@@ -33,9 +33,11 @@ pub fn getuid(_: &mut Ctx<'_>, _: [u64; 6]) -> Result<u64, Errno> {
     Ok(0)
 }
 
-/// `exit`, `exit_group` (one thread per process: the same).
+/// `exit`, `exit_group` (one thread per process: the same). The process
+/// ends at the return to user mode that follows.
 pub fn exit(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    process::exit(Arc::clone(&c.proc), Exit::Code(a[0] as u8))
+    c.proc.request_exit(Exit::Code(a[0] as u8));
+    Ok(0)
 }
 
 /// `set_tid_address`: remembered (there are no threads to wake on exit).
