@@ -191,6 +191,22 @@ impl Vm {
         }
     }
 
+    /// Faults every page of `[start, start + len)` in, waiting for locks:
+    /// what a read/write path does after a user copy came back short
+    /// because its page-fault resolver could not take a lock the caller
+    /// held (drop the locks, call this, retry the copy).
+    pub fn fault_in(&self, start: u64, len: u64, access: Access) -> Result<(), FaultError> {
+        let end = start.checked_add(len).ok_or(FaultError::NotMapped)?;
+        let mut at = start & !(PAGE_SIZE - 1);
+        while at < end {
+            if self.space.translate(at).is_none() {
+                self.fault(at.max(start), access, true)?;
+            }
+            at += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
     fn anon_fault(&self, page: u64, prot: Prot) -> Result<(), FaultError> {
         if let Some(leaf) = self.space.translate(page) {
             // Mapped meanwhile (or a stale TLB entry): make the rights

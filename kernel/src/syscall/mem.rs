@@ -42,14 +42,11 @@ fn unmap(areas: &mut Areas, space: &fsdax_hal::mm::AddressSpace, start: u64, len
     space.unmap_sparse(start, len).map_err(|_| Errno::EINVAL)
 }
 
-/// Faults every page of `[start, start + len)` in now.
+/// Faults every page of `[start, start + len)` in now (each counts as a
+/// minor fault, as on Linux).
 fn populate(c: &Ctx<'_>, vm: &Vm, start: u64, len: u64, write: bool) -> Result<(), Errno> {
-    let mut at = start;
-    while at < start + len {
-        vm.fault(at, if write { Access::Write } else { Access::Read }, true).map_err(|_| Errno::ENOMEM)?;
-        c.proc.minflt.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        at += PAGE_SIZE;
-    }
+    vm.fault_in(start, len, if write { Access::Write } else { Access::Read }).map_err(|_| Errno::ENOMEM)?;
+    c.proc.minflt.fetch_add(len / PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
