@@ -341,56 +341,13 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
         "put" => {
             need(2, "HOSTFILE PATH")?;
             let (host, path) = (pos[1], pos[2]);
-            let mut src = File::open(host).map_err(|e| format!("{host}: {e}"))?;
-            let meta = src.metadata().map_err(|e| e.to_string())?;
-            if !meta.is_file() {
-                return Err(ToolError::Failed(format!("put: {host} is not a regular file (put copies one file)")));
-            }
-            let total = meta.len();
             let mut fs = mount(&image, &tool, false)?;
-            let err = |fs: &FileSystem<FilePmem>, e| ToolError::from(cli::fs_error(fs, &tool, "put", path, e));
-            let (dir, leaf) = fs.resolve_parent(path).map_err(|e| err(&fs, e))?;
-            if let Ok(old) = fs.lookup(dir, leaf.as_bytes()) {
-                fs.stat(old)
-                    .and_then(|s| if s.kind == FileKind::Dir { Err(FsError::IsDir) } else { Ok(()) })
-                    .map_err(|e| err(&fs, e))?;
-            }
-            // Written unnamed, named at the end (replacing an old file
-            // atomically): a failure or a crash leaves everything as it was.
-            let ino = fs.create_unnamed().map_err(|e| err(&fs, e))?;
-            let copied = (|| -> Result<u64, ToolError> {
-                if total > 0 {
-                    // Reserve the space up front: large aligned extents, and a
-                    // clean ENOSPC before anything is copied.
-                    fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(|e| err(&fs, e))?;
-                }
-                let mut buf = vec![0u8; 2 << 20];
-                let mut off = 0u64;
-                let mut p = Progress::new("put", total);
-                loop {
-                    let n = src.read(&mut buf).map_err(|e| format!("{host}: {e}"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    let w = fs.write(ino, off, &buf[..n]).map_err(|e| err(&fs, e))?;
-                    if w < n {
-                        return Err(err(&fs, FsError::NoSpace));
-                    }
-                    off += n as u64;
-                    p.set(off);
-                }
-                p.done();
-                fs.truncate(ino, off).map_err(|e| err(&fs, e))?;
-                fs.link_unnamed(ino, dir, leaf.as_bytes()).map_err(|e| err(&fs, e))?;
-                Ok(off)
-            })();
-            match copied {
+            match put_file(&mut fs, &tool, Path::new(host), path, true) {
                 Ok(off) => {
                     out!("copied {host} to {path}: {} ({off} bytes)", Size(off));
                     finish(fs)
                 }
                 Err(e) => {
-                    let _ = fs.delete_unnamed(ino);
                     finish(fs)?;
                     Err(e)
                 }
@@ -442,6 +399,98 @@ fn existing_fs(image: &Path) -> Option<String> {
         }
     }
     found
+}
+
+/// Copies the host file `host` to `path` (which must not name a
+/// directory): written to an unnamed file and named at the end, replacing an
+/// old file atomically, so a failure or a crash leaves everything as it
+/// was. Returns the bytes copied.
+fn put_file(
+    fs: &mut FileSystem<FilePmem>,
+    tool: &Tool<'_>,
+    host: &Path,
+    path: &str,
+    progress: bool,
+) -> Result<u64, ToolError> {
+    let shown = host.display().to_string();
+    let mut src = File::open(host).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = src.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(ToolError::Failed(format!("put: {shown} is not a regular file (put copies one file)")));
+    }
+    let total = meta.len();
+    let err = |fs: &FileSystem<FilePmem>, e| ToolError::from(cli::fs_error(fs, tool, "put", path, e));
+    let (dir, leaf) = fs.resolve_parent(path).map_err(|e| err(fs, e))?;
+    if let Ok(old) = fs.lookup(dir, leaf.as_bytes()) {
+        fs.stat(old)
+            .and_then(|s| if s.kind == FileKind::Dir { Err(FsError::IsDir) } else { Ok(()) })
+            .map_err(|e| err(fs, e))?;
+    }
+    let ino = fs.create_unnamed().map_err(|e| err(fs, e))?;
+    let copied = (|| -> Result<u64, ToolError> {
+        if total > 0 {
+            // Reserve the space up front: large aligned extents, and a clean
+            // ENOSPC before anything is copied.
+            fs.fallocate(ino, Falloc::Allocate { keep_size: true }, 0, total).map_err(|e| err(fs, e))?;
+        }
+        let mut buf = vec![0u8; 2 << 20];
+        let mut off = 0u64;
+        let mut p = progress.then(|| Progress::new("put", total));
+        loop {
+            let n = src.read(&mut buf).map_err(|e| format!("{shown}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            let w = fs.write(ino, off, &buf[..n]).map_err(|e| err(fs, e))?;
+            if w < n {
+                return Err(err(fs, FsError::NoSpace));
+            }
+            off += n as u64;
+            if let Some(p) = p.as_mut() {
+                p.set(off);
+            }
+        }
+        if let Some(p) = p.as_mut() {
+            p.done();
+        }
+        fs.truncate(ino, off).map_err(|e| err(fs, e))?;
+        fs.link_unnamed(ino, dir, leaf.as_bytes()).map_err(|e| err(fs, e))?;
+        Ok(off)
+    })();
+    if copied.is_err() {
+        let _ = fs.delete_unnamed(ino);
+    }
+    copied
+}
+
+/// Puts the host file `host` into the image at `dest` (creating its
+/// directory), formatting the image first if it holds no file system.
+/// Returns whether it formatted. Used by `fsdax exec`.
+pub fn install(image: &Path, host: &Path, dest: &str) -> Result<bool, ToolError> {
+    let name = image.display().to_string();
+    let tool = Tool { device: &name, prefix: "fsdax" };
+    let pm = FilePmem::open(image, false)?;
+    let (mut fs, formatted) = match FileSystem::mount_with(pm, MountOptions::default()) {
+        Ok(fs) => (fs, false),
+        Err(fsdax_fs::FsError::NotFsdax) => {
+            let pm = FilePmem::open(image, false)?;
+            let fs = FileSystem::mkfs(pm, MkfsOptions::default()).map_err(|e| format!("mkfs: {name}: {e}"))?;
+            (fs, true)
+        }
+        Err(e) => return Err(cli::mount_error(&tool, e).into()),
+    };
+    if fs.is_read_only() {
+        return Err(ToolError::Failed(cli::describe_mount(&fs, &tool)));
+    }
+    if let Some((dir, _)) = dest.trim_end_matches('/').rsplit_once('/') {
+        if !dir.is_empty() && fs.resolve(dir).is_err() {
+            let r = fs.resolve_parent(dir).and_then(|(parent, leaf)| fs.mkdir(parent, leaf.as_bytes()));
+            r.map_err(|e| ToolError::from(cli::fs_error(&fs, &tool, "put", dest, e)))?;
+        }
+    }
+    let copied = put_file(&mut fs, &tool, host, dest, false);
+    finish(fs)?;
+    copied.map(|_| formatted)
 }
 
 fn copy_out<P: Pmem, W: Write>(

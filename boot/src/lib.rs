@@ -28,4 +28,4 @@ pub fn output_dir() -> PathBuf {
     workspace_root().join("target").join("fsdax")
 }
 
-pub use fsdax_ktest::protocol::{ExitCode, FW_CFG_CMDLINE, PROMPT, SUMMARY_PREFIX};
+pub use fsdax_ktest::protocol::{ExitCode, EXEC_STATUS_PREFIX, FW_CFG_CMDLINE, PROMPT, SUMMARY_PREFIX};

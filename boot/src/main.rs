@@ -42,6 +42,15 @@ usage: fsdax COMMAND [OPTIONS]
                           test; writes target/fsdax/scenarios/
                           scenarios.{json,md} and logs/ (all: ~7 min)
   scenario --list         the scenarios
+  exec [RUN OPTIONS] HOSTBINARY [ARGS...]
+                          put a static Linux x86_64 program into the
+                          NVDIMM image's file system as /bin/NAME (the image
+                          is formatted if it has none), boot with
+                          `exec /bin/NAME ARGS`, stream its output, and exit
+                          with its status as a shell would (its exit code,
+                          or 128 + the signal that killed it); a kernel
+                          panic (65) or fatal machine check (97) keeps its
+                          own status
   user                    build the user programs (user/) into
                           target/fsdax/user/
   clippy                  lint the kernel and its hal for the kernel target
@@ -228,6 +237,69 @@ fn scenarios(args: &[String]) -> Result<ProcessExit> {
     Ok(ProcessExit::SUCCESS)
 }
 
+/// `exec [RUN OPTIONS] HOSTBINARY [ARGS...]`: everything after the binary
+/// belongs to the program.
+fn exec_program(args: &[String]) -> Result<ProcessExit> {
+    let split = args
+        .iter()
+        .enumerate()
+        .scan(false, |takes_value, (i, a)| {
+            let is_binary = !*takes_value && !a.starts_with('-');
+            *takes_value = matches!(a.as_str(), "--pmem" | "--pmem-size" | "--qmp" | "--cmdline");
+            Some((i, is_binary))
+        })
+        .find(|&(_, b)| b)
+        .map(|(i, _)| i)
+        .ok_or_else(|| anyhow::anyhow!("usage: fsdax exec [RUN OPTIONS] HOSTBINARY [ARGS...]"))?;
+    let cli = parse_run_options(&args[..split])?;
+    let host = PathBuf::from(&args[split]);
+    let prog_args = &args[split + 1..];
+    let name = host
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", host.display()))?
+        .to_string();
+    if !host.is_file() {
+        bail!("{}: no such file", host.display());
+    }
+    let image = if cli.no_build {
+        let image = build::image_path(cli.firmware);
+        if !image.exists() {
+            bail!("{} is missing: run `fsdax build` first", image.display());
+        }
+        image
+    } else {
+        build::build_all(cli.firmware)?
+    };
+    qemu::ensure_pmem_file(&cli.pmem, cli.pmem_size)?;
+    let dest = format!("/bin/{name}");
+    match fstool::install(&cli.pmem, &host, &dest) {
+        Ok(formatted) => eprintln!(
+            "fsdax: {}{} -> {dest} on {}",
+            if formatted { "formatted the image; " } else { "" },
+            host.display(),
+            cli.pmem.display()
+        ),
+        Err(e) => bail!("installing {}: {e}", host.display()),
+    }
+    let mut opts = RunOptions::new(cli.firmware, image, cli.pmem);
+    opts.pmem_size = cli.pmem_size;
+    opts.qmp = cli.qmp;
+    opts.extra = cli.extra;
+    let mut words = vec!["exec".to_string(), dest];
+    words.extend(prog_args.iter().cloned());
+    opts.cmdline = words.join(" ");
+    eprintln!("fsdax: booting under {}; cmdline {:?}", opts.accel.describe(), opts.cmdline);
+    let outcome = qemu::run_program(&opts)?;
+    match outcome {
+        qemu::ProgramOutcome::Ended(status) => Ok(ProcessExit::from(status)),
+        qemu::ProgramOutcome::Kernel(status) => {
+            eprintln!("fsdax: the program did not finish: QEMU exited: {}", describe_exit(status));
+            Ok(ProcessExit::from(u8::try_from(status).unwrap_or(1)))
+        }
+    }
+}
+
 fn describe_exit(status: i32) -> String {
     match ExitCode::from_qemu_status(status) {
         Some(code) => format!("{} (QEMU status {status})", code.meaning()),
@@ -278,6 +350,7 @@ fn main_inner(args: &[String]) -> Result<ProcessExit> {
         }
         "bench" if args[1..].iter().any(|a| a == "--linux-only" || a == "--vs-linux") => bench_side_by_side(&args[1..]),
         "scenario" => scenarios(&args[1..]),
+        "exec" => exec_program(&args[1..]),
         "user" => {
             let dir = user::build_all()?;
             for name in user::program_names() {

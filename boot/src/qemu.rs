@@ -261,6 +261,72 @@ pub fn qemu_command(opts: &RunOptions) -> Result<Command> {
     Ok(cmd)
 }
 
+/// How a program run with the `exec` command line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramOutcome {
+    /// It ended; its status as a shell reports it.
+    Ended(u8),
+    /// The kernel ended QEMU otherwise (panic, fatal machine check): QEMU's
+    /// exit status.
+    Kernel(i32),
+}
+
+/// The status in an `exec status: N (...)` line.
+pub fn parse_exec_status(line: &str) -> Option<u8> {
+    let rest = line.trim().strip_prefix(crate::EXEC_STATUS_PREFIX)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether a console line is the kernel's (a log line or a process report)
+/// rather than the program's output.
+fn kernel_line(line: &str) -> bool {
+    let log = line.starts_with('[')
+        && line.split(']').nth(1).is_some_and(|r| {
+            let r = r.trim_start();
+            ["INFO", "WARN", "ERROR", "DEBUG"].iter().any(|l| r.starts_with(l))
+        });
+    log || line.starts_with("fsdax ") || line.starts_with("mounted pmem0") || line.starts_with("pmem0 is not mounted")
+}
+
+/// Boots `opts` (an `exec ...` command line) and streams the console: the
+/// program's lines to stdout, the kernel's to stderr; returns how it ended.
+pub fn run_program(opts: &RunOptions) -> Result<ProgramOutcome> {
+    use std::io::BufRead;
+    let mut opts = opts.clone();
+    opts.console = Console::Piped;
+    let mut cmd = qemu_command(&opts)?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().context("starting QEMU")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut status = None;
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&raw).replace('\r', "");
+        let text = line.trim_end_matches('\n');
+        if let Some(s) = parse_exec_status(text) {
+            status = Some(s);
+            eprintln!("{text}");
+        } else if kernel_line(text) {
+            eprintln!("{text}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
+    let exit = child.wait()?;
+    let code = exit.code().unwrap_or(-1);
+    Ok(match (status, crate::ExitCode::from_qemu_status(code)) {
+        (Some(s), Some(crate::ExitCode::ProgramEnded)) => ProgramOutcome::Ended(s),
+        _ => ProgramOutcome::Kernel(code),
+    })
+}
+
 /// A running QEMU whose serial console is read and written by the caller.
 ///
 /// Everything the kernel prints is kept; [`Machine::wait_for`] waits until a
@@ -410,6 +476,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_status_lines_parse() {
+        assert_eq!(parse_exec_status("exec status: 139 (killed by SIGSEGV)"), Some(139));
+        assert_eq!(parse_exec_status("exec status: 0 (exit 0)\n"), Some(0));
+        assert_eq!(parse_exec_status("exit 0"), None);
+        assert!(kernel_line("[    1.234567] INFO  memory: ..."));
+        assert!(!kernel_line("hello from pid 5: argc=1"));
+    }
 
     #[test]
     fn sizes_parse() {

@@ -92,8 +92,9 @@ impl Fsdax {
     /// Why fsdax cannot run user programs yet (`None` once it can).
     pub fn not_ready() -> Option<&'static str> {
         Some(
-            "the fsdax kernel cannot run user programs yet (no ring 3, no exec); \
-             its kernel-side figures come from `./fsdax bench`",
+            "the fsdax kernel runs user programs (`./fsdax exec`) but not yet the file-system \
+             calls the benchmark makes (openat, pwrite64, fsync, ...); its kernel-side figures \
+             come from `./fsdax bench`",
         )
     }
 }

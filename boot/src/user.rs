@@ -44,6 +44,8 @@ pub const C_PROGRAMS: &[CProgram] = &[
     CProgram { name: "bench", sources: &["bench.c", "check.c"] },
     CProgram { name: "scen_dax", sources: &["scen_dax.c", "scen.c", "check.c"] },
     CProgram { name: "scen_mf", sources: &["scen_mf.c", "scen.c", "check.c"] },
+    CProgram { name: "spin", sources: &["spin.c"] },
+    CProgram { name: "eatmem", sources: &["eatmem.c"] },
 ];
 
 /// The Rust program (`user/rust`, binary name).

@@ -15,7 +15,8 @@
 //! Boot path: the hal brings the machine up (console first, so something is
 //! printed within a moment), the kernel registers its handlers, starts the
 //! scheduler and the timer, finds persistent memory, and runs the mode the
-//! command line asks for: `shell` (default), `test` or `bench`.
+//! command line asks for: `shell` (default), `test`, `bench` or `exec PATH
+//! [ARGS...]` (run one program from the file system, then leave QEMU).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -33,8 +34,10 @@ mod mem;
 mod panic;
 mod pmem;
 mod power;
+mod process;
 mod shell;
 mod sync;
+mod syscall;
 mod task;
 mod time;
 
@@ -81,9 +84,11 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     panic::register_handlers();
     mce::register_handler();
     task::init();
+    process::init();
     let apic_hz = time::start();
     info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
     fsdax_hal::arch::cpu::enable_interrupts();
+    time::init_wall_clock();
     pmem::init();
     pmem::start_worker();
 
@@ -99,9 +104,13 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     match cmdline.mode.as_str() {
         "test" => harness::run_and_exit(&args),
         "bench" => bench::run_and_exit(&args),
-        "shell" => shell::run(),
+        "exec" => process::shell::run_exec_mode(&args),
+        "shell" => {
+            process::shell::mount_at_boot();
+            shell::run()
+        }
         other => {
-            error!("unknown mode `{other}` (modes: shell, test, bench); starting the shell");
+            error!("unknown mode `{other}` (modes: shell, test, bench, exec); starting the shell");
             shell::run()
         }
     }

@@ -118,7 +118,7 @@ fsdax_hal::shell_command!(UPTIME, name: "uptime", usage: "uptime", help: "time s
 });
 
 fsdax_ktest::ktest!(shell_has_the_basic_commands, {
-    for name in ["help", "mem", "tasks", "poweroff", "kill", "fault"] {
+    for name in ["help", "mem", "tasks", "poweroff", "kill", "fault", "exec", "ps"] {
         fsdax_ktest::kassert!(commands().iter().any(|c| c.name == name), "a basic command is missing");
     }
     fsdax_ktest::kassert!(!execute("no-such-command"));

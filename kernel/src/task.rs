@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use fsdax_hal::arch::cpu;
 use fsdax_hal::mm::AddressSpace;
 use fsdax_hal::sync::IrqMutex;
-use fsdax_hal::task::TaskContext;
+use fsdax_hal::task::{TaskContext, UserCpuInit};
 use fsdax_hal::trap::Fault;
 use fsdax_kcore::kill::{PanicReason, Verdict};
 use fsdax_kcore::sched::{BlockOutcome, Join, KillOutcome, Scheduler, State};
@@ -104,18 +104,26 @@ pub fn init() {
 pub struct Builder {
     name: String,
     space: Option<AddressSpace>,
+    user: Option<(Arc<AddressSpace>, UserCpuInit)>,
     joinable: bool,
 }
 
 impl Builder {
     /// A joinable task in the kernel address space.
     pub fn new(name: &str) -> Builder {
-        Builder { name: String::from(name), space: None, joinable: true }
+        Builder { name: String::from(name), space: None, user: None, joinable: true }
     }
 
     /// Gives the task its own address space.
     pub fn address_space(mut self, space: AddressSpace) -> Builder {
         self.space = Some(space);
+        self
+    }
+
+    /// Makes the task a process's: it runs in `space` (shared) and has user
+    /// CPU state starting as `init`.
+    pub fn user(mut self, space: Arc<AddressSpace>, init: UserCpuInit) -> Builder {
+        self.user = Some((space, init));
         self
     }
 
@@ -128,6 +136,14 @@ impl Builder {
     /// Creates the task; it runs when the scheduler picks it.
     pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> Result<TaskId, SpawnError> {
         reap();
+        if let Some((space, init)) = self.user {
+            if with_sched(|s| s.len()) >= MAX_TASKS {
+                return Err(SpawnError::TooManyTasks);
+            }
+            let ctx =
+                TaskContext::new_user(STACK_PAGES, space, init, Box::new(f)).map_err(|_| SpawnError::OutOfMemory)?;
+            return with_sched(|s| s.spawn(&self.name, Some(ctx), self.joinable)).map_err(|_| SpawnError::TooManyTasks);
+        }
         spawn_inner(&self.name, self.joinable, self.space, f)
     }
 }
@@ -179,8 +195,13 @@ fn reschedule() {
 
 /// The timer tick: wake sleepers, preempt the current task, or end it if a
 /// deferred kill reached its safe point.
-pub fn on_tick(now: u64) {
-    let out = with_sched(|s| s.tick(now));
+pub fn on_tick(now: u64, from_user: bool) {
+    let out = with_sched(|s| {
+        if from_user {
+            s.count_user_tick();
+        }
+        s.tick(now)
+    });
     if out.kill_current {
         exit(ExitReason::Killed);
     }
@@ -253,6 +274,16 @@ pub fn exit(reason: ExitReason) -> ! {
 /// The running task's id.
 pub fn current() -> TaskId {
     SCHED.lock().as_ref().map_or(KERNEL_TASK, |s| s.current())
+}
+
+/// The running task's id, if the scheduler lock is free (fault paths).
+pub fn try_current() -> Option<TaskId> {
+    SCHED.try_lock().and_then(|s| s.as_ref().map(|s| s.current()))
+}
+
+/// Ticks task `id` ran at: (in user mode, in total).
+pub fn cpu_ticks(id: TaskId) -> Option<(u64, u64)> {
+    with_sched(|s| s.task(id).map(|t| (t.user_ticks, t.ticks)))
 }
 
 /// Kills task `id`. It never runs again (or, if it holds sleeping locks,
@@ -419,8 +450,10 @@ fsdax_hal::shell_command!(TASKS_CMD, name: "tasks", usage: "tasks", help: "list 
     }
 });
 
-fsdax_hal::shell_command!(KILL_CMD, name: "kill", usage: "kill ID", help: "kill a task", run: |args| {
+fsdax_hal::shell_command!(KILL_CMD, name: "kill", usage: "kill ID [SIG]",
+    help: "signal a process (SIGTERM unless SIG is given), or kill a kernel task", run: |args| {
     match args.first().and_then(|a| crate::shell::parse_num(a)) {
+        Some(id) if crate::process::get(id).is_some() => crate::process::shell::kill_command(id, args.get(1).copied()),
         Some(id) => match kill(id) {
             Ok(KillOutcome::Killed | KillOutcome::KillSelf) => crate::kprintln!("killed task {id}"),
             Ok(KillOutcome::Deferred) => {

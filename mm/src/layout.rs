@@ -39,6 +39,13 @@ pub const BOOTLOADER_DYNAMIC_START: u64 = 0xffff_f000_0000_0000;
 
 const _: () = assert!(PMEM_BASE + PMEM_WINDOW <= HEAP_BASE, "pmem window overlaps the heap");
 
+/// One past the highest address a process may use: the last page below the
+/// canonical boundary (`0x0000_8000_0000_0000`) stays unmapped, so that
+/// code running off the end of user space can never make `SYSCALL` return
+/// to a non-canonical RIP (the Intel SYSRET erratum). Equal to
+/// `fsdax_abi::USER_END`.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
 /// Is `virt` in the kernel (upper) half?
 pub const fn is_kernel_half(virt: u64) -> bool {
     virt >= PHYS_OFFSET

@@ -399,6 +399,54 @@ impl<'a> PageMapper<'a> {
         }
     }
 
+    /// The first present leaf that overlaps `[from, end)`, skipping empty
+    /// tables at every level (so a sparse range costs what is mapped, not
+    /// its size). Lower-half addresses only.
+    pub fn next_leaf(&self, from: u64, end: u64) -> Option<Leaf> {
+        let window = self.window;
+        let table_at = |e: &PageTableEntry| -> &PageTable {
+            // SAFETY: `new`'s contract: every table this one refers to is
+            // readable at window + phys, and not modified while we read.
+            unsafe { &*((window + e.addr().as_u64()) as *const PageTable) }
+        };
+        let present = |e: &PageTableEntry| e.flags().contains(PageTableFlags::PRESENT);
+        let huge = |e: &PageTableEntry| e.flags().contains(PageTableFlags::HUGE_PAGE);
+        let next = |at: u64, size: u64| (at | (size - 1)).checked_add(1);
+        let pml4 = self.inner.level_4_table();
+        let mut at = from & !(PAGE_SIZE - 1);
+        while at < end && at < (1 << 47) {
+            let e4 = &pml4[((at >> 39) & 511) as usize];
+            if !present(e4) {
+                at = next(at, 1 << 39)?;
+                continue;
+            }
+            let e3 = &table_at(e4)[((at >> 30) & 511) as usize];
+            if !present(e3) {
+                at = next(at, HUGE_1G)?;
+                continue;
+            }
+            if huge(e3) {
+                let virt = at & !(HUGE_1G - 1);
+                return Some(Leaf { virt, phys: e3.addr().as_u64(), size: PageSize::Size1G, flags: e3.flags() });
+            }
+            let e2 = &table_at(e3)[((at >> 21) & 511) as usize];
+            if !present(e2) {
+                at = next(at, HUGE_2M)?;
+                continue;
+            }
+            if huge(e2) {
+                let virt = at & !(HUGE_2M - 1);
+                return Some(Leaf { virt, phys: e2.addr().as_u64(), size: PageSize::Size2M, flags: e2.flags() });
+            }
+            let e1 = &table_at(e2)[((at >> 12) & 511) as usize];
+            if present(e1) {
+                return Some(Leaf { virt: at, phys: e1.addr().as_u64(), size: PageSize::Size4K, flags: e1.flags() });
+            }
+            at += PAGE_SIZE;
+        }
+        None
+    }
+
     /// The level-4 table.
     pub fn level_4_table(&mut self) -> &mut PageTable {
         self.inner.level_4_table_mut()
@@ -449,6 +497,23 @@ where
 mod tests {
     use super::*;
     use crate::frame::BitmapFrameAllocator;
+
+    #[test]
+    fn next_leaf_skips_empty_tables() {
+        let (mut phys, mut alloc) = setup(64);
+        let mut m = mapper(&mut phys);
+        let f = Flags::PRESENT | Flags::WRITABLE | Flags::USER_ACCESSIBLE;
+        m.map_range(0x40_0000, 0x10_0000, 2 * PAGE_SIZE, f, PageSize::Size4K, &mut alloc).unwrap();
+        m.map_range(0x7f00_0000_0000, 0x20_0000, PAGE_SIZE, f, PageSize::Size4K, &mut alloc).unwrap();
+        let a = m.next_leaf(0, 1 << 47).unwrap();
+        assert_eq!((a.virt, a.phys), (0x40_0000, 0x10_0000));
+        let b = m.next_leaf(a.virt + PAGE_SIZE, 1 << 47).unwrap();
+        assert_eq!(b.virt, 0x40_1000);
+        let c = m.next_leaf(b.virt + PAGE_SIZE, 1 << 47).unwrap();
+        assert_eq!((c.virt, c.phys), (0x7f00_0000_0000, 0x20_0000));
+        assert_eq!(m.next_leaf(c.virt + PAGE_SIZE, 1 << 47), None);
+        assert_eq!(m.next_leaf(0x40_2000, 0x7f00_0000_0000), None, "end is exclusive");
+    }
 
     /// A fake physical memory: `frames` page-aligned 4 KiB frames; physical
     /// address `p` lives at `base + p`.

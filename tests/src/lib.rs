@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub use fsdax_boot::build::Firmware;
 use fsdax_boot::qemu::{Machine, RunOptions};
-pub use fsdax_boot::{ExitCode, PROMPT, SUMMARY_PREFIX};
+pub use fsdax_boot::{ExitCode, EXEC_STATUS_PREFIX, PROMPT, SUMMARY_PREFIX};
 
 /// Generous: TCG on a loaded 2-core machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);

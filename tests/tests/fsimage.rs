@@ -1,7 +1,7 @@
 //! The host tool and the kernel share one NVDIMM image: the host formats it
 //! and copies files in, QEMU boots with it as the NVDIMM's backing file, the
-//! kernel mounts the file system on pmem0, reads the host's files and writes
-//! one of its own, and afterwards the host reads that file back and `fsck`
+//! console mounts the file system on pmem0 at boot, reads the host's files
+//! and writes one of its own, and afterwards the host reads that file back and `fsck`
 //! finds the image clean. Both speak through the same command front end, so
 //! the console's output is checked for what a person reads.
 
@@ -36,11 +36,11 @@ fn host_tool_and_kernel_share_the_nvdimm_image() {
     tool(&["put", "--pmem", image, hello_path.to_str().unwrap(), "/hello.txt"]);
 
     let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell")).unwrap();
+    // The console mounts pmem0's file system at boot.
+    m.wait_for("mounted pmem0 (the fsdax file system)", BOOT_TIMEOUT).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
-    let out = command(&mut m, "fs ls /");
-    assert!(out.contains("nothing is mounted: `fs mount` mounts pmem0"), "{out}");
     let out = command(&mut m, "fs mount");
-    assert!(out.contains("mounted pmem0 read-write"), "{out}");
+    assert!(out.contains("pmem0 is already mounted"), "{out}");
     let ls = command(&mut m, "fs ls /");
     let data_line = ls.lines().find(|l| l.ends_with("  data.bin")).unwrap_or_else(|| panic!("{ls}"));
     assert!(data_line.starts_with("file") && data_line.contains(" 300000 "), "{ls}");
@@ -58,6 +58,12 @@ fn host_tool_and_kernel_share_the_nvdimm_image() {
     for dump in ["Some(", "MountInfo", "Stat {", "FsStats"] {
         assert!(!(out.clone() + &ls + &st + &fsck).contains(dump), "a Debug dump on the console");
     }
+    let out = command(&mut m, "fs umount");
+    assert!(out.contains("unmounted"), "{out}");
+    let out = command(&mut m, "fs ls /");
+    assert!(out.contains("nothing is mounted: `fs mount` mounts pmem0"), "{out}");
+    let out = command(&mut m, "fs mount");
+    assert!(out.contains("mounted pmem0 read-write"), "{out}");
     let out = command(&mut m, "fs umount");
     assert!(out.contains("unmounted"), "{out}");
     m.send_line("poweroff").unwrap();

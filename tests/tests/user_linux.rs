@@ -333,3 +333,24 @@ fn scen_mf_records_sigbus_and_asks_the_host() {
     assert!(left.is_empty(), "left behind in DIR: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn eatmem_stops_at_its_limit() {
+    let out = run("eatmem", &["8"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("eatmem: stopped at the limit, 8 MiB"), "{stdout}");
+}
+
+#[test]
+fn spin_runs_until_it_is_killed() {
+    use std::io::BufRead;
+    let mut child = Command::new(program("spin")).stdout(Stdio::piped()).spawn().expect("spin");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "spin: looping forever\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "spin stopped by itself");
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+}

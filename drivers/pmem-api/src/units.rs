@@ -61,8 +61,10 @@ pub fn parse_u64(s: &str) -> Result<u64, ParseError> {
     Ok(v)
 }
 
-/// Parses a size: a number ([`parse_u64`]) with an optional suffix K, M, G
-/// or T (any case, optionally followed by `iB`), each a power of 1024.
+/// Parses a size: a number ([`parse_u64`]) with an optional suffix K, M, G,
+/// T or P (any case, optionally followed by `iB`), each a power of 1024:
+/// every exact size [`Size`] prints below 1 EiB parses back. (No E: it is
+/// a hex digit.)
 pub fn parse_size(s: &str) -> Result<u64, ParseError> {
     let s = s.trim();
     let (body, had_ib) = match s.len().checked_sub(2).filter(|&k| s.is_char_boundary(k)) {
@@ -74,6 +76,7 @@ pub fn parse_size(s: &str) -> Result<u64, ParseError> {
         Some('m' | 'M') => 20,
         Some('g' | 'G') => 30,
         Some('t' | 'T') => 40,
+        Some('p' | 'P') => 50,
         _ if had_ib => return Err(ParseError::UnknownSuffix),
         _ => 0,
     };
@@ -187,6 +190,8 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("1g"), Ok(1 << 30));
         assert_eq!(parse_size("3T"), Ok(3 << 40));
+        assert_eq!(parse_size("67PiB"), Ok(67 << 50));
+        assert_eq!(parse_size("0x1E"), Ok(0x1e), "E is a hex digit, not exbi");
         assert_eq!(parse_size("0x200000"), Ok(0x20_0000));
         assert_eq!(parse_size("0x1b"), Ok(0x1b), "b is a hex digit, not a suffix");
         assert_eq!(parse_size("0x10M"), Ok(16 << 20));

@@ -197,6 +197,23 @@ pub fn next_deliverable(pending: SigSet, blocked: SigSet) -> Option<u32> {
     (pick != 0).then(|| pick.trailing_zeros() + 1)
 }
 
+/// The signal and `si_code` Linux sends a process for a CPU exception it
+/// raised in user mode (`vector`), other than a page fault (whose code
+/// depends on the address: `SEGV_MAPERR`/`SEGV_ACCERR`). A privileged
+/// instruction, I/O port access or other #GP is SIGSEGV with `SI_KERNEL`,
+/// as on Linux.
+pub fn for_trap(vector: u8) -> (u32, i32) {
+    match vector {
+        0 => (SIGFPE, FPE_INTDIV),
+        1 | 3 => (SIGTRAP, SI_KERNEL),
+        6 => (SIGILL, ILL_ILLOPN),
+        16 | 19 => (SIGFPE, SI_KERNEL),
+        17 => (SIGBUS, BUS_ADRALN),
+        11 | 12 => (SIGBUS, SI_KERNEL),
+        _ => (SIGSEGV, SI_KERNEL),
+    }
+}
+
 /// The status word `wait4` reports (`WIFEXITED`/`WIFSIGNALED` encoding).
 pub fn wait_status(exit: Exit) -> i32 {
     match exit {
@@ -477,6 +494,18 @@ pub fn sanitize_fxsave(image: &mut [u8; FXSAVE_SIZE], mxcsr_mask: u32) {
 mod tests {
     use super::*;
     use crate::wire::SigFields;
+
+    #[test]
+    fn traps_map_to_linux_signals() {
+        assert_eq!(for_trap(13), (SIGSEGV, SI_KERNEL), "#GP: cli, hlt, CR3, port I/O");
+        assert_eq!(for_trap(6), (SIGILL, ILL_ILLOPN));
+        assert_eq!(for_trap(0), (SIGFPE, FPE_INTDIV));
+        assert_eq!(for_trap(3).0, SIGTRAP);
+        assert_eq!(for_trap(17).0, SIGBUS);
+        assert_eq!(Exit::Signal(SIGSEGV).shell_status(), 139);
+        assert_eq!(wait_status(Exit::Signal(SIGSEGV)), 11);
+        assert_eq!(wait_status(Exit::Code(3)), 3 << 8);
+    }
 
     fn delivery(fpu: &[u8; 512]) -> Delivery<'_> {
         Delivery {

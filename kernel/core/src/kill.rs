@@ -18,7 +18,9 @@
 //!   it would leave that lock held. Kernel panic.
 //! - a task preempted by the timer or about to sleep holds no spin lock
 //!   (interrupts were on / it is about to block) and is at a **safe point**.
-//!   Processes will add "returning to user mode".
+//!   For processes, "returning to user mode" is one too: the kernel's
+//!   exit-to-user hook ends a process with a fatal signal pending there,
+//!   and process kills never use [`Moment::Requested`] (they are signals).
 
 /// What the rule needs to know about the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,12 +19,14 @@
 //!   the poison the machine check reported (exact stop, or resume).
 //! - [`lockstate`]: the state machine of the sleeping reader-writer lock.
 //! - [`cmdline`]: the kernel command line.
+//! - [`clock`]: calendar time to Unix time (the wall clock at boot).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
 extern crate alloc;
 
+pub mod clock;
 pub mod cmdline;
 pub mod copy_mc;
 pub mod kill;

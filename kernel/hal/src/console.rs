@@ -29,6 +29,13 @@ pub fn print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes bytes as they are (a process's output; `\n` becomes `\r\n`).
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.write_bytes(bytes);
+    }
+}
+
 /// Writes several pieces under one lock acquisition (one log line).
 pub fn print_all(parts: &[fmt::Arguments<'_>]) {
     if let Some(c) = CONSOLE.lock().as_mut() {

@@ -83,6 +83,9 @@ pub fn flush_insn() -> FlushInsn {
 pub(crate) struct McStopRecord {
     pub start: u64,
     pub len: u64,
+    /// Set by the page-fault fixup of [`copy_mc_to_user`]: the copy stopped
+    /// at a fault on the user destination, not at poison.
+    pub user_fault: u64,
 }
 
 // The machine-check-safe copy and its exception-table entries.
@@ -116,8 +119,103 @@ global_asm!(
     ".popsection",
 );
 
+// The machine-check-safe copy to a user destination (Linux
+// `copy_mc_to_user`): the same string moves, each listed twice, in
+// `mc_extable` (poison in the source: fixups 4 and 5) and in
+// `uaccess_extable` (a fault on the user destination: fixups 6 and 7, which
+// mark the record). RFLAGS.AC is set around the moves when SMAP is on.
+//   rdi = dst (user), rsi = src, rdx = len, rcx = &mut McStopRecord -> rax = bytes not copied
+global_asm!(
+    ".section .text.fsdax_copy_mc_user,\"ax\"",
+    ".global fsdax_copy_mc_user",
+    "fsdax_copy_mc_user:",
+    "    push rcx",
+    "    cmp byte ptr [rip + {smap}], 0",
+    "    je 1f",
+    "    stac",
+    "1:  mov rcx, rdx",
+    "    shr rcx, 3",
+    "    and edx, 7",
+    "2:  rep movsq",
+    "    mov rcx, rdx",
+    "3:  rep movsb",
+    "    xor eax, eax",
+    "    jmp 8f",
+    "4:  lea rax, [rdx + rcx * 8]",
+    "    jmp 8f",
+    "5:  mov rax, rcx",
+    "    jmp 8f",
+    "6:  lea rax, [rdx + rcx * 8]",
+    "    jmp 7f",
+    "9:  mov rax, rcx",
+    "7:  mov rcx, qword ptr [rsp]",
+    "    mov qword ptr [rcx + 16], 1",
+    "8:  cmp byte ptr [rip + {smap}], 0",
+    "    je 10f",
+    "    clac",
+    "10: pop rcx",
+    "    ret",
+    ".pushsection mc_extable,\"aw\"",
+    "    .balign 8",
+    "    .quad 2b, 4b",
+    "    .quad 3b, 5b",
+    ".popsection",
+    ".pushsection uaccess_extable,\"aw\"",
+    "    .balign 8",
+    "    .quad 2b, 6b",
+    "    .quad 3b, 9b",
+    ".popsection",
+    smap = sym crate::uaccess::FSDAX_SMAP,
+);
+
 extern "C" {
     fn fsdax_copy_mc(dst: *mut u8, src: *const u8, len: usize, stop: *mut McStopRecord) -> usize;
+    fn fsdax_copy_mc_user(dst: *mut u8, src: *const u8, len: usize, stop: *mut McStopRecord) -> usize;
+}
+
+/// How a copy to user memory from memory that may be poisoned stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McUserStop {
+    /// A fault on the user destination (EFAULT).
+    UserFault,
+    /// Poison in the source (EIO), with the physical range the #MC named.
+    MachineCheck {
+        /// Physical start and length of the poisoned range, if named.
+        poison: Option<(u64, u64)>,
+    },
+}
+
+/// Copies `len` bytes from `src` (kernel memory that may hold poison) to
+/// the user address `dst`: machine-check-safe on the source, fault-safe on
+/// the destination. Returns the bytes NOT copied and why it stopped.
+///
+/// # Safety
+/// `src` must be readable for `len` bytes; `dst..dst + len` must lie in the
+/// user half (checked by the caller).
+pub(crate) unsafe fn copy_mc_to_user(dst: u64, src: *const u8, len: usize) -> (usize, Option<McUserStop>) {
+    let mut stop = McStopRecord::default();
+    // SAFETY: the caller guarantees `src` readable for `len` bytes and a
+    // user-half destination; poison in the source and faults on the
+    // destination both end at a fixup (the extables above); `stop` is a
+    // live local the #MC handler or the fixup may write during the call.
+    let left = unsafe { fsdax_copy_mc_user(dst as *mut u8, src, len, &mut stop) };
+    if left == 0 {
+        return (0, None);
+    }
+    // SAFETY: a local the handler or fixup may have written; read volatile.
+    let (start, plen, fault) = unsafe {
+        (
+            core::ptr::addr_of!(stop.start).read_volatile(),
+            core::ptr::addr_of!(stop.len).read_volatile(),
+            core::ptr::addr_of!(stop.user_fault).read_volatile(),
+        )
+    };
+    let why = if fault != 0 {
+        McUserStop::UserFault
+    } else {
+        McUserStop::MachineCheck { poison: (plen != 0).then_some((start, plen)) }
+    };
+    (left, Some(why))
 }
 
 /// One exception-table entry: a machine-check-safe instruction and where to
@@ -386,7 +484,7 @@ mod tests {
         kassert!(mc_fixup(f + 11).is_some(), "rep movsq");
         kassert!(mc_fixup(f + 17).is_some(), "rep movsb");
         kassert!(mc_fixup(f + 14).is_none(), "mov rcx, rdx");
-        kassert_eq!(mc_extable().len(), 2);
+        kassert_eq!(mc_extable().len(), 4, "fsdax_copy_mc and fsdax_copy_mc_user, two string moves each");
         Ok(())
     });
 

@@ -95,17 +95,20 @@ pub fn early_init() {
     }
 }
 
-/// Brings the rest of the machine up, with interrupts off: GDT/TSS, IDT,
-/// CPU features, TSC calibration, the flush instruction, machine checks,
+/// Brings the rest of the machine up, with interrupts off: GDT/TSS,
+/// SYSCALL and the per-CPU area, IDT, CPU features (NX, global pages, the
+/// FPU/SSE for processes, SMEP/SMAP), TSC calibration, the flush instruction, machine checks,
 /// the kernel's own page tables and heap, and ACPI (if the bootloader found
 /// an RSDP). The timer is started separately ([`time::start_timer`]) once
 /// the kernel has registered its handlers.
 pub fn init(boot: &'static mut BootInfo) -> BootReport {
     early_init();
     arch::gdt::init();
+    arch::entry::init();
     arch::idt::init();
     let features = arch::cpu::features();
     arch::cpu::enable_paging_features(&features);
+    arch::cpu::enable_user_mode_features(&features);
     let tsc_hz = time::calibrate_tsc();
     let flush = copy::init(&features);
     let mca = mce::init(&features);

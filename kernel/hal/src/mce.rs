@@ -19,10 +19,9 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 pub use fsdax_drivers::mce::{BankRecord, McgCap, McgStatus, MciMisc, MciStatus};
 use fsdax_ktest::protocol::ExitCode;
 use x86_64::registers::control::{Cr4, Cr4Flags};
-use x86_64::structures::idt::InterruptStackFrame;
-use x86_64::VirtAddr;
 
 use crate::arch::cpu::{Features, RFLAGS_IF};
+use crate::arch::entry::TrapFrame;
 use crate::arch::msr::{self, mci_addr, mci_ctl, mci_misc, mci_status, IA32_MCG_CAP, IA32_MCG_CTL, IA32_MCG_STATUS};
 use crate::trap::AlreadyRegistered;
 
@@ -164,7 +163,7 @@ pub fn register_handler(h: McHandler) -> Result<(), AlreadyRegistered> {
 }
 
 /// Reads MCG_STATUS and the valid banks, then clears them.
-fn read_and_clear(frame: &InterruptStackFrame) -> MachineCheck {
+fn read_and_clear(frame: &TrapFrame) -> MachineCheck {
     // SAFETY: this entry is reachable only with CR4.MCE set, which `init`
     // sets after checking MCA; reading MCG_STATUS has no side effect.
     let mcg = McgStatus(unsafe { msr::read(IA32_MCG_STATUS) });
@@ -194,15 +193,15 @@ fn read_and_clear(frame: &InterruptStackFrame) -> MachineCheck {
     // SAFETY: clearing MCG_STATUS (MCIP) ends this machine check; the record
     // above keeps what it said.
     unsafe { msr::write(IA32_MCG_STATUS, 0) };
-    let rip = frame.instruction_pointer.as_u64();
+    let rip = frame.rip;
     MachineCheck {
         mcg,
         banks,
         count,
         rip,
-        rsp: frame.stack_pointer.as_u64(),
-        rflags: frame.cpu_flags.bits(),
-        cs: u64::from(frame.code_segment.0),
+        rsp: frame.rsp,
+        rflags: frame.rflags,
+        cs: frame.cs,
         at_mc_safe_copy: crate::copy::mc_fixup(rip).is_some(),
         ser: SER.load(Ordering::Relaxed),
     }
@@ -222,10 +221,10 @@ fn fatal(mc: &MachineCheck, why: &str) -> ! {
     crate::power::exit_qemu(ExitCode::FatalMachineCheck)
 }
 
-/// The #MC entry, installed by address because it may return (recoverable
-/// events), which the IDT's diverging type for vector 18 does not allow.
-pub(crate) extern "x86-interrupt" fn machine_check_entry(mut frame: InterruptStackFrame) {
-    let mc = read_and_clear(&frame);
+/// A machine check in kernel mode, on its IST stack (called by the #MC
+/// entry of [`crate::arch::entry`]).
+pub(crate) extern "C" fn dispatch_kernel_mode(frame: &mut TrapFrame) {
+    let mc = read_and_clear(frame);
     let Some(handler) = HANDLER.get() else { fatal(&mc, "machine check before the kernel registered a handler") };
     match handler(&mc) {
         McResolution::Resume => {}
@@ -238,10 +237,21 @@ pub(crate) extern "x86-interrupt" fn machine_check_entry(mut frame: InterruptSta
             // is a string move of `fsdax_copy_mc`, with its record's address
             // at [rsp] (the routine's contract).
             unsafe { crate::copy::record_stop(mc.rsp, start, len) };
-            // SAFETY: the fixup belongs to the interrupted instruction: same
+            // The fixup belongs to the interrupted instruction: same
             // function, same stack layout; it returns the bytes not copied.
-            unsafe { frame.as_mut().update(|f| f.instruction_pointer = VirtAddr::new(fixup)) };
+            frame.rip = fixup;
         }
+    }
+}
+
+/// A machine check that interrupted user mode, moved by its entry onto the
+/// task's kernel stack (interrupts off). The kernel's handler records it and
+/// marks the process; the exit to user mode that follows acts on the mark.
+pub(crate) fn dispatch_user_mode(frame: &mut TrapFrame) {
+    let mc = read_and_clear(frame);
+    let Some(handler) = HANDLER.get() else { fatal(&mc, "machine check before the kernel registered a handler") };
+    if let McResolution::RecoverAtCopyFixup { .. } = handler(&mc) {
+        fatal(&mc, "recovery at a copy fixup asked for a machine check in user mode");
     }
 }
 

@@ -26,14 +26,15 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use fsdax_ktest::protocol::ExitCode;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-use crate::arch::cpu;
+use crate::arch::fpu::FxArea;
+use crate::arch::{cpu, msr};
 use crate::mm::{AddressSpace, KernelStack};
 use crate::sync::IrqMutex;
 use crate::trap::AlreadyRegistered;
@@ -64,10 +65,50 @@ pub struct TaskContext {
     /// The task's kernel stack (None for the boot context, which runs on
     /// the bootloader's stack).
     stack: Option<KernelStack>,
-    /// The task's own address space (None: the kernel's).
-    space: Option<AddressSpace>,
+    /// The task's own address space (None: the kernel's). Shared (a vfork
+    /// child runs in its parent's) and replaceable (`execve`) by the task
+    /// itself; `cr3` mirrors it for the lock-free context switch.
+    space: IrqMutex<Option<Arc<AddressSpace>>>,
+    /// The PML4 to load when switching to this context.
+    cr3: AtomicU64,
+    /// The CPU state of user mode that the kernel does not save on entry:
+    /// FS base and x87/SSE registers (None: a kernel-only task).
+    user: Option<UserCpu>,
     /// The entry function, taken by the trampoline.
     entry: IrqMutex<Option<TaskEntry>>,
+}
+
+/// The user-mode CPU state a context switch saves and restores.
+struct UserCpu {
+    /// IA32_FS_BASE of the task (processes set it with `arch_prctl`;
+    /// without FSGSBASE in CR4 only the kernel changes it).
+    fs_base: AtomicU64,
+    /// The FXSAVE image, written by the switch away from the task and read
+    /// by the switch to it (the `running` protocol orders them, as `rsp`).
+    fpu: UnsafeCell<FxArea>,
+}
+
+/// How a user task's CPU state starts: FS base and x87/SSE registers.
+#[derive(Debug, Clone)]
+pub struct UserCpuInit {
+    fs_base: u64,
+    fpu: FxArea,
+}
+
+impl UserCpuInit {
+    /// A new program's state: FS base 0, the initial FPU state.
+    pub fn fresh() -> UserCpuInit {
+        UserCpuInit { fs_base: 0, fpu: FxArea::initial() }
+    }
+
+    /// A copy of the running task's state (a vfork child starts with its
+    /// parent's registers).
+    pub fn snapshot() -> UserCpuInit {
+        let mut fpu = FxArea::initial();
+        cpu::without_interrupts(|| fpu.save());
+        let fs_base = current().and_then(|c| c.user.as_ref().map(|u| u.fs_base.load(Ordering::Relaxed))).unwrap_or(0);
+        UserCpuInit { fs_base, fpu }
+    }
 }
 
 // SAFETY: `rsp` is the only field without its own synchronisation. It is
@@ -125,7 +166,9 @@ impl TaskContext {
             rsp: UnsafeCell::new(0),
             running: AtomicBool::new(true),
             stack: None,
-            space: None,
+            space: IrqMutex::new(None),
+            cr3: AtomicU64::new(crate::mm::kernel_pml4()),
+            user: None,
             entry: IrqMutex::new(None),
         });
         let mut current = this_cpu().current.lock();
@@ -138,6 +181,27 @@ impl TaskContext {
     /// guard page), the given address space (None: the kernel's), that will
     /// run `entry` when first switched to.
     pub fn new(stack_pages: u64, space: Option<AddressSpace>, entry: TaskEntry) -> Result<Arc<Self>, ContextError> {
+        Self::build(stack_pages, space.map(Arc::new), None, entry)
+    }
+
+    /// A new context for a task that will run user code: it shares `space`
+    /// and starts with the user CPU state `user` (restored at every switch
+    /// to it, saved at every switch away).
+    pub fn new_user(
+        stack_pages: u64,
+        space: Arc<AddressSpace>,
+        user: UserCpuInit,
+        entry: TaskEntry,
+    ) -> Result<Arc<Self>, ContextError> {
+        Self::build(stack_pages, Some(space), Some(user), entry)
+    }
+
+    fn build(
+        stack_pages: u64,
+        space: Option<Arc<AddressSpace>>,
+        user: Option<UserCpuInit>,
+        entry: TaskEntry,
+    ) -> Result<Arc<Self>, ContextError> {
         let stack = KernelStack::new(stack_pages).ok_or(ContextError::OutOfMemory)?;
         // Initial frame popped by `switch_stack`: r15 r14 r13 r12 rbx rbp,
         // then the return address (the trampoline), then an alignment slot.
@@ -146,18 +210,26 @@ impl TaskContext {
         // SAFETY: the stack was just mapped writable and nothing runs on it;
         // the frame fits in its top 64 bytes.
         unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len()) };
+        let cr3 = space.as_ref().map_or_else(crate::mm::kernel_pml4, |s| s.pml4());
         Ok(Arc::new(TaskContext {
             rsp: UnsafeCell::new(rsp),
             running: AtomicBool::new(false),
             stack: Some(stack),
-            space,
+            space: IrqMutex::new(space),
+            cr3: AtomicU64::new(cr3),
+            user: user.map(|u| UserCpu { fs_base: AtomicU64::new(u.fs_base), fpu: UnsafeCell::new(u.fpu) }),
             entry: IrqMutex::new(Some(entry)),
         }))
     }
 
     /// The task's own address space, if it has one.
-    pub fn address_space(&self) -> Option<&AddressSpace> {
-        self.space.as_ref()
+    pub fn address_space(&self) -> Option<Arc<AddressSpace>> {
+        self.space.lock().clone()
+    }
+
+    /// Whether the task runs user code (it has user CPU state).
+    pub fn is_user(&self) -> bool {
+        self.user.is_some()
     }
 
     /// Whether a CPU runs this context now.
@@ -166,8 +238,62 @@ impl TaskContext {
     }
 
     fn cr3(&self) -> u64 {
-        self.space.as_ref().map_or_else(crate::mm::kernel_pml4, AddressSpace::pml4)
+        self.cr3.load(Ordering::Acquire)
     }
+}
+
+fn write_cr3(pml4: u64) {
+    if Cr3::read().0.start_address().as_u64() != pml4 {
+        // SAFETY: `pml4` is the kernel's PML4 or the PML4 of a space a live
+        // context holds (kept alive by that context while it is current);
+        // every space shares the kernel half, which holds all code and data
+        // the kernel runs on.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+    }
+}
+
+/// Replaces the running task's address space (`execve`, or a process that
+/// ends and gives its memory back: None loads the kernel's tables). The
+/// old space is returned, after CR3 no longer points at it, for the caller
+/// to drop.
+pub fn replace_address_space(space: Option<Arc<AddressSpace>>) -> Option<Arc<AddressSpace>> {
+    let ctx = current()?;
+    cpu::without_interrupts(|| {
+        let mut slot = ctx.space.lock();
+        let pml4 = space.as_ref().map_or_else(crate::mm::kernel_pml4, |s| s.pml4());
+        ctx.cr3.store(pml4, Ordering::Release);
+        write_cr3(pml4);
+        core::mem::replace(&mut *slot, space)
+    })
+}
+
+/// Sets the running task's FS base (its thread pointer). False if the task
+/// has no user state or `base` is not a user address.
+pub fn set_fs_base(base: u64) -> bool {
+    let Some(ctx) = current() else { return false };
+    let Some(user) = &ctx.user else { return false };
+    if base >= crate::arch::entry::USER_END {
+        return false;
+    }
+    cpu::without_interrupts(|| {
+        user.fs_base.store(base, Ordering::Relaxed);
+        // SAFETY: IA32_FS_BASE exists on every x86_64 CPU; `base` is a
+        // canonical user address, and the kernel does not use FS.
+        unsafe { msr::write(msr::IA32_FS_BASE, base) };
+    });
+    true
+}
+
+/// The running task's FS base (0 without user state).
+pub fn fs_base() -> u64 {
+    current().and_then(|c| c.user.as_ref().map(|u| u.fs_base.load(Ordering::Relaxed))).unwrap_or(0)
+}
+
+/// Resets the running task's x87/SSE registers and FS base to a new
+/// program's (`execve`).
+pub fn reset_user_cpu() {
+    let _ = set_fs_base(0);
+    cpu::without_interrupts(|| FxArea::initial().restore());
 }
 
 /// The context running on this CPU.
@@ -203,15 +329,24 @@ pub fn switch_to(next: Arc<TaskContext>) {
         if next.running.swap(true, Ordering::Acquire) {
             fatal("the next context is running");
         }
+        if let Some(user) = current.as_ref().and_then(|c| c.user.as_ref()) {
+            // SAFETY: the current context runs on this CPU and only it
+            // touches its FPU image until its `running` flag is cleared
+            // (after this switch completes).
+            unsafe { (*user.fpu.get()).save() };
+        }
         if let Some(stack) = &next.stack {
             crate::arch::gdt::set_kernel_stack(stack.top());
         }
-        let cr3 = next.cr3();
-        if Cr3::read().0.start_address().as_u64() != cr3 {
-            // SAFETY: `cr3` is the kernel's PML4 or the PML4 of the space
-            // `next` owns (alive while `next` is); every space shares the
-            // kernel half, which holds all code and data the switch touches.
-            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(cr3)), Cr3Flags::empty()) };
+        write_cr3(next.cr3());
+        if let Some(user) = &next.user {
+            // SAFETY: `next.running` was false (Acquire): its image was
+            // written by the switch away from it (or by `build`), and nobody
+            // writes it while it runs here.
+            unsafe { (*user.fpu.get()).restore() };
+            // SAFETY: IA32_FS_BASE exists on every x86_64 CPU; the value is
+            // a user address `set_fs_base` checked (or 0 / the parent's).
+            unsafe { msr::write(msr::IA32_FS_BASE, user.fs_base.load(Ordering::Relaxed)) };
         }
         // SAFETY: `next.running` was false (Acquire), so its `rsp` was
         // written by the switch away from it (or by `new`) and nobody

@@ -48,6 +48,11 @@ pub fn cycles_to_ns(cycles: u64) -> u64 {
     }
 }
 
+/// Nanoseconds since boot.
+pub fn uptime_ns() -> u64 {
+    cycles_to_ns(cpu::rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed)))
+}
+
 /// Microseconds since boot.
 pub fn uptime_us() -> u64 {
     cycles_to_ns(cpu::rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed))) / 1000
@@ -90,4 +95,79 @@ pub(crate) fn eoi() {
     if let Some(apic) = APIC.lock().as_mut() {
         apic.eoi();
     }
+}
+
+/// A reading of the CMOS real-time clock (UTC on a PC under QEMU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcTime {
+    /// Full year (2000-2099).
+    pub year: u16,
+    /// 1-12.
+    pub month: u8,
+    /// 1-31.
+    pub day: u8,
+    /// 0-23.
+    pub hour: u8,
+    /// 0-59.
+    pub minute: u8,
+    /// 0-59.
+    pub second: u8,
+}
+
+fn cmos(reg: u8) -> u8 {
+    // SAFETY: ports 0x70/0x71 are the CMOS index and data ports of every
+    // PC; selecting a clock register (with NMIs left enabled: bit 7 clear)
+    // and reading it changes nothing else. Only this function uses them.
+    unsafe {
+        crate::arch::port::write_u8(0x70, reg & 0x7f);
+        crate::arch::port::read_u8(0x71)
+    }
+}
+
+/// Reads the CMOS real-time clock (once, at boot: the wall clock is then
+/// kept by the TSC). Waits out an update in progress and reads twice until
+/// two readings agree; None if the clock looks absent.
+pub fn read_rtc() -> Option<RtcTime> {
+    let read = || {
+        for _ in 0..1_000_000 {
+            if cmos(0x0a) & 0x80 == 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09)]
+    };
+    let mut a = read();
+    let mut tries = 0;
+    loop {
+        let b = read();
+        if a == b || tries > 8 {
+            break;
+        }
+        a = b;
+        tries += 1;
+    }
+    let status_b = cmos(0x0b);
+    let bcd = status_b & 0x04 == 0;
+    let conv = |v: u8| if bcd { (v & 0x0f) + (v >> 4) * 10 } else { v };
+    let pm = a[2] & 0x80 != 0;
+    let mut hour = conv(a[2] & 0x7f);
+    if status_b & 0x02 == 0 {
+        // 12-hour clock.
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    let t = RtcTime {
+        year: 2000 + u16::from(conv(a[5])),
+        month: conv(a[4]),
+        day: conv(a[3]),
+        hour,
+        minute: conv(a[1]),
+        second: conv(a[0]),
+    };
+    let valid =
+        (1..=12).contains(&t.month) && (1..=31).contains(&t.day) && t.hour < 24 && t.minute < 60 && t.second < 61;
+    valid.then_some(t)
 }

@@ -15,6 +15,9 @@ pub enum ExitCode {
     TestsFailed = 0x11,
     /// A benchmark run finished.
     BenchDone = 0x12,
+    /// The `exec` command line's program ended; the console's last line
+    /// (`EXEC_STATUS_PREFIX`) says how.
+    ProgramEnded = 0x13,
     /// A fault or panic in the kernel itself.
     KernelPanic = 0x20,
     /// A fatal machine check.
@@ -36,6 +39,7 @@ impl ExitCode {
             Self::BenchDone => "benchmarks done",
             Self::KernelPanic => "kernel panic",
             Self::FatalMachineCheck => "fatal machine check",
+            Self::ProgramEnded => "the program started with `exec` ended",
         }
     }
 
@@ -46,6 +50,7 @@ impl ExitCode {
             Self::TestsPassed,
             Self::TestsFailed,
             Self::BenchDone,
+            Self::ProgramEnded,
             Self::KernelPanic,
             Self::FatalMachineCheck,
         ]
@@ -56,6 +61,10 @@ impl ExitCode {
 
 /// Prefix of the one summary line: `ktest: P passed, F failed, S skipped`.
 pub const SUMMARY_PREFIX: &str = "ktest: ";
+/// The line the `exec` command line prints when its program ended, before
+/// QEMU exits with [`ExitCode::ProgramEnded`]: `exec status: N (how)`, N as
+/// a shell reports it (the exit code, or 128 + the signal number).
+pub const EXEC_STATUS_PREFIX: &str = "exec status: ";
 /// The shell prompt.
 pub const PROMPT: &str = "fsdax> ";
 /// The name of the QEMU fw_cfg file that carries the kernel command line.

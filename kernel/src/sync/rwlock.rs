@@ -29,6 +29,17 @@ impl<T> RwLock<T> {
         RwLockReadGuard { lock: self, guard: Some(guard) }
     }
 
+    /// Shared access if it can be had without waiting (for paths that must
+    /// not sleep, like a page fault inside a user copy).
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        if !self.state.update(RwState::try_read) {
+            return None;
+        }
+        task::sleeping_lock_acquired();
+        let guard = self.data.try_read().expect("a granted read hold has a free data read lock");
+        Some(RwLockReadGuard { lock: self, guard: Some(guard) })
+    }
+
     /// Exclusive access: waits (sleeping) until nobody holds the lock.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         task::sleeping_lock_acquired();

@@ -77,6 +77,8 @@ pub struct Task<P, R> {
     pub joinable: bool,
     /// Ticks it was running at.
     pub ticks: u64,
+    /// Of those, ticks that interrupted it in user mode.
+    pub user_ticks: u64,
     /// Sleeping locks it holds.
     pub sleeping_locks: u32,
     /// A kill is waiting for its next safe point.
@@ -187,6 +189,7 @@ impl<P: Default, R: Copy> Scheduler<P, R> {
                 critical: true,
                 joinable: false,
                 ticks: 0,
+                user_ticks: 0,
                 sleeping_locks: 0,
                 kill_pending: false,
                 payload: boot_payload,
@@ -218,6 +221,7 @@ impl<P: Default, R: Copy> Scheduler<P, R> {
                 critical: false,
                 joinable,
                 ticks: 0,
+                user_ticks: 0,
                 sleeping_locks: 0,
                 kill_pending: false,
                 payload,
@@ -382,6 +386,12 @@ impl<P: Default, R: Copy> Scheduler<P, R> {
             t.state = State::Ready;
         }
         TickOutcome { woken, kill_current }
+    }
+
+    /// The tick that is being handled interrupted the current task in user
+    /// mode (call before [`Self::tick`]).
+    pub fn count_user_tick(&mut self) {
+        self.current_mut().user_ticks += 1;
     }
 
     /// Picks the task to run next. The current task's state must already

@@ -1,10 +1,11 @@
 //! CPU features, the time-stamp counter, control registers and interrupt
 //! control.
 
+use core::arch::asm;
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
 
 use x86_64::instructions::interrupts;
-use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags};
 
 /// CPU features the kernel cares about, read once at boot.
@@ -51,6 +52,34 @@ pub fn features() -> Features {
     }
 }
 
+/// CPUID.1:EDX, what Linux reports to processes as `AT_HWCAP` on x86.
+pub fn hwcap() -> u64 {
+    u64::from(__cpuid(1).edx)
+}
+
+/// A random 64-bit value from the CPU's generator (RDSEED, else RDRAND);
+/// None if the CPU has neither or it kept failing.
+pub fn hardware_random() -> Option<u64> {
+    let rdrand = __cpuid(1).ecx & (1 << 30) != 0;
+    let rdseed = __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 18) != 0;
+    for _ in 0..16 {
+        let (v, ok): (u64, u8);
+        if rdseed {
+            // SAFETY: CPUID reports RDSEED; it only writes the register and CF.
+            unsafe { asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+        } else if rdrand {
+            // SAFETY: CPUID reports RDRAND; it only writes the register and CF.
+            unsafe { asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+        } else {
+            return None;
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// The index of the running CPU in per-CPU tables. fsdax brings up one CPU
 /// (the bootstrap processor); with several, this becomes the index derived
 /// from the local APIC id, and every per-CPU table is sized for all of them.
@@ -80,6 +109,37 @@ pub fn enable_paging_features(f: &Features) {
     // SAFETY: CR4.PGE makes global entries survive CR3 loads; every mapping
     // the kernel marks global is in the shared kernel half.
     unsafe { Cr4::update(|c| c.insert(Cr4Flags::PAGE_GLOBAL)) };
+}
+
+/// Prepares the CPU for user mode: the FPU and SSE for processes (CR0.MP
+/// and NE, EM and TS clear; CR4.OSFXSR and OSXMMEXCPT; no OSXSAVE, so
+/// processes see no AVX and FXSAVE holds their whole state), and SMEP and
+/// SMAP where CPUID has them (the kernel never runs or touches user pages
+/// outside the user-copy routines, which set RFLAGS.AC).
+pub fn enable_user_mode_features(f: &Features) {
+    // SAFETY: the kernel is built soft-float and never uses x87/SSE state,
+    // so enabling them changes nothing for it; processes get a clean state
+    // from their context (`crate::arch::fpu`) at their first switch.
+    unsafe {
+        Cr0::update(|c| {
+            c.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
+            c.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
+        });
+        Cr4::update(|c| c.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
+    crate::arch::fpu::init();
+    if f.smep {
+        // SAFETY: supervisor code never runs from user pages: kernel code is
+        // in the upper half, mapped without USER_ACCESSIBLE.
+        unsafe { Cr4::update(|c| c.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION)) };
+    }
+    if f.smap {
+        crate::uaccess::set_smap(true);
+        // SAFETY: every kernel access to user pages is in the user-copy
+        // routines, which set RFLAGS.AC around their string moves once
+        // `set_smap` told them the CPU has SMAP (just above).
+        unsafe { Cr4::update(|c| c.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)) };
+    }
 }
 
 /// Whether CR4 has the bits named.

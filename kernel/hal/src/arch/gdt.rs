@@ -112,7 +112,8 @@ pub fn selectors() -> Option<Selectors> {
 }
 
 /// Sets the stack the CPU switches to on an interrupt or exception from user
-/// mode (TSS `rsp0`): the top of the running task's kernel stack.
+/// mode (TSS `rsp0`), and the one the SYSCALL entry loads: the top of the
+/// running task's kernel stack.
 pub(crate) fn set_kernel_stack(top: u64) {
     crate::arch::cpu::without_interrupts(|| {
         // SAFETY: this CPU's TSS; the CPU reads rsp0 only when it delivers an
@@ -121,4 +122,5 @@ pub(crate) fn set_kernel_stack(top: u64) {
         // the cell's pointer (no reference to the TSS exists).
         unsafe { core::ptr::addr_of_mut!((*TSS.0.get()).privilege_stack_table[0]).write(VirtAddr::new(top)) };
     });
+    crate::arch::entry::set_kernel_stack_top(top);
 }

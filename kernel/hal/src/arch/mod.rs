@@ -2,6 +2,8 @@
 //! IDT and its entry points, port I/O, and a deliberate-fault probe.
 
 pub mod cpu;
+pub mod entry;
+pub mod fpu;
 pub mod gdt;
 pub mod idt;
 pub mod msr;

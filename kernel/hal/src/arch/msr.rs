@@ -14,6 +14,21 @@ pub const IA32_MCG_STATUS: u32 = 0x17a;
 /// `IA32_MCG_CTL`.
 pub const IA32_MCG_CTL: u32 = 0x17b;
 
+/// `IA32_EFER` (bit 0: SYSCALL enable).
+pub const IA32_EFER: u32 = 0xc000_0080;
+/// `IA32_STAR`: SYSCALL/SYSRET segment bases.
+pub const IA32_STAR: u32 = 0xc000_0081;
+/// `IA32_LSTAR`: the 64-bit SYSCALL entry point.
+pub const IA32_LSTAR: u32 = 0xc000_0082;
+/// `IA32_FMASK`: RFLAGS bits SYSCALL clears.
+pub const IA32_FMASK: u32 = 0xc000_0084;
+/// `IA32_FS_BASE`: the FS segment base (a process's thread pointer).
+pub const IA32_FS_BASE: u32 = 0xc000_0100;
+/// `IA32_GS_BASE`: the GS segment base (the per-CPU area in kernel mode).
+pub const IA32_GS_BASE: u32 = 0xc000_0101;
+/// `IA32_KERNEL_GS_BASE`: what `swapgs` exchanges GS_BASE with.
+pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
 /// `IA32_MCi_CTL` of bank `i`.
 pub const fn mci_ctl(i: u8) -> u32 {
     0x400 + 4 * i as u32

@@ -33,7 +33,7 @@ use x86_64::PhysAddr;
 
 pub use self::frame::Frame;
 pub use self::heap::{heap_stats, HeapStats};
-pub use self::pmem::{discover_pmem, PmemAccessError, PmemDiscovery, PmemRegion, RangeProblem};
+pub use self::pmem::{discover_pmem, PmemAccessError, PmemDiscovery, PmemRegion, RangeProblem, UserCopyError};
 pub use self::space::{AddressSpace, NotMapped};
 pub use self::stack::{KernelStack, MAX_STACKS};
 use crate::arch::cpu::{self, Features};

@@ -50,6 +50,15 @@ impl fmt::Display for PmemAccessError {
     }
 }
 
+/// Why a copy between persistent memory and user memory stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCopyError {
+    /// A user address was not accessible (EFAULT).
+    UserFault,
+    /// The persistent-memory side failed (out of range, or poison: EIO).
+    Pmem(PmemAccessError),
+}
+
 /// Why a persistent-memory range from the NFIT was not mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeProblem {
@@ -161,6 +170,50 @@ impl PmemRegion {
             return Ok(());
         }
         Err((PmemAccessError::MachineCheck { poison }, dst.len() - left))
+    }
+
+    /// Machine-check-safe read of `len` bytes at `offset` straight into the
+    /// current address space's user memory at `user_dst` (one copy, no
+    /// kernel buffer: the read path of DAX files). On failure, the bytes
+    /// copied before the stop (valid) and why it stopped: a fault on the
+    /// user side (EFAULT for the caller) or poison (EIO).
+    pub fn read_to_user(&self, offset: u64, user_dst: u64, len: usize) -> Result<(), (UserCopyError, usize)> {
+        let src = self.at(offset, len).map_err(|e| (UserCopyError::Pmem(e), 0))?;
+        if !crate::uaccess::user_range(user_dst, len) {
+            return Err((UserCopyError::UserFault, 0));
+        }
+        // SAFETY: `src..+len` is inside this mapped region; the destination
+        // is a user-half range (checked just above).
+        let (left, why) = unsafe { copy::copy_mc_to_user(user_dst, src, len) };
+        match why {
+            None => Ok(()),
+            Some(copy::McUserStop::UserFault) => Err((UserCopyError::UserFault, len - left)),
+            Some(copy::McUserStop::MachineCheck { poison }) => {
+                Err((UserCopyError::Pmem(PmemAccessError::MachineCheck { poison }), len - left))
+            }
+        }
+    }
+
+    /// Writes `len` bytes from the current address space's user memory at
+    /// `user_src` to `offset` (one copy, then cache-line write-back: durable
+    /// after [`Self::fence`]). On a fault on the user side, the bytes
+    /// written before it (flushed too).
+    pub fn write_from_user(&self, offset: u64, user_src: u64, len: usize) -> Result<(), (UserCopyError, usize)> {
+        let dst = self.at(offset, len).map_err(|e| (UserCopyError::Pmem(e), 0))?;
+        if !crate::uaccess::user_range(user_src, len) {
+            return Err((UserCopyError::UserFault, 0));
+        }
+        // SAFETY: `dst..+len` is inside this region, a kernel mapping that
+        // never aliases the user-half source (checked above).
+        let left = unsafe { crate::uaccess::copy_user_raw(dst, user_src as *const u8, len) };
+        let done = len - left;
+        // SAFETY: the first `done` bytes of the range were written (mapped).
+        unsafe { copy::flush(dst, done) };
+        if left == 0 {
+            Ok(())
+        } else {
+            Err((UserCopyError::UserFault, done))
+        }
     }
 
     /// Plain read (`rep movs`), without machine-check recovery: a machine

@@ -119,6 +119,71 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Unmaps whatever is mapped in the lower-half range `[virt, virt +
+    /// len)` (holes are fine: `munmap`), freeing the frames the space owns;
+    /// flushes the TLB if the space is live. A huge page the range would
+    /// cut is refused before anything changes.
+    pub fn unmap_sparse(&self, virt: u64, len: u64) -> Result<(), MapError> {
+        let end = virt.checked_add(len).filter(|&e| e <= 1 << 47).ok_or(MapError::Unaligned)?;
+        if layout::is_kernel_half(virt) || !virt.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Unaligned);
+        }
+        // SAFETY: this space's PML4 is live while `self` exists.
+        let flush = unsafe {
+            with_tables(self.pml4, |m, a| {
+                let mut at = virt;
+                while let Some(leaf) = m.next_leaf(at, end) {
+                    if leaf.virt < virt || leaf.virt + leaf.size.bytes() > end {
+                        return Err(MapError::SplitsHugePage(leaf.virt));
+                    }
+                    at = leaf.virt + leaf.size.bytes();
+                }
+                let mut flush = TlbFlush::None;
+                let mut at = virt;
+                while let Some(leaf) = m.next_leaf(at, end) {
+                    flush = flush.merge(m.unmap_range(leaf.virt, leaf.size.bytes())?);
+                    if leaf.flags.contains(OWNED) {
+                        let _ = a.free(leaf.phys);
+                    }
+                    at = leaf.virt + leaf.size.bytes();
+                }
+                Ok(flush)
+            })
+        }?;
+        if self.is_live() {
+            flush_tlb(flush);
+        }
+        Ok(())
+    }
+
+    /// Sets the rights of whatever is mapped in `[virt, virt + len)` to
+    /// `flags` (only `WRITABLE`, `USER_ACCESSIBLE` and `NO_EXECUTE` are
+    /// taken); flushes the TLB if the space is live (`mprotect`).
+    pub fn protect(&self, virt: u64, len: u64, flags: Flags) -> Result<(), MapError> {
+        let end = virt.checked_add(len).filter(|&e| e <= 1 << 47).ok_or(MapError::Unaligned)?;
+        if layout::is_kernel_half(virt) {
+            return Err(MapError::Unaligned);
+        }
+        let want = flags & CALLER_FLAGS;
+        // SAFETY: this space's PML4 is live while `self` exists.
+        let flush = unsafe {
+            with_tables(self.pml4, |m, _| {
+                let mut flush = TlbFlush::None;
+                let mut at = virt;
+                while let Some(leaf) = m.next_leaf(at, end) {
+                    let r = m.update_flags(leaf.virt, leaf.size.bytes(), |old| (old - CALLER_FLAGS) | want)?;
+                    flush = flush.merge(r);
+                    at = leaf.virt + leaf.size.bytes();
+                }
+                Ok(flush)
+            })
+        }?;
+        if self.is_live() {
+            flush_tlb(flush);
+        }
+        Ok(())
+    }
+
     /// What this space maps at `virt`.
     pub fn translate(&self, virt: u64) -> Option<Leaf> {
         // SAFETY: this space's PML4 is live while `self` exists.
@@ -170,23 +235,12 @@ impl Drop for AddressSpace {
         // away before dropping it).
         unsafe {
             with_tables(self.pml4, |m, a| {
-                let mut leaves: [Option<Leaf>; 64] = [None; 64];
-                loop {
-                    let mut n = 0;
-                    m.for_each_leaf(0..KERNEL_PML4_FIRST, |l| {
-                        if n < leaves.len() {
-                            leaves[n] = Some(l);
-                            n += 1;
-                        }
-                    });
-                    if n == 0 {
-                        break;
+                let mut at = 0;
+                while let Some(l) = m.next_leaf(at, 1 << 47) {
+                    if m.unmap_range(l.virt, l.size.bytes()).is_ok() && l.flags.contains(OWNED) {
+                        let _ = a.free(l.phys);
                     }
-                    for l in leaves[..n].iter().flatten() {
-                        if m.unmap_range(l.virt, l.size.bytes()).is_ok() && l.flags.contains(OWNED) {
-                            let _ = a.free(l.phys);
-                        }
-                    }
+                    at = l.virt + l.size.bytes();
                 }
                 // SAFETY: only the private lower half is cleaned; the kernel
                 // half's tables are shared and stay.

@@ -1,0 +1,183 @@
+//! Processes from the console: `exec PATH [ARGS...] [&]`, `ps`, and the
+//! kill of a process (`kill PID [SIG]`, through the `kill` command), and
+//! the kernel command line's `exec PATH [ARGS...]` mode.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use fsdax_abi::signal::{self as sig, Exit};
+use fsdax_ktest::protocol::{ExitCode, EXEC_STATUS_PREFIX};
+
+use super::{console, Parent, Pid, State};
+
+/// The environment of programs started from the console.
+const ENV: &[&str] = &["PATH=/bin", "HOME=/", "TERM=dumb"];
+
+/// How a program ended, as the console prints it: `exit 3`,
+/// `killed by SIGSEGV`.
+pub fn describe(how: Exit) -> String {
+    match how {
+        Exit::Code(c) => alloc::format!("exit {c}"),
+        Exit::Signal(s) => alloc::format!("killed by {}", sig::name(s)),
+    }
+}
+
+fn start(args: &[&str]) -> Result<Pid, String> {
+    let Some(&path) = args.first() else { return Err(String::from("usage: exec PATH [ARGS...] [&]")) };
+    let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let envp: Vec<Vec<u8>> = ENV.iter().map(|e| e.as_bytes().to_vec()).collect();
+    super::spawn(path, &argv, &envp, Parent::Console).map_err(|e| alloc::format!("exec {path}: {e}"))
+}
+
+/// Runs a program in the foreground: typed bytes go to it (Ctrl-C sends
+/// SIGINT); returns how it ended.
+pub fn run_foreground(args: &[&str]) -> Result<Exit, String> {
+    let pid = start(args)?;
+    console::set_foreground(Some(pid));
+    let how = loop {
+        if let Some((how, _)) = super::reap(pid) {
+            break how;
+        }
+        match fsdax_hal::console::read_byte() {
+            Some(0x03) => {
+                if let Some(p) = super::get(pid) {
+                    p.signal(sig::SIGINT);
+                }
+            }
+            Some(b) => {
+                // Echo, as a terminal would.
+                console::write(&[if b == b'\r' { b'\n' } else { b }]);
+                console::push(b);
+            }
+            None => crate::task::sleep_ticks(1),
+        }
+    };
+    console::set_foreground(None);
+    Ok(how)
+}
+
+fn background_report() {
+    for p in super::all() {
+        if *p.parent.lock() == Parent::Console && matches!(p.state(), State::Zombie(_)) {
+            if let Some((how, _)) = super::reap(p.pid()) {
+                crate::kprintln!("[{}] {} ({})", p.pid(), describe(how), p.name());
+            }
+        }
+    }
+}
+
+fn cmd_exec(args: &[&str]) {
+    background_report();
+    if args.last() == Some(&"&") {
+        match start(&args[..args.len() - 1]) {
+            Ok(pid) => crate::kprintln!("[{pid}] started in the background (`ps` lists it, `kill {pid}` ends it)"),
+            Err(e) => crate::kprintln!("{e}"),
+        }
+        return;
+    }
+    match run_foreground(args) {
+        Ok(how) => crate::kprintln!("{}", describe(how)),
+        Err(e) => crate::kprintln!("{e}"),
+    }
+}
+
+fsdax_hal::shell_command!(EXEC_CMD, name: "exec", usage: "exec PATH [ARGS...] [&]",
+    help: "run a program from the mounted file system (& in the background)",
+    run: cmd_exec);
+
+fn cmd_ps(_: &[&str]) {
+    background_report();
+    crate::kprintln!("  PID  PPID  STATE    MAPPED     MINFLT  NAME");
+    for p in super::all() {
+        let state = match p.state() {
+            State::Alive => String::from("running"),
+            State::Zombie(how) => describe(how),
+        };
+        let mapped = p.vm().map_or(0, |v| v.mapped_bytes());
+        let ppid = match *p.parent.lock() {
+            Parent::Process(pp) => alloc::format!("{pp}"),
+            Parent::Console => String::from("-"),
+            Parent::Kernel => String::from("0"),
+        };
+        crate::kprintln!(
+            "{:5}  {:>4}  {:<7}  {:>6} KiB  {:6}  {}",
+            p.pid(),
+            ppid,
+            state,
+            mapped / 1024,
+            p.minflt.load(core::sync::atomic::Ordering::Relaxed),
+            p.name()
+        );
+    }
+}
+
+fsdax_hal::shell_command!(PS_CMD, name: "ps", usage: "ps", help: "list processes", run: cmd_ps);
+
+/// Parses a signal given as a number or a name (`9`, `KILL`, `SIGKILL`).
+pub fn parse_signal(s: &str) -> Option<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        return sig::valid(n).then_some(n);
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    (1..32).find(|&n| sig::name(n).strip_prefix("SIG") == Some(name))
+}
+
+/// `kill PID [SIG]` for a process (the `kill` command sends here when the
+/// id is a process's): SIGTERM by default. The signal takes effect at the
+/// process's next return to user mode.
+pub fn kill_command(pid: Pid, signal: Option<&str>) {
+    let s = match signal.map(parse_signal) {
+        None => sig::SIGTERM,
+        Some(Some(s)) => s,
+        Some(None) => {
+            crate::kprintln!(
+                "kill: {} is not a signal (a number, or a name like TERM or SIGKILL)",
+                signal.unwrap_or("")
+            );
+            return;
+        }
+    };
+    match super::get(pid) {
+        Some(p) if p.state() == State::Alive => {
+            p.signal(s);
+            crate::kprintln!("sent {} to process {pid} ({})", sig::name(s), p.name());
+        }
+        Some(_) => crate::kprintln!("kill: process {pid} has already ended"),
+        None => crate::kprintln!("kill: no process {pid} (`ps` lists them)"),
+    }
+}
+
+/// Mounts pmem0's file system at boot if it holds one, and says so.
+pub fn mount_at_boot() -> bool {
+    let Some(dev) = crate::pmem::device("pmem0") else {
+        crate::kprintln!("no pmem0: programs cannot be run (the machine has no NVDIMM)");
+        return false;
+    };
+    match crate::fsys::mount(dev) {
+        Ok(()) => {
+            crate::kprintln!("mounted pmem0 (the fsdax file system); `exec /bin/PROGRAM` runs a program from it");
+            true
+        }
+        Err(e) => {
+            crate::kprintln!("pmem0 is not mounted: {e}");
+            false
+        }
+    }
+}
+
+/// The `exec PATH [ARGS...]` command line: mount, run, print the end
+/// line, leave QEMU with [`ExitCode::ProgramEnded`].
+pub fn run_exec_mode(args: &[&str]) -> ! {
+    if mount_at_boot() {
+        match run_foreground(args) {
+            Ok(how) => crate::kprintln!("{EXEC_STATUS_PREFIX}{} ({})", how.shell_status(), describe(how)),
+            Err(e) => {
+                crate::kprintln!("{e}");
+                crate::kprintln!("{EXEC_STATUS_PREFIX}127 (could not start)");
+            }
+        }
+    } else {
+        crate::kprintln!("{EXEC_STATUS_PREFIX}127 (no file system)");
+    }
+    fsdax_hal::power::exit_qemu(ExitCode::ProgramEnded)
+}

@@ -1,0 +1,286 @@
+//! A process's memory: its address space (the hal's page tables) and the
+//! areas mapped in it (`fsdax_mm::vma::VmaSet`), `brk`, the stack, and the
+//! page-fault path that fills them in on demand.
+//!
+//! Layout (no randomisation: runs are reproducible):
+//!
+//! ```text
+//! 0x0000_0000_0000_0000  unmapped (below USER_MIN: NULL faults)
+//! 0x0000_0000_0040_0000  ET_EXEC programs; static-pie at 0x5555_5555_4000
+//!                        brk: from the end of the highest segment, upwards
+//!        ...             mmap: top-down from MMAP_TOP
+//! MMAP_TOP               (1 MiB gap)
+//! STACK_TOP - 8 MiB      lowest the stack may grow; the page below is a guard
+//! STACK_TOP              0x7fff_ffff_e000
+//! USER_END               0x7fff_ffff_f000: the last user page stays unmapped
+//! ```
+//!
+//! Locks: the areas are under a sleeping reader-writer lock (faults read,
+//! `mmap`/`munmap`/`mprotect`/`brk` write); page-table changes take the
+//! hal's page-table spin lock inside. A page fault inside a user copy
+//! (kernel mode, maybe with other locks held) only *tries* the read lock
+//! (`block = false`): it never waits, so it cannot deadlock against the
+//! copy's caller.
+
+use alloc::sync::Arc;
+
+use fsdax_abi::{USER_END, USER_MIN};
+use fsdax_hal::mm::{AddressSpace, Frame};
+use fsdax_mm::paging::{Flags, MapError};
+use fsdax_mm::vma::{Backing as VmaBacking, Prot, VmaError, VmaSet};
+use fsdax_mm::PAGE_SIZE;
+
+use crate::sync::RwLock;
+
+/// Top of the initial stack.
+pub const STACK_TOP: u64 = 0x7fff_ffff_e000;
+/// The most the stack may grow to (Linux's default `RLIMIT_STACK`).
+pub const STACK_MAX: u64 = 8 << 20;
+/// The stack area mapped at exec (it grows on faults below it).
+pub const STACK_INITIAL: u64 = 128 << 10;
+/// Below it, mappings the kernel places grow down from here.
+pub const MMAP_TOP: u64 = (STACK_TOP - STACK_MAX - (1 << 20)) & !((2 << 20) - 1);
+/// Frames kept back for the kernel: a process that would take them is out
+/// of memory (killed), while the console, page tables and kernel stacks
+/// keep working.
+pub const RESERVED_FRAMES: usize = 2048;
+
+/// What backs an area. Anonymous memory today; file mappings of the DAX
+/// file system (`File { inode, offset, shared, sync }`) and the raw pmem
+/// device (`Device { offset }`) come with DAX and add arms to
+/// [`Vm::fault`] and to `mmap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// Private, zero-filled on first touch; the frames belong to the page
+    /// tables and are freed at unmap and exit.
+    Anon,
+}
+
+impl VmaBacking for Backing {
+    fn split_at(&self, _delta: u64) -> Self {
+        self.clone()
+    }
+
+    fn continues(&self, _len: u64, next: &Self) -> bool {
+        matches!((self, next), (Backing::Anon, Backing::Anon))
+    }
+}
+
+/// The kind of access that faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+/// Why a fault could not be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultError {
+    /// No area there (SIGSEGV, SEGV_MAPERR).
+    NotMapped,
+    /// The area forbids this access (SIGSEGV, SEGV_ACCERR).
+    Denied,
+    /// No memory left for the page (the process is killed).
+    OutOfMemory,
+    /// The areas' lock was busy and waiting was not allowed.
+    WouldBlock,
+}
+
+/// The areas and the program break.
+#[derive(Debug)]
+pub struct Areas {
+    /// Every mapped area.
+    pub set: VmaSet<Backing>,
+    /// Where the break started (end of the highest segment).
+    pub brk_start: u64,
+    /// The current break.
+    pub brk: u64,
+    /// The lowest address of the stack area now.
+    pub stack_low: u64,
+}
+
+/// A process's memory.
+#[derive(Debug)]
+pub struct Vm {
+    space: Arc<AddressSpace>,
+    areas: RwLock<Areas>,
+}
+
+/// Page-table flags for an area's rights.
+/// `PROT_NONE` pages lose the user bit: they keep their contents and any
+/// access from user mode faults.
+pub fn pte_flags(prot: Prot) -> Flags {
+    let mut f = if prot.is_empty() { Flags::empty() } else { Flags::USER_ACCESSIBLE };
+    if prot.contains(Prot::WRITE) {
+        f |= Flags::WRITABLE;
+    }
+    if !prot.contains(Prot::EXEC) {
+        f |= Flags::NO_EXECUTE;
+    }
+    f
+}
+
+fn allowed(prot: Prot, access: Access) -> bool {
+    match access {
+        Access::Read => prot.intersects(Prot::READ | Prot::WRITE | Prot::EXEC),
+        Access::Write => prot.contains(Prot::WRITE),
+        Access::Exec => prot.contains(Prot::EXEC),
+    }
+}
+
+impl Vm {
+    /// An empty address space; None without memory.
+    pub fn new() -> Option<Vm> {
+        let space = Arc::new(AddressSpace::new()?);
+        Some(Vm {
+            space,
+            areas: RwLock::new(Areas {
+                set: VmaSet::default(),
+                brk_start: 0,
+                brk: 0,
+                stack_low: STACK_TOP - STACK_INITIAL,
+            }),
+        })
+    }
+
+    /// The page tables (for the task context).
+    pub fn space(&self) -> &Arc<AddressSpace> {
+        &self.space
+    }
+
+    /// Runs `f` on the areas, shared.
+    pub fn read<R>(&self, f: impl FnOnce(&Areas) -> R) -> R {
+        f(&self.areas.read())
+    }
+
+    /// Runs `f` on the areas and the page tables, exclusively.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Areas, &AddressSpace) -> R) -> R {
+        f(&mut self.areas.write(), &self.space)
+    }
+
+    /// Resolves a fault at `addr`. `block`: may wait for the areas' lock
+    /// (false inside user copies).
+    pub fn fault(&self, addr: u64, access: Access, block: bool) -> Result<(), FaultError> {
+        if !(USER_MIN..USER_END).contains(&addr) {
+            return Err(FaultError::NotMapped);
+        }
+        let page = addr & !(PAGE_SIZE - 1);
+        let areas = if block { self.areas.read() } else { self.areas.try_read().ok_or(FaultError::WouldBlock)? };
+        let (prot, backing) = match areas.set.find(addr) {
+            Some(v) => (v.prot, v.backing.clone()),
+            None => {
+                let grows = addr < areas.stack_low && addr >= STACK_TOP - STACK_MAX;
+                drop(areas);
+                if !grows || !block {
+                    return Err(FaultError::NotMapped);
+                }
+                self.grow_stack(page)?;
+                return self.fault(addr, access, block);
+            }
+        };
+        drop(areas);
+        if !allowed(prot, access) {
+            return Err(FaultError::Denied);
+        }
+        match backing {
+            Backing::Anon => self.anon_fault(page, prot),
+        }
+    }
+
+    /// Faults every page of `[start, start + len)` in, waiting for locks:
+    /// what a read/write path does after a user copy came back short
+    /// because its page-fault resolver could not take a lock the caller
+    /// held (drop the locks, call this, retry the copy).
+    pub fn fault_in(&self, start: u64, len: u64, access: Access) -> Result<(), FaultError> {
+        let end = start.checked_add(len).ok_or(FaultError::NotMapped)?;
+        let mut at = start & !(PAGE_SIZE - 1);
+        while at < end {
+            if self.space.translate(at).is_none() {
+                self.fault(at.max(start), access, true)?;
+            }
+            at += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    fn anon_fault(&self, page: u64, prot: Prot) -> Result<(), FaultError> {
+        if let Some(leaf) = self.space.translate(page) {
+            // Mapped meanwhile (or a stale TLB entry): make the rights
+            // match the area and retry.
+            if leaf.flags & (Flags::WRITABLE | Flags::NO_EXECUTE)
+                != pte_flags(prot) & (Flags::WRITABLE | Flags::NO_EXECUTE)
+            {
+                let _ = self.space.protect(page, PAGE_SIZE, pte_flags(prot));
+            } else {
+                fsdax_hal::arch::cpu::flush_tlb_page(page);
+            }
+            return Ok(());
+        }
+        if fsdax_hal::mm::frame_stats().free < RESERVED_FRAMES {
+            return Err(FaultError::OutOfMemory);
+        }
+        let frame = Frame::alloc_zeroed().ok_or(FaultError::OutOfMemory)?;
+        match self.space.map_frame(page, frame, pte_flags(prot)) {
+            Ok(()) => Ok(()),
+            Err((MapError::AlreadyMapped(_), _)) => Ok(()),
+            Err(_) => Err(FaultError::OutOfMemory),
+        }
+    }
+
+    /// Extends the stack area down to `page` (a fault below it, within the
+    /// stack's 8 MiB; the page below the limit is never mapped: a guard).
+    fn grow_stack(&self, page: u64) -> Result<(), FaultError> {
+        let mut areas = self.areas.write();
+        if page >= areas.stack_low {
+            return Ok(());
+        }
+        let len = areas.stack_low - page;
+        // Nothing else may sit in the way (a mapping placed in the stack's
+        // reach ends its growth, as Linux's stack guard gap does).
+        if areas.set.overlapping(page.saturating_sub(PAGE_SIZE), areas.stack_low).next().is_some() {
+            return Err(FaultError::NotMapped);
+        }
+        areas.set.insert(page, len, Prot::READ | Prot::WRITE, Backing::Anon).map_err(|_| FaultError::NotMapped)?;
+        areas.stack_low = page;
+        Ok(())
+    }
+
+    /// Adds an anonymous area at `[start, start + len)`, where nothing is
+    /// mapped (the loader: program segments and the stack).
+    pub fn map_anon(&self, start: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
+        self.areas.write().set.insert(start, len, prot, Backing::Anon)
+    }
+
+    /// Writes `data` at the user address `at` through the direct map,
+    /// allocating the pages it touches (they must be inside areas). For the
+    /// loader, before the process runs.
+    pub fn populate_write(&self, at: u64, data: &[u8]) -> Result<(), FaultError> {
+        let areas = self.areas.read();
+        let mut done = 0usize;
+        while done < data.len() {
+            let addr = at + done as u64;
+            let page = addr & !(PAGE_SIZE - 1);
+            let prot = areas.set.find(addr).map(|v| v.prot).ok_or(FaultError::NotMapped)?;
+            if self.space.translate(page).is_none() {
+                if fsdax_hal::mm::frame_stats().free < RESERVED_FRAMES {
+                    return Err(FaultError::OutOfMemory);
+                }
+                let frame = Frame::alloc_zeroed().ok_or(FaultError::OutOfMemory)?;
+                self.space.map_frame(page, frame, pte_flags(prot)).map_err(|_| FaultError::OutOfMemory)?;
+            }
+            let n = ((page + PAGE_SIZE - addr) as usize).min(data.len() - done);
+            self.space.write(addr, &data[done..done + n]).map_err(|_| FaultError::NotMapped)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Bytes of all areas, for `ps`.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.read(|a| a.set.iter().map(|v| v.len()).sum())
+    }
+}

@@ -1,0 +1,369 @@
+//! Descriptor system calls on the console descriptors and pipes: `read`,
+//! `write`, `readv`, `writev`, `poll`, `ioctl`, `close`, `fcntl`, `dup`,
+//! `dup2`, `dup3`, `pipe`, `pipe2`. The file system's descriptors add their kind to
+//! [`crate::process::fd::FileKind`] and their arms here.
+
+use alloc::sync::Arc;
+
+use fsdax_abi::linux::{general as g, ioctl};
+use fsdax_abi::wire::{Iovec, PollFd};
+use fsdax_abi::Errno;
+use fsdax_hal::uaccess;
+
+use super::{read_user, write_user, Ctx};
+use crate::process::console;
+use crate::process::fd::{self, Fd, FileKind, OpenFile, PIPE_CAPACITY};
+
+/// Most iovec entries (`UIO_MAXIOV`).
+const IOV_MAX: u64 = 1024;
+/// Bytes moved through the kernel per chunk.
+const CHUNK: usize = 4096;
+
+fn file(c: &Ctx<'_>, fd: u64) -> Result<Arc<OpenFile>, Errno> {
+    Ok(Arc::clone(&c.proc.fds.lock().get(fd)?.file))
+}
+
+/// Writes `len` bytes from user memory at `buf` to `f`.
+fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
+    if f.status() & g::O_ACCMODE == g::O_RDONLY {
+        return Err(Errno::EBADF);
+    }
+    match &f.kind {
+        FileKind::Pipe(end) => {
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(CHUNK as u64) as usize;
+                let mut chunk = [0u8; CHUNK];
+                uaccess::copy_from_user(&mut chunk[..n], buf + done).map_err(|_| Errno::EFAULT)?;
+                let mut put = 0;
+                while put < n {
+                    let r = end.pipe.wait_until(|p, _| {
+                        if p.readers == 0 {
+                            return Some(Err(Errno::EPIPE));
+                        }
+                        let room = PIPE_CAPACITY - p.bytes.len();
+                        if room > 0 {
+                            let k = room.min(n - put);
+                            p.bytes.extend(&chunk[put..put + k]);
+                            return Some(Ok(k));
+                        }
+                        if c.proc.fatal_pending() {
+                            return Some(Err(Errno::EINTR));
+                        }
+                        None
+                    });
+                    match r {
+                        Ok(k) => put += k,
+                        Err(e) if done + put as u64 == 0 => return Err(e),
+                        Err(_) => return Ok(done + put as u64),
+                    }
+                    end.pipe.update_and_notify(true, |_| ());
+                }
+                done += n as u64;
+            }
+            Ok(done)
+        }
+        FileKind::ConsoleOut | FileKind::ConsoleIn => {
+            let mut chunk = [0u8; CHUNK];
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(CHUNK as u64) as usize;
+                if let Err(e) = uaccess::copy_from_user(&mut chunk[..n], buf + done) {
+                    console::write(&chunk[..e.copied]);
+                    done += e.copied as u64;
+                    return if done > 0 { Ok(done) } else { Err(Errno::EFAULT) };
+                }
+                console::write(&chunk[..n]);
+                done += n as u64;
+            }
+            Ok(done)
+        }
+    }
+}
+
+/// Reads up to `len` bytes from `f` into user memory at `buf`.
+fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
+    if f.status() & g::O_ACCMODE == g::O_WRONLY {
+        return Err(Errno::EBADF);
+    }
+    if !uaccess::user_range(buf, len as usize) {
+        return Err(Errno::EFAULT);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    match &f.kind {
+        FileKind::Pipe(end) => {
+            let got = end.pipe.wait_until(|p, _| {
+                if !p.bytes.is_empty() {
+                    let n = p.bytes.len().min(len as usize);
+                    return Some(Ok(p.bytes.drain(..n).collect::<alloc::vec::Vec<u8>>()));
+                }
+                if p.writers == 0 {
+                    return Some(Ok(alloc::vec::Vec::new()));
+                }
+                if c.proc.fatal_pending() {
+                    return Some(Err(Errno::EINTR));
+                }
+                None
+            })?;
+            end.pipe.update_and_notify(true, |_| ());
+            write_user(buf, &got)?;
+            Ok(got.len() as u64)
+        }
+        FileKind::ConsoleIn | FileKind::ConsoleOut => {
+            let me = c.proc.pid();
+            let got = console::INPUT.wait_until(|i, _| {
+                if i.foreground != Some(me) {
+                    return Some(Ok(alloc::vec::Vec::new()));
+                }
+                if !i.bytes.is_empty() {
+                    let n = i.bytes.len().min(len as usize);
+                    // Up to and including the first newline, as a terminal
+                    // in line mode hands out a line.
+                    let n = i.bytes.iter().take(n).position(|&b| b == b'\n').map_or(n, |p| p + 1);
+                    return Some(Ok(i.bytes.drain(..n).collect()));
+                }
+                if c.proc.fatal_pending() {
+                    return Some(Err(Errno::EINTR));
+                }
+                None
+            })?;
+            write_user(buf, &got)?;
+            Ok(got.len() as u64)
+        }
+    }
+}
+
+/// `read(fd, buf, count)`.
+pub fn read(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let f = file(c, a[0])?;
+    read_from(c, &f, a[1], a[2])
+}
+
+/// `write(fd, buf, count)`.
+pub fn write(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let f = file(c, a[0])?;
+    write_to(c, &f, a[1], a[2])
+}
+
+fn iovecs(addr: u64, count: u64) -> Result<alloc::vec::Vec<Iovec>, Errno> {
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let raw = read_user(addr, count as usize * Iovec::SIZE)?;
+    let v: alloc::vec::Vec<Iovec> = raw.chunks(Iovec::SIZE).map(Iovec::decode).collect();
+    if v.iter().any(|i| i.len > isize::MAX as u64) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(v)
+}
+
+/// `writev(fd, iov, iovcnt)`.
+pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let f = file(c, a[0])?;
+    let mut total = 0u64;
+    for v in iovecs(a[1], a[2])? {
+        match write_to(c, &f, v.base, v.len) {
+            Ok(n) => {
+                total += n;
+                if n < v.len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// `readv(fd, iov, iovcnt)`: one console read fills the first buffers.
+pub fn readv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let f = file(c, a[0])?;
+    let mut total = 0u64;
+    for v in iovecs(a[1], a[2])? {
+        if v.len == 0 {
+            continue;
+        }
+        match read_from(c, &f, v.base, v.len) {
+            Ok(n) => {
+                total += n;
+                // A short read ends it (the console hands out a line).
+                break;
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// `poll(fds, nfds, timeout_ms)` on the console descriptors: output is
+/// always writable; console input is readable when bytes wait (or at
+/// end-of-file, for a process not in the foreground); any other
+/// descriptor is POLLNVAL.
+pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let n = a[1];
+    if n > super::super::process::fd::MAX_FDS as u64 {
+        return Err(Errno::EINVAL);
+    }
+    let raw = read_user(a[0], n as usize * PollFd::SIZE)?;
+    let mut fds: alloc::vec::Vec<PollFd> = raw.chunks(PollFd::SIZE).map(PollFd::decode).collect();
+    let timeout = a[2] as i32;
+    let deadline = crate::time::uptime_ns().saturating_add(u64::from(timeout.max(0) as u32) * 1_000_000);
+    loop {
+        let mut ready = 0;
+        for p in &mut fds {
+            p.revents = 0;
+            if p.fd < 0 {
+                continue;
+            }
+            let Ok(f) = file(c, p.fd as u64) else {
+                p.revents = g::POLLNVAL as u16;
+                ready += 1;
+                continue;
+            };
+            let (readable, writable) = match &f.kind {
+                FileKind::ConsoleIn => {
+                    (console::INPUT.peek(|i| i.foreground != Some(c.proc.pid()) || !i.bytes.is_empty()), false)
+                }
+                FileKind::ConsoleOut => (false, true),
+                FileKind::Pipe(end) if end.write => {
+                    (false, end.pipe.peek(|p| p.readers == 0 || p.bytes.len() < PIPE_CAPACITY))
+                }
+                FileKind::Pipe(end) => (end.pipe.peek(|p| !p.bytes.is_empty() || p.writers == 0), false),
+            };
+            let mut ev = 0u16;
+            if readable {
+                ev |= g::POLLIN as u16;
+            }
+            if writable {
+                ev |= g::POLLOUT as u16;
+            }
+            p.revents = ev & (p.events | g::POLLERR as u16 | g::POLLHUP as u16);
+            if p.revents != 0 {
+                ready += 1;
+            }
+        }
+        let expired = timeout == 0 || (timeout > 0 && crate::time::uptime_ns() >= deadline);
+        if ready > 0 || expired {
+            let out: alloc::vec::Vec<u8> = fds.iter().flat_map(|p| p.encode()).collect();
+            write_user(a[0], &out)?;
+            return Ok(ready);
+        }
+        if c.proc.fatal_pending() {
+            return Err(Errno::EINTR);
+        }
+        crate::task::sleep_ticks(1);
+    }
+}
+
+/// `ioctl(fd, request, arg)`: the console is not a terminal here (TCGETS
+/// and every other request: ENOTTY), as for a pipe or file on Linux.
+pub fn ioctl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let _ = file(c, a[0])?;
+    let _ = ioctl::TCGETS;
+    Err(Errno::ENOTTY)
+}
+
+/// `pipe2(fds, flags)`: O_CLOEXEC and O_NONBLOCK (kept for F_GETFL).
+pub fn pipe2(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    if a[1] & !u64::from(g::O_CLOEXEC | g::O_NONBLOCK | g::O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cloexec = a[1] & u64::from(g::O_CLOEXEC) != 0;
+    let (r, w) = fd::pipe(a[1] as u32 & g::O_NONBLOCK);
+    let mut fds = c.proc.fds.lock();
+    let rfd = fds.insert_lowest(0, Fd { file: r, cloexec })?;
+    let wfd = match fds.insert_lowest(0, Fd { file: w, cloexec }) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = fds.close(rfd);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
+    out[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
+    if let Err(e) = write_user(a[0], &out) {
+        let _ = fds.close(rfd);
+        let _ = fds.close(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// `pipe(fds)`.
+pub fn pipe(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    pipe2(c, [a[0], 0, 0, 0, 0, 0])
+}
+
+/// `close(fd)`.
+pub fn close(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let old = c.proc.fds.lock().close(a[0])?;
+    drop(old);
+    Ok(0)
+}
+
+/// `dup(fd)`.
+pub fn dup(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let mut fds = c.proc.fds.lock();
+    let f = Arc::clone(&fds.get(a[0])?.file);
+    fds.insert_lowest(0, Fd { file: f, cloexec: false })
+}
+
+fn dup_to(c: &Ctx<'_>, old: u64, new: u64, cloexec: bool) -> Result<u64, Errno> {
+    let mut fds = c.proc.fds.lock();
+    let f = Arc::clone(&fds.get(old)?.file);
+    let replaced = fds.replace(new, Fd { file: f, cloexec })?;
+    drop(fds);
+    drop(replaced);
+    Ok(new)
+}
+
+/// `dup2(old, new)`.
+pub fn dup2(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    if a[0] == a[1] {
+        c.proc.fds.lock().get(a[0])?;
+        return Ok(a[1]);
+    }
+    dup_to(c, a[0], a[1], false)
+}
+
+/// `dup3(old, new, flags)`.
+pub fn dup3(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let cloexec = fsdax_abi::request::dup3_flags(a[2])?;
+    if a[0] == a[1] {
+        return Err(Errno::EINVAL);
+    }
+    dup_to(c, a[0], a[1], cloexec)
+}
+
+/// `fcntl(fd, cmd, arg)`: descriptor flags, status flags, duplication.
+pub fn fcntl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let mut fds = c.proc.fds.lock();
+    let entry = fds.get(a[0])?.clone();
+    match a[1] as u32 {
+        g::F_GETFD => Ok(u64::from(entry.cloexec) * u64::from(g::FD_CLOEXEC)),
+        g::F_SETFD => fds.set_cloexec(a[0], a[2] & u64::from(g::FD_CLOEXEC) != 0).map(|()| 0),
+        g::F_GETFL => Ok(u64::from(entry.file.status())),
+        g::F_SETFL => {
+            // Only O_APPEND and O_NONBLOCK may change; the console has no use
+            // for either, but the flags are kept for F_GETFL.
+            let changeable = g::O_APPEND | g::O_NONBLOCK;
+            let old = entry.file.status();
+            let new = (old & !changeable) | (a[2] as u32 & changeable);
+            entry.file.status.store(new, core::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        g::F_DUPFD | g::F_DUPFD_CLOEXEC => {
+            let from = usize::try_from(a[2]).map_err(|_| Errno::EINVAL)?;
+            if from >= crate::process::fd::MAX_FDS {
+                return Err(Errno::EINVAL);
+            }
+            fds.insert_lowest(from, Fd { file: entry.file, cloexec: a[1] as u32 == g::F_DUPFD_CLOEXEC })
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
