@@ -106,7 +106,12 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
         "bench" => bench::run_and_exit(&args),
         "exec" => process::shell::run_exec_mode(&args),
         "shell" => {
-            process::shell::mount_at_boot();
+            // `shell nomount` leaves pmem0 alone (to look at it raw first).
+            if args.contains(&"nomount") {
+                info!("shell nomount: pmem0 is not mounted at boot (`fs mount` mounts it)");
+            } else {
+                process::shell::mount_at_boot();
+            }
             shell::run()
         }
         other => {

@@ -27,7 +27,7 @@ fn tool(args: &[&str]) -> Result<(), fstool::ToolError> {
 fn boot_with_qmp(name: &str, pmem: std::path::PathBuf) -> (Machine, Qmp) {
     let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{name}.qmp"));
     let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, pmem, "shell");
+    let mut opts = options(Firmware::Bios, pmem, "shell nomount");
     opts.qmp = Some(qmp_path.clone());
     let mut m = Machine::start(&opts).expect("QEMU");
     let qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
@@ -97,7 +97,7 @@ fn metadata_poison_is_repaired_and_every_acknowledged_write_survives() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
     // And the next boot mounts it read-write.
-    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell")).unwrap();
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell nomount")).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
     assert!(command(&mut m, "fs mount").contains("mounted pmem0 read-write"));
     let ls = command(&mut m, "fs ls /");
@@ -113,7 +113,7 @@ fn bad_blocks_are_known_to_the_device_after_a_reboot_and_fsck_agrees() {
     let host = pmem.parent().unwrap().join("fs-badblocks-data.bin");
     std::fs::write(&host, vec![0x5au8; 3 * 4096]).unwrap();
     tool(&["put", "--pmem", &image, host.to_str().unwrap(), "/data"]).unwrap();
-    let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell")).unwrap();
+    let mut m = Machine::start(&options(Firmware::Bios, pmem.clone(), "shell nomount")).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
     assert!(command(&mut m, "fs mount").contains("read-write"));
     let st = command(&mut m, "fs stat /data");
@@ -134,7 +134,7 @@ fn bad_blocks_are_known_to_the_device_after_a_reboot_and_fsck_agrees() {
     assert_eq!(tool(&["fsck", "--pmem", &image]).unwrap_err().exit_status(), 1);
     // A reboot: the device knows the bad block once the file system is
     // mounted, before any machine check.
-    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell")).unwrap();
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell nomount")).unwrap();
     m.wait_for(PROMPT, BOOT_TIMEOUT).unwrap();
     let raw = command(&mut m, &format!("pmem read 0 {bad:#x} 64"));
     assert!(!raw.contains("EIO"), "before mount the device knows nothing: {raw}");
@@ -167,7 +167,7 @@ fn a_crafted_image_is_refused_and_the_kernel_keeps_running() {
         bytes[o..o + HDR_LEN].copy_from_slice(&h.encode());
     }
     std::fs::write(&pmem, &bytes).unwrap();
-    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell")).unwrap();
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell nomount")).unwrap();
     m.wait_for(PROMPT, Duration::from_secs(120)).unwrap();
     let out = command(&mut m, "fs mount");
     assert!(out.contains("pmem0: cannot mount: the file system is corrupt"), "{out}");
