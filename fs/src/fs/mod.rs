@@ -15,6 +15,7 @@
 //! The allocation policy lives with the space maps ([`crate::space`]); the
 //! metadata state and its mutations in [`crate::state`].
 
+mod body;
 mod data;
 mod dax;
 mod fsck;
