@@ -519,7 +519,7 @@ fn model(body_len: u64, b: &BodyCounts, log: &LogCounts) -> MemoryEstimate {
         .saturating_add(per_file);
     let dirs = inode_tree
         .saturating_add(names_and_trees)
-        .saturating_add(growing(b.max_entries, s_entry))
+        .saturating_add(b.max_entries.saturating_mul(s_entry))
         .saturating_add(sort_scratch(b.max_entries, s_entry));
     let rmap = inode_tree
         .saturating_add(names_and_trees)

@@ -39,6 +39,20 @@ fn section(out: &mut Enc, tag: u32, count: u64, records: impl FnOnce(&mut Enc)) 
     out.buf[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// How many directory entries of `dir` follow in `d` (entries are sorted
+/// by directory); stops at anything that does not parse.
+fn run_len(mut d: Dec<'_>, dir: Ino) -> usize {
+    let mut n = 0;
+    while d.u64().is_ok_and(|next| next == dir) {
+        let Ok(l) = d.u64().and_then(|_| d.u16()) else { break };
+        if d.bytes(usize::from(l)).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 impl State {
     /// The exact length of [`State::encode_checkpoint`]'s output, from
     /// counts kept up to date (no encoding), if the metadata extents
@@ -238,6 +252,12 @@ impl State {
                 p.entries = core::mem::take(&mut run).into_iter().collect();
             }
             let Some((dir, ino, name)) = next else { break };
+            if run.is_empty() {
+                // A directory's first entry: room for exactly its entries
+                // (a vector grown by doubling would take up to three times
+                // that for a large directory).
+                run.try_reserve_exact(1 + run_len(d.clone(), dir)).map_err(|_| FsError::NoMemory)?;
+            }
             run_dir = dir;
             let Some(c) = st.inodes.get_mut(&ino) else {
                 return corrupt(Corruption::Tree);
