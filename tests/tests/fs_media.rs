@@ -121,7 +121,7 @@ fn bad_blocks_are_known_to_the_device_after_a_reboot_and_fsck_agrees() {
     // A software memory failure in the file's second block.
     let bad = phys + 4096;
     let out = command(&mut m, &format!("mf 0 {:#x}", bad + 0x100));
-    assert!(out.contains("Recorded"), "{out}");
+    assert!(out.contains("recorded as bad block"), "{out}");
     let kernel = command(&mut m, "fs fsck");
     let verdict = kernel.lines().find(|l| l.starts_with("verdict")).unwrap().to_string();
     assert!(
