@@ -30,7 +30,7 @@ impl Enc {
 }
 
 /// Reads little-endian fields; every read is bounds-checked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Dec<'a> {
     buf: &'a [u8],
     pos: usize,

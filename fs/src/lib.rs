@@ -2,8 +2,8 @@
 //! persistent memory.
 //!
 //! Design in one paragraph (details in `docs/FORMAT.md`): all metadata lives
-//! in DRAM indexes (B-trees) and is persisted as a checkpoint (two slots,
-//! ping-pong) plus a redo log of checksummed transaction records, each made
+//! in DRAM indexes (B-trees) and is persisted as a checkpoint (two copies,
+//! in extents of the data area) plus a redo log of checksummed transaction records, each made
 //! durable by store + flush + fence through the [`Pmem`] trait. File data
 //! lives in 4 KiB blocks, allocated to keep 2 MiB-aligned 2 MiB extents for
 //! huge DAX mappings. Extents can be shared (reflink); a persistent reverse
@@ -30,6 +30,9 @@
 //!   the machine-check-safe copy, `store` + `flush` + `fence` are
 //!   `clwb`/`sfence`, and loads and stores report poison with partial
 //!   progress;
+//! * [`FileSystem::estimate_mount`] first: the DRAM a mount of the image
+//!   needs ([`MemoryEstimate`]), read without holding the checkpoint, so a
+//!   kernel whose allocation failures are fatal can refuse instead;
 //! * [`FileSystem::mount`] (replays the log), [`FileSystem::unmount`];
 //! * namespace: `lookup`, `create`, `mkdir`, `unlink`, `rmdir`, `rename`,
 //!   `readdir`, `stat`; data: `read`, `write`, `append`, `truncate`,
@@ -78,8 +81,8 @@ mod state;
 pub use error::{Corruption, FsError, Result};
 pub use format::{BLOCK_SIZE, HUGE_BLOCKS, MAX_EXTENT, MAX_FILE_SIZE, MAX_NAME};
 pub use fs::{
-    BadBlockReport, Bmap, Damage, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MetaKind,
-    MkfsOptions, MountInfo, MountOptions, ReadCopier, RmapOwner, RmapRecord, Stat, WriteCopier, RMAP_BAD,
+    BadBlockReport, Bmap, Damage, DirEntry, Falloc, FileExtent, FileSystem, FsckReport, LogStatus, MemoryEstimate,
+    MetaKind, MkfsOptions, MountInfo, MountOptions, ReadCopier, RmapOwner, RmapRecord, Stat, WriteCopier, RMAP_BAD,
     RMAP_METADATA, RMAP_SHARED,
 };
 pub use pmem::{ByteRange, MediaError, MemPmem, Pmem};

@@ -26,18 +26,68 @@ pub use fsdax_pmem_api::{checked_request, ByteRange, MediaError, Pmem, CACHE_LIN
 #[derive(Clone, Debug)]
 pub struct MemPmem {
     bytes: Vec<u8>,
-    /// Poisoned ranges: start -> length.
-    poison: BTreeMap<u64, u64>,
+    poison: PoisonList,
+}
+
+/// Poisoned byte ranges (start -> length), as a device knows them: the
+/// in-memory device and the crash simulator keep one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PoisonList(BTreeMap<u64, u64>);
+
+impl PoisonList {
+    pub(crate) fn insert(&mut self, offset: u64, len: u64) {
+        if len > 0 {
+            self.0.insert(offset, len);
+        }
+    }
+    /// The ranges, in order.
+    pub(crate) fn ranges(&self) -> Vec<(u64, u64)> {
+        self.0.iter().map(|(&s, &l)| (s, l)).collect()
+    }
+    /// The first poisoned range inside `[offset, offset + len)`, from its
+    /// first byte in the request to its end.
+    pub(crate) fn first(&self, offset: u64, len: u64) -> Option<ByteRange> {
+        let end = offset.saturating_add(len);
+        let before = self.0.range(..=offset).next_back().map(|(&s, &l)| (s, l));
+        let hit = before
+            .filter(|&(s, l)| s.saturating_add(l) > offset)
+            .or_else(|| self.0.range(offset..end).next().map(|(&s, &l)| (s, l)));
+        hit.map(|(s, l)| ByteRange::from_len_saturating(s, l).from_offset(offset))
+    }
+    pub(crate) fn clear(&mut self, offset: u64, len: u64) {
+        let end = offset + len;
+        let hits: Vec<(u64, u64)> =
+            self.0.range(..end).filter(|&(&s, &l)| s + l > offset).map(|(&s, &l)| (s, l)).collect();
+        for (s, l) in hits {
+            self.0.remove(&s);
+            if s < offset {
+                self.0.insert(s, offset - s);
+            }
+            if s + l > end {
+                self.0.insert(end, s + l - end);
+            }
+        }
+    }
+    /// How many bytes of request `r` come before its first poisoned byte,
+    /// and that poison.
+    pub(crate) fn good_prefix(&self, r: ByteRange) -> (usize, Option<ByteRange>) {
+        match self.first(r.start(), r.len()) {
+            // Callers' requests are inside their byte vectors, so these fit
+            // in usize.
+            Some(p) => ((p.start() - r.start()) as usize, Some(p)),
+            None => (r.len() as usize, None),
+        }
+    }
 }
 
 impl MemPmem {
     /// A zero-filled device of `size` bytes.
     pub fn new(size: usize) -> Self {
-        Self { bytes: vec![0; size], poison: BTreeMap::new() }
+        Self { bytes: vec![0; size], poison: PoisonList::default() }
     }
     /// A device holding `bytes` (for example a saved image).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self { bytes, poison: BTreeMap::new() }
+        Self { bytes, poison: PoisonList::default() }
     }
     /// The raw contents.
     pub fn bytes(&self) -> &[u8] {
@@ -53,46 +103,11 @@ impl MemPmem {
     }
     /// Marks `[offset, offset + len)` as poisoned.
     pub fn inject_poison(&mut self, offset: u64, len: u64) {
-        if len > 0 {
-            self.poison.insert(offset, len);
-        }
+        self.poison.insert(offset, len);
     }
     /// Whether any byte of `[offset, offset + len)` is poisoned.
     pub fn is_poisoned(&self, offset: u64, len: u64) -> bool {
-        self.first_poison(offset, len).is_some()
-    }
-    /// The first poisoned range inside `[offset, offset + len)`, from its
-    /// first byte in the request to its end.
-    fn first_poison(&self, offset: u64, len: u64) -> Option<ByteRange> {
-        let end = offset.saturating_add(len);
-        let before = self.poison.range(..=offset).next_back().map(|(&s, &l)| (s, l));
-        let hit = before
-            .filter(|&(s, l)| s.saturating_add(l) > offset)
-            .or_else(|| self.poison.range(offset..end).next().map(|(&s, &l)| (s, l)));
-        hit.map(|(s, l)| ByteRange::from_len_saturating(s, l).from_offset(offset))
-    }
-    fn clear_poison(&mut self, offset: u64, len: u64) {
-        let end = offset + len;
-        let hits: Vec<(u64, u64)> =
-            self.poison.range(..end).filter(|&(&s, &l)| s + l > offset).map(|(&s, &l)| (s, l)).collect();
-        for (s, l) in hits {
-            self.poison.remove(&s);
-            if s < offset {
-                self.poison.insert(s, offset - s);
-            }
-            if s + l > end {
-                self.poison.insert(end, s + l - end);
-            }
-        }
-    }
-    /// How many bytes of a request at `offset` come before its first
-    /// poisoned byte, and that poison.
-    fn good_prefix(&self, r: ByteRange) -> (usize, Option<ByteRange>) {
-        match self.first_poison(r.start(), r.len()) {
-            // The request is inside the vector, so these fit in usize.
-            Some(p) => ((p.start() - r.start()) as usize, Some(p)),
-            None => (r.len() as usize, None),
-        }
+        self.poison.first(offset, len).is_some()
     }
 }
 
@@ -102,7 +117,7 @@ impl Pmem for MemPmem {
     }
     fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
         let r = checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
-        let (good, poison) = self.good_prefix(r);
+        let (good, poison) = self.poison.good_prefix(r);
         let o = offset as usize;
         buf[..good].copy_from_slice(&self.bytes[o..o + good]);
         match poison {
@@ -112,7 +127,7 @@ impl Pmem for MemPmem {
     }
     fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
         let r = checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
-        let (good, poison) = self.good_prefix(r);
+        let (good, poison) = self.poison.good_prefix(r);
         let o = offset as usize;
         self.bytes[o..o + good].copy_from_slice(&data[..good]);
         match poison {
@@ -128,7 +143,7 @@ impl Pmem for MemPmem {
             return Err(MediaError::Unaligned { offset, len });
         }
         checked_request(offset, len, self.size())?;
-        self.clear_poison(offset, len);
+        self.poison.clear(offset, len);
         self.store(offset, data).map_err(|(e, _)| e)
     }
 }

@@ -7,11 +7,15 @@
 //! would leave open (dirty or flushed but not yet fenced). From the durable
 //! image at the start of recording and the points, a test rebuilds every
 //! image a crash could leave.
+//!
+//! Poison can be injected as in [`crate::MemPmem`] (loads stop at it, stores
+//! into it fail, recovery writes clear it); each point records the poison
+//! the device had then, which survives a crash.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use crate::pmem::{checked_request, MediaError, Pmem, CACHE_LINE};
+use crate::pmem::{checked_request, MediaError, Pmem, PoisonList, CACHE_LINE, PAGE_SIZE};
 
 const LINE: usize = CACHE_LINE as usize;
 
@@ -26,6 +30,8 @@ pub struct CrashPoint {
     pub newly_durable: Vec<Line>,
     /// Lines that may or may not have reached media.
     pub pending: Vec<Line>,
+    /// Poisoned ranges (offset, length) of the device at this point.
+    pub poison: Vec<(u64, u64)>,
 }
 
 /// Counters of the traffic seen by the simulator.
@@ -49,6 +55,7 @@ pub struct CrashSim {
     recording: bool,
     since_last: BTreeMap<u64, [u8; LINE]>,
     points: Vec<CrashPoint>,
+    poison: PoisonList,
     /// Traffic counters.
     pub stats: SimStats,
 }
@@ -64,8 +71,17 @@ impl CrashSim {
             recording: false,
             since_last: BTreeMap::new(),
             points: Vec::new(),
+            poison: PoisonList::default(),
             stats: SimStats::default(),
         }
+    }
+    /// Marks `[offset, offset + len)` as poisoned.
+    pub fn inject_poison(&mut self, offset: u64, len: u64) {
+        self.poison.insert(offset, len);
+    }
+    /// The poisoned ranges now: (offset, length).
+    pub fn poison(&self) -> Vec<(u64, u64)> {
+        self.poison.ranges()
     }
     /// What survives a crash right now if nothing pending made it.
     pub fn durable(&self) -> &[u8] {
@@ -95,7 +111,7 @@ impl CrashSim {
     fn push_point(&mut self) {
         let pending = self.dirty.union(&self.flushed).map(|&l| (l, self.line(l))).collect();
         let newly_durable = core::mem::take(&mut self.since_last).into_iter().collect();
-        self.points.push(CrashPoint { newly_durable, pending });
+        self.points.push(CrashPoint { newly_durable, pending, poison: self.poison.ranges() });
     }
 }
 
@@ -113,25 +129,44 @@ impl Pmem for CrashSim {
         self.volatile.len() as u64
     }
     fn load(&self, offset: u64, buf: &mut [u8]) -> Result<(), (MediaError, usize)> {
-        checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
+        let r = checked_request(offset, buf.len() as u64, self.size()).map_err(|e| (e, 0))?;
+        let (good, poison) = self.poison.good_prefix(r);
         let o = offset as usize;
-        buf.copy_from_slice(&self.volatile[o..o + buf.len()]);
-        Ok(())
+        buf[..good].copy_from_slice(&self.volatile[o..o + good]);
+        match poison {
+            Some(p) => Err((MediaError::Poisoned(p), good)),
+            None => Ok(()),
+        }
     }
     fn store(&mut self, offset: u64, data: &[u8]) -> Result<(), (MediaError, usize)> {
         self.stats.stores += 1;
-        checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
-        if data.is_empty() {
-            return Ok(());
+        let r = checked_request(offset, data.len() as u64, self.size()).map_err(|e| (e, 0))?;
+        let (good, poison) = self.poison.good_prefix(r);
+        if good > 0 {
+            let o = offset as usize;
+            self.volatile[o..o + good].copy_from_slice(&data[..good]);
+            let first = offset / CACHE_LINE;
+            let last = (offset + good as u64 - 1) / CACHE_LINE;
+            for l in first..=last {
+                self.flushed.remove(&l);
+                self.dirty.insert(l);
+            }
         }
-        let o = offset as usize;
-        self.volatile[o..o + data.len()].copy_from_slice(data);
-        let first = offset / CACHE_LINE;
-        let last = (offset + data.len() as u64 - 1) / CACHE_LINE;
-        for l in first..=last {
-            self.flushed.remove(&l);
-            self.dirty.insert(l);
+        match poison {
+            Some(p) => Err((MediaError::Poisoned(p), good)),
+            None => Ok(()),
         }
+    }
+    fn recovery_write(&mut self, offset: u64, data: &[u8]) -> Result<(), MediaError> {
+        let len = data.len() as u64;
+        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(MediaError::Unaligned { offset, len });
+        }
+        checked_request(offset, len, self.size())?;
+        self.poison.clear(offset, len);
+        self.store(offset, data).map_err(|(e, _)| e)?;
+        self.flush(offset, len);
+        self.fence();
         Ok(())
     }
     fn flush(&mut self, offset: u64, len: u64) {

@@ -270,3 +270,207 @@ fn crash_states_of_random_workloads() {
     record_summary("crash-states", &format!("{} random", st.states));
     assert!(st.states > 100);
 }
+
+/// Where a poison scenario puts poison: device byte ranges, from the file
+/// system before the explored operation and from a dry run of it (same
+/// set-up, same decisions) after.
+type Target = fn(before: &FileSystem<CrashSim>, dry_after: &FileSystem<CrashSim>) -> Vec<(u64, u64)>;
+
+/// A scenario in which poison makes the file system move metadata.
+struct PoisonCase {
+    name: &'static str,
+    /// Blocks of each log copy (1: every commit is a checkpoint).
+    log_blocks: u64,
+    target: Target,
+    /// The explored operation: one transaction, or a memory-failure report.
+    op: fn(&mut FileSystem<CrashSim>) -> Result<()>,
+}
+
+const BSZ: u64 = BLOCK_SIZE;
+
+fn poison_setup(log_blocks: u64) -> FileSystem<CrashSim> {
+    let sim = CrashSim::new(vec![0u8; 6 << 20]);
+    let mut fs = FileSystem::mkfs(sim, MkfsOptions { uuid: [6; 16], log_blocks: Some(log_blocks) }).unwrap();
+    let r = fs.root();
+    let d = fs.mkdir(r, b"d").unwrap();
+    let a = fs.create(d, b"a").unwrap();
+    fs.write(a, 0, &[0xa1; 20_000]).unwrap();
+    let b = fs.create(r, b"b").unwrap();
+    fs.write(b, 0, &[0xb2; 5000]).unwrap();
+    let c = fs.create(r, b"c").unwrap();
+    fs.reflink(a, c).unwrap();
+    // Fill the log so that the next record does not fit: its commit is a
+    // checkpoint.
+    let mut i = 0;
+    while log_blocks == 1 && fs.log_status().capacity - fs.log_status().used >= 128 {
+        fs.create(r, format!("pad{i}").as_bytes()).unwrap();
+        i += 1;
+    }
+    fs
+}
+
+fn create_one(fs: &mut FileSystem<CrashSim>) -> Result<()> {
+    fs.create(fs.root(), b"new").map(|_| ())
+}
+
+/// The first line of the next log record in log copy `c`.
+fn log_tail(fs: &FileSystem<CrashSim>, c: usize) -> (u64, u64) {
+    let s = fs.log_status();
+    (s.log[c].pblk * BSZ + s.used, 64)
+}
+
+fn poison_cases() -> Vec<PoisonCase> {
+    vec![
+        PoisonCase {
+            name: "log copy A poisoned where the record goes",
+            log_blocks: 32,
+            target: |fs, _| vec![log_tail(fs, 0)],
+            op: create_one,
+        },
+        PoisonCase {
+            name: "both log copies poisoned where the record goes",
+            log_blocks: 32,
+            target: |fs, _| vec![log_tail(fs, 0), log_tail(fs, 1)],
+            op: create_one,
+        },
+        PoisonCase {
+            name: "the new checkpoint's body copy A lands on poison",
+            log_blocks: 1,
+            target: |_, dry| vec![(dry.log_status().body[0].pblk * BSZ + 64, 64)],
+            op: create_one,
+        },
+        PoisonCase {
+            name: "the new checkpoint's log copy B lands on poison",
+            log_blocks: 1,
+            target: |_, dry| vec![(dry.log_status().log[1].pblk * BSZ, 64)],
+            op: create_one,
+        },
+        PoisonCase {
+            name: "header copy A poisoned: rewritten with a recovery write",
+            log_blocks: 1,
+            target: |_, _| vec![(BSZ, 64)],
+            op: create_one,
+        },
+        PoisonCase {
+            name: "poison reported in body copy A",
+            log_blocks: 32,
+            target: |fs, _| vec![(fs.log_status().body[0].pblk * BSZ + 128, 64)],
+            op: |fs| {
+                let off = fs.log_status().body[0].pblk * BSZ + 128;
+                fs.mark_bad(off, 64).map(|_| ())
+            },
+        },
+        PoisonCase {
+            name: "poison reported in log copy B",
+            log_blocks: 32,
+            target: |fs, _| vec![(fs.log_status().log[1].pblk * BSZ, 64)],
+            op: |fs| {
+                let off = fs.log_status().log[1].pblk * BSZ;
+                fs.mark_bad(off, 64).map(|_| ())
+            },
+        },
+    ]
+}
+
+/// Mounts a crash image on a device with `poison`: read-write, fsck clean.
+fn model_of_poisoned(img: &[u8], poison: &[(u64, u64)]) -> Model {
+    let mut pm = MemPmem::from_bytes(img.to_vec());
+    for &(o, l) in poison {
+        pm.inject_poison(o, l);
+    }
+    let fs = FileSystem::mount(pm).unwrap_or_else(|e| panic!("crash image does not mount: {e}"));
+    assert!(!fs.is_read_only(), "crash image mounted read-only: {:?}", fs.mount_info());
+    let report = fs.fsck().unwrap_or_else(|e| panic!("fsck of crash image: {e}"));
+    assert!(report.is_clean(), "fsck of crash image after a read-write mount: {report:?}");
+    walk(&fs).unwrap()
+}
+
+/// Crash states of metadata relocations caused by poison: the poisoned log
+/// copy, both copies, the new checkpoint's body or log extents, a header
+/// copy, and poison reported in a body or log copy. Each crash image, with
+/// the poison the device had then, mounts read-write, checks clean and
+/// holds the state before or after the operation; after it returned, the
+/// state after. `FSDAX_FS_POISON_CRASH_SAMPLES` (default 6) random pending
+/// subsets per crash point, half of them with torn lines.
+#[test]
+fn crash_states_of_poison_relocations() {
+    let samples: usize = std::env::var("FSDAX_FS_POISON_CRASH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let mut states = 0u64;
+    for (n, case) in poison_cases().into_iter().enumerate() {
+        let mut dry = poison_setup(case.log_blocks);
+        let fresh = poison_setup(case.log_blocks);
+        (case.op)(&mut dry).unwrap_or_else(|e| panic!("{}: dry run: {e}", case.name));
+        let targets = (case.target)(&fresh, &dry);
+        drop(fresh);
+        let mut fs = poison_setup(case.log_blocks);
+        let before = walk(&fs).unwrap();
+        for &(o, l) in &targets {
+            fs.pmem_mut().inject_poison(o, l);
+        }
+        let base = fs.pmem().durable().to_vec();
+        let gen = fs.log_status().generation;
+        fs.pmem_mut().start_recording();
+        (case.op)(&mut fs).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let points = fs.pmem_mut().take_points();
+        assert!(!fs.is_read_only(), "{}: the file system shut down: {:?}", case.name, fs.mount_info());
+        assert!(fs.log_status().generation > gen, "{}: no checkpoint moved the metadata", case.name);
+        // The poison was met: its block is a known bad block now, or a
+        // recovery write cleared it.
+        let still = fs.pmem().poison();
+        let bad = fs.bad_blocks();
+        for &(o, _) in &targets {
+            let listed = bad.iter().any(|&(s, l)| s <= o && o < s + l);
+            let cleared = !still.iter().any(|&(s, l)| s <= o && o < s + l);
+            assert!(listed || cleared, "{}: the poison at {o:#x} was never met", case.name);
+        }
+        let after = walk(&fs).unwrap();
+        let mut rng = Rng(0x5eed + n as u64);
+        let mut img = base;
+        let last = points.len() - 1;
+        for (k, p) in points.iter().enumerate() {
+            apply_lines(&mut img, &p.newly_durable);
+            let mut subsets: Vec<Vec<(usize, u8)>> = vec![vec![]];
+            if !p.pending.is_empty() {
+                subsets.push((0..p.pending.len()).map(|j| (j, 0xff)).collect());
+                for s in 0..samples {
+                    let torn = s % 2 == 1;
+                    let v = (0..p.pending.len())
+                        .filter_map(|j| {
+                            let r = rng.next();
+                            r.is_multiple_of(2).then_some((j, if torn { (r >> 8) as u8 } else { 0xff }))
+                        })
+                        .collect();
+                    subsets.push(v);
+                }
+            }
+            for sub in subsets {
+                let mut crash = img.clone();
+                for &(j, mask) in &sub {
+                    let (l, data) = &p.pending[j];
+                    for w in 0..8usize {
+                        let o = *l as usize * 64 + w * 8;
+                        if mask & (1 << w) != 0 && o + 8 <= crash.len() {
+                            crash[o..o + 8].copy_from_slice(&data[w * 8..w * 8 + 8]);
+                        }
+                    }
+                }
+                let got = model_of_poisoned(&crash, &p.poison);
+                states += 1;
+                if k == last && sub.is_empty() {
+                    assert!(got == after, "{}: the completed operation was lost after a crash", case.name);
+                }
+                assert!(
+                    got == before || got == after,
+                    "{}: a crash at fence {k}/{last} with {} of {} pending lines gives neither the state before nor after",
+                    case.name,
+                    sub.len(),
+                    p.pending.len()
+                );
+            }
+        }
+        assert!(points[last].pending.is_empty(), "{}: cache lines left unflushed", case.name);
+    }
+    println!("crash consistency (poison relocations): {states} crash states checked");
+    record_summary("crash-states", &format!("{states} poison relocations"));
+    assert!(states > 50);
+}

@@ -276,14 +276,23 @@ fn hostile_images_never_panic() {
             fix_checksums(&mut img);
         }
         let img_copy = if std::env::var("FSDAX_FS_FUZZ_DUMP").is_ok() { Some(img.clone()) } else { None };
-        let r = std::panic::catch_unwind(|| match FileSystem::mount(MemPmem::from_bytes(img)) {
-            Ok(fs) => {
-                let ro = fs.is_read_only();
-                let why = format!("mounted ro={ro} degraded={:?}", fs.mount_info().degraded);
-                exercise(fs);
-                (Some(ro), why)
-            }
-            Err(e) => (None, format!("refused {e:?}")),
+        let r = std::panic::catch_unwind(|| {
+            // The memory estimate reads what mount reads: it must not
+            // panic either.
+            let pm = MemPmem::from_bytes(img);
+            let _ = FileSystem::estimate_mount(&pm);
+            pm
+        })
+        .and_then(|pm| {
+            std::panic::catch_unwind(|| match FileSystem::mount(pm) {
+                Ok(fs) => {
+                    let ro = fs.is_read_only();
+                    let why = format!("mounted ro={ro} degraded={:?}", fs.mount_info().degraded);
+                    exercise(fs);
+                    (Some(ro), why)
+                }
+                Err(e) => (None, format!("refused {e:?}")),
+            })
         });
         let r = r.map(|(o, why)| {
             *outcomes.entry(why).or_insert(0u64) += 1;
@@ -370,6 +379,7 @@ fn hostile_lengths_are_refused_before_allocating() {
             let o = sb.geo.header_block(c) as usize * BS;
             bad[o..o + HDR_LEN].copy_from_slice(&enc);
         }
+        assert!(matches!(FileSystem::estimate_mount(&MemPmem::from_bytes(bad.clone())), Err(FsError::Corrupt(_))));
         match FileSystem::mount(MemPmem::from_bytes(bad)) {
             Err(FsError::Corrupt(_)) => {}
             other => panic!("body length {len}: {:?}", other.map(|f| f.mount_info())),

@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
-use fsdax_fs::{FileSystem, MkfsOptions, MountOptions, RmapOwner, RmapRecord};
+use fsdax_fs::{FileSystem, MemoryEstimate, MkfsOptions, MountOptions, RmapOwner, RmapRecord};
 
 use crate::pmem::{self, Device, HolderKind};
 use crate::sync::RwLock;
@@ -108,7 +108,9 @@ pub fn mount(dev: &'static Device) -> Result<(), String> {
 /// Mounts with options (`repair`: `fs fsck --repair` of an unmounted
 /// pmem0), makes the file system the device's holder, and tells the device
 /// the file system's bad blocks, so that a read of one is EIO before any
-/// machine check (after a reboot the device knows no poison).
+/// machine check (after a reboot the device knows no poison). Every mount
+/// goes through here: it first estimates the RAM the metadata will take
+/// and refuses, saying so, when the heap cannot provide it.
 pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String> {
     let mut slot = FS.write();
     if slot.is_some() {
@@ -116,6 +118,17 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
     }
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
         return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));
+    }
+    // The metadata lives in DRAM and a failed allocation in the kernel is
+    // fatal: know the cost before decoding anything big. An image the
+    // estimate cannot read is left to mount, which says what is wrong.
+    if let Ok(est) = KernelFs::estimate_mount(&dev) {
+        let instead = if opts.repair {
+            "repair the image with the host tool (`fsdax fsck --repair --pmem IMAGE`)"
+        } else {
+            "remove files from the image with the host tool (`fsdax rm --pmem IMAGE PATH`)"
+        };
+        ensure_memory(&est, est.mount_peak(opts), "for its metadata", instead)?;
     }
     let fs = KernelFs::mount_with(dev, opts).map_err(|e| alloc::format!("{}", cli::mount_error(&TOOL, e)))?;
     for (off, len) in fs.bad_blocks() {
@@ -128,6 +141,51 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
     }
     *slot = Some(fs);
     Ok(())
+}
+
+/// RAM the kernel keeps beyond what mounting or checking the file system is
+/// estimated to need: for tasks, the console and the operations after it.
+const KEEP_FREE: u64 = 8 << 20;
+
+/// Refuses, with a message that says what to do, when `need` bytes (the
+/// estimate `est`'s peak for what is about to run) are more than the heap
+/// can still provide, less [`KEEP_FREE`].
+fn ensure_memory(est: &MemoryEstimate, need: u64, purpose: &str, instead: &str) -> Result<(), String> {
+    let free = fsdax_hal::mm::heap_stats().available.saturating_sub(KEEP_FREE);
+    if need <= free {
+        return Ok(());
+    }
+    Err(alloc::format!(
+        "{}'s file system needs about {} MiB of RAM {purpose} ({} files, {} extents); {} MiB are free: \
+         give the machine more memory (QEMU -m), or {instead}",
+        TOOL.device,
+        need.div_ceil(1 << 20),
+        est.files,
+        est.extents,
+        free >> 20
+    ))
+}
+
+/// Checks that a console command on the mounted file system has the memory
+/// it needs: `fsck` reads the whole state again beside the mounted one.
+fn ensure_memory_for(fs: &KernelFs, cmd: &Command<'_>) -> Result<(), String> {
+    let Command::Fsck { repair } = *cmd else { return Ok(()) };
+    let Ok(est) = fs.memory_estimate() else { return Ok(()) };
+    if repair {
+        ensure_memory(
+            &est,
+            est.repair_peak(),
+            "to repair its metadata",
+            "repair the image with the host tool (`fsdax fsck --repair --pmem IMAGE`)",
+        )
+    } else {
+        ensure_memory(
+            &est,
+            est.fsck_peak(),
+            "to check its metadata",
+            "check the image with the host tool (`fsdax fsck --pmem IMAGE`)",
+        )
+    }
 }
 
 /// Unmounts (checkpoint) and gives the device back to the logging holder.
@@ -175,9 +233,12 @@ fn cmd_fs(args: &[&str]) {
             // repair, then check.
             mount_with(d, MountOptions { read_only: false, repair: true })?;
             out.push_str("mounted pmem0 for repair: a clean checkpoint was written\n");
-            with_fs(|fs| Command::Fsck { repair: false }.run(fs, &TOOL, &mut out).map(|_| ()))
-                .unwrap_or(Ok(()))
-                .map_err(|e| alloc::format!("{e}"))
+            let check = Command::Fsck { repair: false };
+            with_fs(|fs| {
+                ensure_memory_for(fs, &check)?;
+                check.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
+            })
+            .unwrap_or(Ok(()))
         }),
         [] | ["help"] => {
             out.push_str("  fs mkfs [--force]  format pmem0 (--force: over an existing file system)\n");
@@ -187,8 +248,11 @@ fn cmd_fs(args: &[&str]) {
             Ok(())
         }
         words => match Command::parse(words, &TOOL) {
-            Some(Ok(cmd)) => with_fs(|fs| cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}")))
-                .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+            Some(Ok(cmd)) => with_fs(|fs| {
+                ensure_memory_for(fs, &cmd)?;
+                cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
+            })
+            .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
             Some(Err(e)) => Err(alloc::format!("{e}")),
             None => Err(String::from("unknown fs command: `fs help` lists them")),
         },
@@ -258,6 +322,20 @@ mod tests {
             pmem::claim(d, HolderKind::Raw("test"), Arc::new(FsHolder)),
             Err(pmem::ClaimError::HasFileSystem)
         ));
+        Ok(())
+    });
+
+    ktest!(a_need_beyond_what_the_heap_can_get_is_refused_with_what_to_do, {
+        let mut est = MemoryEstimate::default();
+        est.files = 7;
+        est.extents = 3;
+        kassert!(ensure_memory(&est, 1 << 20, "for its metadata", "do less").is_ok());
+        let avail = fsdax_hal::mm::heap_stats().available;
+        let e = ensure_memory(&est, avail, "for its metadata", "do less").err().ok_or(kfail!("not refused"))?;
+        let head =
+            alloc::format!("pmem0's file system needs about {} MiB of RAM for its metadata", avail.div_ceil(1 << 20));
+        kassert!(e.starts_with(&head), "{e}");
+        kassert!(e.contains("(7 files, 3 extents);") && e.ends_with("(QEMU -m), or do less"), "{e}");
         Ok(())
     });
 

@@ -3,7 +3,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::recovery::{load_state, read_body, read_headers, read_record, read_superblock, Damage};
+use super::recovery::{check_body, load_state, read_headers, read_record, read_superblock, Damage};
 use super::{FileSystem, BS};
 use crate::error::{corrupt, Corruption, Result};
 use crate::format::*;
@@ -69,7 +69,7 @@ impl<P: Pmem> FileSystem<P> {
             return corrupt(Corruption::Checksum);
         }
         for c in 0..2u8 {
-            if read_body(&self.pm, &self.sb, &self.hdr, c).is_err() {
+            if check_body(&self.pm, &self.sb, &self.hdr, c).is_err() {
                 damage.body[usize::from(c)] = true;
             }
         }
@@ -92,6 +92,8 @@ impl<P: Pmem> FileSystem<P> {
             return corrupt(Corruption::Log);
         }
         let mut rep = FsckReport { log_records: loaded.replayed, damage, ..FsckReport::default() };
+        // The second copy of the state is not needed any more.
+        drop(loaded);
         for i in self.st.inodes.values() {
             rep.inodes += 1;
             rep.dirents += i.entries.len() as u64;

@@ -4,6 +4,8 @@
 //! | module | what |
 //! |---|---|
 //! | `recovery` | mkfs, mount (superblock and checkpoint choice, log replay), unmount |
+//! | `body` | reading a checkpoint body copy: whole, or streamed to check or count it |
+//! | `memory` | the DRAM a mount needs, estimated before anything big is decoded |
 //! | `journal` | transactions: mutations pushed, committed as one log record; checkpoints |
 //! | `namespace` | lookup, paths, create, mkdir, unlink, rmdir, rename, readdir, stat |
 //! | `data` | read, write, append, truncate, fallocate; the copy-on-write write engine |
@@ -15,10 +17,12 @@
 //! The allocation policy lives with the space maps ([`crate::space`]); the
 //! metadata state and its mutations in [`crate::state`].
 
+mod body;
 mod data;
 mod dax;
 mod fsck;
 mod journal;
+mod memory;
 mod namespace;
 mod recovery;
 mod reflink;
@@ -29,6 +33,7 @@ use alloc::vec::Vec;
 pub use self::data::{Falloc, ReadCopier, WriteCopier};
 pub use self::dax::{Bmap, FileExtent};
 pub use self::fsck::FsckReport;
+pub use self::memory::MemoryEstimate;
 pub use self::namespace::{DirEntry, Stat};
 pub use self::recovery::{Damage, MkfsOptions, MountInfo, MountOptions};
 pub use self::rmap::{BadBlockReport, RmapOwner, RmapRecord, RMAP_BAD, RMAP_METADATA, RMAP_SHARED};

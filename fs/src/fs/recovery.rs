@@ -4,13 +4,13 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::body::BodyChain;
 use super::{failed, FileSystem, BS};
 use crate::codec::Enc;
 use crate::crc::{crc32c, crc32c_update};
 use crate::error::{corrupt, Corruption, FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
-use crate::space::RangeSet;
 use crate::state::{State, TxnEffects};
 
 /// Options for [`FileSystem::mkfs`].
@@ -360,49 +360,20 @@ pub(super) fn read_headers<P: Pmem>(pm: &P, sb: &Superblock) -> (Vec<(u8, Header
 }
 
 /// Reads body copy `copy` of the checkpoint `h` names by following its
-/// links; returns the body and the extents walked. Every length is bounded
-/// by the geometry before anything is allocated, and the body grows only
-/// as extents are actually read.
+/// links; returns the body and the extents walked. The links are walked
+/// and checked first, so the body is allocated (once, exactly) only when
+/// the chain really holds the header's length: a hostile length cannot
+/// make it allocate.
 pub(super) fn read_body<P: Pmem>(pm: &P, sb: &Superblock, h: &Header, copy: u8) -> Result<(Vec<u8>, Vec<Run>)> {
-    let geo = sb.geo;
-    if h.body_len == 0 || h.body_len > geo.data_blocks * BS {
-        return corrupt(Corruption::Format);
-    }
-    let mut body: Vec<u8> = Vec::new();
-    let mut runs = Vec::new();
-    let mut seen = RangeSet::default();
-    let mut run = h.body[usize::from(copy)];
-    let mut index = 0u32;
-    loop {
-        if !geo.in_data(run.pblk, run.len) || seen.overlaps(run.pblk, run.len) {
-            return corrupt(Corruption::Format);
-        }
-        seen.insert(run.pblk, run.len)?;
-        let mut line = [0u8; LINK_LEN as usize];
-        pm.load(run.pblk * BS, &mut line).map_err(failed)?;
-        let link = Link::decode(&line, &sb.uuid, h.gen)
-            .filter(|l| l.copy == u32::from(copy) && l.index == index)
-            .ok_or(FsError::Corrupt(Corruption::Format))?;
-        let cap = run.len * BS - LINK_LEN;
-        let take = cap.min(h.body_len - body.len() as u64) as usize;
-        body.try_reserve_exact(take).map_err(|_| FsError::NoMemory)?;
-        let old = body.len();
-        body.resize(old + take, 0);
-        pm.load(run.pblk * BS + LINK_LEN, &mut body[old..]).map_err(failed)?;
-        runs.push(run);
-        if body.len() as u64 == h.body_len {
-            break;
-        }
-        if link.next.len == 0 {
-            return corrupt(Corruption::Format);
-        }
-        run = link.next;
-        index = index.checked_add(1).ok_or(FsError::Corrupt(Corruption::Format))?;
-    }
-    if crc32c(&body) != h.body_crc {
-        return corrupt(Corruption::Checksum);
-    }
-    Ok((body, runs))
+    let chain = BodyChain::walk(pm, sb, h, copy)?;
+    let body = chain.read_all(pm)?;
+    Ok((body, chain.runs().to_vec()))
+}
+
+/// Checks body copy `copy` (links, every byte readable, CRC) without
+/// holding it.
+pub(super) fn check_body<P: Pmem>(pm: &P, sb: &Superblock, h: &Header, copy: u8) -> Result<()> {
+    BodyChain::walk(pm, sb, h, copy)?.verify(pm)
 }
 
 /// One log record at byte `pos` of log copy `copy`, if it is a valid
@@ -455,9 +426,16 @@ pub(super) fn load_state<P: Pmem>(pm: &P, sb: &Superblock, lenient: bool) -> Res
         let mut body = None;
         let mut body_damage = [false, false];
         for copy in 0..2u8 {
-            match read_body(pm, sb, h, copy) {
-                Ok(b) if body.is_none() => body = Some((copy, b)),
-                Ok(_) => {}
+            // The first good copy is read; the other is only checked, so
+            // that one body is held at a time.
+            let got = if body.is_none() {
+                read_body(pm, sb, h, copy).map(Some)
+            } else {
+                check_body(pm, sb, h, copy).map(|()| None)
+            };
+            match got {
+                Ok(Some(b)) => body = Some((copy, b)),
+                Ok(None) => {}
                 Err(e) => {
                     body_damage[usize::from(copy)] = true;
                     last_err = e;

@@ -11,23 +11,46 @@ use crate::error::{corrupt, Corruption, FsError, Result};
 use crate::format::{Geometry, MetaKind, MAX_EXTENT, MAX_FILE_BLOCKS, MAX_FILE_SIZE};
 use crate::space::Space;
 
-const SEC_META: u32 = 1;
-const SEC_INODES: u32 = 2;
-const SEC_DIRENTS: u32 = 3;
-const SEC_RMAP: u32 = 4;
-const SEC_REFC: u32 = 5;
-const SEC_FREE: u32 = 6;
-const SEC_BAD: u32 = 7;
-const SEC_META_EXTENTS: u32 = 8;
+pub(crate) const SEC_META: u32 = 1;
+pub(crate) const SEC_INODES: u32 = 2;
+pub(crate) const SEC_DIRENTS: u32 = 3;
+pub(crate) const SEC_RMAP: u32 = 4;
+pub(crate) const SEC_REFC: u32 = 5;
+pub(crate) const SEC_FREE: u32 = 6;
+pub(crate) const SEC_BAD: u32 = 7;
+pub(crate) const SEC_META_EXTENTS: u32 = 8;
 /// Bytes of a section's header: tag, count, byte length, CRC.
 const SEC_HDR: u64 = 4 + 8 + 8 + 4;
 
-fn section(out: &mut Enc, tag: u32, count: u64, body: &[u8]) {
+/// Appends a section: its header, then the records `records` encodes
+/// straight into `out` (no buffer of its own: the body is the only large
+/// allocation), then the length and CRC patched into the header.
+fn section(out: &mut Enc, tag: u32, count: u64, records: impl FnOnce(&mut Enc)) {
     out.u32(tag);
     out.u64(count);
-    out.u64(body.len() as u64);
-    out.u32(crc32c(body));
-    out.bytes(body);
+    let at = out.buf.len();
+    out.u64(0);
+    out.u32(0);
+    let start = out.buf.len();
+    records(out);
+    let len = (out.buf.len() - start) as u64;
+    let crc = crc32c(&out.buf[start..]);
+    out.buf[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    out.buf[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// How many directory entries of `dir` follow in `d` (entries are sorted
+/// by directory); stops at anything that does not parse.
+fn run_len(mut d: Dec<'_>, dir: Ino) -> usize {
+    let mut n = 0;
+    while d.u64().is_ok_and(|next| next == dir) {
+        let Ok(l) = d.u64().and_then(|_| d.u16()) else { break };
+        if d.bytes(usize::from(l)).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 impl State {
@@ -49,77 +72,70 @@ impl State {
             + 20 * meta_extents
     }
 
-    /// Serializes the whole state as a checkpoint body. Fails only when
-    /// memory runs out.
+    /// Serializes the whole state as a checkpoint body, into one buffer
+    /// of exactly [`State::checkpoint_len`] bytes. Fails only when memory
+    /// runs out.
     pub fn encode_checkpoint(&self) -> Result<Vec<u8>> {
         let mut out = Enc::default();
         out.buf
             .try_reserve_exact(self.checkpoint_len(self.space.meta.len() as u64) as usize)
             .map_err(|_| FsError::NoMemory)?;
-        let mut e = Enc::default();
-        e.u64(self.next_ino);
-        section(&mut out, SEC_META, 1, &e.buf);
-
-        let mut e = Enc::default();
-        let mut ndirents = 0u64;
-        for (&ino, i) in &self.inodes {
-            e.u64(ino);
-            e.u8(i.kind.code());
-            e.u64(i.size);
-            e.u64(i.extents.len() as u64);
-            for (&f, x) in &i.extents {
-                e.u64(f);
-                e.u64(x.pblk);
-                e.u64(x.len);
-            }
-            ndirents += i.entries.len() as u64;
-        }
-        section(&mut out, SEC_INODES, self.inodes.len() as u64, &e.buf);
-
-        let mut e = Enc::default();
-        for (&dir, i) in &self.inodes {
-            for (name, &ino) in &i.entries {
-                e.u64(dir);
+        section(&mut out, SEC_META, 1, |e| e.u64(self.next_ino));
+        section(&mut out, SEC_INODES, self.inodes.len() as u64, |e| {
+            for (&ino, i) in &self.inodes {
                 e.u64(ino);
-                e.u16(name.len() as u16);
-                e.bytes(name);
+                e.u8(i.kind.code());
+                e.u64(i.size);
+                e.u64(i.extents.len() as u64);
+                for (&f, x) in &i.extents {
+                    e.u64(f);
+                    e.u64(x.pblk);
+                    e.u64(x.len);
+                }
             }
-        }
-        section(&mut out, SEC_DIRENTS, ndirents, &e.buf);
-
-        let mut e = Enc::default();
-        for (&(p, ino, f), &l) in &self.space.rmap {
-            e.u64(p);
-            e.u64(l);
-            e.u64(ino);
-            e.u64(f);
-        }
-        section(&mut out, SEC_RMAP, self.space.rmap.len() as u64, &e.buf);
-
-        let mut e = Enc::default();
-        for (&s, &(l, c)) in &self.space.refc {
-            e.u64(s);
-            e.u64(l);
-            e.u32(c);
-        }
-        section(&mut out, SEC_REFC, self.space.refc.len() as u64, &e.buf);
-
-        for (tag, set) in [(SEC_FREE, &self.space.free), (SEC_BAD, &self.space.bad)] {
-            let mut e = Enc::default();
-            for (s, l) in set.iter() {
+        });
+        let ndirents = self.inodes.values().map(|i| i.entries.len() as u64).sum();
+        section(&mut out, SEC_DIRENTS, ndirents, |e| {
+            for (&dir, i) in &self.inodes {
+                for (name, &ino) in &i.entries {
+                    e.u64(dir);
+                    e.u64(ino);
+                    e.u16(name.len() as u16);
+                    e.bytes(name);
+                }
+            }
+        });
+        section(&mut out, SEC_RMAP, self.space.rmap.len() as u64, |e| {
+            for (&(p, ino, f), &l) in &self.space.rmap {
+                e.u64(p);
+                e.u64(l);
+                e.u64(ino);
+                e.u64(f);
+            }
+        });
+        section(&mut out, SEC_REFC, self.space.refc.len() as u64, |e| {
+            for (&s, &(l, c)) in &self.space.refc {
                 e.u64(s);
                 e.u64(l);
+                e.u32(c);
             }
-            section(&mut out, tag, set.len() as u64, &e.buf);
+        });
+        for (tag, set) in [(SEC_FREE, &self.space.free), (SEC_BAD, &self.space.bad)] {
+            section(&mut out, tag, set.len() as u64, |e| {
+                for (s, l) in set.iter() {
+                    e.u64(s);
+                    e.u64(l);
+                }
+            });
         }
-
-        let mut e = Enc::default();
-        for (&s, &(l, k)) in &self.space.meta {
-            e.u64(s);
-            e.u64(l);
-            e.u32(k.code());
-        }
-        section(&mut out, SEC_META_EXTENTS, self.space.meta.len() as u64, &e.buf);
+        section(&mut out, SEC_META_EXTENTS, self.space.meta.len() as u64, |e| {
+            for (&s, &(l, k)) in &self.space.meta {
+                e.u64(s);
+                e.u64(l);
+                e.u32(k.code());
+            }
+        });
+        debug_assert_eq!(out.buf.len() as u64, self.checkpoint_len(self.space.meta.len() as u64));
         Ok(out.buf)
     }
 
@@ -236,6 +252,12 @@ impl State {
                 p.entries = core::mem::take(&mut run).into_iter().collect();
             }
             let Some((dir, ino, name)) = next else { break };
+            if run.is_empty() {
+                // A directory's first entry: room for exactly its entries
+                // (a vector grown by doubling would take up to three times
+                // that for a large directory).
+                run.try_reserve_exact(1 + run_len(d.clone(), dir)).map_err(|_| FsError::NoMemory)?;
+            }
             run_dir = dir;
             let Some(c) = st.inodes.get_mut(&ino) else {
                 return corrupt(Corruption::Tree);

@@ -24,6 +24,9 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 
 pub(crate) use self::apply::TxnEffects;
+pub(crate) use self::checkpoint::{
+    SEC_BAD, SEC_DIRENTS, SEC_FREE, SEC_INODES, SEC_META, SEC_META_EXTENTS, SEC_REFC, SEC_RMAP,
+};
 pub use self::mutation::Mutation;
 use crate::error::{corrupt, Corruption, FsError, Result};
 use crate::format::{Geometry, MAX_NAME};

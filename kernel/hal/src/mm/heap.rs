@@ -11,6 +11,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use fsdax_mm::layout::{HEAP_BASE, HEAP_WINDOW};
 use fsdax_mm::paging::{Flags, PageSize};
@@ -28,6 +29,10 @@ const MIN_GROWTH: u64 = 4 << 20;
 const RESERVE: u64 = 4 << 20;
 
 struct KernelHeap(IrqMutex<Heap>);
+
+/// The most bytes allocated at once since boot or the last
+/// [`take_heap_peak`] (a high-water mark, updated under the heap lock).
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 static HEAP_FLAGS: Flags = Flags::PRESENT.union(Flags::WRITABLE).union(Flags::NO_EXECUTE).union(Flags::GLOBAL);
 
@@ -108,6 +113,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         let mut heap = self.0.lock();
         loop {
             if let Ok(p) = heap.allocate_first_fit(layout) {
+                PEAK.fetch_max(heap.used(), Ordering::Relaxed);
                 return p.as_ptr();
             }
             if !grow(&mut heap, layout.size() + layout.align()) {
@@ -142,10 +148,29 @@ pub struct HeapStats {
     pub size: usize,
     /// The reserved virtual window the heap can grow into.
     pub window: u64,
+    /// Bytes the heap could still provide: its free bytes plus the RAM it
+    /// could grow into (free frames less the reserve it leaves for page
+    /// tables and stacks, within its window). Free bytes may be split into
+    /// pieces; a large allocation that fits in none grows the heap.
+    pub available: u64,
 }
 
 /// Heap counters now.
 pub fn heap_stats() -> HeapStats {
     let h = HEAP.0.lock();
-    HeapStats { used: h.used(), free: h.free(), size: h.size(), window: HEAP_WINDOW }
+    let (used, free, size) = (h.used(), h.free(), h.size());
+    // Lock order: heap, then frames.
+    let frames = FRAMES.lock().as_ref().map_or(0, |a| a.stats().free as u64 * PAGE_SIZE);
+    // Growth comes in steps of at least MIN_GROWTH, and 4 KiB pages (where
+    // no aligned 2 MiB run is left) need page tables: count neither.
+    let growable =
+        frames.saturating_sub(RESERVE + MIN_GROWTH + frames / 512).min(HEAP_WINDOW.saturating_sub(size as u64));
+    HeapStats { used, free, size, window: HEAP_WINDOW, available: free as u64 + growable }
+}
+
+/// The most bytes that were allocated at once since boot or the previous
+/// call; starts the next period at the current use.
+pub fn take_heap_peak() -> usize {
+    let h = HEAP.0.lock();
+    PEAK.swap(h.used(), Ordering::Relaxed)
 }

@@ -32,7 +32,7 @@ use x86_64::structures::paging::{PageTable, PhysFrame};
 use x86_64::PhysAddr;
 
 pub use self::frame::Frame;
-pub use self::heap::{heap_stats, HeapStats};
+pub use self::heap::{heap_stats, take_heap_peak, HeapStats};
 pub use self::pmem::{discover_pmem, PmemAccessError, PmemDiscovery, PmemRegion, RangeProblem, UserCopyError};
 pub use self::space::{AddressSpace, NotMapped};
 pub use self::stack::{KernelStack, MAX_STACKS};

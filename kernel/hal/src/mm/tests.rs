@@ -129,6 +129,28 @@ ktest!(heap_grows_into_free_ram_and_fails_cleanly, {
     Ok(())
 });
 
+ktest!(the_heap_provides_what_it_says_is_available, {
+    let avail = heap_stats().available;
+    kassert!(avail > 64 << 20, "less than 64 MiB available in a 512 MiB machine");
+    // Take all of it but 8 MiB, in 1 MiB pieces: every one must succeed.
+    let want = (avail - (8 << 20)) >> 20;
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..want {
+        let mut v = Vec::new();
+        v.try_reserve_exact(1 << 20).map_err(|_| kfail!("an allocation within the available bytes failed"))?;
+        v.push(1);
+        pieces.push(v);
+    }
+    let left = heap_stats().available;
+    kassert!(left < 16 << 20, "the heap still reports much available after taking it");
+    drop(pieces);
+    kassert!(heap_stats().available >= avail - (4 << 20), "freed memory is available again");
+    // The high-water mark saw all of it.
+    kassert!(take_heap_peak() as u64 >= want << 20);
+    kassert!((take_heap_peak() as u64) < want << 20, "the peak starts again at the current use");
+    Ok(())
+});
+
 ktest!(address_spaces_are_private, {
     let a = AddressSpace::new().ok_or(kfail!("space a"))?;
     let b = AddressSpace::new().ok_or(kfail!("space b"))?;
