@@ -1,7 +1,8 @@
 //! Held files (the kernel's open files): unlinked-but-open files keep their
 //! data until the hold ends, survive checkpoints as orphans, and are
 //! deleted by the next read-write mount after a crash. Also `parent` and
-//! `name_in`, which path resolution and `getcwd` use.
+//! `name_in`, which path resolution and `getcwd` use, and `range_shared`,
+//! which tells the kernel when a write moves blocks.
 
 use fsdax_fs::*;
 
@@ -141,4 +142,29 @@ fn parent_and_name_in_walk_up_the_tree() {
     fs.rename(a, b"b", r, b"moved").unwrap();
     assert_eq!(fs.parent(b), Ok(r));
     assert_eq!(fs.name_in(r, b).unwrap(), b"moved");
+}
+
+#[test]
+fn range_shared_finds_shared_blocks_inside_the_range() {
+    let mut fs = fresh(16);
+    let r = fs.root();
+    let a = fs.create(r, b"a").unwrap();
+    let b = fs.create(r, b"b").unwrap();
+    fs.write(a, 0, &data(16 * 4096, 3)).unwrap();
+    fs.write(b, 0, &data(16 * 4096, 4)).unwrap();
+    assert!(!fs.range_shared(b, 0, 16 * 4096).unwrap());
+    // Share a's blocks 4..8 at b's blocks 8..12.
+    fs.reflink_range(a, 4 * 4096, b, 8 * 4096, 4 * 4096).unwrap();
+    assert!(!fs.range_shared(b, 0, 8 * 4096).unwrap());
+    assert!(fs.range_shared(b, 8 * 4096 - 1, 2).unwrap());
+    assert!(fs.range_shared(b, 11 * 4096 + 4095, 1).unwrap());
+    assert!(!fs.range_shared(b, 12 * 4096, 4 * 4096).unwrap());
+    assert!(fs.range_shared(a, 0, 16 * 4096).unwrap());
+    assert!(!fs.range_shared(a, 0, 0).unwrap());
+    // Past EOF and in holes: nothing shared.
+    assert!(!fs.range_shared(b, 1 << 30, 4096).unwrap());
+    // A write unshares: nothing shared there afterwards.
+    fs.write(b, 8 * 4096, &data(4 * 4096, 5)).unwrap();
+    assert!(!fs.range_shared(b, 0, 16 * 4096).unwrap());
+    assert!(!fs.range_shared(a, 0, 16 * 4096).unwrap());
 }

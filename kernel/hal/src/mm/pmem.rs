@@ -187,7 +187,26 @@ impl PmemRegion {
         let (left, why) = unsafe { copy::copy_mc_to_user(user_dst, src, len) };
         match why {
             None => Ok(()),
-            Some(copy::McUserStop::UserFault) => Err((UserCopyError::UserFault, len - left)),
+            Some(copy::McUserStop::UserFault) => {
+                // The copy moves whole words: the word that faulted may
+                // straddle the end of the accessible user range. Copy its
+                // bytes one at a time up to the fault, so that the count is
+                // exact (Linux's copy tail).
+                let stop = len - left;
+                let mut done = stop;
+                while done < len.min(stop + 8) {
+                    // SAFETY: one byte inside both ranges checked above.
+                    let (l, why) = unsafe { copy::copy_mc_to_user(user_dst + done as u64, src.add(done), 1) };
+                    match (l, why) {
+                        (0, _) => done += 1,
+                        (_, Some(copy::McUserStop::MachineCheck { poison })) => {
+                            return Err((UserCopyError::Pmem(PmemAccessError::MachineCheck { poison }), done))
+                        }
+                        _ => break,
+                    }
+                }
+                Err((UserCopyError::UserFault, done))
+            }
             Some(copy::McUserStop::MachineCheck { poison }) => {
                 Err((UserCopyError::Pmem(PmemAccessError::MachineCheck { poison }), len - left))
             }
