@@ -201,10 +201,13 @@ mod tests {
 
     use super::*;
 
-    /// A tree: ino -> (parent, is_dir, entries).
+    /// One node: (parent, is_dir, entries).
+    type Node = (Ino, bool, BTreeMap<Vec<u8>, Ino>);
+
+    /// A tree: ino -> node.
     #[derive(Default)]
     struct Tree {
-        nodes: BTreeMap<Ino, (Ino, bool, BTreeMap<Vec<u8>, Ino>)>,
+        nodes: BTreeMap<Ino, Node>,
     }
 
     impl Tree {

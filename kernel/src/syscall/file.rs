@@ -11,8 +11,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use fsdax_abi::linux::general as g;
-use fsdax_abi::linux::ioctl as io;
+use fsdax_abi::linux::{general as g, ioctl as io};
 use fsdax_abi::request::{self, Fallocate, Whence};
 use fsdax_abi::wire::{self, DedupeRangeInfo, Fiemap, FiemapExtent, FileCloneRange, FileDedupeRange, Iovec};
 use fsdax_abi::Errno;
@@ -328,11 +327,7 @@ fn remap_pair<'a>(src: &'a OpenFile, dst: &'a OpenFile) -> Result<(&'a Arc<KInod
 
 /// Runs `f` with the mapping locks of both files held exclusive (in inode
 /// order; once if they are the same file), then the file system's lock.
-fn with_both_locked<R>(
-    s: &KInode,
-    d: &KInode,
-    f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>,
-) -> Result<R, Errno> {
+fn with_both_locked<R>(s: &KInode, d: &KInode, f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>) -> Result<R, Errno> {
     let (first, second) = if s.ino() <= d.ino() { (s, d) } else { (d, s) };
     let _a = first.mapping_lock.write();
     let _b = (first.ino() != second.ino()).then(|| second.mapping_lock.write());

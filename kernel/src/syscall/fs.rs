@@ -523,7 +523,8 @@ pub fn getdents64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let (out, next) = r?;
     if out.is_empty() {
         // The end, or a buffer too small for the next entry.
-        let more = with_fs_read(|fs| Ok(dirents(fs, d.ino, &pos, 1 << 12).map(|(o, _)| !o.is_empty()).unwrap_or(false)))?;
+        let more =
+            with_fs_read(|fs| Ok(dirents(fs, d.ino, &pos, 1 << 12).map(|(o, _)| !o.is_empty()).unwrap_or(false)))?;
         return if more { Err(Errno::EINVAL) } else { Ok(0) };
     }
     write_user(a[1], &out)?;

@@ -254,7 +254,8 @@ mod tests {
         for want in ["__NR_getpid", "__NR_execve", "__NR_wait4", "__NR_mmap", "__NR_write", "__NR_exit_group"] {
             kassert!(names.contains(&want), "a process call is missing from the table");
         }
-        for want in ["__NR_openat", "__NR_pread64", "__NR_statx", "__NR_getdents64", "__NR_renameat2", "__NR_fallocate"] {
+        for want in ["__NR_openat", "__NR_pread64", "__NR_statx", "__NR_getdents64", "__NR_renameat2", "__NR_fallocate"]
+        {
             kassert!(names.contains(&want), "a file call is missing from the table");
         }
         kassert_eq!(syscall_name(u64::from(g::__NR_pipe2)), "pipe2");

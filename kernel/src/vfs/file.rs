@@ -178,8 +178,9 @@ pub fn write_at(p: &Process, k: &KInode, buf: u64, len: u64, at: WriteAt) -> Res
         // from this file takes it exclusive).
         let moves = match at {
             WriteAt::End => true,
-            WriteAt::Offset(o) => fsys::with_fs_read(|fs| fs.range_shared(k.ino(), o + done, chunk).unwrap_or(true))
-                .unwrap_or(true),
+            WriteAt::Offset(o) => {
+                fsys::with_fs_read(|fs| fs.range_shared(k.ino(), o + done, chunk).unwrap_or(true)).unwrap_or(true)
+            }
         };
         if moves {
             shared = None;

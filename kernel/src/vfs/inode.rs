@@ -111,3 +111,84 @@ impl Drop for KInode {
         }
     }
 }
+
+mod tests {
+    use alloc::sync::Arc;
+
+    use fsdax_drivers::pmem::device::{Holder, MfFlags};
+    use fsdax_fs::{FileSystem, MkfsOptions};
+    use fsdax_ktest::{kassert, kassert_eq, kfail, ktest, Failure};
+
+    use super::*;
+    use crate::fsys::{with_fs, with_fs_read};
+
+    fn fresh_mount() -> Result<(), Failure> {
+        let d = crate::pmem::device("pmem0").ok_or(kfail!("no pmem0"))?;
+        let fs = FileSystem::mkfs(d, MkfsOptions::default()).map_err(|_| kfail!("mkfs"))?;
+        fs.unmount().map_err(|_| kfail!("unmount after mkfs"))?;
+        fsys::mount(d).map_err(|_| kfail!("mount"))
+    }
+
+    ktest!(an_unlinked_open_file_lives_until_its_last_inode_reference_goes, {
+        fresh_mount()?;
+        // In-memory inodes are made inside the file system's lock but
+        // dropped outside it (the last drop takes the lock).
+        let made = with_fs(|fs| {
+            let root = fs.root();
+            let ino = fs.create(root, b"open")?;
+            fs.write(ino, 0, &[7; 3 * 4096])?;
+            let free = fs.statfs().free_blocks;
+            get(fs, ino).map(|k| (k, free))
+        });
+        let (k, free) = made.ok_or(kfail!("not mounted"))?.map_err(|_| kfail!("create, write, inode"))?;
+        let ino = k.ino();
+        // A second open shares the in-memory inode.
+        let again = with_fs(|fs| get(fs, ino)).ok_or(kfail!("not mounted"))?.map_err(|_| kfail!("inode again"))?;
+        kassert!(Arc::ptr_eq(&k, &again), "two in-memory inodes for one file");
+        drop(again);
+        let held = with_fs_read(|fs| fs.is_held(ino)).ok_or(kfail!("not mounted"))?;
+        kassert!(held, "the file is not held");
+        let unlinked = with_fs(|fs| {
+            let root = fs.root();
+            fs.unlink(root, b"open")
+        });
+        unlinked.ok_or(kfail!("not mounted"))?.map_err(|_| kfail!("unlink"))?;
+        // The second reference went at the end of the closure: still open.
+        kassert_eq!(open_count(), 1);
+        // Unmounting with a file open is refused.
+        kassert!(fsys::unmount().is_err(), "unmounted with a file open");
+        let st = with_fs_read(|fs| fs.stat(ino)).ok_or(kfail!("not mounted"))?.map_err(|_| kfail!("stat"))?;
+        kassert_eq!((st.nlink, st.size), (0, 3 * 4096));
+        kassert_eq!(with_fs_read(|fs| fs.statfs().free_blocks).ok_or(kfail!("not mounted"))?, free);
+        // The last close deletes it and gives its blocks back.
+        drop(k);
+        kassert_eq!(open_count(), 0);
+        let gone = with_fs_read(|fs| fs.stat(ino).is_err()).ok_or(kfail!("not mounted"))?;
+        kassert!(gone, "the unlinked file outlived its last close");
+        kassert!(with_fs_read(|fs| fs.statfs().free_blocks).ok_or(kfail!("not mounted"))? > free);
+        fsys::unmount().map_err(|_| kfail!("unmount"))?;
+        Ok(())
+    });
+
+    ktest!(an_inode_from_an_earlier_mount_is_eio_not_another_file, {
+        fresh_mount()?;
+        let made = with_fs(|fs| {
+            let root = fs.root();
+            let ino = fs.create(root, b"f")?;
+            get(fs, ino)
+        });
+        let k = made.ok_or(kfail!("not mounted"))?.map_err(|_| kfail!("create, inode"))?;
+        kassert!(with_fs_read(|_| k.check_mount()).ok_or(kfail!("not mounted"))?.is_ok());
+        // A device removal takes the file system away with files open.
+        let d = crate::pmem::device("pmem0").ok_or(kfail!("no pmem0"))?;
+        let gone = fsys::FsHolder.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE);
+        kassert!(gone.is_ok(), "pre-remove failed");
+        crate::pmem::release(d);
+        fsys::mount(d).map_err(|_| kfail!("mount again"))?;
+        kassert_eq!(with_fs_read(|_| k.check_mount()).ok_or(kfail!("not mounted"))?, Err(fsdax_abi::Errno::EIO));
+        drop(k);
+        kassert_eq!(open_count(), 0);
+        fsys::unmount().map_err(|_| kfail!("unmount"))?;
+        Ok(())
+    });
+}
