@@ -60,10 +60,12 @@ fn writable(f: &OpenFile) -> bool {
 }
 
 /// The in-memory inode of an open regular file, for a positional call:
-/// ESPIPE for pipes and the console, EISDIR for a directory.
-fn positional(f: &OpenFile) -> Result<&Arc<KInode>, Errno> {
+/// ESPIPE for pipes and the console, EISDIR for a directory; `Ok(None)`
+/// for `/dev/null` (reads end at once, writes are discarded).
+fn positional(f: &OpenFile) -> Result<Option<&Arc<KInode>>, Errno> {
     match &f.kind {
-        FileKind::File(rf) => Ok(&rf.inode),
+        FileKind::File(rf) => Ok(Some(&rf.inode)),
+        FileKind::Null => Ok(None),
         FileKind::Dir(_) => Err(Errno::EISDIR),
         _ => Err(Errno::ESPIPE),
     }
@@ -124,7 +126,10 @@ pub fn pread64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    read_at(&c.proc, k, a[1], a[2], a[3])
+    match k {
+        Some(k) => read_at(&c.proc, k, a[1], a[2], a[3]),
+        None => Ok(0),
+    }
 }
 
 /// `pwrite64(fd, buf, count, offset)`: on an `O_APPEND` description it
@@ -138,6 +143,7 @@ pub fn pwrite64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
+    let Some(k) = k else { return Ok(a[2]) };
     let at = if f.status() & g::O_APPEND != 0 { WriteAt::End } else { WriteAt::Offset(a[3]) };
     write_at(&c.proc, k, a[1], a[2], at).map(|(n, _)| n)
 }
@@ -148,11 +154,11 @@ pub fn preadv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if !readable(&f) {
         return Err(Errno::EBADF);
     }
-    let k = positional(&f)?;
     let mut off = a[3];
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
+    let Some(k) = positional(&f)? else { return Ok(0) };
     let mut total = 0;
     for v in iovecs(a[1], a[2])? {
         match read_at(&c.proc, k, v.base, v.len, off) {
@@ -182,6 +188,7 @@ pub fn pwritev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
     let append = f.status() & g::O_APPEND != 0;
     let vs: Vec<Iovec> = iovecs(a[1], a[2])?;
+    let Some(k) = k else { return Ok(vs.iter().map(|v| v.len).sum()) };
     let mut off = a[3];
     let mut total = 0;
     for v in vs {

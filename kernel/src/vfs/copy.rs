@@ -57,7 +57,7 @@ impl ToUser {
 
 impl ReadCopier<Dev> for ToUser {
     fn copy_pmem(&mut self, pm: &Dev, at: usize, dev: u64, len: usize) -> Result<(), (FsError, usize)> {
-        let d: Dev = pm;
+        let d: Dev = *pm;
         let dst = self.buf + at as u64;
         let listed = d.first_poison(dev, len as u64);
         let good = listed.map_or(len, |r| (r.start() - dev) as usize);
@@ -129,7 +129,7 @@ impl FromUser {
 
 impl WriteCopier<Dev> for FromUser {
     fn copy_to_pmem(&mut self, pm: &mut Dev, at: usize, dev: u64, len: usize) -> Result<(), (FsError, usize)> {
-        let d: Dev = pm;
+        let d: Dev = *pm;
         let listed = d.first_poison(dev, len as u64);
         let good = listed.map_or(len, |r| (r.start() - dev) as usize);
         match d.media().region().write_from_user(dev, self.buf + at as u64, good) {
