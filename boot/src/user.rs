@@ -41,6 +41,7 @@ pub const C_PROGRAMS: &[CProgram] = &[
     CProgram { name: "nullderef", sources: &["nullderef.c"] },
     CProgram { name: "ring3", sources: &["ring3.c", "check.c"] },
     CProgram { name: "pwrite_pread_pair", sources: &["pwrite_pread_pair.c", "check.c"] },
+    CProgram { name: "poison_rw", sources: &["poison_rw.c", "check.c"] },
     CProgram { name: "bench", sources: &["bench.c", "check.c"] },
     CProgram { name: "scen_dax", sources: &["scen_dax.c", "scen.c", "check.c"] },
     CProgram { name: "scen_mf", sources: &["scen_mf.c", "scen.c", "check.c"] },

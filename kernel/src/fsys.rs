@@ -18,6 +18,7 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
@@ -30,6 +31,24 @@ use crate::sync::RwLock;
 pub type KernelFs = FileSystem<&'static Device>;
 
 static FS: RwLock<Option<KernelFs>> = RwLock::new(None);
+
+/// Counts mounts: what a process holds open (an in-memory inode, a
+/// directory) belongs to one mount and fails with EIO under another.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Unix time (ns) of the mount: the file system stores no timestamps, so
+/// `stat` reports this one for every file.
+static MOUNTED_AT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The current mount's number (0: never mounted). Stable while the file
+/// system's lock is held.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// When the current file system was mounted (Unix time, nanoseconds).
+pub fn mounted_at_ns() -> u64 {
+    MOUNTED_AT_NS.load(Ordering::Relaxed)
+}
 
 /// Runs `f` on the mounted file system with exclusive access (a sleeping
 /// write lock); None if nothing is mounted.
@@ -139,6 +158,11 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
     if let Err(e) = pmem::claim(dev, HolderKind::FileSystem, Arc::new(FsHolder)) {
         return Err(alloc::format!("{}: {e}", dev.name()));
     }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    MOUNTED_AT_NS.store(
+        crate::time::wall_clock_at_boot().saturating_mul(1_000_000_000).saturating_add(crate::time::uptime_ns()),
+        Ordering::Relaxed,
+    );
     *slot = Some(fs);
     Ok(())
 }
@@ -189,8 +213,21 @@ fn ensure_memory_for(fs: &KernelFs, cmd: &Command<'_>) -> Result<(), String> {
 }
 
 /// Unmounts (checkpoint) and gives the device back to the logging holder.
+/// Refused while processes hold files open (Linux's EBUSY).
 pub fn unmount() -> Result<(), String> {
-    let fs = FS.write().take().ok_or_else(|| String::from(NOT_MOUNTED))?;
+    let mut slot = FS.write();
+    if slot.is_none() {
+        return Err(String::from(NOT_MOUNTED));
+    }
+    let open = crate::vfs::inode::open_count();
+    if open > 0 {
+        return Err(alloc::format!(
+            "pmem0 is busy: processes hold {open} file{} open (end them first: `ps`, `kill`)",
+            if open == 1 { "" } else { "s" }
+        ));
+    }
+    let fs = slot.take().ok_or_else(|| String::from(NOT_MOUNTED))?;
+    drop(slot);
     let dev: &'static Device = fs.unmount().map_err(|e| alloc::format!("umount: {e}"))?;
     pmem::release(dev);
     Ok(())

@@ -40,6 +40,7 @@ mod sync;
 mod syscall;
 mod task;
 mod time;
+mod vfs;
 
 use bootloader_api::{entry_point, BootInfo};
 use fsdax_hal::mm::MemInfo;

@@ -131,6 +131,63 @@ pub fn exit_code(status: std::process::ExitStatus) -> Option<ExitCode> {
     status.code().and_then(ExitCode::from_qemu_status)
 }
 
+/// The user programs (`user/`), built once per test binary.
+pub fn programs() -> &'static std::path::Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fsdax_boot::user::build_all().expect("building the user programs"))
+}
+
+/// A fresh NVDIMM for `test` with the user programs `names` in /bin.
+pub fn image_with(test: &str, names: &[&str]) -> PathBuf {
+    let pmem = fresh_pmem(test);
+    fsdax_boot::qemu::ensure_pmem_file(&pmem, fsdax_boot::qemu::DEFAULT_PMEM_SIZE).expect("NVDIMM file");
+    for name in names {
+        fsdax_boot::fstool::install(&pmem, &programs().join(name), &format!("/bin/{name}"))
+            .expect("installing a program");
+    }
+    pmem
+}
+
+/// Boots `exec CMDLINE` with the programs `names` installed and returns the
+/// transcript and the program's status (as a shell reports it), after
+/// checking that QEMU left with the program's end, not a kernel panic.
+pub fn exec(test: &str, names: &[&str], cmdline: &str) -> (String, u8) {
+    let pmem = image_with(test, names);
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, &format!("exec {cmdline}"))).expect("QEMU");
+    let out = m.wait_for(EXEC_STATUS_PREFIX, Duration::from_secs(600)).expect("the end line");
+    let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
+    let text = m.transcript();
+    assert!(!out.contains("KERNEL PANIC"), "{text}");
+    assert_eq!(exit_code(status), Some(ExitCode::ProgramEnded), "QEMU status {status:?}:\n{text}");
+    let line = text.lines().find(|l| l.starts_with(EXEC_STATUS_PREFIX)).expect("end line");
+    (text.clone(), fsdax_boot::qemu::parse_exec_status(line).expect("a status"))
+}
+
+/// Boots the shell with the programs `names` installed and waits until the
+/// file system is mounted and the prompt is up.
+pub fn shell_with(test: &str, names: &[&str]) -> Machine {
+    let pmem = image_with(test, names);
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell")).expect("QEMU");
+    m.wait_for("mounted pmem0", BOOT_TIMEOUT).expect("the file system is mounted at boot");
+    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
+    m
+}
+
+/// The case lines of a `check.h` program (`ok NAME`, `FAIL NAME: why`,
+/// `skip NAME: why`) in a transcript: name -> (verdict, reason).
+pub fn case_lines(text: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let mut cases = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some((verdict, rest)) = line.split_once(' ') else { continue };
+        if !matches!(verdict, "ok" | "FAIL" | "skip") {
+            continue;
+        }
+        let (name, why) = rest.split_once(": ").unwrap_or((rest, ""));
+        cases.insert(name.to_string(), (verdict.to_string(), why.to_string()));
+    }
+    cases
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +199,14 @@ mod tests {
         assert_eq!(parse_summary("ktest: 0 passed, 0 failed, 0 skipped"), s(0, 0, 0));
         assert_eq!(parse_summary("ktest: 4 passed, 0 failed"), None, "the old format has no skipped count");
         assert_eq!(parse_summary("no summary"), None);
+    }
+
+    #[test]
+    fn case_lines_parse() {
+        let c = case_lines("ok a\n[ 0.1] INFO x\nFAIL b: expected 1, got 2\nskip c: not DAX\nokay d\n");
+        assert_eq!(c.len(), 3);
+        assert_eq!(c["a"], ("ok".to_string(), String::new()));
+        assert_eq!(c["b"], ("FAIL".to_string(), "expected 1, got 2".to_string()));
+        assert_eq!(c["c"].0, "skip");
     }
 }

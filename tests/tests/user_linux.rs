@@ -131,6 +131,44 @@ fn require_options_turn_skips_into_failures() {
 }
 
 #[test]
+fn suite_sections_run_only_the_named_groups() {
+    let dir = scratch("sections");
+    let d = dir.to_str().unwrap();
+    let out = run("suite", &["--sections", "fs,efault", d]);
+    let cases = parse_cases(&String::from_utf8_lossy(&out.stdout));
+    assert!(cases.cases.contains_key("open_o_creat_o_excl") && cases.cases.contains_key("efault_path_strings"));
+    assert!(!cases.cases.contains_key("getpid_gettid"), "a proc case ran");
+    assert!(!cases.cases.keys().any(|k| k.starts_with("sig")), "a signal case ran");
+    let out = run("suite", &["--sections", "fs,nosuch", d]);
+    assert_eq!(out.status.code(), Some(2), "an unknown section was accepted");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn poison_rw_check_fails_when_nothing_is_poisoned() {
+    // The host cannot poison a block here; without poison the reads are
+    // whole, and the check must say so (it has teeth).
+    let dir = scratch("poison-rw");
+    let file = dir.join("p.dat");
+    let f = file.to_str().unwrap();
+    let prep = run("poison_rw", &["prepare", f]);
+    let text = String::from_utf8_lossy(&prep.stdout);
+    if prep.status.success() {
+        assert!(text.contains("poison_rw: block 1 at device offset 0x"), "{text}");
+    } else {
+        // No FIEMAP on this file system; the file is written all the same.
+        assert!(text.contains("FAIL poison_rw_prepare"), "{text}");
+    }
+    let out = run("poison_rw", &["check", f]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL poison_rw_check: expected 4096, got 12288"), "{text}");
+    assert_eq!(run("poison_rw", &["nonsense", f]).status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn rust_program_passes() {
     let dir = scratch("rsuite");
     let out = run(user::RUST_PROGRAM, &[dir.to_str().unwrap()]);

@@ -3,8 +3,10 @@
  * Linux x86_64 program uses (process, memory, signals, files on DIR, and the
  * error cases: one case per errno) and prints one line per case (check.h).
  *
- *   suite [--require-dax] [--require-reflink] [--only SUBSTRING] DIR
+ *   suite [--require-dax] [--require-reflink] [--only SUBSTRING] [--sections LIST] DIR
  *
+ * --sections runs only the named groups of cases, a comma-separated list of
+ * proc, mem, sig, fs, efault (default: all of them, in that order).
  * DIR must exist and be writable; the suite creates and removes its files
  * there. Cases that the file system under DIR cannot do (reflink, DAX) skip
  * with the reason, or fail under --require-dax / --require-reflink.
@@ -68,13 +70,31 @@ const char *path_in(const char *name)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: suite [--require-dax] [--require-reflink] [--only SUBSTRING] DIR\n"
-                    "  DIR: an existing, writable directory for the file cases\n");
+    fprintf(stderr, "usage: suite [--require-dax] [--require-reflink] [--only SUBSTRING] [--sections LIST] DIR\n"
+                    "  DIR: an existing, writable directory for the file cases\n"
+                    "  LIST: comma-separated groups of cases: proc, mem, sig, fs, efault (default: all)\n");
     exit(2);
+}
+
+/* Whether group `name` is in the comma-separated `list` (NULL: every group). */
+static int wanted(const char *list, const char *name)
+{
+    if (!list)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += len + (end ? 1 : 0);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
+    const char *sections = NULL;
     suite_self = argv[0];
     if (argc >= 3 && strcmp(argv[1], "--child") == 0)
         child_main(argc - 2, argv + 2);
@@ -85,6 +105,8 @@ int main(int argc, char **argv)
             t_opts.require_reflink = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             t_opts.only = argv[++i];
+        else if (strcmp(argv[i], "--sections") == 0 && i + 1 < argc)
+            sections = argv[++i];
         else if (argv[i][0] == '-')
             usage();
         else if (!suite_dir)
@@ -110,10 +132,28 @@ int main(int argc, char **argv)
         suite_dir = absdir;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    run_proc();
-    run_mem();
-    run_sig();
-    run_fs();
-    run_efault();
+    static const char *const groups[] = {"proc", "mem", "sig", "fs", "efault"};
+    if (sections) {
+        for (const char *p = sections; *p;) {
+            const char *end = strchr(p, ',');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            int known = 0;
+            for (unsigned g = 0; g < sizeof groups / sizeof groups[0]; g++)
+                known |= strlen(groups[g]) == len && strncmp(p, groups[g], len) == 0;
+            if (!known)
+                usage();
+            p += len + (end ? 1 : 0);
+        }
+    }
+    if (wanted(sections, "proc"))
+        run_proc();
+    if (wanted(sections, "mem"))
+        run_mem();
+    if (wanted(sections, "sig"))
+        run_sig();
+    if (wanted(sections, "fs"))
+        run_fs();
+    if (wanted(sections, "efault"))
+        run_efault();
     return t_summary();
 }

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <termios.h>
@@ -1008,6 +1010,194 @@ static void enospc(void)
     t_pass();
 }
 
+static void seek_data_hole(void)
+{
+    T_BEGIN("lseek_seek_data_seek_hole");
+    enum { K64 = 64 * 1024, M1 = 1 << 20 };
+    static unsigned char buf[K64];
+    fill(buf, sizeof buf, 26);
+    int fd = CHECK_SYS(open(path_in("sdh"), O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_EQ(pwrite(fd, buf, K64, 0), K64);
+    CHECK_EQ(pwrite(fd, buf, K64, M1), K64); /* a hole in between */
+    CHECK_SYS(fsync(fd));
+    CHECK_EQ(lseek(fd, 0, SEEK_DATA), 0);
+    CHECK_EQ(lseek(fd, 100, SEEK_DATA), 100);
+    CHECK_EQ(lseek(fd, 0, SEEK_HOLE), K64);
+    CHECK_EQ(lseek(fd, K64, SEEK_DATA), M1);
+    CHECK_EQ(lseek(fd, K64 + 5, SEEK_HOLE), K64 + 5);
+    CHECK_EQ(lseek(fd, M1, SEEK_HOLE), M1 + K64); /* the end of the file is a hole */
+    CHECK_EQ(lseek(fd, 0, SEEK_CUR), M1 + K64); /* SEEK_HOLE moved the offset */
+    CHECK_ERRNO(lseek(fd, M1 + K64, SEEK_DATA), ENXIO);
+    CHECK_ERRNO(lseek(fd, M1 + K64, SEEK_HOLE), ENXIO);
+    CHECK_ERRNO(lseek(fd, -1, SEEK_DATA), ENXIO);
+    close(fd);
+    CHECK_SYS(unlink(path_in("sdh")));
+    t_pass();
+}
+
+static void preadv_pwritev(void)
+{
+    T_BEGIN("preadv_pwritev");
+    char a[] = "left-", b[] = "right";
+    struct iovec w[2] = {{a, 5}, {b, 5}};
+    int fd = CHECK_SYS(open(path_in("pv"), O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_EQ(RAW5(SYS_pwritev, fd, w, 2, 100, 0), 10);
+    CHECK_EQ(lseek(fd, 0, SEEK_CUR), 0); /* the offset did not move */
+    CHECK_EQ(file_size(fd), 110);
+    char x[3], y[10];
+    struct iovec r[2] = {{x, 3}, {y, 10}};
+    CHECK_EQ(RAW5(SYS_preadv, fd, r, 2, 100, 0), 10);
+    CHECK(memcmp(x, "lef", 3) == 0 && memcmp(y, "t-right", 7) == 0, "bytes scattered in order");
+    CHECK_NEG(RAW5(SYS_preadv, fd, r, 2, -1, -1), EINVAL);
+    close(fd);
+    CHECK_SYS(unlink(path_in("pv")));
+    t_pass();
+}
+
+static void renameat2_noreplace(void)
+{
+    T_BEGIN("renameat2_noreplace");
+    int fd = CHECK_SYS(make_file("rn2.a", 10, 27));
+    close(fd);
+    fd = CHECK_SYS(make_file("rn2.b", 20, 28));
+    close(fd);
+    /* RENAME_NOREPLACE (1) over an existing name: EEXIST, both kept. */
+    CHECK_NEG(RAW5(SYS_renameat2, AT_FDCWD, path_in("rn2.a"), AT_FDCWD, path_in("rn2.b"), 1), EEXIST);
+    struct stat st;
+    CHECK_SYS(stat(path_in("rn2.a"), &st));
+    CHECK_EQ(st.st_size, 10);
+    CHECK_EQ(RAW5(SYS_renameat2, AT_FDCWD, path_in("rn2.a"), AT_FDCWD, path_in("rn2.c"), 1), 0);
+    CHECK_ERRNO(stat(path_in("rn2.a"), &st), ENOENT);
+    CHECK_NEG(RAW5(SYS_renameat2, AT_FDCWD, path_in("rn2.c"), AT_FDCWD, path_in("rn2.d"), 0x80), EINVAL);
+    CHECK_SYS(unlink(path_in("rn2.b")));
+    CHECK_SYS(unlink(path_in("rn2.c")));
+    t_pass();
+}
+
+static void dev_null(void)
+{
+    T_BEGIN("dev_null");
+    int fd = CHECK_SYS(open("/dev/null", O_RDWR));
+    CHECK_EQ(write(fd, "gone", 4), 4);
+    char c;
+    CHECK_EQ(read(fd, &c, 1), 0);
+    struct stat st;
+    CHECK_SYS(fstat(fd, &st));
+    CHECK(S_ISCHR(st.st_mode), "a character device");
+    CHECK_EQ(major(st.st_rdev), 1);
+    CHECK_EQ(minor(st.st_rdev), 3);
+    CHECK_SYS(stat("/dev/null", &st));
+    CHECK(S_ISCHR(st.st_mode), "stat says a character device too");
+    close(fd);
+    t_pass();
+}
+
+static void truncate_path(void)
+{
+    T_BEGIN("truncate_path");
+    int fd = CHECK_SYS(make_file("tp", 5000, 29));
+    close(fd);
+    CHECK_SYS(truncate(path_in("tp"), 100));
+    struct stat st;
+    CHECK_SYS(stat(path_in("tp"), &st));
+    CHECK_EQ(st.st_size, 100);
+    CHECK_SYS(truncate(path_in("tp"), 9000));
+    CHECK_SYS(stat(path_in("tp"), &st));
+    CHECK_EQ(st.st_size, 9000);
+    CHECK_ERRNO(truncate(path_in("tp"), -1), EINVAL);
+    CHECK_ERRNO(truncate(suite_dir, 0), EISDIR);
+    CHECK_ERRNO(truncate(path_in("missing"), 0), ENOENT);
+    CHECK_ERRNO(truncate(path_in("tp/x"), 0), ENOTDIR);
+    CHECK_SYS(unlink(path_in("tp")));
+    t_pass();
+}
+
+static void access_readlink_umask(void)
+{
+    T_BEGIN("access_readlink_umask");
+    int fd = CHECK_SYS(make_file("acc", 10, 30));
+    close(fd);
+    CHECK_SYS(access(path_in("acc"), R_OK | W_OK));
+    CHECK_SYS(access(suite_dir, X_OK));
+    CHECK_SYS(faccessat(AT_FDCWD, path_in("acc"), F_OK, 0));
+    CHECK_ERRNO(access(path_in("missing"), F_OK), ENOENT);
+    CHECK_ERRNO(access(path_in("acc"), 8), EINVAL);
+    char buf[64];
+    CHECK_ERRNO(readlink(path_in("acc"), buf, sizeof buf), EINVAL); /* not a symbolic link */
+    CHECK_ERRNO(readlink(path_in("missing"), buf, sizeof buf), ENOENT);
+    mode_t old = umask(077);
+    CHECK_EQ(umask(old), 077);
+    CHECK_SYS(unlink(path_in("acc")));
+    t_pass();
+}
+
+static void fchdir_and_dirfds(void)
+{
+    T_BEGIN("fchdir_dirfd_relative");
+    char saved[PATH_MAX], now[PATH_MAX];
+    CHECK(getcwd(saved, sizeof saved) != NULL, "the current directory");
+    CHECK_SYS(mkdir(path_in("fcd"), 0755));
+    int dfd = CHECK_SYS(open(path_in("fcd"), O_RDONLY | O_DIRECTORY));
+    int fd = CHECK_SYS(openat(dfd, "inside", O_CREAT | O_RDWR, 0644));
+    CHECK_ERRNO(openat(fd, "x", O_RDONLY), ENOTDIR); /* a file as the directory */
+    CHECK_ERRNO(fchdir(fd), ENOTDIR);
+    close(fd);
+    CHECK_SYS(fchdir(dfd));
+    CHECK(getcwd(now, sizeof now) != NULL, "getcwd after fchdir");
+    CHECK(strlen(now) >= 4 && strcmp(now + strlen(now) - 4, "/fcd") == 0, "getcwd ends in the directory");
+    struct stat st;
+    CHECK_SYS(stat("inside", &st));
+    CHECK_SYS(stat("../fcd/./inside", &st));
+    CHECK_SYS(chdir(saved));
+    CHECK_SYS(unlinkat(dfd, "inside", 0));
+    close(dfd);
+    CHECK_SYS(rmdir(path_in("fcd")));
+    t_pass();
+}
+
+static void fionread_fionbio(void)
+{
+    T_BEGIN("ioctl_fionread_fionbio");
+    int fd = CHECK_SYS(make_file("fio", 100, 31));
+    CHECK_SYS(lseek(fd, 10, SEEK_SET));
+    int n = -1;
+    CHECK_SYS(ioctl(fd, FIONREAD, &n));
+    CHECK_EQ(n, 90);
+    close(fd);
+    CHECK_SYS(unlink(path_in("fio")));
+    int p[2];
+    CHECK_SYS(pipe(p));
+    int on = 1;
+    CHECK_SYS(ioctl(p[0], FIONBIO, &on));
+    CHECK(fcntl(p[0], F_GETFL) & O_NONBLOCK, "FIONBIO sets O_NONBLOCK");
+    char c;
+    CHECK_ERRNO(read(p[0], &c, 1), EAGAIN);
+    CHECK_EQ(write(p[1], "ab", 2), 2);
+    CHECK_SYS(ioctl(p[0], FIONREAD, &n));
+    CHECK_EQ(n, 2);
+    CHECK_EQ(read(p[0], &c, 1), 1);
+    close(p[0]);
+    close(p[1]);
+    t_pass();
+}
+
+static void statfs_fields(void)
+{
+    T_BEGIN("statfs_fstatfs");
+    struct statfs a, b;
+    CHECK_SYS(statfs(suite_dir, &a));
+    CHECK(a.f_bsize > 0 && a.f_blocks > 0, "a block size and a block count");
+    CHECK(a.f_bfree <= a.f_blocks && a.f_bavail <= a.f_bfree, "free blocks within the total");
+    CHECK(a.f_namelen >= 255, "names of 255 bytes");
+    int dfd = CHECK_SYS(open(suite_dir, O_RDONLY | O_DIRECTORY));
+    CHECK_SYS(fstatfs(dfd, &b));
+    CHECK_EQ(b.f_type, a.f_type);
+    CHECK_EQ(b.f_blocks, a.f_blocks);
+    close(dfd);
+    CHECK_ERRNO(statfs(path_in("missing"), &a), ENOENT);
+    t_pass();
+}
+
 void run_fs(void)
 {
     open_creat_excl();
@@ -1041,5 +1231,14 @@ void run_fs(void)
     fiemap_extents();
     fiemap_shared();
     poll_stdio();
+    seek_data_hole();
+    preadv_pwritev();
+    renameat2_noreplace();
+    dev_null();
+    truncate_path();
+    access_readlink_umask();
+    fchdir_and_dirfds();
+    fionread_fionbio();
+    statfs_fields();
     enospc();
 }

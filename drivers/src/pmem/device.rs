@@ -599,6 +599,21 @@ impl<M: PmemMedia, L: DeviceLock<DeviceState>> PmemDevice<M, L> {
         self.state.with(|s| s.poison.first_overlap(range).is_some())
     }
 
+    /// The listed poison that a request for `[offset, offset + len)` runs
+    /// into first: from its first byte inside the request to the end of
+    /// the listed range (None if the request is clean; out-of-range bytes
+    /// are not listed). For copies that go around [`PmemDevice::read`] (the
+    /// kernel's copy straight into user memory): they copy up to this byte
+    /// first, as `read` does, and record what their own machine-check-safe
+    /// copy discovers with [`PmemDevice::record_poison`].
+    pub fn first_poison(&self, offset: u64, len: u64) -> Option<ByteRange> {
+        let range = ByteRange::from_len_saturating(offset, len).clamp_end(self.len);
+        if range.is_empty() {
+            return None;
+        }
+        self.state.with(|s| s.poison.first_overlap(range)).map(|r| r.from_offset(r.start().max(offset)))
+    }
+
     /// The event counters.
     pub fn stats(&self) -> DeviceStats {
         self.state.with(|s| s.stats)

@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::{FileSystem, Fill, BS};
+use super::{extents_in, FileSystem, Fill, BS};
 use crate::error::{FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
@@ -54,6 +54,26 @@ impl<P: Pmem> FileSystem<P> {
             }
         }
         Ok(out)
+    }
+
+    /// Whether any block of `[offset, offset + len)` of file `ino` is
+    /// shared with another owner: a write there copies it first and moves
+    /// the range to new blocks (the kernel then takes the file's mapping
+    /// lock exclusive). Costs per extent in the range.
+    pub fn range_shared(&self, ino: Ino, offset: u64, len: u64) -> Result<bool> {
+        let i = self.file(ino)?;
+        if len == 0 {
+            return Ok(false);
+        }
+        let fb = offset / BS;
+        let end = offset.saturating_add(len).div_ceil(BS);
+        for (_, p, l) in extents_in(i, fb, end - fb) {
+            let (shared, n) = self.st.space.shared_run(p, l);
+            if shared || n < l {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Where file offset `offset` lives (for the DAX fault path).

@@ -28,6 +28,7 @@ mod recovery;
 mod reflink;
 mod rmap;
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 pub use self::data::{Falloc, ReadCopier, WriteCopier};
@@ -82,6 +83,9 @@ pub struct FileSystem<P: Pmem> {
     copy_stop: Option<FsError>,
     cursor: u64,
     info: MountInfo,
+    /// Files the kernel holds open or mapped ([`FileSystem::hold`]): their
+    /// last name may go, their data stays until the hold ends.
+    held: BTreeSet<Ino>,
 }
 
 const BS: u64 = BLOCK_SIZE;

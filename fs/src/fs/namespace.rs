@@ -1,5 +1,5 @@
 //! Names: lookup, path resolution, create, mkdir, unlink, rmdir, rename,
-//! readdir, stat.
+//! readdir, stat; holds on open files (unlinked-but-open files).
 
 use alloc::vec::Vec;
 
@@ -45,6 +45,20 @@ impl<P: Pmem> FileSystem<P> {
     pub fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino> {
         check_name(name)?;
         self.dir(dir)?.entries.get(name).copied().ok_or(FsError::NotFound)
+    }
+
+    /// The directory that contains directory `dir` (the root's is the root):
+    /// what `..` names.
+    pub fn parent(&self, dir: Ino) -> Result<Ino> {
+        let d = self.dir(dir)?;
+        Ok(if dir == ROOT_INO { ROOT_INO } else { d.parent })
+    }
+
+    /// The name of `ino` in directory `dir` (a scan of the directory; for
+    /// `getcwd`, which climbs one directory at a time).
+    pub fn name_in(&self, dir: Ino, ino: Ino) -> Result<Vec<u8>> {
+        let d = self.dir(dir)?;
+        d.entries.iter().find(|&(_, &i)| i == ino).map(|(n, _)| n.to_vec()).ok_or(FsError::NotFound)
     }
 
     /// Resolves an absolute or root-relative path ("/a/b").
@@ -129,8 +143,13 @@ impl<P: Pmem> FileSystem<P> {
     /// while it was being written: see [`FileSystem::create_unnamed`]) in
     /// one transaction; returns how many.
     pub(super) fn delete_orphans(&mut self) -> Result<u64> {
-        let orphans: Vec<Ino> =
-            self.st.inodes.iter().filter(|(_, i)| i.kind == FileKind::File && i.links == 0).map(|(&n, _)| n).collect();
+        let orphans: Vec<Ino> = self
+            .st
+            .inodes
+            .iter()
+            .filter(|&(n, i)| i.kind == FileKind::File && i.links == 0 && !self.held.contains(n))
+            .map(|(&n, _)| n)
+            .collect();
         if orphans.is_empty() {
             return Ok(0);
         }
@@ -203,11 +222,45 @@ impl<P: Pmem> FileSystem<P> {
         self.new_inode(dir, name, FileKind::Dir)
     }
 
+    /// Holds file `ino` (the kernel does while a process has it open or
+    /// mapped): while held, removing its last name (unlink, rename over it)
+    /// leaves it an orphan that keeps its data, deleted when
+    /// [`FileSystem::release`] ends the hold, or by the next read-write
+    /// mount after a crash. This is Linux's unlinked-but-open file. Holds
+    /// live in memory only; holding a held file again does nothing.
+    pub fn hold(&mut self, ino: Ino) -> Result<()> {
+        self.file(ino)?;
+        self.held.insert(ino);
+        Ok(())
+    }
+
+    /// Ends the hold on `ino`; deletes the file if no name is left (not on
+    /// a read-only file system: the next read-write mount does). Returns
+    /// whether it deleted the file.
+    pub fn release(&mut self, ino: Ino) -> Result<bool> {
+        if !self.held.remove(&ino) {
+            return Ok(false);
+        }
+        match self.st.inodes.get(&ino) {
+            Some(i) if i.kind == FileKind::File && i.links == 0 && !self.ro => {
+                self.delete_unnamed(ino)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether `ino` is held ([`FileSystem::hold`]).
+    pub fn is_held(&self, ino: Ino) -> bool {
+        self.held.contains(&ino)
+    }
+
     /// Pushes the mutations that drop one link of `ino` (already removed
-    /// from its directory) and free it when none is left.
+    /// from its directory) and free it when none is left and nobody holds
+    /// it.
     pub(super) fn drop_link(&mut self, ino: Ino) -> Result<()> {
         let i = self.st.inode(ino)?;
-        if i.links == 0 {
+        if i.links == 0 && !self.held.contains(&ino) {
             if !i.extents.is_empty() {
                 self.push(Mutation::Unmap { ino, fblk: 0, len: MAX_FILE_BLOCKS })?;
             }

@@ -162,6 +162,7 @@ impl<P: Pmem> FileSystem<P> {
             copy_stop: None,
             cursor: geo.data_start,
             info,
+            held: alloc::collections::BTreeSet::new(),
         }
     }
 

@@ -72,6 +72,7 @@ errnos!(
     EOPNOTSUPP,
     ETIMEDOUT,
     EHWPOISON,
+    EBADR,
 );
 
 impl Errno {

@@ -219,6 +219,49 @@ impl Statx {
     }
 }
 
+/// `f_type` of fsdax in `statfs` ("FSDX").
+pub const FSDAX_MAGIC: u64 = 0x4653_4458;
+
+/// `struct statfs` (120 bytes), what `statfs` and `fstatfs` fill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Statfs {
+    pub fs_type: u64,
+    pub bsize: u64,
+    /// Data blocks (`bsize` units).
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub fsid: [u32; 2],
+    pub namelen: u64,
+    pub frsize: u64,
+    /// `ST_*` mount flags.
+    pub flags: u64,
+}
+
+impl Statfs {
+    pub const SIZE: usize = 120;
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        let mut w = Writer(&mut b);
+        w.u64(0, self.fs_type);
+        w.u64(8, self.bsize);
+        w.u64(16, self.blocks);
+        w.u64(24, self.bfree);
+        w.u64(32, self.bavail);
+        w.u64(40, self.files);
+        w.u64(48, self.ffree);
+        w.u32(56, self.fsid[0]);
+        w.u32(60, self.fsid[1]);
+        w.u64(64, self.namelen);
+        w.u64(72, self.frsize);
+        w.u64(80, self.flags);
+        b
+    }
+}
+
 /// `struct rusage` (144 bytes); times as (seconds, microseconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rusage {
@@ -631,6 +674,39 @@ mod tests {
         assert_eq!(size_of::<g::file_clone_range>(), FileCloneRange::SIZE);
         assert_eq!(size_of::<g::file_dedupe_range>(), FileDedupeRange::SIZE);
         assert_eq!(size_of::<g::file_dedupe_range_info>(), DedupeRangeInfo::SIZE);
+        assert_eq!(size_of::<g::statfs>(), Statfs::SIZE);
+    }
+
+    #[test]
+    fn statfs_offsets_match_linux() {
+        let f = Statfs {
+            fs_type: 1,
+            bsize: 2,
+            blocks: 3,
+            bfree: 4,
+            bavail: 5,
+            files: 6,
+            ffree: 7,
+            fsid: [8, 9],
+            namelen: 10,
+            frsize: 11,
+            flags: 12,
+        };
+        let b = f.encode();
+        let r = Reader(&b);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_type)), 1);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_bsize)), 2);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_blocks)), 3);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_bfree)), 4);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_bavail)), 5);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_files)), 6);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_ffree)), 7);
+        assert_eq!(r.u32(offset_of!(g::statfs, f_fsid)), 8);
+        assert_eq!(r.u32(offset_of!(g::statfs, f_fsid) + 4), 9);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_namelen)), 10);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_frsize)), 11);
+        assert_eq!(r.u64(offset_of!(g::statfs, f_flags)), 12);
+        assert!(b[88..].iter().all(|&x| x == 0), "f_spare is zero");
     }
 
     #[test]

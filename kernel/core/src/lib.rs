@@ -20,6 +20,10 @@
 //! - [`lockstate`]: the state machine of the sleeping reader-writer lock.
 //! - [`cmdline`]: the kernel command line.
 //! - [`clock`]: calendar time to Unix time (the wall clock at boot).
+//! - [`path`]: path resolution with Linux's rules over any namespace, and
+//!   `open`'s decision.
+//! - [`fdtable`]: a process's descriptor table.
+//! - [`seek`]: `lseek` on a file, `SEEK_DATA` and `SEEK_HOLE` included.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
@@ -29,8 +33,11 @@ extern crate alloc;
 pub mod clock;
 pub mod cmdline;
 pub mod copy_mc;
+pub mod fdtable;
 pub mod kill;
 pub mod lockstate;
 pub mod mce;
 pub mod memfail;
+pub mod path;
 pub mod sched;
+pub mod seek;

@@ -2,8 +2,8 @@
 //! half: a page fault on the user side either gets resolved (demand paging)
 //! or ends the copy short, never a kernel fault.
 //!
-//! The copies are `rep movsb` instructions listed in the `uaccess_extable`
-//! section. When one faults on a user address, the page-fault dispatch
+//! The copies are `rep movsb` instructions (and the loads of a non-temporal
+//! copy into persistent memory) listed in the `uaccess_extable` section. When one faults on a user address, the page-fault dispatch
 //! ([`crate::trap`]) first asks the kernel's resolver
 //! ([`crate::trap::register_user_copy_fault_resolver`]) to map the page
 //! without blocking (try-locks only: the copy may run with locks held or
@@ -68,8 +68,55 @@ global_asm!(
     smap = sym FSDAX_SMAP,
 );
 
+// The non-temporal copy from user memory (Linux
+// `__copy_user_nocache`'s body): 8-byte loads from the user source, each
+// listed in `uaccess_extable`, stored with `movnti` (no read-for-ownership,
+// no cache-line write-back needed: durable after `sfence`).
+//   rdi = dst (8-byte aligned kernel memory), rsi = src (user),
+//   rdx = len (a multiple of 8) -> rax = bytes not copied
+global_asm!(
+    ".section .text.fsdax_copy_user_nt,\"ax\"",
+    ".global fsdax_copy_user_nt",
+    "fsdax_copy_user_nt:",
+    "    cmp byte ptr [rip + {smap}], 0",
+    "    je 1f",
+    "    stac",
+    "1:  test rdx, rdx",
+    "    jz 3f",
+    "2:  mov rax, qword ptr [rsi]",
+    "    movnti qword ptr [rdi], rax",
+    "    add rsi, 8",
+    "    add rdi, 8",
+    "    sub rdx, 8",
+    "    jnz 2b",
+    "3:  xor eax, eax",
+    "    jmp 5f",
+    "4:  mov rax, rdx",
+    "5:  cmp byte ptr [rip + {smap}], 0",
+    "    je 6f",
+    "    clac",
+    "6:  ret",
+    ".pushsection uaccess_extable,\"aw\"",
+    "    .balign 8",
+    "    .quad 2b, 4b",
+    ".popsection",
+    smap = sym FSDAX_SMAP,
+);
+
 extern "C" {
     fn fsdax_copy_user(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    fn fsdax_copy_user_nt(dst: *mut u8, src: *const u8, len: usize) -> usize;
+}
+
+/// The raw non-temporal copy from user memory: returns the bytes not
+/// copied (a multiple of 8: the word that faulted and the rest).
+///
+/// # Safety
+/// `dst` must be 8-byte aligned and writable for `len` bytes, `len` a
+/// multiple of 8, `src..src + len` a user-half range.
+pub(crate) unsafe fn copy_user_nt_raw(dst: *mut u8, src: *const u8, len: usize) -> usize {
+    // SAFETY: the caller's contract; faults on the user side end the copy.
+    unsafe { fsdax_copy_user_nt(dst, src, len) }
 }
 
 /// The raw user copy: returns the bytes not copied.

@@ -9,10 +9,11 @@ use alloc::vec::Vec;
 use fsdax_abi::load::{self, LoadError, LoadPlan};
 use fsdax_abi::stack::{self, AuxInfo, StackError};
 use fsdax_abi::Errno;
-use fsdax_fs::{FileKind, FsError};
+use fsdax_fs::{FileKind, FsError, Ino};
 use fsdax_mm::vma::Prot;
 
 use super::vm::{Vm, STACK_INITIAL, STACK_TOP};
+use crate::vfs::fs_errno;
 
 /// A program ready to run.
 #[derive(Debug)]
@@ -47,28 +48,13 @@ impl core::fmt::Display for ExecError {
     }
 }
 
-/// The errno of a file-system error.
-pub fn fs_errno(e: &FsError) -> Errno {
-    match e {
-        FsError::NotFound => Errno::ENOENT,
-        FsError::Exists => Errno::EEXIST,
-        FsError::NotDir => Errno::ENOTDIR,
-        FsError::IsDir => Errno::EISDIR,
-        FsError::NotEmpty => Errno::ENOTEMPTY,
-        FsError::NoSpace => Errno::ENOSPC,
-        FsError::Invalid => Errno::EINVAL,
-        FsError::NameTooLong => Errno::ENAMETOOLONG,
-        FsError::TooBig => Errno::EFBIG,
-        FsError::ReadOnly => Errno::EROFS,
-        _ => Errno::EIO,
-    }
-}
-
-/// Reads the whole file at `path` (programs are small: a few MiB).
-fn read_program(path: &str) -> Result<Vec<u8>, ExecError> {
+/// Reads the whole file at `path`, resolved from directory `cwd`
+/// (programs are small: a few MiB).
+fn read_program(cwd: Ino, path: &str) -> Result<Vec<u8>, ExecError> {
     let r = crate::fsys::with_fs_read(|fs| -> Result<Vec<u8>, ExecError> {
         let err = |e: FsError| ExecError::new(fs_errno(&e), alloc::format!("{path}: {e}"));
-        let ino = fs.resolve(path).map_err(err)?;
+        let ino = crate::vfs::resolve(fs, cwd, path.as_bytes())
+            .map_err(|e| ExecError::new(e, alloc::format!("{path}: {}", e.name().unwrap_or("error"))))?;
         let st = fs.stat(ino).map_err(err)?;
         if st.kind != FileKind::File {
             return Err(ExecError::new(Errno::EACCES, alloc::format!("{path}: not a regular file")));
@@ -149,10 +135,10 @@ fn build_vm(plan: &LoadPlan, file: &[u8]) -> Result<Vm, ExecError> {
     Ok(vm)
 }
 
-/// Loads the program at `path` with arguments `argv` and environment
-/// `envp` into a fresh address space.
-pub fn load(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<Loaded, ExecError> {
-    let file = read_program(path)?;
+/// Loads the program at `path` (resolved from directory `cwd`) with
+/// arguments `argv` and environment `envp` into a fresh address space.
+pub fn load(cwd: Ino, path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<Loaded, ExecError> {
+    let file = read_program(cwd, path)?;
     let plan = load::plan(&file, file.len() as u64).map_err(|e| {
         let errno = match e {
             LoadError::BadSegment { .. } | LoadError::Malformed | LoadError::NeedMore(_) => Errno::ENOEXEC,

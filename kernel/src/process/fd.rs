@@ -1,25 +1,28 @@
 //! File descriptors: a process's table of open file descriptions.
 //!
 //! An open file description ([`OpenFile`]) is what `dup` and `vfork`
-//! share: its kind and its status flags (and, for files of the file system,
-//! its offset: the file system calls add that kind). The table maps small
+//! share: its kind, its status flags and, for files of the file system,
+//! its offset. The table ([`FdTable`], `fsdax_kcore::fdtable`) maps small
 //! integers to descriptions, with the close-on-exec flag per descriptor.
-//! Today the kinds are the console's (fd 0 reads console input, 1 and 2
-//! write to the console) and pipes (musl's `posix_spawn` reports a failed
-//! `execve` through a close-on-exec pipe).
+//! The kinds: the console's (fd 0 reads console input, 1 and 2 write to the
+//! console), pipes (musl's `posix_spawn` reports a failed `execve` through a
+//! close-on-exec pipe), regular files and directories of the mounted file
+//! system ([`crate::vfs::file`]), and `/dev/null`.
+//!
+//! Dropping the last reference to a description of a regular file may end
+//! the file's hold in the file system (and delete it if it was unlinked),
+//! which takes the file system's lock: so descriptions are dropped outside
+//! the table's lock (the table hands back what it closes).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use fsdax_abi::linux::general as g;
-use fsdax_abi::Errno;
+pub use fsdax_kcore::fdtable::MAX_FDS;
 
 use crate::sync::WaitQueue;
-
-/// Most descriptors a process may hold (Linux's default `RLIMIT_NOFILE`).
-pub const MAX_FDS: usize = 1024;
+use crate::vfs::file::{Directory, RegularFile};
 
 /// What an open file description refers to.
 #[derive(Debug)]
@@ -31,6 +34,12 @@ pub enum FileKind {
     ConsoleOut,
     /// One end of a pipe.
     Pipe(PipeEnd),
+    /// A regular file of the mounted file system.
+    File(RegularFile),
+    /// A directory of the mounted file system.
+    Dir(Directory),
+    /// `/dev/null`: reads end at once, writes are discarded.
+    Null,
 }
 
 /// Bytes a pipe holds (Linux's default pipe size).
@@ -103,80 +112,15 @@ impl OpenFile {
 }
 
 /// One descriptor.
-#[derive(Debug, Clone)]
-pub struct Fd {
-    /// The description (shared by `dup`s and across `vfork`).
-    pub file: Arc<OpenFile>,
-    /// `FD_CLOEXEC`.
-    pub cloexec: bool,
-}
+pub type Fd = fsdax_kcore::fdtable::Fd<Arc<OpenFile>>;
 
 /// A process's descriptors.
-#[derive(Debug, Clone, Default)]
-pub struct FdTable {
-    fds: Vec<Option<Fd>>,
-}
+pub type FdTable = fsdax_kcore::fdtable::FdTable<Arc<OpenFile>>;
 
-impl FdTable {
-    /// 0 = console input, 1 and 2 = console output (one description each:
-    /// 1 and 2 share it, as a shell's `2>&1` would).
-    pub fn console() -> FdTable {
-        let input = OpenFile::new(FileKind::ConsoleIn, g::O_RDONLY);
-        let output = OpenFile::new(FileKind::ConsoleOut, g::O_WRONLY);
-        let fd = |file: &Arc<OpenFile>| Some(Fd { file: Arc::clone(file), cloexec: false });
-        FdTable { fds: alloc::vec![fd(&input), fd(&output), fd(&output)] }
-    }
-
-    /// The descriptor `fd` (EBADF if it is not open).
-    pub fn get(&self, fd: u64) -> Result<&Fd, Errno> {
-        usize::try_from(fd).ok().and_then(|i| self.fds.get(i)).and_then(Option::as_ref).ok_or(Errno::EBADF)
-    }
-
-    /// Sets the close-on-exec flag of `fd`.
-    pub fn set_cloexec(&mut self, fd: u64, on: bool) -> Result<(), Errno> {
-        let slot = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)).and_then(Option::as_mut);
-        slot.ok_or(Errno::EBADF)?.cloexec = on;
-        Ok(())
-    }
-
-    /// Installs `entry` at the lowest free descriptor at or above `from`.
-    pub fn insert_lowest(&mut self, from: usize, entry: Fd) -> Result<u64, Errno> {
-        let free = (from..MAX_FDS).find(|&i| self.fds.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
-        self.place(free, entry);
-        Ok(free as u64)
-    }
-
-    /// Installs `entry` at `fd`, closing what was there (`dup2`).
-    pub fn replace(&mut self, fd: u64, entry: Fd) -> Result<Option<Fd>, Errno> {
-        let i = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
-        let old = self.fds.get_mut(i).and_then(Option::take);
-        self.place(i, entry);
-        Ok(old)
-    }
-
-    fn place(&mut self, i: usize, entry: Fd) {
-        if self.fds.len() <= i {
-            self.fds.resize(i + 1, None);
-        }
-        self.fds[i] = Some(entry);
-    }
-
-    /// Closes `fd` and returns its descriptor (EBADF if not open).
-    pub fn close(&mut self, fd: u64) -> Result<Fd, Errno> {
-        usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)).and_then(Option::take).ok_or(Errno::EBADF)
-    }
-
-    /// Closes every close-on-exec descriptor (`execve`).
-    pub fn close_on_exec(&mut self) {
-        for slot in &mut self.fds {
-            if slot.as_ref().is_some_and(|f| f.cloexec) {
-                *slot = None;
-            }
-        }
-    }
-
-    /// Closes everything (exit).
-    pub fn clear(&mut self) {
-        self.fds.clear();
-    }
+/// 0 = console input, 1 and 2 = console output (one description: 1 and 2
+/// share it, as a shell's `2>&1` would).
+pub fn console_table() -> FdTable {
+    let input = OpenFile::new(FileKind::ConsoleIn, g::O_RDONLY);
+    let output = OpenFile::new(FileKind::ConsoleOut, g::O_WRONLY);
+    FdTable::with([input, Arc::clone(&output), output])
 }

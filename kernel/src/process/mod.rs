@@ -42,7 +42,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use fsdax_abi::request::McePolicy;
 use fsdax_abi::signal::{self as sig, Exit};
@@ -104,6 +104,11 @@ pub struct Process {
     vm: IrqMutex<Option<Arc<Vm>>>,
     /// Descriptors.
     pub fds: Mutex<FdTable>,
+    /// The current directory (an inode of the mounted file system).
+    pub cwd: AtomicU64,
+    /// The file-mode creation mask (`umask`): kept, and without effect (the
+    /// file system has no permissions).
+    pub umask: AtomicU32,
     /// Signal actions, mask, alternate stack.
     pub signals: IrqMutex<SignalState>,
     /// Pending signals.
@@ -154,7 +159,7 @@ pub fn basename(path: &str) -> &str {
 }
 
 impl Process {
-    fn new(name: &[u8], parent: Parent, vm: Arc<Vm>, fds: FdTable, signals: SignalState) -> Arc<Process> {
+    fn new(name: &[u8], parent: Parent, vm: Arc<Vm>, fds: FdTable, signals: SignalState, cwd: u64) -> Arc<Process> {
         Arc::new(Process {
             pid: AtomicU64::new(0),
             name: IrqMutex::new(name_bytes(name)),
@@ -162,6 +167,8 @@ impl Process {
             state: IrqMutex::new(State::Alive),
             vm: IrqMutex::new(Some(vm)),
             fds: Mutex::new(fds),
+            cwd: AtomicU64::new(cwd),
+            umask: AtomicU32::new(0o022),
             signals: IrqMutex::new(signals),
             pending: Pending::default(),
             cause: IrqMutex::new(None),
@@ -332,13 +339,15 @@ fn start_task(proc: &Arc<Process>, frame: TrapFrame, user: UserCpuInit) -> Resul
 
 /// Loads `path` and starts it as a new process with `argv` and `envp`.
 pub fn spawn(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], parent: Parent) -> Result<Pid, SpawnError> {
-    let loaded = exec::load(path, argv, envp).map_err(SpawnError::Exec)?;
+    let root = fsdax_fs::ROOT_INO;
+    let loaded = exec::load(root, path, argv, envp).map_err(SpawnError::Exec)?;
     let proc = Process::new(
         basename(path).as_bytes(),
         parent,
         Arc::new(loaded.vm),
-        FdTable::console(),
+        fd::console_table(),
         SignalState::default(),
+        root,
     );
     start_task(&proc, TrapFrame::new_user(loaded.entry, loaded.rsp), UserCpuInit::fresh()).map_err(SpawnError::Task)
 }
@@ -352,7 +361,9 @@ pub fn vfork(parent: &Arc<Process>, frame: &TrapFrame, stack: u64) -> Result<Pid
     let vm = parent.vm().ok_or(fsdax_abi::Errno::ENOMEM)?;
     let fds = parent.fds.lock().clone();
     let signals = parent.signals.lock().clone();
-    let child = Process::new(&parent.name_raw(), Parent::Process(parent.pid()), vm, fds, signals);
+    let cwd = parent.cwd.load(Ordering::Relaxed);
+    let child = Process::new(&parent.name_raw(), Parent::Process(parent.pid()), vm, fds, signals, cwd);
+    child.umask.store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
     let mut f = *frame;
     f.rax = 0;
     if stack != 0 {
@@ -370,13 +381,14 @@ impl Process {
     /// runs the new program from `frame` (its memory replaced, close-on-exec
     /// descriptors closed, handled signals reset, a vfork parent released).
     pub fn exec(&self, path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapFrame) -> Result<(), ExecError> {
-        let loaded = exec::load(path, argv, envp)?;
+        let loaded = exec::load(self.cwd.load(Ordering::Relaxed), path, argv, envp)?;
         let vm = Arc::new(loaded.vm);
         let old_space = fsdax_hal::task::replace_address_space(Some(vm.space().clone()));
         let old_vm = self.vm.lock().replace(vm);
         drop(old_space);
         drop(old_vm);
-        self.fds.lock().close_on_exec();
+        let closed = self.fds.lock().close_on_exec();
+        drop(closed);
         self.signals.lock().reset_for_exec();
         self.set_name(basename(path).as_bytes());
         self.clear_child_tid.store(0, Ordering::Relaxed);
@@ -408,7 +420,8 @@ pub fn exit(p: Arc<Process>, how: Exit) -> ! {
         report_kill(pid, &p.name(), s, cause);
     }
     *p.final_usage.lock() = p.usage();
-    p.fds.lock().clear();
+    let closed = p.fds.lock().clear();
+    drop(closed);
     p.release_vfork_parent();
     // Memory: load the kernel's tables, then drop this process's hold.
     drop(fsdax_hal::task::replace_address_space(None));

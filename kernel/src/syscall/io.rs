@@ -1,11 +1,11 @@
-//! Descriptor system calls on the console descriptors and pipes: `read`,
-//! `write`, `readv`, `writev`, `poll`, `ioctl`, `close`, `fcntl`, `dup`,
-//! `dup2`, `dup3`, `pipe`, `pipe2`. The file system's descriptors add their kind to
-//! [`crate::process::fd::FileKind`] and their arms here.
+//! Descriptor system calls: `read`, `write`, `readv`, `writev`, `poll`,
+//! `close`, `fcntl`, `dup`, `dup2`, `dup3`, `pipe`, `pipe2`, on every kind
+//! of description (console, pipes, files and directories of the file
+//! system; the positional and file-only calls are in `file`).
 
 use alloc::sync::Arc;
 
-use fsdax_abi::linux::{general as g, ioctl};
+use fsdax_abi::linux::general as g;
 use fsdax_abi::wire::{Iovec, PollFd};
 use fsdax_abi::Errno;
 use fsdax_hal::uaccess;
@@ -13,21 +13,25 @@ use fsdax_hal::uaccess;
 use super::{read_user, write_user, Ctx};
 use crate::process::console;
 use crate::process::fd::{self, Fd, FileKind, OpenFile, PIPE_CAPACITY};
+use crate::vfs::file::{read_at, write_at, WriteAt};
 
 /// Most iovec entries (`UIO_MAXIOV`).
 const IOV_MAX: u64 = 1024;
 /// Bytes moved through the kernel per chunk.
 const CHUNK: usize = 4096;
 
-fn file(c: &Ctx<'_>, fd: u64) -> Result<Arc<OpenFile>, Errno> {
+/// The description behind `fd` (EBADF), taken out of the table.
+pub(super) fn file(c: &Ctx<'_>, fd: u64) -> Result<Arc<OpenFile>, Errno> {
     Ok(Arc::clone(&c.proc.fds.lock().get(fd)?.file))
 }
 
 /// Writes `len` bytes from user memory at `buf` to `f`.
 fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
-    if f.status() & g::O_ACCMODE == g::O_RDONLY {
+    let s = f.status();
+    if s & g::O_PATH != 0 || !matches!(s & g::O_ACCMODE, g::O_WRONLY | g::O_RDWR) {
         return Err(Errno::EBADF);
     }
+    let nonblock = s & g::O_NONBLOCK != 0;
     match &f.kind {
         FileKind::Pipe(end) => {
             let mut done = 0u64;
@@ -47,6 +51,9 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
                             p.bytes.extend(&chunk[put..put + k]);
                             return Some(Ok(k));
                         }
+                        if nonblock {
+                            return Some(Err(Errno::EAGAIN));
+                        }
                         if c.proc.fatal_pending() {
                             return Some(Err(Errno::EINTR));
                         }
@@ -63,6 +70,17 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
             }
             Ok(done)
         }
+        FileKind::File(rf) => {
+            let mut pos = rf.pos.lock();
+            let at = if f.status() & g::O_APPEND != 0 { WriteAt::End } else { WriteAt::Offset(*pos) };
+            let (n, end) = write_at(&c.proc, &rf.inode, buf, len, at)?;
+            if n > 0 {
+                *pos = end;
+            }
+            Ok(n)
+        }
+        FileKind::Dir(_) => Err(Errno::EISDIR),
+        FileKind::Null => Ok(len),
         FileKind::ConsoleOut | FileKind::ConsoleIn => {
             let mut chunk = [0u8; CHUNK];
             let mut done = 0u64;
@@ -83,7 +101,8 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
 
 /// Reads up to `len` bytes from `f` into user memory at `buf`.
 fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno> {
-    if f.status() & g::O_ACCMODE == g::O_WRONLY {
+    let s = f.status();
+    if s & g::O_PATH != 0 || !matches!(s & g::O_ACCMODE, g::O_RDONLY | g::O_RDWR) {
         return Err(Errno::EBADF);
     }
     if !uaccess::user_range(buf, len as usize) {
@@ -92,6 +111,7 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
     if len == 0 {
         return Ok(0);
     }
+    let nonblock = s & g::O_NONBLOCK != 0;
     match &f.kind {
         FileKind::Pipe(end) => {
             let got = end.pipe.wait_until(|p, _| {
@@ -102,6 +122,9 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
                 if p.writers == 0 {
                     return Some(Ok(alloc::vec::Vec::new()));
                 }
+                if nonblock {
+                    return Some(Err(Errno::EAGAIN));
+                }
                 if c.proc.fatal_pending() {
                     return Some(Err(Errno::EINTR));
                 }
@@ -111,6 +134,14 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
             write_user(buf, &got)?;
             Ok(got.len() as u64)
         }
+        FileKind::File(rf) => {
+            let mut pos = rf.pos.lock();
+            let n = read_at(&c.proc, &rf.inode, buf, len, *pos)?;
+            *pos += n;
+            Ok(n)
+        }
+        FileKind::Dir(_) => Err(Errno::EISDIR),
+        FileKind::Null => Ok(0),
         FileKind::ConsoleIn | FileKind::ConsoleOut => {
             let me = c.proc.pid();
             let got = console::INPUT.wait_until(|i, _| {
@@ -147,7 +178,9 @@ pub fn write(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     write_to(c, &f, a[1], a[2])
 }
 
-fn iovecs(addr: u64, count: u64) -> Result<alloc::vec::Vec<Iovec>, Errno> {
+/// The iovec array at `addr` (EINVAL past `IOV_MAX` entries or for a
+/// length past `isize::MAX`, EFAULT).
+pub(super) fn iovecs(addr: u64, count: u64) -> Result<alloc::vec::Vec<Iovec>, Errno> {
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
     }
@@ -178,7 +211,8 @@ pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     Ok(total)
 }
 
-/// `readv(fd, iov, iovcnt)`: one console read fills the first buffers.
+/// `readv(fd, iov, iovcnt)`: a file fills the buffers in order; one
+/// console or pipe read fills the first ones.
 pub fn readv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
     let mut total = 0u64;
@@ -189,8 +223,11 @@ pub fn readv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         match read_from(c, &f, v.base, v.len) {
             Ok(n) => {
                 total += n;
-                // A short read ends it (the console hands out a line).
-                break;
+                // A short read ends it; so does any console or pipe read
+                // (they hand out what is there, a line at a time).
+                if n < v.len || !matches!(f.kind, FileKind::File(_)) {
+                    break;
+                }
             }
             Err(e) if total == 0 => return Err(e),
             Err(_) => break,
@@ -199,10 +236,10 @@ pub fn readv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     Ok(total)
 }
 
-/// `poll(fds, nfds, timeout_ms)` on the console descriptors: output is
-/// always writable; console input is readable when bytes wait (or at
-/// end-of-file, for a process not in the foreground); any other
-/// descriptor is POLLNVAL.
+/// `poll(fds, nfds, timeout_ms)`: console output is always writable;
+/// console input is readable when bytes wait (or at end-of-file, for a
+/// process not in the foreground); pipes as their buffers say; files are
+/// always ready; a descriptor that is not open is POLLNVAL.
 pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let n = a[1];
     if n > super::super::process::fd::MAX_FDS as u64 {
@@ -233,6 +270,9 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                     (false, end.pipe.peek(|p| p.readers == 0 || p.bytes.len() < PIPE_CAPACITY))
                 }
                 FileKind::Pipe(end) => (end.pipe.peek(|p| !p.bytes.is_empty() || p.writers == 0), false),
+                // Files never block (Linux: always ready).
+                FileKind::File(_) | FileKind::Null => (true, true),
+                FileKind::Dir(_) => (true, false),
             };
             let mut ev = 0u16;
             if readable {
@@ -257,14 +297,6 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         }
         crate::task::sleep_ticks(1);
     }
-}
-
-/// `ioctl(fd, request, arg)`: the console is not a terminal here (TCGETS
-/// and every other request: ENOTTY), as for a pipe or file on Linux.
-pub fn ioctl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    let _ = file(c, a[0])?;
-    let _ = ioctl::TCGETS;
-    Err(Errno::ENOTTY)
 }
 
 /// `pipe2(fds, flags)`: O_CLOEXEC and O_NONBLOCK (kept for F_GETFL).
@@ -349,8 +381,8 @@ pub fn fcntl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         g::F_SETFD => fds.set_cloexec(a[0], a[2] & u64::from(g::FD_CLOEXEC) != 0).map(|()| 0),
         g::F_GETFL => Ok(u64::from(entry.file.status())),
         g::F_SETFL => {
-            // Only O_APPEND and O_NONBLOCK may change; the console has no use
-            // for either, but the flags are kept for F_GETFL.
+            // Only O_APPEND and O_NONBLOCK may change (files append; pipes
+            // do not wait; the console keeps them for F_GETFL).
             let changeable = g::O_APPEND | g::O_NONBLOCK;
             let old = entry.file.status();
             let new = (old & !changeable) | (a[2] as u32 & changeable);
@@ -358,11 +390,7 @@ pub fn fcntl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             Ok(0)
         }
         g::F_DUPFD | g::F_DUPFD_CLOEXEC => {
-            let from = usize::try_from(a[2]).map_err(|_| Errno::EINVAL)?;
-            if from >= crate::process::fd::MAX_FDS {
-                return Err(Errno::EINVAL);
-            }
-            fds.insert_lowest(from, Fd { file: entry.file, cloexec: a[1] as u32 == g::F_DUPFD_CLOEXEC })
+            fds.insert_lowest(a[2], Fd { file: entry.file, cloexec: a[1] as u32 == g::F_DUPFD_CLOEXEC })
         }
         _ => Err(Errno::EINVAL),
     }

@@ -11,10 +11,12 @@
 //! misaligned or straddle a hole: the helpers below copy through the hal's
 //! fallible user copies and turn any failure into EFAULT.
 //!
-//! Where the rest goes: the file-system calls (`openat`, `pread64`,
-//! `fstat`, ...) join [`io`] with their descriptor kind; signal delivery
-//! (`rt_sigreturn`, `kill`, `tgkill`) joins [`proc`]'s signal-state calls.
+//! Where the calls are: [`io`] (descriptors of every kind), [`fs`] (names:
+//! open, stat, directories, cwd), [`file`] (open files: positions, sizes,
+//! durability, the file ioctls), [`mem`], [`proc`], [`time`].
 
+mod file;
+mod fs;
 mod io;
 mod mem;
 mod proc;
@@ -67,7 +69,47 @@ static TABLE: [Option<Entry>; MAX_NR] = table! {
     __NR_write => io::write,
     __NR_close => io::close,
     __NR_poll => io::poll,
-    __NR_ioctl => io::ioctl,
+    __NR_ioctl => file::ioctl,
+    __NR_open => fs::open,
+    __NR_openat => fs::openat,
+    __NR_creat => fs::creat,
+    __NR_stat => fs::stat,
+    __NR_lstat => fs::stat,
+    __NR_fstat => fs::fstat,
+    __NR_newfstatat => fs::newfstatat,
+    __NR_statx => fs::statx,
+    __NR_statfs => fs::statfs,
+    __NR_fstatfs => fs::fstatfs,
+    __NR_mkdir => fs::mkdir,
+    __NR_mkdirat => fs::mkdirat,
+    __NR_rmdir => fs::rmdir,
+    __NR_unlink => fs::unlink,
+    __NR_unlinkat => fs::unlinkat,
+    __NR_rename => fs::rename,
+    __NR_renameat => fs::renameat,
+    __NR_renameat2 => fs::renameat2,
+    __NR_getdents64 => fs::getdents64,
+    __NR_getcwd => fs::getcwd,
+    __NR_chdir => fs::chdir,
+    __NR_fchdir => fs::fchdir,
+    __NR_access => fs::access,
+    __NR_faccessat => fs::faccessat,
+    __NR_faccessat2 => fs::faccessat2,
+    __NR_umask => fs::umask,
+    __NR_readlink => fs::readlink,
+    __NR_readlinkat => fs::readlinkat,
+    __NR_lseek => file::lseek,
+    __NR_pread64 => file::pread64,
+    __NR_pwrite64 => file::pwrite64,
+    __NR_preadv => file::preadv,
+    __NR_pwritev => file::pwritev,
+    __NR_fsync => file::fsync,
+    __NR_fdatasync => file::fsync,
+    __NR_sync => file::sync,
+    __NR_syncfs => file::syncfs,
+    __NR_truncate => file::truncate,
+    __NR_ftruncate => file::ftruncate,
+    __NR_fallocate => file::fallocate,
     __NR_readv => io::readv,
     __NR_writev => io::writev,
     __NR_dup => io::dup,
@@ -211,6 +253,10 @@ mod tests {
         let names: Vec<&str> = implemented().map(|(_, n)| n).collect();
         for want in ["__NR_getpid", "__NR_execve", "__NR_wait4", "__NR_mmap", "__NR_write", "__NR_exit_group"] {
             kassert!(names.contains(&want), "a process call is missing from the table");
+        }
+        for want in ["__NR_openat", "__NR_pread64", "__NR_statx", "__NR_getdents64", "__NR_renameat2", "__NR_fallocate"]
+        {
+            kassert!(names.contains(&want), "a file call is missing from the table");
         }
         kassert_eq!(syscall_name(u64::from(g::__NR_pipe2)), "pipe2");
         kassert_eq!(syscall_name(100_000), "unknown");

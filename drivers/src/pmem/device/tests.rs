@@ -255,6 +255,22 @@ fn out_of_range_and_overflow_are_errors() {
     assert_eq!((c.nt_writes, c.flushes, c.copy_mc_calls), (0, 0, 0));
     assert_eq!(d.poison_count(), 0);
     assert!(!d.is_poisoned(u64::MAX - 1, u64::MAX));
+    assert_eq!(d.first_poison(u64::MAX - 1, u64::MAX), None);
+}
+
+#[test]
+fn first_poison_names_the_first_listed_byte_inside_the_request() {
+    let d = dev();
+    assert_eq!(d.first_poison(0, LEN as u64), None);
+    d.record_poison(1000, 64).unwrap();
+    d.record_poison(3000, 100).unwrap();
+    assert_eq!(d.first_poison(0, 4096), ByteRange::from_len(1000, 64));
+    // From inside a listed range: from the request's first byte.
+    assert_eq!(d.first_poison(1010, 10), ByteRange::from_len(1010, 54));
+    assert_eq!(d.first_poison(1064, 1936), None);
+    assert_eq!(d.first_poison(1064, 1937), ByteRange::from_len(3000, 100));
+    assert_eq!(d.first_poison(0, 0), None);
+    assert_eq!(d.first_poison(LEN as u64, 10), None);
 }
 
 // ---------------------------------------------------------------------------

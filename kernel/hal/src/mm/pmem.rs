@@ -187,7 +187,26 @@ impl PmemRegion {
         let (left, why) = unsafe { copy::copy_mc_to_user(user_dst, src, len) };
         match why {
             None => Ok(()),
-            Some(copy::McUserStop::UserFault) => Err((UserCopyError::UserFault, len - left)),
+            Some(copy::McUserStop::UserFault) => {
+                // The copy moves whole words: the word that faulted may
+                // straddle the end of the accessible user range. Copy its
+                // bytes one at a time up to the fault, so that the count is
+                // exact (Linux's copy tail).
+                let stop = len - left;
+                let mut done = stop;
+                while done < len.min(stop + 8) {
+                    // SAFETY: one byte inside both ranges checked above.
+                    let (l, why) = unsafe { copy::copy_mc_to_user(user_dst + done as u64, src.add(done), 1) };
+                    match (l, why) {
+                        (0, _) => done += 1,
+                        (_, Some(copy::McUserStop::MachineCheck { poison })) => {
+                            return Err((UserCopyError::Pmem(PmemAccessError::MachineCheck { poison }), done))
+                        }
+                        _ => break,
+                    }
+                }
+                Err((UserCopyError::UserFault, done))
+            }
             Some(copy::McUserStop::MachineCheck { poison }) => {
                 Err((UserCopyError::Pmem(PmemAccessError::MachineCheck { poison }), len - left))
             }
@@ -195,25 +214,50 @@ impl PmemRegion {
     }
 
     /// Writes `len` bytes from the current address space's user memory at
-    /// `user_src` to `offset` (one copy, then cache-line write-back: durable
-    /// after [`Self::fence`]). On a fault on the user side, the bytes
-    /// written before it (flushed too).
+    /// `user_src` to `offset`, in one copy (Linux
+    /// `copy_from_user_flushcache`): non-temporal stores for the 8-byte
+    /// aligned body, string stores and cache-line write-back for the
+    /// unaligned head and tail; durable after [`Self::fence`]. On a fault
+    /// on the user side, the bytes written before it (exactly: the word
+    /// that faulted is retried byte by byte), durable after the fence too.
     pub fn write_from_user(&self, offset: u64, user_src: u64, len: usize) -> Result<(), (UserCopyError, usize)> {
         let dst = self.at(offset, len).map_err(|e| (UserCopyError::Pmem(e), 0))?;
         if !crate::uaccess::user_range(user_src, len) {
             return Err((UserCopyError::UserFault, 0));
         }
-        // SAFETY: `dst..+len` is inside this region, a kernel mapping that
-        // never aliases the user-half source (checked above).
-        let left = unsafe { crate::uaccess::copy_user_raw(dst, user_src as *const u8, len) };
-        let done = len - left;
-        // SAFETY: the first `done` bytes of the range were written (mapped).
-        unsafe { copy::flush(dst, done) };
-        if left == 0 {
-            Ok(())
-        } else {
-            Err((UserCopyError::UserFault, done))
+        // Bytes with string stores + write-back from `at`, up to `n` of
+        // them; how many went.
+        let bytes = |at: usize, n: usize| -> usize {
+            // SAFETY: `dst + at .. + n` is inside this region (a kernel
+            // mapping that never aliases the user-half source, checked
+            // above), `user_src + at .. + n` inside the user range.
+            let left = unsafe { crate::uaccess::copy_user_raw(dst.add(at), (user_src + at as u64) as *const u8, n) };
+            // SAFETY: the bytes written are mapped.
+            unsafe { copy::flush(dst.add(at), n - left) };
+            n - left
+        };
+        let head = dst.align_offset(8).min(len);
+        let body = (len - head) / 8 * 8;
+        let h = bytes(0, head);
+        if h < head {
+            return Err((UserCopyError::UserFault, h));
         }
+        // SAFETY: `dst + head` is 8-byte aligned and `body` a multiple of 8,
+        // inside the region; the source inside the user range.
+        let left =
+            unsafe { crate::uaccess::copy_user_nt_raw(dst.add(head), (user_src + head as u64) as *const u8, body) };
+        let done = head + body - left;
+        if left != 0 {
+            // The faulting word may straddle the end of what is accessible.
+            let more = bytes(done, left.min(8));
+            return Err((UserCopyError::UserFault, done + more));
+        }
+        let tail = len - done;
+        let t = bytes(done, tail);
+        if t < tail {
+            return Err((UserCopyError::UserFault, done + t));
+        }
+        Ok(())
     }
 
     /// Plain read (`rep movs`), without machine-check recovery: a machine

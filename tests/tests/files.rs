@@ -1,0 +1,119 @@
+//! Files on the mounted fsdax file system, from processes in QEMU: the C
+//! suite's file sections (with DAX and reflink required: fsdax has both),
+//! the Rust program's file cases, two processes sharing a file through
+//! `pwrite`/`pread`, `read`/`write` over a poisoned block, and the file I/O
+//! rates under TCG (printed, not judged).
+
+use fsdax_tests::*;
+
+/// The C suite's cases on files and directories (`fs`) and on bad
+/// pointers (`efault`), which reach most file calls.
+#[test]
+fn c_suite_file_sections_pass_with_dax_and_reflink_required() {
+    let _s = scenario("c_suite_file_sections_pass_with_dax_and_reflink_required");
+    let (text, status) =
+        exec("files-suite", &["suite"], "/bin/suite --sections fs,efault --require-dax --require-reflink /");
+    let cases = case_lines(&text);
+    let not_ok: Vec<_> = cases.iter().filter(|(_, (v, _))| v != "ok").collect();
+    assert!(not_ok.is_empty(), "cases that did not pass: {not_ok:#?}\n{text}");
+    for want in [
+        "open_o_creat_o_excl",
+        "unlink_unlinkat",
+        "statx_attr_dax",
+        "fallocate_modes",
+        "getdents64",
+        "getcwd_chdir",
+        "ioctl_ficlone",
+        "ioctl_fideduperange",
+        "fiemap_extent_shared",
+        "enospc_bounded",
+        "straddling_buffers_short_count",
+        "efault_path_strings",
+        "lseek_seek_data_seek_hole",
+        "renameat2_noreplace",
+        "dev_null",
+        "fchdir_dirfd_relative",
+        "statfs_fstatfs",
+    ] {
+        assert!(cases.contains_key(want), "case {want} did not run:\n{text}");
+    }
+    assert!(cases.len() >= 48, "only {} cases ran:\n{text}", cases.len());
+    assert!(text.contains(&format!("summary: {} passed, 0 failed, 0 skipped", cases.len())), "{text}");
+    assert_eq!(status, 0, "{text}");
+}
+
+/// The Rust `std` program's file, directory, cwd and environment cases
+/// (its process case also needs `kill`, which comes with signals).
+#[test]
+fn rust_std_program_file_cases_pass() {
+    let _s = scenario("rust_std_program_file_cases_pass");
+    let (text, status) = exec("files-rsuite", &["rsuite"], "/bin/rsuite /");
+    let cases = case_lines(&text);
+    for want in ["files", "dirs", "env_cwd_spawn_env", "time", "mmap_mprotect_munmap", "panic_caught"] {
+        let got = cases.get(want).map(|c| c.0.as_str());
+        assert_eq!(got, Some("ok"), "rsuite case {want}: {:?}\n{text}", cases.get(want));
+    }
+    eprintln!("rsuite on fsdax: status {status}; cases: {cases:?}");
+}
+
+/// Two processes share one file and nothing else: each writes its blocks
+/// with `pwrite` and reads the other's with `pread`, 200 rounds.
+#[test]
+fn two_processes_read_each_others_pwrites_with_pread() {
+    let _s = scenario("two_processes_read_each_others_pwrites_with_pread");
+    let (text, status) = exec("files-pair", &["pwrite_pread_pair"], "/bin/pwrite_pread_pair / 200");
+    assert!(text.contains("pwrite_pread_pair: 200 rounds, each process read all of the other's blocks"), "{text}");
+    assert!(text.lines().any(|l| l == "ok pwrite_pread_pair"), "{text}");
+    assert_eq!(status, 0, "{text}");
+}
+
+/// A poisoned block of a file (injected from the console, as a machine
+/// check would report it): `read` stops short before it, then fails with
+/// EIO; a partial `write` into it fails; a whole-block `write` rewrites it
+/// (a recovery write) and clears the poison.
+#[test]
+fn read_stops_at_a_poisoned_block_and_a_whole_block_write_clears_it() {
+    let _s = scenario("read_stops_at_a_poisoned_block_and_a_whole_block_write_clears_it");
+    let mut m = shell_with("files-poison", &["poison_rw"]);
+    let out = command(&mut m, "exec /bin/poison_rw prepare /p.dat");
+    assert!(out.contains("ok poison_rw_prepare") && out.contains("exit 0"), "{out}");
+    let off = out
+        .lines()
+        .find_map(|l| l.strip_prefix("poison_rw: block 1 at device offset 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no offset in {out}"));
+    assert_eq!(off % 4096, 0, "{out}");
+    let out = command(&mut m, &format!("mf pmem0 {:#x} 64", off + 128));
+    assert!(out.contains("hits file data"), "the file system did not find the file's block: {out}");
+    let out = command(&mut m, "exec /bin/poison_rw check /p.dat");
+    assert!(out.contains("ok poison_rw_check") && out.contains("exit 0"), "{out}");
+    // The poison is gone from the device's list and the file system's.
+    let out = command(&mut m, "poison");
+    assert!(out.contains("pmem0: 0 bad range(s)"), "{out}");
+}
+
+/// 4 KiB `pwrite`/`pread` rates and 2 MiB write/read bandwidth next to a
+/// user `memcpy` of the same boot, under TCG: printed for the docs (a
+/// benchmark, not a timed test: only sanity is asserted).
+#[test]
+fn file_io_rates_under_tcg() {
+    let _s = scenario("file_io_rates_under_tcg");
+    let mut m = shell_with("files-bench", &["bench"]);
+    let mut figures = Vec::new();
+    for (size, list) in [("64M", "overwrite_4k,pread_4k,write_2m,overwrite_2m,read_2m,memcpy"), ("2M", "memcpy")] {
+        let out = command(&mut m, &format!("exec /bin/bench --size {size} --only {list} /"));
+        assert!(out.contains("exit 0"), "{out}");
+        for line in out.lines().filter(|l| l.starts_with("{\"bench\"")) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let name = format!("{}@{size}", v["bench"].as_str().unwrap());
+            let (ops, bytes) = (v["ops_per_s"].as_f64().unwrap(), v["bytes_per_s"].as_f64().unwrap());
+            assert!(ops > 0.0 && bytes > 0.0, "{line}");
+            figures.push((name, ops, bytes / f64::from(1 << 20)));
+        }
+    }
+    assert_eq!(figures.len(), 7, "{figures:?}");
+    eprintln!("file I/O under {}:", fsdax_boot::qemu::Accel::detect().describe());
+    for (name, ops, mib) in &figures {
+        eprintln!("  {name:<18} {ops:>12.0} ops/s  {mib:>9.1} MiB/s");
+    }
+}
