@@ -31,6 +31,18 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
     _exit(sig == SIGSEGV ? 42 : 43);
 }
 
+static void note_signal(int sig)
+{
+    (void)sig;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 #pragma GCC diagnostic ignored "-Winfinite-recursion"
 static int recurse(volatile char *prev, int depth)
 {
@@ -84,6 +96,46 @@ void child_main(int argc, char **argv)
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigaction(SIGSEGV, &sa, NULL);
         recurse(NULL, 0);
+    }
+    if (strcmp(mode, "signal_parent") == 0 && argc == 3) {
+        /* After DELAY ms, send SIG to the parent. */
+        sleep_ms(atoi(argv[2]));
+        _exit(kill(getppid(), atoi(argv[1])) == 0 ? 0 : 1);
+    }
+    if (strcmp(mode, "signal_then_write") == 0 && argc == 4) {
+        /* After DELAY ms send SIG to the parent, after DELAY more write one
+         * byte to the inherited descriptor FD. */
+        sleep_ms(atoi(argv[3]));
+        if (kill(getppid(), atoi(argv[1])) != 0)
+            _exit(1);
+        sleep_ms(atoi(argv[3]));
+        _exit(write(atoi(argv[2]), "x", 1) == 1 ? 0 : 2);
+    }
+    if (strcmp(mode, "pipe_wait") == 0) {
+        /* Reads a pipe nobody writes: only a signal ends the read. SIGUSR1
+         * has a handler without SA_RESTART: EINTR, exit 4. */
+        int p[2];
+        if (pipe(p) != 0)
+            _exit(1);
+        struct sigaction sa = {0};
+        sa.sa_handler = note_signal;
+        sigaction(SIGUSR1, &sa, NULL);
+        char c;
+        ssize_t r = read(p[0], &c, 1);
+        _exit(r == -1 && errno == EINTR ? 4 : 5);
+    }
+    if (strcmp(mode, "pause") == 0) {
+        pause();
+        _exit(7);
+    }
+    if (strcmp(mode, "sigpipe") == 0) {
+        /* A write to a pipe without readers: SIGPIPE (default: death). */
+        int p[2];
+        if (pipe(p) != 0)
+            _exit(1);
+        close(p[0]);
+        write(p[1], "x", 1);
+        _exit(6);
     }
     if (strcmp(mode, "fds") == 0 && argc == 3) {
         /* argv[1] must be closed (it was O_CLOEXEC), argv[2] open. */

@@ -87,7 +87,7 @@ pub fn resume(int: Interrupted, handler: Option<&Action>) -> Resume {
     }
 }
 
-/// A handler to run, as [`SignalState::next`] decided.
+/// A handler to run, as [`SignalState::dequeue`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
     /// The signal and its `siginfo`.
@@ -379,7 +379,7 @@ impl SignalState {
     /// `get_signal`). Synchronous signals go first, then the lowest number;
     /// ignored ones are discarded on the way; `SA_RESETHAND` takes effect
     /// here. Call it until it says [`Next::Nothing`], then [`Self::finish`].
-    pub fn next(&mut self) -> Next {
+    pub fn dequeue(&mut self) -> Next {
         while let Some(sig) = next_deliverable(self.pending, self.blocked) {
             let info = self.take(sig);
             if self.kills(sig) {
@@ -515,8 +515,8 @@ mod tests {
         assert_eq!(s.pending(), 0);
         assert_eq!(s.send(user(SIGTERM)), Ok(Sent::Queued));
         assert!(s.interrupts_sleep() && s.fatal_pending());
-        assert_eq!(s.next(), Next::Die(user(SIGTERM)));
-        assert_eq!(s.next(), Next::Nothing);
+        assert_eq!(s.dequeue(), Next::Die(user(SIGTERM)));
+        assert_eq!(s.dequeue(), Next::Nothing);
         let mut s = SignalState::new();
         s.set_action(SIGINT, Action { handler: SIG_IGN, ..Action::default() });
         assert_eq!(s.send(user(SIGINT)), Ok(Sent::Discarded));
@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(s.send(user(SIGUSR1)), Ok(Sent::Merged), "standard signals do not queue");
         assert_eq!(s.pending_blocked(), bit(SIGUSR1));
         assert!(!s.interrupts_sleep() && !s.needs_attention());
-        assert_eq!(s.next(), Next::Nothing);
+        assert_eq!(s.dequeue(), Next::Nothing);
         // Blocked and ignored: kept while blocked (POSIX), but it does not
         // wake anybody and is thrown away when unblocked.
         s.set_action(SIGCHLD, Action::default());
@@ -541,9 +541,9 @@ mod tests {
         assert_eq!(s.send(user(SIGCHLD)), Ok(Sent::Queued));
         s.procmask(SIG_SETMASK, 0).unwrap();
         assert!(s.interrupts_sleep(), "SIGUSR1 has a handler");
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         assert_eq!(d.info.signo, SIGUSR1);
-        assert_eq!(s.next(), Next::Nothing, "SIGCHLD discarded");
+        assert_eq!(s.dequeue(), Next::Nothing, "SIGCHLD discarded");
         assert_eq!(s.pending(), 0);
         assert_eq!(s.procmask(99, 0), Err(Errno::EINVAL));
     }
@@ -565,7 +565,7 @@ mod tests {
         assert_eq!(s.action(SIGUSR1).mask, bit(SIGUSR2), "sa_mask is sanitized");
         s.set_blocked(bit(SIGINT));
         s.send(user(SIGUSR1)).unwrap();
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         assert_eq!(d.frame_mask, bit(SIGINT), "the frame keeps the mask before delivery");
         assert_eq!(d.action.handler, 0x40_1000);
         assert_eq!(s.action(SIGUSR1).handler, SIG_DFL, "SA_RESETHAND");
@@ -575,7 +575,7 @@ mod tests {
         let mut s = SignalState::new();
         s.set_action(SIGUSR1, handler(SA_NODEFER));
         s.send(user(SIGUSR1)).unwrap();
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         s.delivered(SIGUSR1, &d.action);
         assert_eq!(s.blocked(), 0);
     }
@@ -588,8 +588,8 @@ mod tests {
         }
         s.send(user(SIGUSR1)).unwrap();
         s.force(fault(SIGSEGV, 8));
-        assert_eq!(delivery(s.next()).info.signo, SIGSEGV);
-        assert_eq!(delivery(s.next()).info.signo, SIGUSR1);
+        assert_eq!(delivery(s.dequeue()).info.signo, SIGSEGV);
+        assert_eq!(delivery(s.dequeue()).info.signo, SIGUSR1);
     }
 
     #[test]
@@ -599,33 +599,33 @@ mod tests {
         s.set_action(SIGSEGV, handler(0));
         s.set_blocked(bit(SIGSEGV));
         s.force(fault(SIGSEGV, 0x10));
-        assert_eq!(s.next(), Next::Die(fault(SIGSEGV, 0x10)));
+        assert_eq!(s.dequeue(), Next::Die(fault(SIGSEGV, 0x10)));
         // Ignored: reset to SIG_DFL -> death.
         let mut s = SignalState::new();
         s.set_action(SIGBUS, Action { handler: SIG_IGN, ..Action::default() });
         s.force(fault(SIGBUS, 0x20));
-        assert_eq!(s.next(), Next::Die(fault(SIGBUS, 0x20)));
+        assert_eq!(s.dequeue(), Next::Die(fault(SIGBUS, 0x20)));
         // A fault inside its own handler (the signal is blocked there).
         let mut s = SignalState::new();
         s.set_action(SIGSEGV, handler(0));
         s.force(fault(SIGSEGV, 0x30));
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         s.delivered(SIGSEGV, &d.action);
         s.force(fault(SIGSEGV, 0x40));
-        assert_eq!(s.next(), Next::Die(fault(SIGSEGV, 0x40)));
+        assert_eq!(s.dequeue(), Next::Die(fault(SIGSEGV, 0x40)));
         // With SA_NODEFER the handler runs again.
         let mut s = SignalState::new();
         s.set_action(SIGSEGV, handler(SA_NODEFER));
         s.force(fault(SIGSEGV, 0x30));
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         s.delivered(SIGSEGV, &d.action);
         s.force(fault(SIGSEGV, 0x40));
-        assert_eq!(delivery(s.next()).info, fault(SIGSEGV, 0x40));
+        assert_eq!(delivery(s.dequeue()).info, fault(SIGSEGV, 0x40));
         // A handled, unblocked fault runs its handler.
         let mut s = SignalState::new();
         s.set_action(SIGSEGV, handler(SA_ONSTACK));
         s.force(fault(SIGSEGV, 0x50));
-        assert_eq!(delivery(s.next()).info, fault(SIGSEGV, 0x50));
+        assert_eq!(delivery(s.dequeue()).info, fault(SIGSEGV, 0x50));
     }
 
     #[test]
@@ -635,12 +635,12 @@ mod tests {
         s.set_action(SIGUSR1, handler(0));
         s.set_action(SIGSEGV, handler(0));
         s.force_sigsegv(SIGUSR1);
-        assert_eq!(delivery(s.next()).info.signo, SIGSEGV);
+        assert_eq!(delivery(s.dequeue()).info.signo, SIGSEGV);
         // SIGSEGV's own frame failed: its handler is dropped, death.
         let mut s = SignalState::new();
         s.set_action(SIGSEGV, handler(0));
         s.force_sigsegv(SIGSEGV);
-        match s.next() {
+        match s.dequeue() {
             Next::Die(info) => assert_eq!((info.signo, info.code), (SIGSEGV, SI_KERNEL)),
             other => panic!("{other:?}"),
         }
@@ -658,7 +658,7 @@ mod tests {
         }
         s.set_blocked(0);
         for pid in 0..3 {
-            let d = delivery(s.next());
+            let d = delivery(s.dequeue());
             assert_eq!(d.info.fields, SigFields::Kill { pid, uid: 0 });
             assert_eq!(s.pending() & bit(rt) != 0, pid < 2, "pending while queued");
         }
@@ -687,11 +687,11 @@ mod tests {
         s.send(user(SIGUSR1)).unwrap();
         s.interrupt_syscall(0, Errno::ERESTARTSYS);
         assert!(s.needs_attention());
-        assert_eq!(delivery(s.next()).resume, Some(Resume::Restart(0)));
+        assert_eq!(delivery(s.dequeue()).resume, Some(Resume::Restart(0)));
         assert_eq!(s.finish(), None, "decided once");
         // Without a handler running it restarts at the end.
         s.interrupt_syscall(61, Errno::ERESTARTSYS);
-        assert_eq!(s.next(), Next::Nothing);
+        assert_eq!(s.dequeue(), Next::Nothing);
         assert_eq!(s.finish(), Some(Resume::Restart(61)));
     }
 
@@ -705,7 +705,7 @@ mod tests {
         s.send(user(SIGUSR1)).unwrap();
         assert!(s.interrupts_sleep());
         s.interrupt_syscall(130, Errno::ERESTARTNOHAND);
-        let d = delivery(s.next());
+        let d = delivery(s.dequeue());
         assert_eq!(d.frame_mask, bit(SIGUSR1) | bit(SIGUSR2), "rt_sigreturn restores the old mask");
         assert_eq!(d.resume, Some(Resume::Fail(Errno::EINTR)));
         s.delivered(SIGUSR1, &d.action);
@@ -716,7 +716,7 @@ mod tests {
         s.set_blocked(bit(SIGUSR1));
         s.suspend(0);
         assert!(s.needs_attention());
-        assert_eq!(s.next(), Next::Nothing);
+        assert_eq!(s.dequeue(), Next::Nothing);
         s.finish();
         assert_eq!(s.blocked(), bit(SIGUSR1));
     }
@@ -776,7 +776,7 @@ mod tests {
         s.set_action(SIGUSR2, handler(0));
         let info = Siginfo { code: SI_TKILL, ..user(SIGUSR2) };
         s.send(info).unwrap();
-        assert_eq!(delivery(s.next()).info, info);
+        assert_eq!(delivery(s.dequeue()).info, info);
     }
 
     fn any_action() -> impl Strategy<Value = Action> {
@@ -830,7 +830,7 @@ mod tests {
                         s.force(fault(sig, 0x1000));
                         let mut seen = false;
                         loop {
-                            match s.next() {
+                            match s.dequeue() {
                                 Next::Nothing => break,
                                 Next::Die(_) => { seen = true; s = SignalState::new(); break; }
                                 Next::Deliver(d) => {
@@ -846,7 +846,7 @@ mod tests {
                     Op::Next => {
                         let fatal = s.fatal_pending();
                         let before = s.blocked();
-                        match s.next() {
+                        match s.dequeue() {
                             Next::Die(_) => { s = SignalState::new(); }
                             Next::Deliver(d) => {
                                 prop_assert_eq!(before & bit(d.info.signo), 0, "a blocked signal was delivered");
