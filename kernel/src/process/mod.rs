@@ -653,9 +653,11 @@ fn exit_to_user(frame: &mut TrapFrame) {
     if let Some(how) = requested {
         exit(p, how);
     }
-    let poison = p.consumed_poison.swap(0, Ordering::AcqRel);
-    if poison != 0 {
-        memory_failure_consumed(&p, (poison != 1).then_some(poison & !1));
+    if p.consumed_poison.load(Ordering::Acquire) != 0 {
+        let poison = p.consumed_poison.swap(0, Ordering::AcqRel);
+        if poison != 0 {
+            memory_failure_consumed(&p, (poison > 1).then_some(poison & !1));
+        }
     }
     signal::deliver(p, frame);
 }
