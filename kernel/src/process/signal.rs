@@ -13,6 +13,7 @@
 //! the x87/SSE state (FXSAVE image); the handler starts with the initial
 //! x87/SSE state, as on Linux.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,14 +34,14 @@ use super::Process;
 /// when it is dropped).
 #[derive(Debug, Default)]
 pub struct Signals {
-    state: IrqMutex<SignalState>,
+    state: IrqMutex<Box<SignalState>>,
     attention: AtomicBool,
 }
 
 /// The locked signal state; dropping it updates the attention flag.
 #[derive(Debug)]
 pub struct SignalsGuard<'a> {
-    guard: IrqMutexGuard<'a, SignalState>,
+    guard: IrqMutexGuard<'a, Box<SignalState>>,
     attention: &'a AtomicBool,
 }
 
@@ -67,7 +68,7 @@ impl Signals {
     /// Signals starting from `state`.
     pub fn new(state: SignalState) -> Signals {
         let attention = AtomicBool::new(state.needs_attention());
-        Signals { state: IrqMutex::new(state), attention }
+        Signals { state: IrqMutex::new(Box::new(state)), attention }
     }
 
     /// Locks the state (a leaf lock: nothing else is taken while it is

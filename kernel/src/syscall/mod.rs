@@ -153,16 +153,18 @@ pub fn dispatch(frame: &mut TrapFrame) {
         return;
     };
     let entry = usize::try_from(nr).ok().and_then(|i| TABLE.get(i)).copied().flatten();
+    let mut ctx = Ctx { proc, frame };
     let result = match entry {
         Some(e) => {
             let _ = e.name;
-            (e.run)(&mut Ctx { proc: Arc::clone(&proc), frame }, args)
+            (e.run)(&mut ctx, args)
         }
         None => {
             report_missing(nr);
             Err(Errno::ENOSYS)
         }
     };
+    let Ctx { proc, frame } = ctx;
     frame.rax = match result {
         Ok(v) => v,
         Err(e) if e.is_restart() => {
