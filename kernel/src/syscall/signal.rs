@@ -102,9 +102,9 @@ fn send_to(target: &Process, s: u32, code: i32, from: Pid) -> Result<(), Errno> 
 
 /// `kill(pid, sig)`: `pid > 0` one process; 0 the caller's process group;
 /// -1 every process but the caller (there is no init to spare); `< -1` the
-/// group `-pid`. ESRCH if nothing matched. Everyone runs as root: no EPERM.
+/// group `-pid`. ESRCH if nothing matched, then EINVAL for a bad signal
+/// (Linux's order). Everyone runs as root: no EPERM.
 pub fn kill(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    let s = signal_number(a[1])?;
     let pid = a[0] as i32;
     let me = c.proc.pid();
     let targets: Vec<_> = match pid {
@@ -116,6 +116,7 @@ pub fn kill(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
+    let s = signal_number(a[1])?;
     let mut result = Ok(0);
     for t in &targets {
         if let Err(e) = send_to(t, s, sig::SI_USER, me) {
@@ -136,8 +137,8 @@ pub fn tgkill(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if tgid <= 0 || tid <= 0 {
         return Err(Errno::EINVAL);
     }
-    let s = signal_number(a[2])?;
     let t = process::get(tid as Pid).filter(|_| tgid == tid).ok_or(Errno::ESRCH)?;
+    let s = signal_number(a[2])?;
     send_to(&t, s, sig::SI_TKILL, c.proc.pid()).map(|()| 0)
 }
 
@@ -147,8 +148,8 @@ pub fn tkill(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if tid <= 0 {
         return Err(Errno::EINVAL);
     }
-    let s = signal_number(a[1])?;
     let t = process::get(tid as Pid).ok_or(Errno::ESRCH)?;
+    let s = signal_number(a[1])?;
     send_to(&t, s, sig::SI_TKILL, c.proc.pid()).map(|()| 0)
 }
 
