@@ -206,9 +206,7 @@ fn a_program_that_loops_forever_is_killed_from_the_console_which_keeps_answering
         .find_map(|l| l.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|p| p.parse().ok()))
         .expect("second pid");
     assert!(command(&mut m, &format!("kill {pid2} KILL")).contains("sent SIGKILL"));
-    m.send_line("ps").unwrap();
-    m.wait_for(&format!("[{pid2}] killed by SIGKILL (spin)"), BOOT_TIMEOUT).expect("killed by SIGKILL");
-    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt after ps");
+    wait_until_ps_reports(&mut m, &format!("[{pid2}] killed by SIGKILL (spin)"));
     // And by number: 10 is SIGUSR1, whose default action kills.
     let out = command(&mut m, "exec /bin/spin &");
     let pid3: u64 = out
@@ -218,8 +216,21 @@ fn a_program_that_loops_forever_is_killed_from_the_console_which_keeps_answering
     let out = command(&mut m, &format!("kill {pid3} NOSUCH"));
     assert!(out.contains("is not a signal"), "{out}");
     assert!(command(&mut m, &format!("kill {pid3} 10")).contains("sent SIGUSR1"));
-    m.send_line("ps").unwrap();
-    m.wait_for(&format!("[{pid3}] killed by SIGUSR1 (spin)"), BOOT_TIMEOUT).expect("killed by SIGUSR1");
+    wait_until_ps_reports(&mut m, &format!("[{pid3}] killed by SIGUSR1 (spin)"));
+}
+
+/// Runs `ps` until its output holds `line` (the console reports a
+/// background program's end at the next `ps`).
+fn wait_until_ps_reports(m: &mut Machine, line: &str) {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let ps = command(m, "ps");
+        if ps.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{line:?} never came:\n{ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
