@@ -104,7 +104,7 @@ fn c_suite_signal_section_passes() {
     // kill/tgkill, default actions through posix_spawn + wait4, SA_RESTART,
     // SIGCHLD, sigsuspend/pause, sigtimedwait, real-time queueing, FPU and
     // mask restored by rt_sigreturn, sleeping children woken by signals,
-    // SIGPIPE.
+    // SIGPIPE, CPU exceptions' siginfo, a frame that cannot be written.
     let (text, status) = exec("proc-suite-sig", &["suite"], "/bin/suite --section sig /");
     let cases = case_lines(&text);
     let bad: Vec<_> = cases.iter().filter(|(v, _, _)| *v != "ok").collect();
@@ -120,10 +120,12 @@ fn c_suite_signal_section_passes() {
         "sigchld_handler_siginfo",
         "sigreturn_restores_mxcsr_and_uc_sigmask",
         "pipe_read_killed_by_sigkill",
+        "cpu_exceptions_siginfo",
+        "unwritable_frame_kills_with_sigsegv",
     ] {
         assert!(cases.iter().any(|(_, n, _)| *n == want), "case {want} did not run:\n{text}");
     }
-    assert!(cases.len() >= 31, "only {} cases ran:\n{text}", cases.len());
+    assert!(cases.len() >= 33, "only {} cases ran:\n{text}", cases.len());
     assert!(text.contains(&format!("summary: {} passed, 0 failed, 0 skipped", cases.len())), "{text}");
     assert!(!text.contains("cannot deliver"), "a frame could not be written:\n{text}");
     assert_eq!(status, 0, "{text}");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,6 +124,24 @@ void child_main(int argc, char **argv)
         char c;
         ssize_t r = read(p[0], &c, 1);
         _exit(r == -1 && errno == EINTR ? 4 : 5);
+    }
+    if (strcmp(mode, "badstack") == 0) {
+        /* Handlers for SIGUSR1 and SIGSEGV, then SIGUSR1 with the stack
+         * pointer in unmapped low memory: neither frame can be written, so
+         * the process dies of SIGSEGV (Linux's force_sigsegv). */
+        signal(SIGUSR1, note_signal);
+        signal(SIGSEGV, note_signal);
+        long tid = syscall(SYS_gettid);
+        __asm__ volatile("mov %0, %%rdi\n\t"
+                         "mov $0x2000, %%rsp\n\t"
+                         "mov %1, %%eax\n\t"
+                         "mov %2, %%esi\n\t"
+                         "syscall\n\t"
+                         "ud2"
+                         :
+                         : "r"(tid), "i"(SYS_tkill), "i"(SIGUSR1)
+                         : "rdi", "rsi", "rax", "rcx", "r11", "memory");
+        _exit(8);
     }
     if (strcmp(mode, "pause") == 0) {
         pause();

@@ -616,6 +616,82 @@ static void sigpipe(void)
     t_pass();
 }
 
+/* The instruction addresses the trap cases fault at. */
+extern char ud2_at[], div_at[], int3_after[];
+
+__attribute__((noinline)) static void do_ud2(void)
+{
+    __asm__ volatile(".globl ud2_at\nud2_at:\n\tud2");
+}
+
+__attribute__((noinline)) static void do_div0(void)
+{
+    __asm__ volatile("xor %%ecx, %%ecx\n\tmov $1, %%eax\n\tcltd\n\t"
+                     ".globl div_at\ndiv_at:\n\tidiv %%ecx" ::: "eax", "ecx", "edx");
+}
+
+__attribute__((noinline)) static void do_int3(void)
+{
+    __asm__ volatile("int3\n.globl int3_after\nint3_after:\n\tnop");
+}
+
+__attribute__((noinline)) static void do_cli(void)
+{
+    __asm__ volatile("cli");
+}
+
+/* Runs `fn` under a handler that jumps back; 1 if a signal came. */
+static int trap(void (*fn)(void))
+{
+    hits = 0;
+    if (sigsetjmp(jump, 1) == 0) {
+        fn();
+        return 0;
+    }
+    return 1;
+}
+
+static void trap_siginfo(void)
+{
+    T_BEGIN("cpu_exceptions_siginfo");
+    CHECK_SYS(install(SIGILL, record_and_jump, 0));
+    CHECK_SYS(install(SIGFPE, record_and_jump, 0));
+    CHECK_SYS(install(SIGSEGV, record_and_jump, 0));
+    CHECK_SYS(install(SIGTRAP, record, 0));
+    CHECK(trap(do_ud2), "SIGILL from ud2");
+    CHECK_EQ(got_signo, SIGILL);
+    CHECK_EQ(got_code, ILL_ILLOPN);
+    CHECK_EQ((uintptr_t)got_addr, (uintptr_t)ud2_at);
+    CHECK(trap(do_div0), "SIGFPE from a division by zero");
+    CHECK_EQ(got_code, FPE_INTDIV);
+    CHECK_EQ((uintptr_t)got_addr, (uintptr_t)div_at);
+    /* #GP (a privileged instruction): SIGSEGV with SI_KERNEL, no address. */
+    CHECK(trap(do_cli), "SIGSEGV from cli");
+    CHECK_EQ(got_code, SI_KERNEL);
+    CHECK_EQ((uintptr_t)got_addr, 0);
+    /* int3 is a trap: the handler returns after it, and execution goes on. */
+    hits = 0;
+    do_int3();
+    CHECK_EQ(hits, 1);
+    CHECK_EQ(got_signo, SIGTRAP);
+    CHECK_EQ(got_code, SI_KERNEL);
+    reset(SIGILL);
+    reset(SIGFPE);
+    reset(SIGSEGV);
+    reset(SIGTRAP);
+    t_pass();
+}
+
+static void bad_stack(void)
+{
+    T_BEGIN("unwritable_frame_kills_with_sigsegv");
+    static const char *const args[] = {"badstack", NULL};
+    int status = run_child(args);
+    CHECK(status >= 0 && WIFSIGNALED(status), "the child was killed by a signal");
+    CHECK_EQ(WTERMSIG(status), SIGSEGV);
+    t_pass();
+}
+
 void run_sig(void)
 {
     segv_maperr();
@@ -649,4 +725,6 @@ void run_sig(void)
     sleeping_child("pipe_read_killed_by_sigkill", "pipe_wait", SIGKILL, -1);
     sleeping_child("pause_killed_by_sigterm", "pause", SIGTERM, -1);
     sigpipe();
+    trap_siginfo();
+    bad_stack();
 }
