@@ -376,6 +376,11 @@ fn start_task(proc: &Arc<Process>, frame: TrapFrame, user: UserCpuInit) -> Resul
         drop(p);
         fsdax_hal::trap::enter_user(&frame)
     })?;
+    if proc.pgid() == 0 {
+        // A program the console or the kernel starts leads its own group
+        // (a vfork child already joined its parent's).
+        proc.pgid.store(id, Ordering::Release);
+    }
     TABLE.lock().insert(id, Arc::clone(proc));
     proc.pid.store(id, Ordering::Release);
     Ok(id)
@@ -386,11 +391,7 @@ pub fn spawn(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], parent: Parent) -> 
     let loaded = exec::load(path, argv, envp).map_err(SpawnError::Exec)?;
     let proc =
         Process::new(basename(path).as_bytes(), parent, Arc::new(loaded.vm), FdTable::console(), SignalState::new());
-    let pid = start_task(&proc, TrapFrame::new_user(loaded.entry, loaded.rsp), UserCpuInit::fresh())
-        .map_err(SpawnError::Task)?;
-    // A program the console or the kernel starts leads its own group.
-    proc.pgid.store(pid, Ordering::Release);
-    Ok(pid)
+    start_task(&proc, TrapFrame::new_user(loaded.entry, loaded.rsp), UserCpuInit::fresh()).map_err(SpawnError::Task)
 }
 
 /// `vfork` and `clone(CLONE_VM|CLONE_VFORK|SIGCHLD, stack)`: a child that
