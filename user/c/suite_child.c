@@ -84,6 +84,11 @@ void child_main(int argc, char **argv)
         sigprocmask(SIG_BLOCK, &set, NULL);
         *(volatile int *)0 = 1;
     }
+    if (strcmp(mode, "segv_ignored") == 0) {
+        /* A fault cannot be ignored: SIG_IGN is overridden, the fault kills. */
+        signal(SIGSEGV, SIG_IGN);
+        *(volatile int *)0 = 1;
+    }
     if (strcmp(mode, "segv_in_handler") == 0) {
         signal(SIGSEGV, die_segv_handler);
         *(volatile int *)0 = 1;

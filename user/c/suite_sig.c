@@ -711,6 +711,7 @@ void run_sig(void)
     default_action("default_sigusr1", "usr1", SIGUSR1);
     default_action("fatal_signal_while_blocked", "segv_blocked", SIGSEGV);
     default_action("fatal_signal_in_its_handler", "segv_in_handler", SIGSEGV);
+    default_action("fatal_signal_ignored", "segv_ignored", SIGSEGV);
     kill_child("kill_child_sigterm", SIGTERM);
     kill_child("kill_child_sigkill", SIGKILL);
     read_interrupted("sa_restart_read_restarts", SA_RESTART);
