@@ -138,9 +138,9 @@ fn on_machine_check(mc: &MachineCheck) -> McResolution {
                 let _ = ACTION_REQUIRED.push(r);
             }
             let phys = poison.map_or(0, |r| r.start());
-            if mc.from_user_mode() && crate::process::on_user_machine_check(mc.rip) {
-                // The process consumed poison: it dies of SIGBUS at its
-                // return to user mode (the hal runs that next).
+            if mc.from_user_mode() && crate::process::on_user_machine_check(mc.rip, poison.map(|r| r.start())) {
+                // The process consumed poison: SIGBUS (BUS_MCEERR_AR) at
+                // its return to user mode (the hal runs that next).
                 crate::log::emergency(format_args!(
                     "machine check: process {task} ({}) consumed poisoned memory at {phys:#x} (RIP {:#x}): SIGBUS\n",
                     name.as_str(),

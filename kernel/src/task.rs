@@ -232,6 +232,12 @@ pub(crate) fn block_current() -> BlockOutcome {
     with_sched(|s| s.block_current())
 }
 
+/// Like [`block_current`], but the timer also wakes the task when the tick
+/// count reaches `until` (timed waits on wait queues).
+pub(crate) fn sleep_current_until(until: u64) -> BlockOutcome {
+    with_sched(|s| s.sleep_current(until))
+}
+
 /// Second half of blocking: switch away (interrupts off). Returns when woken.
 pub(crate) fn block_switch(outcome: BlockOutcome) {
     match outcome {

@@ -12,7 +12,7 @@ use fsdax_tests::*;
 fn c_suite_file_sections_pass_with_dax_and_reflink_required() {
     let _s = scenario("c_suite_file_sections_pass_with_dax_and_reflink_required");
     let (text, status) =
-        exec("files-suite", &["suite"], "/bin/suite --sections fs,efault --require-dax --require-reflink /");
+        exec("files-suite", &["suite"], "/bin/suite --section fs,efault --require-dax --require-reflink /");
     let cases = case_lines(&text);
     let not_ok: Vec<_> = cases.iter().filter(|(_, (v, _))| v != "ok").collect();
     assert!(not_ok.is_empty(), "cases that did not pass: {not_ok:#?}\n{text}");

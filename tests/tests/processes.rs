@@ -37,6 +37,80 @@ fn nullderef_dies_of_sigsegv_with_status_139_and_a_line_naming_the_address() {
     assert!(!text.contains("survived"), "{text}");
     let line = text.lines().find(|l| l.contains("killed by SIGSEGV")).expect("a SIGSEGV line");
     assert!(line.contains("at 0x0 (address not mapped"), "{line}");
+    // The end line names the fault: si_code and si_addr.
+    assert!(text.contains("exec status: 139 (killed by SIGSEGV (SEGV_MAPERR at 0x0))"), "{text}");
+}
+
+/// The case lines of a check.h program (`ok NAME`, `FAIL NAME: ...`,
+/// `skip NAME: ...`): (verdict, name, rest).
+fn case_lines(text: &str) -> Vec<(&str, &str, &str)> {
+    text.lines()
+        .filter_map(|l| {
+            let (verdict, rest) = l.split_once(' ')?;
+            matches!(verdict, "ok" | "FAIL" | "skip").then(|| {
+                let (name, why) = rest.split_once(": ").unwrap_or((rest, ""));
+                (verdict, name, why)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn c_suite_signal_section_passes() {
+    let _s = scenario("c_suite_signal_section_passes");
+    // The signal cases of the C suite (user/c/suite_sig.c, checked against
+    // Linux by user_linux.rs): frames, si_code/si_addr, alternate stack and
+    // stack overflow, SA_RESETHAND/SA_NODEFER, masks, siglongjmp,
+    // kill/tgkill, default actions through posix_spawn + wait4, SA_RESTART,
+    // SIGCHLD, sigsuspend/pause, sigtimedwait, real-time queueing, FPU and
+    // mask restored by rt_sigreturn, sleeping children woken by signals,
+    // SIGPIPE, CPU exceptions' siginfo, a frame that cannot be written.
+    let (text, status) = exec("proc-suite-sig", &["suite"], "/bin/suite --section sig /");
+    let cases = case_lines(&text);
+    let bad: Vec<_> = cases.iter().filter(|(v, _, _)| *v != "ok").collect();
+    assert!(bad.is_empty(), "cases that did not pass: {bad:#?}\n{text}");
+    for want in [
+        "sigsegv_maperr_si_addr",
+        "rt_sigreturn_ucontext",
+        "stack_overflow_altstack",
+        "sa_resethand_sa_nodefer_mask",
+        "kill_tgkill_siginfo",
+        "fatal_signal_in_its_handler",
+        "sa_restart_read_restarts",
+        "sigchld_handler_siginfo",
+        "sigreturn_restores_mxcsr_and_uc_sigmask",
+        "pipe_read_killed_by_sigkill",
+        "cpu_exceptions_siginfo",
+        "unwritable_frame_kills_with_sigsegv",
+    ] {
+        assert!(cases.iter().any(|(_, n, _)| *n == want), "case {want} did not run:\n{text}");
+    }
+    assert!(cases.len() >= 33, "only {} cases ran:\n{text}", cases.len());
+    assert!(text.contains(&format!("summary: {} passed, 0 failed, 0 skipped", cases.len())), "{text}");
+    // Only the child that moves its stack pointer to 0x2000 on purpose has
+    // frames that cannot be written (SIGUSR1's, then SIGSEGV's).
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("cannot deliver")).collect();
+    assert_eq!(failed.len(), 2, "{text}");
+    assert!(failed.iter().all(|l| l.contains("(RSP 0x2000)")), "a frame could not be written:\n{text}");
+    assert_eq!(status, 0, "{text}");
+}
+
+#[test]
+fn rust_runtime_handlers_run_on_the_alternate_stack_then_the_default_kills() {
+    let _s = scenario("rust_runtime_handlers_run_on_the_alternate_stack_then_the_default_kills");
+    // Rust's runtime installs SIGSEGV/SIGBUS handlers (SA_ONSTACK|SA_SIGINFO)
+    // on an alternate stack and ignores SIGPIPE before main. Its handler
+    // sees a fault outside any guard page (or the main thread's, unknown on
+    // musl), restores SIG_DFL and returns: the fault repeats and kills.
+    let mut m = shell_with("proc-rust-signals", &["rsuite"]);
+    let out = command(&mut m, "exec /bin/rsuite --child segv");
+    assert!(out.contains("killed by SIGSEGV (SEGV_MAPERR at 0x0)"), "{out}");
+    let out = command(&mut m, "exec /bin/rsuite --child overflow");
+    assert!(out.contains("killed by SIGSEGV (SEGV_MAPERR at 0x7fff"), "a fault below the stack:\n{out}");
+    let out = command(&mut m, "exec /bin/rsuite --child exit 7");
+    assert!(out.contains("exit 7"), "{out}");
+    let text = m.transcript();
+    assert!(!text.contains("cannot deliver"), "a frame could not be written:\n{text}");
 }
 
 #[test]
@@ -85,8 +159,31 @@ fn a_program_that_loops_forever_is_killed_from_the_console_which_keeps_answering
         .find_map(|l| l.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|p| p.parse().ok()))
         .expect("second pid");
     assert!(command(&mut m, &format!("kill {pid2} KILL")).contains("sent SIGKILL"));
-    m.send_line("ps").unwrap();
-    m.wait_for(&format!("[{pid2}] killed by SIGKILL (spin)"), BOOT_TIMEOUT).expect("killed by SIGKILL");
+    wait_until_ps_reports(&mut m, &format!("[{pid2}] killed by SIGKILL (spin)"));
+    // And by number: 10 is SIGUSR1, whose default action kills.
+    let out = command(&mut m, "exec /bin/spin &");
+    let pid3: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|p| p.parse().ok()))
+        .expect("third pid");
+    let out = command(&mut m, &format!("kill {pid3} NOSUCH"));
+    assert!(out.contains("is not a signal"), "{out}");
+    assert!(command(&mut m, &format!("kill {pid3} 10")).contains("sent SIGUSR1"));
+    wait_until_ps_reports(&mut m, &format!("[{pid3}] killed by SIGUSR1 (spin)"));
+}
+
+/// Runs `ps` until its output holds `line` (the console reports a
+/// background program's end at the next `ps`).
+fn wait_until_ps_reports(m: &mut Machine, line: &str) {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let ps = command(m, "ps");
+        if ps.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{line:?} never came:\n{ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -133,6 +230,18 @@ fn getpid_rate_and_exec_to_exit_time_under_tcg() {
         .expect("ops_per_s");
     eprintln!("getpid round trips under {}: {rate:.0} per second", qemu::Accel::detect().describe());
     assert!(rate > 0.0);
+    // Signal round trips: tkill to itself, the handler's frame written, the
+    // handler run, rt_sigreturn (the bench checks the handler ran for each).
+    let out = command(&mut m, "exec /bin/bench --only signal --size 256M /");
+    let line = out.lines().find(|l| l.contains("\"bench\":\"signal\"")).unwrap_or_else(|| panic!("{out}"));
+    let rate: f64 = line
+        .split("\"ops_per_s\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .expect("ops_per_s");
+    eprintln!("signal delivery + return round trips under {}: {rate:.0} per second", qemu::Accel::detect().describe());
+    assert!(rate > 0.0 && out.contains("exit 0"), "{out}");
 }
 
 /// One try of the user-mode machine check: `Some(status)` of the `exec`
@@ -176,7 +285,8 @@ fn a_machine_check_in_user_mode_kills_only_the_process_with_sigbus() {
             Some(s) => {
                 assert_eq!(s, 135, "{text}");
                 assert!(text.contains("consumed poisoned memory at 0x10c800000"), "{text}");
-                assert!(text.contains("killed by SIGBUS"), "{text}");
+                // BUS_MCEERR_AR; spin maps no page at that address: si_addr 0.
+                assert!(text.contains("exec status: 135 (killed by SIGBUS (BUS_MCEERR_AR at 0x0))"), "{text}");
                 return;
             }
             None => {

@@ -134,12 +134,12 @@ fn require_options_turn_skips_into_failures() {
 fn suite_sections_run_only_the_named_groups() {
     let dir = scratch("sections");
     let d = dir.to_str().unwrap();
-    let out = run("suite", &["--sections", "fs,efault", d]);
+    let out = run("suite", &["--section", "fs,efault", d]);
     let cases = parse_cases(&String::from_utf8_lossy(&out.stdout));
     assert!(cases.cases.contains_key("open_o_creat_o_excl") && cases.cases.contains_key("efault_path_strings"));
     assert!(!cases.cases.contains_key("getpid_gettid"), "a proc case ran");
     assert!(!cases.cases.keys().any(|k| k.starts_with("sig")), "a signal case ran");
-    let out = run("suite", &["--sections", "fs,nosuch", d]);
+    let out = run("suite", &["--section", "fs,nosuch", d]);
     assert_eq!(out.status.code(), Some(2), "an unknown section was accepted");
     assert!(out.stdout.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,38 @@ static void bench_getpid(void)
         RAW0(SYS_getpid);
     finish(&r, m);
     emit("getpid", &r, "ops_per_s");
+}
+
+static volatile sig_atomic_t signal_hits;
+
+static void count_signal(int sig)
+{
+    (void)sig;
+    signal_hits++;
+}
+
+/* Signal round trips: tkill to itself, the handler runs (the kernel writes
+ * its frame), rt_sigreturn takes the frame back. */
+static void bench_signal(void)
+{
+    uint64_t n = size / 16384 < 5000 ? 5000 : size / 16384;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0)
+        die("sigaction");
+    long tid = RAW0(SYS_gettid);
+    signal_hits = 0;
+    struct result r = {.ops = n};
+    struct clock_mark m = mark();
+    for (uint64_t i = 0; i < n; i++)
+        RAW2(SYS_tkill, tid, SIGUSR1);
+    finish(&r, m);
+    if ((uint64_t)signal_hits != n)
+        die("signal: the handler did not run once per signal");
+    signal(SIGUSR1, SIG_DFL);
+    emit("signal", &r, "ops_per_s");
 }
 
 /* append_4k, overwrite_4k, pread_4k and randwrite_fsync_4k on one file. */
@@ -420,7 +453,7 @@ static void bench_reflink(void)
 static const char *const all_benches[] = {
     "memcpy", "getpid", "append_4k", "overwrite_4k", "pread_4k", "randwrite_fsync_4k", "write_2m",
     "overwrite_2m", "read_2m", "first_touch_written", "mmap_randwrite_4k", "msync", "first_touch_sparse",
-    "create_close", "unlink", "ficlone", "cow_pwrite_first", "cow_mmap",
+    "create_close", "unlink", "ficlone", "cow_pwrite_first", "cow_mmap", "signal",
 };
 
 static int any_selected(const char *const *names, int n)
@@ -497,5 +530,7 @@ int main(int argc, char **argv)
         bench_create_close();
     if (any_selected(all_benches + 15, 3))
         bench_reflink();
+    if (selected("signal"))
+        bench_signal();
     return 0;
 }

@@ -3,12 +3,12 @@
  * Linux x86_64 program uses (process, memory, signals, files on DIR, and the
  * error cases: one case per errno) and prints one line per case (check.h).
  *
- *   suite [--require-dax] [--require-reflink] [--only SUBSTRING] [--sections LIST] DIR
+ *   suite [--require-dax] [--require-reflink] [--only SUBSTRING]
+ *         [--section LIST] DIR
  *
- * --sections runs only the named groups of cases, a comma-separated list of
- * proc, mem, sig, fs, efault (default: all of them, in that order).
  * DIR must exist and be writable; the suite creates and removes its files
- * there. Cases that the file system under DIR cannot do (reflink, DAX) skip
+ * there. --section runs only the listed groups (comma-separated: proc, mem,
+ * sig, fs, efault); DIR is checked only when fs or efault runs. Cases that the file system under DIR cannot do (reflink, DAX) skip
  * with the reason, or fail under --require-dax / --require-reflink.
  * `suite --child MODE ...` is the suite spawning itself (see child_main).
  */
@@ -70,31 +70,29 @@ const char *path_in(const char *name)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: suite [--require-dax] [--require-reflink] [--only SUBSTRING] [--sections LIST] DIR\n"
+    fprintf(stderr, "usage: suite [--require-dax] [--require-reflink] [--only SUBSTRING] [--section LIST] DIR\n"
                     "  DIR: an existing, writable directory for the file cases\n"
-                    "  LIST: comma-separated groups of cases: proc, mem, sig, fs, efault (default: all)\n");
+                    "  LIST: groups to run, comma-separated: proc,mem,sig,fs,efault (default: all)\n");
     exit(2);
 }
 
-/* Whether group `name` is in the comma-separated `list` (NULL: every group). */
-static int wanted(const char *list, const char *name)
+static const char *sections;
+
+/* Whether group `name` runs (--section). */
+static int section(const char *name)
 {
-    if (!list)
+    if (!sections)
         return 1;
     size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0)
+    for (const char *p = sections; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == sections || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
             return 1;
-        p += len + (end ? 1 : 0);
     }
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *sections = NULL;
     suite_self = argv[0];
     if (argc >= 3 && strcmp(argv[1], "--child") == 0)
         child_main(argc - 2, argv + 2);
@@ -105,8 +103,19 @@ int main(int argc, char **argv)
             t_opts.require_reflink = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             t_opts.only = argv[++i];
-        else if (strcmp(argv[i], "--sections") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--section") == 0 && i + 1 < argc) {
             sections = argv[++i];
+            static const char *const known[] = {"proc", "mem", "sig", "fs", "efault"};
+            int n = 0;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                n += section(known[k]);
+            /* Every listed name must be known: count the commas. */
+            int items = 1;
+            for (const char *c = sections; *c; c++)
+                items += *c == ',';
+            if (n != items)
+                usage();
+        }
         else if (argv[i][0] == '-')
             usage();
         else if (!suite_dir)
@@ -117,13 +126,14 @@ int main(int argc, char **argv)
     if (!suite_dir)
         usage();
     struct stat st;
-    if (stat(suite_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    int uses_dir = section("fs") || section("efault");
+    if (uses_dir && (stat(suite_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
         fprintf(stderr, "suite: %s is not a directory\n", suite_dir);
         return 2;
     }
     /* Absolute, so that the cases that change directory still find it. */
     static char absdir[4096];
-    if (suite_dir[0] != '/') {
+    if (uses_dir && suite_dir[0] != '/') {
         if (!getcwd(absdir, sizeof absdir - strlen(suite_dir) - 2)) {
             perror("suite: getcwd");
             return 2;
@@ -132,28 +142,15 @@ int main(int argc, char **argv)
         suite_dir = absdir;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    static const char *const groups[] = {"proc", "mem", "sig", "fs", "efault"};
-    if (sections) {
-        for (const char *p = sections; *p;) {
-            const char *end = strchr(p, ',');
-            size_t len = end ? (size_t)(end - p) : strlen(p);
-            int known = 0;
-            for (unsigned g = 0; g < sizeof groups / sizeof groups[0]; g++)
-                known |= strlen(groups[g]) == len && strncmp(p, groups[g], len) == 0;
-            if (!known)
-                usage();
-            p += len + (end ? 1 : 0);
-        }
-    }
-    if (wanted(sections, "proc"))
+    if (section("proc"))
         run_proc();
-    if (wanted(sections, "mem"))
+    if (section("mem"))
         run_mem();
-    if (wanted(sections, "sig"))
+    if (section("sig"))
         run_sig();
-    if (wanted(sections, "fs"))
+    if (section("fs"))
         run_fs();
-    if (wanted(sections, "efault"))
+    if (section("efault"))
         run_efault();
     return t_summary();
 }

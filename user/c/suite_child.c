@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,18 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
     static const char msg[] = "child: stack overflow caught on the alternate stack\n";
     write(2, msg, sizeof msg - 1);
     _exit(sig == SIGSEGV ? 42 : 43);
+}
+
+static void note_signal(int sig)
+{
+    (void)sig;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 #pragma GCC diagnostic ignored "-Winfinite-recursion"
@@ -71,6 +84,11 @@ void child_main(int argc, char **argv)
         sigprocmask(SIG_BLOCK, &set, NULL);
         *(volatile int *)0 = 1;
     }
+    if (strcmp(mode, "segv_ignored") == 0) {
+        /* A fault cannot be ignored: SIG_IGN is overridden, the fault kills. */
+        signal(SIGSEGV, SIG_IGN);
+        *(volatile int *)0 = 1;
+    }
     if (strcmp(mode, "segv_in_handler") == 0) {
         signal(SIGSEGV, die_segv_handler);
         *(volatile int *)0 = 1;
@@ -84,6 +102,64 @@ void child_main(int argc, char **argv)
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigaction(SIGSEGV, &sa, NULL);
         recurse(NULL, 0);
+    }
+    if (strcmp(mode, "signal_parent") == 0 && argc == 3) {
+        /* After DELAY ms, send SIG to the parent. */
+        sleep_ms(atoi(argv[2]));
+        _exit(kill(getppid(), atoi(argv[1])) == 0 ? 0 : 1);
+    }
+    if (strcmp(mode, "signal_then_write") == 0 && argc == 4) {
+        /* After DELAY ms send SIG to the parent, after DELAY more write one
+         * byte to the inherited descriptor FD. */
+        sleep_ms(atoi(argv[3]));
+        if (kill(getppid(), atoi(argv[1])) != 0)
+            _exit(1);
+        sleep_ms(atoi(argv[3]));
+        _exit(write(atoi(argv[2]), "x", 1) == 1 ? 0 : 2);
+    }
+    if (strcmp(mode, "pipe_wait") == 0) {
+        /* Reads a pipe nobody writes: only a signal ends the read. SIGUSR1
+         * has a handler without SA_RESTART: EINTR, exit 4. */
+        int p[2];
+        if (pipe(p) != 0)
+            _exit(1);
+        struct sigaction sa = {0};
+        sa.sa_handler = note_signal;
+        sigaction(SIGUSR1, &sa, NULL);
+        char c;
+        ssize_t r = read(p[0], &c, 1);
+        _exit(r == -1 && errno == EINTR ? 4 : 5);
+    }
+    if (strcmp(mode, "badstack") == 0) {
+        /* Handlers for SIGUSR1 and SIGSEGV, then SIGUSR1 with the stack
+         * pointer in unmapped low memory: neither frame can be written, so
+         * the process dies of SIGSEGV (Linux's force_sigsegv). */
+        signal(SIGUSR1, note_signal);
+        signal(SIGSEGV, note_signal);
+        long tid = syscall(SYS_gettid);
+        __asm__ volatile("mov %0, %%rdi\n\t"
+                         "mov $0x2000, %%rsp\n\t"
+                         "mov %1, %%eax\n\t"
+                         "mov %2, %%esi\n\t"
+                         "syscall\n\t"
+                         "ud2"
+                         :
+                         : "r"(tid), "i"(SYS_tkill), "i"(SIGUSR1)
+                         : "rdi", "rsi", "rax", "rcx", "r11", "memory");
+        _exit(8);
+    }
+    if (strcmp(mode, "pause") == 0) {
+        pause();
+        _exit(7);
+    }
+    if (strcmp(mode, "sigpipe") == 0) {
+        /* A write to a pipe without readers: SIGPIPE (default: death). */
+        int p[2];
+        if (pipe(p) != 0)
+            _exit(1);
+        close(p[0]);
+        write(p[1], "x", 1);
+        _exit(6);
     }
     if (strcmp(mode, "fds") == 0 && argc == 3) {
         /* argv[1] must be closed (it was O_CLOEXEC), argv[2] open. */

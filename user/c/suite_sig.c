@@ -3,11 +3,13 @@
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -335,6 +337,361 @@ static void kill_child(const char *name, int sig)
     t_pass();
 }
 
+static volatile sig_atomic_t chld_hits;
+static volatile int chld_code, chld_pid, chld_status;
+
+static void record_chld(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    chld_hits++;
+    chld_code = si->si_code;
+    chld_pid = si->si_pid;
+    chld_status = si->si_status;
+}
+
+/* A read of a pipe interrupted by a handled signal sent by a child: with
+ * SA_RESTART it goes on and returns the byte the child writes later;
+ * without, it fails with EINTR. */
+static void read_interrupted(const char *name, int flags)
+{
+    T_BEGIN(name);
+    CHECK_SYS(install(SIGUSR1, record, flags));
+    int p[2];
+    CHECK_SYS(pipe(p));
+    char sigbuf[8], fdbuf[8];
+    snprintf(sigbuf, sizeof sigbuf, "%d", SIGUSR1);
+    snprintf(fdbuf, sizeof fdbuf, "%d", p[1]);
+    const char *args[] = {"signal_then_write", sigbuf, fdbuf, "200", NULL};
+    hits = 0;
+    pid_t pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    char c = 0;
+    ssize_t r = read(p[0], &c, 1);
+    int e = errno;
+    if (flags & SA_RESTART) {
+        CHECK_EQ(r, 1);
+        CHECK_EQ(c, 'x');
+    } else {
+        errno = e;
+        CHECK_EQ(r, -1);
+        CHECK_EQ(e, EINTR);
+        CHECK_EQ(read(p[0], &c, 1), 1); /* the child's byte comes later */
+    }
+    CHECK_EQ(hits, 1);
+    CHECK_EQ(got_signo, SIGUSR1);
+    CHECK_EQ(got_code, SI_USER);
+    CHECK_EQ(got_pid, pid);
+    int status;
+    CHECK_EQ(wait4(pid, &status, 0, NULL), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child signalled and wrote");
+    close(p[0]);
+    close(p[1]);
+    reset(SIGUSR1);
+    t_pass();
+}
+
+static void sigchld(void)
+{
+    T_BEGIN("sigchld_handler_siginfo");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = record_chld;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    CHECK_SYS(sigaction(SIGCHLD, &sa, NULL));
+    chld_hits = 0;
+    static const char *const args[] = {"exit", "5", NULL};
+    pid_t pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    int status;
+    CHECK_EQ(wait4(pid, &status, 0, NULL), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 5, "exit 5");
+    CHECK_EQ(chld_hits, 1);
+    CHECK_EQ(chld_code, CLD_EXITED);
+    CHECK_EQ(chld_pid, pid);
+    CHECK_EQ(chld_status, 5);
+    signal(SIGCHLD, SIG_DFL);
+    t_pass();
+}
+
+static void sigchld_ignored(void)
+{
+    T_BEGIN("sigchld_sig_ign_reaps");
+    /* SIGCHLD ignored: children are reaped when they end, and wait4
+     * reports ECHILD once none is left. */
+    CHECK(signal(SIGCHLD, SIG_IGN) != SIG_ERR, "signal(SIGCHLD, SIG_IGN)");
+    static const char *const args[] = {"exit", "3", NULL};
+    pid_t pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    int status;
+    CHECK_ERRNO(wait4(-1, &status, 0, NULL), ECHILD);
+    signal(SIGCHLD, SIG_DFL);
+    t_pass();
+}
+
+static void suspend_and_pause(void)
+{
+    T_BEGIN("sigsuspend_pause");
+    CHECK_SYS(install(SIGUSR1, record, 0));
+    sigset_t block, empty, cur;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigemptyset(&empty);
+    CHECK_SYS(sigprocmask(SIG_BLOCK, &block, NULL));
+    char sigbuf[8];
+    snprintf(sigbuf, sizeof sigbuf, "%d", SIGUSR1);
+    const char *args[] = {"signal_parent", sigbuf, "100", NULL};
+    hits = 0;
+    pid_t pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    /* SIGUSR1 stays blocked until sigsuspend opens the mask. */
+    CHECK_ERRNO(sigsuspend(&empty), EINTR);
+    CHECK_EQ(hits, 1);
+    CHECK_EQ(got_masked_self, 1); /* blocked in its handler */
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    CHECK(sigismember(&cur, SIGUSR1), "sigsuspend restored the mask");
+    int status;
+    CHECK_EQ(wait4(pid, &status, 0, NULL), pid);
+    CHECK_SYS(sigprocmask(SIG_UNBLOCK, &block, NULL));
+    pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    CHECK_ERRNO(pause(), EINTR);
+    CHECK_EQ(hits, 2);
+    CHECK_EQ(wait4(pid, &status, 0, NULL), pid);
+    reset(SIGUSR1);
+    t_pass();
+}
+
+static void timedwait(void)
+{
+    T_BEGIN("rt_sigtimedwait_rt_sigpending");
+    CHECK_SYS(install(SIGUSR2, record, 0));
+    sigset_t set, old, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    CHECK_SYS(sigprocmask(SIG_BLOCK, &set, &old));
+    hits = 0;
+    CHECK_SYS(raise(SIGUSR2));
+    CHECK_SYS(sigpending(&pend));
+    CHECK(sigismember(&pend, SIGUSR2), "SIGUSR2 pending");
+    siginfo_t si;
+    struct timespec zero = {0, 0}, short_ = {0, 20 * 1000 * 1000};
+    CHECK_EQ(sigtimedwait(&set, &si, &zero), SIGUSR2);
+    CHECK_EQ(si.si_signo, SIGUSR2);
+    CHECK_EQ(si.si_code, SI_TKILL);
+    CHECK_EQ(si.si_pid, getpid());
+    CHECK_EQ(hits, 0); /* taken, not handled */
+    CHECK_SYS(sigpending(&pend));
+    CHECK(!sigismember(&pend, SIGUSR2), "no longer pending");
+    uint64_t t0 = now_ns();
+    CHECK_ERRNO(sigtimedwait(&set, &si, &short_), EAGAIN);
+    CHECK(now_ns() - t0 >= 15 * 1000 * 1000, "waited for the timeout");
+    CHECK_SYS(sigprocmask(SIG_SETMASK, &old, NULL));
+    CHECK_EQ(hits, 0);
+    reset(SIGUSR2);
+    t_pass();
+}
+
+static void realtime_queue(void)
+{
+    T_BEGIN("realtime_signals_queue");
+    int rt = SIGRTMIN + 1;
+    CHECK_SYS(install(rt, record, 0));
+    CHECK_SYS(install(SIGUSR1, record, 0));
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, rt);
+    sigaddset(&set, SIGUSR1);
+    CHECK_SYS(sigprocmask(SIG_BLOCK, &set, &old));
+    hits = 0;
+    for (int i = 0; i < 3; i++) {
+        CHECK_SYS(kill(getpid(), rt));
+        CHECK_SYS(kill(getpid(), SIGUSR1));
+    }
+    CHECK_EQ(hits, 0);
+    CHECK_SYS(sigprocmask(SIG_SETMASK, &old, NULL));
+    /* Three real-time deliveries, one SIGUSR1 (standard signals merge). */
+    CHECK_EQ(hits, 4);
+    reset(rt);
+    reset(SIGUSR1);
+    t_pass();
+}
+
+static volatile unsigned handler_mxcsr;
+
+static unsigned get_mxcsr(void)
+{
+    unsigned v;
+    __asm__ volatile("stmxcsr %0" : "=m"(v));
+    return v;
+}
+
+static void set_mxcsr(unsigned v)
+{
+    __asm__ volatile("ldmxcsr %0" : : "m"(v));
+}
+
+static void fpu_handler(int sig)
+{
+    (void)sig;
+    hits++;
+    handler_mxcsr = get_mxcsr();
+    set_mxcsr(0x1f80 | 0x2000); /* round down: must not leak out */
+}
+
+static void block_usr2_on_return(int sig, siginfo_t *si, void *ucv)
+{
+    ucontext_t *uc = ucv;
+    record(sig, si, ucv);
+    sigaddset(&uc->uc_sigmask, SIGUSR2);
+}
+
+static void fpu_and_mask_restored(void)
+{
+    T_BEGIN("sigreturn_restores_mxcsr_and_uc_sigmask");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fpu_handler;
+    sigemptyset(&sa.sa_mask);
+    CHECK_SYS(sigaction(SIGUSR1, &sa, NULL));
+    unsigned before = get_mxcsr();
+    set_mxcsr(0x1f80 | 0x6000); /* round toward zero */
+    hits = 0;
+    raise(SIGUSR1);
+    unsigned after = get_mxcsr();
+    set_mxcsr(before);
+    CHECK_EQ(hits, 1);
+    CHECK_EQ(handler_mxcsr & 0xffbf, 0x1f80); /* the handler starts with the initial state */
+    CHECK_EQ(after & 0xffbf, 0x1f80 | 0x6000); /* the interrupted state came back */
+    /* A handler that edits uc_sigmask changes the mask it returns to. */
+    CHECK_SYS(install(SIGUSR1, block_usr2_on_return, 0));
+    CHECK_SYS(raise(SIGUSR1));
+    sigset_t cur, none;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    CHECK(sigismember(&cur, SIGUSR2), "uc_sigmask edited by the handler");
+    sigemptyset(&none);
+    CHECK_SYS(sigprocmask(SIG_SETMASK, &none, NULL));
+    reset(SIGUSR1);
+    t_pass();
+}
+
+/* A child blocked in the kernel (pipe read, pause) ends when a signal
+ * comes: a handled one makes the read fail with EINTR, a fatal one kills. */
+static void sleeping_child(const char *name, const char *mode, int sig, int want_exit)
+{
+    T_BEGIN(name);
+    const char *args[] = {mode, NULL};
+    pid_t pid = spawn_child(args, NULL);
+    CHECK(pid > 0, "posix_spawn");
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    CHECK_SYS(kill(pid, sig));
+    int status;
+    CHECK_EQ(wait4(pid, &status, 0, NULL), pid);
+    if (want_exit >= 0) {
+        CHECK(WIFEXITED(status), "the child exited");
+        CHECK_EQ(WEXITSTATUS(status), want_exit);
+    } else {
+        CHECK(WIFSIGNALED(status), "the child was killed by a signal");
+        CHECK_EQ(WTERMSIG(status), sig);
+    }
+    t_pass();
+}
+
+static void sigpipe(void)
+{
+    T_BEGIN("sigpipe_default_and_ignored");
+    static const char *const args[] = {"sigpipe", NULL};
+    int status = run_child(args);
+    CHECK(status >= 0 && WIFSIGNALED(status), "the child was killed by a signal");
+    CHECK_EQ(WTERMSIG(status), SIGPIPE);
+    CHECK(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "ignore SIGPIPE");
+    int p[2];
+    CHECK_SYS(pipe(p));
+    close(p[0]);
+    CHECK_ERRNO(write(p[1], "x", 1), EPIPE);
+    close(p[1]);
+    signal(SIGPIPE, SIG_DFL);
+    t_pass();
+}
+
+/* The instruction addresses the trap cases fault at. */
+extern char ud2_at[], div_at[], int3_after[];
+
+__attribute__((noinline)) static void do_ud2(void)
+{
+    __asm__ volatile(".globl ud2_at\nud2_at:\n\tud2");
+}
+
+__attribute__((noinline)) static void do_div0(void)
+{
+    __asm__ volatile("xor %%ecx, %%ecx\n\tmov $1, %%eax\n\tcltd\n\t"
+                     ".globl div_at\ndiv_at:\n\tidiv %%ecx" ::: "eax", "ecx", "edx");
+}
+
+__attribute__((noinline)) static void do_int3(void)
+{
+    __asm__ volatile("int3\n.globl int3_after\nint3_after:\n\tnop");
+}
+
+__attribute__((noinline)) static void do_cli(void)
+{
+    __asm__ volatile("cli");
+}
+
+/* Runs `fn` under a handler that jumps back; 1 if a signal came. */
+static int trap(void (*fn)(void))
+{
+    hits = 0;
+    if (sigsetjmp(jump, 1) == 0) {
+        fn();
+        return 0;
+    }
+    return 1;
+}
+
+static void trap_siginfo(void)
+{
+    T_BEGIN("cpu_exceptions_siginfo");
+    CHECK_SYS(install(SIGILL, record_and_jump, 0));
+    CHECK_SYS(install(SIGFPE, record_and_jump, 0));
+    CHECK_SYS(install(SIGSEGV, record_and_jump, 0));
+    CHECK_SYS(install(SIGTRAP, record, 0));
+    CHECK(trap(do_ud2), "SIGILL from ud2");
+    CHECK_EQ(got_signo, SIGILL);
+    CHECK_EQ(got_code, ILL_ILLOPN);
+    CHECK_EQ((uintptr_t)got_addr, (uintptr_t)ud2_at);
+    CHECK(trap(do_div0), "SIGFPE from a division by zero");
+    CHECK_EQ(got_code, FPE_INTDIV);
+    CHECK_EQ((uintptr_t)got_addr, (uintptr_t)div_at);
+    /* #GP (a privileged instruction): SIGSEGV with SI_KERNEL, no address. */
+    CHECK(trap(do_cli), "SIGSEGV from cli");
+    CHECK_EQ(got_code, SI_KERNEL);
+    CHECK_EQ((uintptr_t)got_addr, 0);
+    /* int3 is a trap: the handler returns after it, and execution goes on. */
+    hits = 0;
+    do_int3();
+    CHECK_EQ(hits, 1);
+    CHECK_EQ(got_signo, SIGTRAP);
+    CHECK_EQ(got_code, SI_KERNEL);
+    reset(SIGILL);
+    reset(SIGFPE);
+    reset(SIGSEGV);
+    reset(SIGTRAP);
+    t_pass();
+}
+
+static void bad_stack(void)
+{
+    T_BEGIN("unwritable_frame_kills_with_sigsegv");
+    static const char *const args[] = {"badstack", NULL};
+    int status = run_child(args);
+    CHECK(status >= 0 && WIFSIGNALED(status), "the child was killed by a signal");
+    CHECK_EQ(WTERMSIG(status), SIGSEGV);
+    t_pass();
+}
+
 void run_sig(void)
 {
     segv_maperr();
@@ -354,6 +711,21 @@ void run_sig(void)
     default_action("default_sigusr1", "usr1", SIGUSR1);
     default_action("fatal_signal_while_blocked", "segv_blocked", SIGSEGV);
     default_action("fatal_signal_in_its_handler", "segv_in_handler", SIGSEGV);
+    default_action("fatal_signal_ignored", "segv_ignored", SIGSEGV);
     kill_child("kill_child_sigterm", SIGTERM);
     kill_child("kill_child_sigkill", SIGKILL);
+    read_interrupted("sa_restart_read_restarts", SA_RESTART);
+    read_interrupted("read_without_sa_restart_eintr", 0);
+    sigchld();
+    sigchld_ignored();
+    suspend_and_pause();
+    timedwait();
+    realtime_queue();
+    fpu_and_mask_restored();
+    sleeping_child("pipe_read_eintr_on_handled_signal", "pipe_wait", SIGUSR1, 4);
+    sleeping_child("pipe_read_killed_by_sigkill", "pipe_wait", SIGKILL, -1);
+    sleeping_child("pause_killed_by_sigterm", "pause", SIGTERM, -1);
+    sigpipe();
+    trap_siginfo();
+    bad_stack();
 }

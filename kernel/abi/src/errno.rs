@@ -79,6 +79,21 @@ impl Errno {
     /// `ENOTSUP`: the same number as `EOPNOTSUPP` on Linux.
     pub const ENOTSUP: Errno = Errno::EOPNOTSUPP;
 
+    /// Kernel-internal: the system call was interrupted by a signal and is
+    /// restarted if the handler has `SA_RESTART` (or if no handler runs);
+    /// otherwise the process sees EINTR. Never returned to a process.
+    pub const ERESTARTSYS: Errno = Errno(512);
+    /// Kernel-internal: restart the system call whatever happens.
+    pub const ERESTARTNOINTR: Errno = Errno(513);
+    /// Kernel-internal: EINTR if a handler runs, restart otherwise.
+    pub const ERESTARTNOHAND: Errno = Errno(514);
+
+    /// Whether this is one of the kernel-internal restart codes, which the
+    /// return to user mode turns into EINTR or a restart.
+    pub fn is_restart(self) -> bool {
+        matches!(self, Errno::ERESTARTSYS | Errno::ERESTARTNOINTR | Errno::ERESTARTNOHAND)
+    }
+
     /// The value a failing system call returns in `RAX`.
     pub fn as_return(self) -> u64 {
         (-i64::from(self.0)) as u64

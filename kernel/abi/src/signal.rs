@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use crate::wire::{Reader, Siginfo, StackT, Writer};
+use crate::wire::{Reader, SigFields, Siginfo, StackT, Writer};
 
 /// Signal numbers (Linux x86_64).
 pub const SIGHUP: u32 = 1;
@@ -54,6 +54,9 @@ pub const SIGPWR: u32 = 30;
 pub const SIGSYS: u32 = 31;
 /// Highest signal number (`_NSIG`).
 pub const NSIG: u32 = 64;
+/// The first real-time signal as the kernel counts them (musl's `SIGRTMIN`
+/// is 35: it keeps 32-34 for itself).
+pub const SIGRTMIN: u32 = 32;
 
 /// `si_code` values.
 pub const SI_USER: i32 = 0;
@@ -66,9 +69,12 @@ pub const BUS_ADRERR: i32 = 2;
 pub const BUS_OBJERR: i32 = 3;
 pub const BUS_MCEERR_AR: i32 = 4;
 pub const BUS_MCEERR_AO: i32 = 5;
+pub const ILL_ILLOPC: i32 = 1;
 pub const ILL_ILLOPN: i32 = 2;
 pub const ILL_PRVOPC: i32 = 5;
 pub const FPE_INTDIV: i32 = 1;
+pub const TRAP_BRKPT: i32 = 1;
+pub const TRAP_TRACE: i32 = 2;
 pub const CLD_EXITED: i32 = 1;
 pub const CLD_KILLED: i32 = 2;
 pub const CLD_DUMPED: i32 = 3;
@@ -212,6 +218,93 @@ pub fn for_trap(vector: u8) -> (u32, i32) {
         11 | 12 => (SIGBUS, SI_KERNEL),
         _ => (SIGSEGV, SI_KERNEL),
     }
+}
+
+/// The `siginfo` of a CPU exception raised in user mode at `rip` (not a
+/// page fault: see [`for_trap`]). As on Linux, `si_addr` is the faulting
+/// instruction for SIGILL and SIGFPE with a precise code, and 0 for
+/// `SI_KERNEL` signals (#GP and the like) and SIGBUS.
+pub fn trap_info(vector: u8, rip: u64) -> Siginfo {
+    let (signo, code) = for_trap(vector);
+    let addr = if matches!(signo, SIGILL | SIGFPE) && code != SI_KERNEL { rip } else { 0 };
+    Siginfo { signo, errno: 0, code, fields: SigFields::Fault { addr, addr_lsb: 0 } }
+}
+
+/// The `siginfo` of a page fault at `addr` (`mapped`: the address lies in
+/// an area whose rights forbid the access, `SEGV_ACCERR`; otherwise
+/// `SEGV_MAPERR`).
+pub fn page_fault_info(addr: u64, mapped: bool) -> Siginfo {
+    let code = if mapped { SEGV_ACCERR } else { SEGV_MAPERR };
+    Siginfo { signo: SIGSEGV, errno: 0, code, fields: SigFields::Fault { addr, addr_lsb: 0 } }
+}
+
+/// The `siginfo` of consumed poison (`BUS_MCEERR_AR`) or poison found in a
+/// page the process maps (`BUS_MCEERR_AO`): `si_addr` is the page's user
+/// address, `si_addr_lsb` its size (12: 4 KiB, 21: 2 MiB).
+pub fn mce_info(code: i32, addr: u64, addr_lsb: u16) -> Siginfo {
+    Siginfo { signo: SIGBUS, errno: 0, code, fields: SigFields::Fault { addr, addr_lsb } }
+}
+
+/// The `siginfo` of `kill` (`SI_USER`) or `tkill`/`tgkill` (`SI_TKILL`)
+/// from process `pid` (0: the kernel's console).
+pub fn kill_info(signo: u32, code: i32, pid: u32) -> Siginfo {
+    Siginfo { signo, errno: 0, code, fields: SigFields::Kill { pid, uid: 0 } }
+}
+
+/// The signal carries a fault address (`si_addr` is meaningful).
+pub fn has_fault_addr(info: &Siginfo) -> bool {
+    matches!(info.signo, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP)
+        && info.code > 0
+        && info.code != SI_KERNEL
+        && matches!(info.fields, SigFields::Fault { .. })
+}
+
+/// The symbolic name of `si_code` for signal `sig` (`SEGV_MAPERR`), for
+/// people; None for a code this table does not know.
+pub fn code_name(sig: u32, code: i32) -> Option<&'static str> {
+    Some(match (sig, code) {
+        (_, SI_USER) => "SI_USER",
+        (_, SI_KERNEL) => "SI_KERNEL",
+        (_, SI_TKILL) => "SI_TKILL",
+        (_, -1) => "SI_QUEUE",
+        (SIGSEGV, SEGV_MAPERR) => "SEGV_MAPERR",
+        (SIGSEGV, SEGV_ACCERR) => "SEGV_ACCERR",
+        (SIGBUS, BUS_ADRALN) => "BUS_ADRALN",
+        (SIGBUS, BUS_ADRERR) => "BUS_ADRERR",
+        (SIGBUS, BUS_OBJERR) => "BUS_OBJERR",
+        (SIGBUS, BUS_MCEERR_AR) => "BUS_MCEERR_AR",
+        (SIGBUS, BUS_MCEERR_AO) => "BUS_MCEERR_AO",
+        (SIGILL, ILL_ILLOPC) => "ILL_ILLOPC",
+        (SIGILL, ILL_ILLOPN) => "ILL_ILLOPN",
+        (SIGILL, ILL_PRVOPC) => "ILL_PRVOPC",
+        (SIGFPE, FPE_INTDIV) => "FPE_INTDIV",
+        (SIGTRAP, TRAP_BRKPT) => "TRAP_BRKPT",
+        (SIGTRAP, TRAP_TRACE) => "TRAP_TRACE",
+        (SIGCHLD, CLD_EXITED) => "CLD_EXITED",
+        (SIGCHLD, CLD_KILLED) => "CLD_KILLED",
+        (SIGCHLD, CLD_DUMPED) => "CLD_DUMPED",
+        _ => return None,
+    })
+}
+
+/// What a fault's `si_code` means, in words (`address not mapped`).
+pub fn code_meaning(sig: u32, code: i32) -> Option<&'static str> {
+    Some(match (sig, code) {
+        (SIGSEGV, SEGV_MAPERR) => "address not mapped",
+        (SIGSEGV, SEGV_ACCERR) => "access not allowed",
+        (SIGBUS, BUS_ADRALN) => "misaligned address",
+        (SIGBUS, BUS_ADRERR) => "no memory behind the address",
+        (SIGBUS, BUS_OBJERR) => "hardware error",
+        (SIGBUS, BUS_MCEERR_AR) => "poisoned memory",
+        (SIGBUS, BUS_MCEERR_AO) => "poisoned memory, action optional",
+        (SIGILL, ILL_ILLOPC) => "illegal opcode",
+        (SIGILL, ILL_ILLOPN) => "illegal operand",
+        (SIGILL, ILL_PRVOPC) => "privileged opcode",
+        (SIGFPE, FPE_INTDIV) => "integer divide by zero",
+        (SIGTRAP, TRAP_BRKPT) => "breakpoint",
+        (SIGTRAP, TRAP_TRACE) => "single step",
+        _ => return None,
+    })
 }
 
 /// The status word `wait4` reports (`WIFEXITED`/`WIFSIGNALED` encoding).
@@ -493,7 +586,6 @@ pub fn sanitize_fxsave(image: &mut [u8; FXSAVE_SIZE], mxcsr_mask: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::SigFields;
 
     #[test]
     fn traps_map_to_linux_signals() {
@@ -632,6 +724,38 @@ mod tests {
         assert_eq!(handler_mask(0, &a, SIGUSR1), bit(SIGUSR1) | bit(SIGUSR2));
         let a = Action { flags: SA_NODEFER, ..a };
         assert_eq!(handler_mask(0, &a, SIGUSR1), bit(SIGUSR2));
+    }
+
+    #[test]
+    fn fault_siginfo_follows_linux() {
+        // #UD and #DE report the instruction; #GP is SI_KERNEL without an
+        // address (Linux's force_sig); #AC is BUS_ADRALN.
+        let ud = trap_info(6, 0x40_1000);
+        assert_eq!((ud.signo, ud.code), (SIGILL, ILL_ILLOPN));
+        assert_eq!(ud.fields, SigFields::Fault { addr: 0x40_1000, addr_lsb: 0 });
+        assert!(has_fault_addr(&ud));
+        let de = trap_info(0, 0x40_2000);
+        assert_eq!((de.signo, de.code), (SIGFPE, FPE_INTDIV));
+        assert_eq!(de.fields, SigFields::Fault { addr: 0x40_2000, addr_lsb: 0 });
+        let gp = trap_info(13, 0x40_3000);
+        assert_eq!((gp.signo, gp.code), (SIGSEGV, SI_KERNEL));
+        assert_eq!(gp.fields, SigFields::Fault { addr: 0, addr_lsb: 0 });
+        assert!(!has_fault_addr(&gp));
+        assert_eq!(trap_info(3, 1).code, SI_KERNEL);
+        let pf = page_fault_info(0x1008, false);
+        assert_eq!((pf.signo, pf.code), (SIGSEGV, SEGV_MAPERR));
+        assert_eq!(page_fault_info(0x1008, true).code, SEGV_ACCERR);
+        let mc = mce_info(BUS_MCEERR_AR, 0x7000_0000, 12);
+        let b = mc.encode();
+        assert_eq!(u64::from_le_bytes(b[16..24].try_into().unwrap()), 0x7000_0000, "si_addr at 16");
+        assert_eq!(u16::from_le_bytes([b[24], b[25]]), 12, "si_addr_lsb at 24");
+        let k = kill_info(SIGUSR1, SI_TKILL, 5);
+        assert!(!has_fault_addr(&k));
+        assert_eq!(code_name(SIGSEGV, SEGV_MAPERR), Some("SEGV_MAPERR"));
+        assert_eq!(code_name(SIGBUS, BUS_MCEERR_AR), Some("BUS_MCEERR_AR"));
+        assert_eq!(code_name(SIGUSR1, SI_TKILL), Some("SI_TKILL"));
+        assert_eq!(code_name(SIGSEGV, 99), None);
+        assert_eq!(code_meaning(SIGSEGV, SEGV_ACCERR), Some("access not allowed"));
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - [`copy_mc`]: reconciling a machine-check-safe copy that stopped with
 //!   the poison the machine check reported (exact stop, or resume).
 //! - [`lockstate`]: the state machine of the sleeping reader-writer lock.
+//! - [`signal`]: a process's signal state: sending, forcing, delivery
+//!   order, masks, interrupted system calls.
 //! - [`cmdline`]: the kernel command line.
 //! - [`clock`]: calendar time to Unix time (the wall clock at boot).
 //! - [`path`]: path resolution with Linux's rules over any namespace, and
@@ -41,3 +43,4 @@ pub mod memfail;
 pub mod path;
 pub mod sched;
 pub mod seek;
+pub mod signal;

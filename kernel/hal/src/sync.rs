@@ -25,6 +25,7 @@ impl<T> IrqMutex<T> {
 
     /// Disables interrupts, then spins until the lock is free. Interrupts
     /// come back on (if they were on) when the guard drops.
+    #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let were_enabled = cpu::interrupts_enabled();
         cpu::disable_interrupts();
@@ -77,18 +78,21 @@ pub struct IrqMutexGuard<'a, T> {
 impl<T> Deref for IrqMutexGuard<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         self.guard.as_deref().expect("guard present until drop")
     }
 }
 
 impl<T> DerefMut for IrqMutexGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         self.guard.as_deref_mut().expect("guard present until drop")
     }
 }
 
 impl<T> Drop for IrqMutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.were_enabled {

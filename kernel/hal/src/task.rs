@@ -33,7 +33,7 @@ use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-use crate::arch::fpu::FxArea;
+use crate::arch::fpu::{FxArea, FXSAVE_SIZE};
 use crate::arch::{cpu, msr};
 use crate::mm::{AddressSpace, KernelStack};
 use crate::sync::IrqMutex;
@@ -293,6 +293,32 @@ pub fn fs_base() -> u64 {
 /// program's (`execve`).
 pub fn reset_user_cpu() {
     let _ = set_fs_base(0);
+    cpu::without_interrupts(|| FxArea::initial().restore());
+}
+
+/// The running task's x87/SSE registers as an FXSAVE image (what a signal
+/// frame saves). They stay live in the CPU while the task runs, since the
+/// kernel never touches them, so this is what its user code left there.
+pub fn user_fpu_image() -> [u8; FXSAVE_SIZE] {
+    let mut a = FxArea::initial();
+    cpu::without_interrupts(|| a.save());
+    a.0
+}
+
+/// Loads an FXSAVE image a process supplied (`rt_sigreturn`) into the
+/// running task's x87/SSE registers. MXCSR bits this CPU does not support
+/// are cleared first: FXRSTOR would fault on them. Every other field is
+/// loaded as given (FXRSTOR checks nothing else).
+pub fn load_user_fpu_image(image: &[u8; FXSAVE_SIZE]) {
+    let mut a = FxArea(*image);
+    let mxcsr = u32::from_le_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]) & crate::arch::fpu::mxcsr_mask();
+    a.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    cpu::without_interrupts(|| a.restore());
+}
+
+/// Resets the running task's x87/SSE registers to a new program's (a
+/// signal handler starts with them, as on Linux).
+pub fn reset_user_fpu() {
     cpu::without_interrupts(|| FxArea::initial().restore());
 }
 

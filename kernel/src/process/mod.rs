@@ -21,11 +21,13 @@
 //!   released, children handed to the kernel, the parent (or the console)
 //!   told.
 //!
-//! Kills are deferred: a fatal signal takes effect at the process's next
-//! return to user mode ([`exit_to_user`], registered with the hal) or ends
-//! an interruptible sleep (`wait4`, `nanosleep`, console reads, a vfork
-//! parent's wait), which returns and then meets the same check. So kernel
-//! code is never killed while it holds a lock.
+//! Signals ([`signal`]) are delivered, and kills carried out, at the
+//! process's next return to user mode ([`exit_to_user`], registered with
+//! the hal); a signal that will run a handler or kill also ends an
+//! interruptible sleep (`wait4`, `nanosleep`, pipe and console reads,
+//! `pause`; a vfork parent's wait only for a fatal one), which returns
+//! EINTR (or restarts, `SA_RESTART`) and then meets the same hook. So
+//! kernel code is never killed while it holds a lock.
 //!
 //! Lock order: the process table ([`TABLE`], a spin lock) is a leaf: it is
 //! never held while taking a wait queue's lock or the scheduler's.
@@ -46,14 +48,16 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use fsdax_abi::request::McePolicy;
 use fsdax_abi::signal::{self as sig, Exit};
-use fsdax_abi::wire::Rusage;
+use fsdax_abi::wire::{Rusage, SigFields, Siginfo};
+use fsdax_abi::Errno;
 use fsdax_hal::sync::IrqMutex;
 use fsdax_hal::task::UserCpuInit;
 use fsdax_hal::trap::{Fault, TrapFrame};
+use fsdax_kcore::signal::{Sent, SignalState};
 
 use self::exec::ExecError;
 use self::fd::FdTable;
-use self::signal::{Pending, SignalState, Verdict};
+use self::signal::{FaultRegs, Signals};
 use self::vm::{Access, FaultError, Vm};
 use crate::sync::{Mutex, WaitQueue};
 use crate::task::{self, TaskId};
@@ -81,17 +85,21 @@ pub enum State {
     Zombie(Exit),
 }
 
-/// Why a signal was raised, for the console line of a process it kills.
+/// The signal that killed a process, for the console and its log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalCause {
-    /// The signal.
-    pub sig: u32,
-    /// `si_code`.
-    pub code: i32,
-    /// The faulting address (faults), if any.
-    pub addr: Option<u64>,
+pub struct Death {
+    /// The signal's `siginfo` (code, fault address, sender).
+    pub info: Siginfo,
     /// Where the process was.
     pub rip: u64,
+}
+
+/// A reaped process: how it ended, what it used, and what killed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    pub how: Exit,
+    pub usage: Rusage,
+    pub death: Option<Death>,
 }
 
 /// A process.
@@ -109,11 +117,18 @@ pub struct Process {
     /// The file-mode creation mask (`umask`): kept, and without effect (the
     /// file system has no permissions).
     pub umask: AtomicU32,
-    /// Signal actions, mask, alternate stack.
-    pub signals: IrqMutex<SignalState>,
-    /// Pending signals.
-    pub pending: Pending,
-    cause: IrqMutex<Option<SignalCause>>,
+    /// Process group (`kill(0, ..)`, `kill(-pgid, ..)`): a program the
+    /// console starts leads its own; children join their parent's.
+    pgid: AtomicU64,
+    /// Signal actions, mask, alternate stack, pending signals.
+    pub signals: Signals,
+    /// The last CPU fault, for `sigcontext`.
+    pub last_fault: IrqMutex<FaultRegs>,
+    /// Poison this process consumed in user mode (a machine check), waiting
+    /// for the return to user mode: the physical address with bit 0 set
+    /// (0: none; 1: address unknown).
+    consumed_poison: AtomicU64,
+    death: IrqMutex<Option<Death>>,
     /// `exit`/`exit_group` asked to end with this status (carried out at
     /// the return to user mode, once the system call let go of everything).
     exiting: IrqMutex<Option<Exit>>,
@@ -169,9 +184,11 @@ impl Process {
             fds: Mutex::new(fds),
             cwd: AtomicU64::new(cwd),
             umask: AtomicU32::new(0o022),
-            signals: IrqMutex::new(signals),
-            pending: Pending::default(),
-            cause: IrqMutex::new(None),
+            pgid: AtomicU64::new(0),
+            signals: Signals::new(signals),
+            last_fault: IrqMutex::new(FaultRegs::default()),
+            consumed_poison: AtomicU64::new(0),
+            death: IrqMutex::new(None),
             exiting: IrqMutex::new(None),
             events: WaitQueue::new(0),
             vfork_done: AtomicBool::new(false),
@@ -230,18 +247,45 @@ impl Process {
         *self.exiting.lock() = Some(how);
     }
 
-    /// Raises `sig` and wakes the process if it sleeps interruptibly.
+    /// Its process group.
+    pub fn pgid(&self) -> Pid {
+        self.pgid.load(Ordering::Acquire)
+    }
+
+    /// Sends a signal (`kill`, `tgkill`, the console, SIGCHLD, SIGPIPE):
+    /// queued, merged or discarded as its action says, and the process is
+    /// woken from an interruptible sleep. A process that ended takes none
+    /// (Ok, as Linux does for a zombie).
+    pub fn send(&self, info: Siginfo) -> Result<(), Errno> {
+        if self.state() != State::Alive {
+            return Ok(());
+        }
+        if self.signals.lock().send(info)? == Sent::Queued {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Sends `sig` from the console (`kill PID SIG`; `SI_USER`, pid 0).
     pub fn signal(&self, sig: u32) {
-        self.pending.raise(sig);
+        let _ = self.send(sig::kill_info(sig, sig::SI_USER, 0));
+    }
+
+    /// Forces a signal the process cannot go on without handling (a fault;
+    /// Linux's `force_sig`): blocked or ignored, it kills.
+    pub fn force(&self, info: Siginfo) {
+        self.signals.lock().force(info);
         self.wake();
     }
 
-    /// Raises a signal the process cannot survive (a fault), with its
-    /// cause for the console line.
-    pub fn force_signal(&self, cause: SignalCause) {
-        *self.cause.lock() = Some(cause);
-        self.pending.force(cause.sig);
-        self.wake();
+    /// Records what killed the process, for the console.
+    fn record_death(&self, info: Siginfo, rip: u64) {
+        *self.death.lock() = Some(Death { info, rip });
+    }
+
+    /// What killed the process, if a signal did.
+    pub fn death(&self) -> Option<Death> {
+        *self.death.lock()
     }
 
     fn wake(&self) {
@@ -254,10 +298,17 @@ impl Process {
         }
     }
 
-    /// Whether a signal that ends the process is pending (interruptible
-    /// sleeps check it and return EINTR).
+    /// Whether a signal that ends the process is pending (sleeps only a
+    /// fatal signal may end check it: a vfork parent's).
     pub fn fatal_pending(&self) -> bool {
-        self.pending.any() && self.pending.fatal(&self.signals.lock())
+        self.signals.attention() && self.signals.lock().fatal_pending()
+    }
+
+    /// Whether an interruptible sleep must end: a signal will run a handler
+    /// or end the process. The sleep returns EINTR, or `ERESTARTSYS` where
+    /// Linux restarts the call for `SA_RESTART` handlers.
+    pub fn signal_pending(&self) -> bool {
+        self.signals.attention() && self.signals.lock().interrupts_sleep()
     }
 
     /// The process's resource usage now.
@@ -332,6 +383,11 @@ fn start_task(proc: &Arc<Process>, frame: TrapFrame, user: UserCpuInit) -> Resul
         drop(p);
         fsdax_hal::trap::enter_user(&frame)
     })?;
+    if proc.pgid() == 0 {
+        // A program the console or the kernel starts leads its own group
+        // (a vfork child already joined its parent's).
+        proc.pgid.store(id, Ordering::Release);
+    }
     TABLE.lock().insert(id, Arc::clone(proc));
     proc.pid.store(id, Ordering::Release);
     Ok(id)
@@ -346,7 +402,7 @@ pub fn spawn(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], parent: Parent) -> 
         parent,
         Arc::new(loaded.vm),
         fd::console_table(),
-        SignalState::default(),
+        SignalState::new(),
         root,
     );
     start_task(&proc, TrapFrame::new_user(loaded.entry, loaded.rsp), UserCpuInit::fresh()).map_err(SpawnError::Task)
@@ -360,10 +416,11 @@ pub fn spawn(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], parent: Parent) -> 
 pub fn vfork(parent: &Arc<Process>, frame: &TrapFrame, stack: u64) -> Result<Pid, fsdax_abi::Errno> {
     let vm = parent.vm().ok_or(fsdax_abi::Errno::ENOMEM)?;
     let fds = parent.fds.lock().clone();
-    let signals = parent.signals.lock().clone();
+    let signals = parent.signals.lock().for_vfork_child();
     let cwd = parent.cwd.load(Ordering::Relaxed);
     let child = Process::new(&parent.name_raw(), Parent::Process(parent.pid()), vm, fds, signals, cwd);
     child.umask.store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.pgid.store(parent.pgid(), Ordering::Release);
     let mut f = *frame;
     f.rax = 0;
     if stack != 0 {
@@ -371,7 +428,9 @@ pub fn vfork(parent: &Arc<Process>, frame: &TrapFrame, stack: u64) -> Result<Pid
     }
     let pid = start_task(&child, f, UserCpuInit::snapshot()).map_err(|_| fsdax_abi::Errno::EAGAIN)?;
     parent.events.wait_until(|_, _| {
-        (child.vfork_done.load(Ordering::Acquire) || parent.pending.any() && parent.fatal_pending()).then_some(())
+        // Only a fatal signal ends this wait (Linux's is killable, not
+        // interruptible): the child runs on the parent's memory.
+        (child.vfork_done.load(Ordering::Acquire) || parent.fatal_pending()).then_some(())
     });
     Ok(pid)
 }
@@ -416,10 +475,10 @@ impl Process {
 pub fn exit(p: Arc<Process>, how: Exit) -> ! {
     let pid = p.pid();
     if let Exit::Signal(s) = how {
-        let cause = *p.cause.lock();
-        report_kill(pid, &p.name(), s, cause);
+        report_kill(pid, &p.name(), s, p.death());
     }
-    *p.final_usage.lock() = p.usage();
+    let usage = p.usage();
+    *p.final_usage.lock() = usage;
     let closed = p.fds.lock().clear();
     drop(closed);
     p.release_vfork_parent();
@@ -449,7 +508,16 @@ pub fn exit(p: Arc<Process>, how: Exit) -> ! {
     match parent {
         Parent::Process(ppid) => match get(ppid) {
             Some(pp) => {
-                pp.pending.raise(sig::SIGCHLD);
+                // SIGCHLD (Linux's do_notify_parent): with SIGCHLD ignored
+                // or SA_NOCLDWAIT, the child is reaped at once and `wait4`
+                // reports ECHILD once none is left.
+                let action = pp.signals.lock().action(sig::SIGCHLD);
+                if action.handler == sig::SIG_IGN || action.flags & sig::SA_NOCLDWAIT != 0 {
+                    TABLE.lock().remove(&pid);
+                }
+                if action.handler != sig::SIG_IGN {
+                    let _ = pp.send(sigchld_info(pid, how, &usage));
+                }
                 pp.events.update_and_notify(true, |n| *n += 1);
             }
             None => {
@@ -465,6 +533,26 @@ pub fn exit(p: Arc<Process>, how: Exit) -> ! {
     task::exit(task::ExitReason::Returned)
 }
 
+/// The `siginfo` of SIGCHLD for a child `pid` that ended with `how`.
+pub fn sigchld_info(pid: Pid, how: Exit, usage: &Rusage) -> Siginfo {
+    let (code, status) = match how {
+        Exit::Code(v) => (sig::CLD_EXITED, i32::from(v)),
+        Exit::Signal(s) => (sig::CLD_KILLED, s as i32),
+    };
+    Siginfo {
+        signo: sig::SIGCHLD,
+        errno: 0,
+        code,
+        fields: SigFields::Child {
+            pid: pid as u32,
+            uid: 0,
+            status,
+            utime: (usage.utime_us / 10_000) as i64,
+            stime: (usage.stime_us / 10_000) as i64,
+        },
+    }
+}
+
 /// Keeps the drop of a reaped process out of the table's lock scope.
 fn reaped_children_dropped(c: Arc<Process>) {
     // Dropped here, with the table lock held: a zombie holds no memory and
@@ -472,33 +560,41 @@ fn reaped_children_dropped(c: Arc<Process>) {
     drop(c);
 }
 
-fn report_kill(pid: Pid, name: &str, s: u32, cause: Option<SignalCause>) {
-    match cause.filter(|c| c.sig == s) {
-        Some(SignalCause { addr: Some(a), rip, code, .. }) => crate::kprintln!(
-            "process {pid} ({name}) killed by {} at {a:#x} ({}, RIP {rip:#x})",
-            sig::name(s),
-            match (s, code) {
-                (sig::SIGSEGV, sig::SEGV_MAPERR) => "address not mapped",
-                (sig::SIGSEGV, sig::SEGV_ACCERR) => "access not allowed",
-                (sig::SIGBUS, sig::BUS_MCEERR_AR) => "poisoned memory",
-                _ => "fault",
-            }
+/// The kernel's line for a process a signal killed: the fault and where
+/// (`killed by SIGSEGV at 0x0 (address not mapped, RIP 0x40104c)`), the
+/// sender, or the kernel's reason.
+fn report_kill(pid: Pid, name: &str, s: u32, death: Option<Death>) {
+    let Some(Death { info, rip }) = death.filter(|d| d.info.signo == s) else {
+        crate::kprintln!("process {pid} ({name}) killed by {}", sig::name(s));
+        return;
+    };
+    let signame = sig::name(s);
+    match info.fields {
+        SigFields::Fault { addr, .. } if sig::has_fault_addr(&info) => crate::kprintln!(
+            "process {pid} ({name}) killed by {signame} at {addr:#x} ({}, RIP {rip:#x})",
+            sig::code_meaning(s, info.code).or(sig::code_name(s, info.code)).unwrap_or("fault")
         ),
-        Some(SignalCause { rip, .. }) => {
-            crate::kprintln!("process {pid} ({name}) killed by {} (RIP {rip:#x})", sig::name(s))
+        SigFields::Kill { pid: from, .. } if info.code == sig::SI_USER || info.code == sig::SI_TKILL => {
+            if from == 0 {
+                crate::kprintln!("process {pid} ({name}) killed by {signame} (sent from the console)")
+            } else if u64::from(from) == pid {
+                crate::kprintln!("process {pid} ({name}) killed by {signame} (sent by itself)")
+            } else {
+                crate::kprintln!("process {pid} ({name}) killed by {signame} (sent by process {from})")
+            }
         }
-        None => crate::kprintln!("process {pid} ({name}) killed by {}", sig::name(s)),
+        _ => crate::kprintln!("process {pid} ({name}) killed by {signame} (RIP {rip:#x})"),
     }
 }
 
 /// Takes the status of a zombie `pid` (its parent or the console reaps it).
-pub fn reap(pid: Pid) -> Option<(Exit, Rusage)> {
+pub fn reap(pid: Pid) -> Option<Ended> {
     let mut table = TABLE.lock();
     let p = table.get(&pid)?;
     let State::Zombie(how) = p.state() else { return None };
-    let usage = *p.final_usage.lock();
+    let ended = Ended { how, usage: *p.final_usage.lock(), death: p.death() };
     table.remove(&pid);
-    Some((how, usage))
+    Some(ended)
 }
 
 /// Children of `parent` (live and zombie) matching `want` (None: any).
@@ -528,19 +624,19 @@ pub fn init() {
 }
 
 /// An exception in user mode: a demand fault is resolved; anything else
-/// raises the signal Linux would (its default action ends the process at
-/// the return to user mode).
+/// forces the signal Linux would (delivered, or the process ended, at the
+/// return to user mode that follows).
 fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
     let Some(p) = current() else {
         // A task without a process cannot be in user mode.
         crate::panic::kernel_fault(fault, task::current(), "?", fsdax_kcore::kill::PanicReason::CriticalTask)
     };
+    let err = fault.error_code.unwrap_or(0);
     if fault.vector == 14 {
         let addr = fault.cr2.unwrap_or(0);
-        let code = fault.error_code.unwrap_or(0);
-        let access = if code & 0x10 != 0 {
+        let access = if err & 0x10 != 0 {
             Access::Exec
-        } else if code & 2 != 0 {
+        } else if err & 2 != 0 {
             Access::Write
         } else {
             Access::Read
@@ -549,39 +645,40 @@ fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
             Some(vm) => vm.fault(addr, access, true),
             None => Err(FaultError::NotMapped),
         };
+        if result.is_ok() {
+            p.minflt.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *p.last_fault.lock() = FaultRegs { trapno: 14, err, cr2: addr };
         match result {
-            Ok(()) => {
-                p.minflt.fetch_add(1, Ordering::Relaxed);
-            }
             Err(FaultError::OutOfMemory) => {
                 crate::kprintln!("process {} ({}) is out of memory at {addr:#x}", p.pid(), p.name());
-                p.force_signal(SignalCause { sig: sig::SIGKILL, code: 0, addr: Some(addr), rip: frame.rip });
+                p.force(sig::kill_info(sig::SIGKILL, sig::SI_KERNEL, 0));
             }
-            Err(e) => {
-                let code = if e == FaultError::Denied { sig::SEGV_ACCERR } else { sig::SEGV_MAPERR };
-                p.force_signal(SignalCause { sig: sig::SIGSEGV, code, addr: Some(addr), rip: frame.rip });
-            }
+            Err(e) => p.force(sig::page_fault_info(addr, e == FaultError::Denied)),
+            Ok(()) => {}
         }
         return;
     }
-    let (s, code) = sig::for_trap(fault.vector);
-    p.force_signal(SignalCause { sig: s, code, addr: None, rip: frame.rip });
+    *p.last_fault.lock() = FaultRegs { trapno: u64::from(fault.vector), err, cr2: 0 };
+    p.force(sig::trap_info(fault.vector, frame.rip));
 }
 
-/// Before every return to user mode: a fatal signal ends the process here.
-fn exit_to_user(_frame: &mut TrapFrame) {
+/// Before every return to user mode: an `exit` finishes here, consumed
+/// poison becomes SIGBUS, and pending signals are delivered (or kill).
+fn exit_to_user(frame: &mut TrapFrame) {
     let Some(p) = current() else { return };
     let requested = *p.exiting.lock();
     if let Some(how) = requested {
         exit(p, how);
     }
-    if !p.pending.any() {
-        return;
+    if p.consumed_poison.load(Ordering::Acquire) != 0 {
+        let poison = p.consumed_poison.swap(0, Ordering::AcqRel);
+        if poison != 0 {
+            memory_failure_consumed(&p, (poison > 1).then_some(poison & !1));
+        }
     }
-    let verdict = p.pending.decide(&p.signals.lock());
-    if let Verdict::Die(how) = verdict {
-        exit(p, how);
-    }
+    signal::deliver(p, frame);
 }
 
 /// A page fault inside a user copy: resolved only if no lock must be
@@ -597,10 +694,25 @@ fn resolve_copy_fault(addr: u64, write: bool) -> bool {
     ok
 }
 
-/// A machine check consumed poison in user mode: the process is killed
-/// with SIGBUS (BUS_MCEERR_AR) at its return to user mode.
-pub fn on_user_machine_check(rip: u64) -> bool {
+/// A machine check consumed poison in user mode (at `rip`, physical
+/// address `phys` if the bank reported it): recorded for the return to
+/// user mode that follows, which runs [`memory_failure_consumed`]. Runs in
+/// the machine-check handler: takes no lock.
+pub fn on_user_machine_check(rip: u64, phys: Option<u64>) -> bool {
+    let _ = rip;
     let Some(p) = try_current() else { return false };
-    p.force_signal(SignalCause { sig: sig::SIGBUS, code: sig::BUS_MCEERR_AR, addr: None, rip });
+    p.consumed_poison.store(phys.map_or(1, |a| (a & !1) | 1), Ordering::Release);
     true
+}
+
+/// Memory failure for poison the current process consumed in user mode
+/// (physical address `phys` if known): the process gets SIGBUS
+/// `BUS_MCEERR_AR` with `si_addr` = the page's address in its own memory
+/// (0 if no page of it maps `phys`) and `si_addr_lsb` 12, forced (Linux's
+/// `force_sig_mceerr`): a handler may run, a blocked or ignored SIGBUS
+/// kills. This is where unmapping the page from every process that maps it
+/// and telling them (`BUS_MCEERR_AO`) joins, with DAX file mappings.
+pub fn memory_failure_consumed(p: &Arc<Process>, phys: Option<u64>) {
+    let va = phys.and_then(|a| p.vm().and_then(|vm| vm.user_page_of(a)));
+    p.force(sig::mce_info(sig::BUS_MCEERR_AR, va.unwrap_or(0), 12));
 }

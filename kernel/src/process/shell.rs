@@ -8,18 +8,42 @@ use alloc::vec::Vec;
 use fsdax_abi::signal::{self as sig, Exit};
 use fsdax_ktest::protocol::{ExitCode, EXEC_STATUS_PREFIX};
 
-use super::{console, Parent, Pid, State};
+use super::{console, Death, Ended, Parent, Pid, State};
 
 /// The environment of programs started from the console.
 const ENV: &[&str] = &["PATH=/bin", "HOME=/", "TERM=dumb"];
 
 /// How a program ended, as the console prints it: `exit 3`,
-/// `killed by SIGSEGV`.
-pub fn describe(how: Exit) -> String {
+/// `killed by SIGTERM`, and for a fault the code and address:
+/// `killed by SIGSEGV (SEGV_MAPERR at 0x0)`, `killed by SIGSEGV
+/// (SI_KERNEL)` (a #GP: privileged instruction, non-canonical address).
+pub fn describe(how: Exit, death: Option<Death>) -> String {
     match how {
         Exit::Code(c) => alloc::format!("exit {c}"),
-        Exit::Signal(s) => alloc::format!("killed by {}", sig::name(s)),
+        Exit::Signal(s) => {
+            let info = death.map(|d| d.info).filter(|i| i.signo == s);
+            match info {
+                Some(i) if sig::has_fault_addr(&i) => {
+                    let addr = match i.fields {
+                        fsdax_abi::wire::SigFields::Fault { addr, .. } => addr,
+                        _ => 0,
+                    };
+                    let code =
+                        sig::code_name(s, i.code).map_or_else(|| alloc::format!("code {}", i.code), String::from);
+                    alloc::format!("killed by {} ({code} at {addr:#x})", sig::name(s))
+                }
+                Some(i) if i.code == sig::SI_KERNEL && sig::SYNCHRONOUS & sig::bit(s) != 0 => {
+                    alloc::format!("killed by {} (SI_KERNEL)", sig::name(s))
+                }
+                _ => alloc::format!("killed by {}", sig::name(s)),
+            }
+        }
     }
+}
+
+/// [`describe`] of a reaped process.
+pub fn describe_end(e: &Ended) -> String {
+    describe(e.how, e.death)
 }
 
 fn start(args: &[&str]) -> Result<Pid, String> {
@@ -31,17 +55,18 @@ fn start(args: &[&str]) -> Result<Pid, String> {
 
 /// Runs a program in the foreground: typed bytes go to it (Ctrl-C sends
 /// SIGINT); returns how it ended.
-pub fn run_foreground(args: &[&str]) -> Result<Exit, String> {
+pub fn run_foreground(args: &[&str]) -> Result<Ended, String> {
     let pid = start(args)?;
     console::set_foreground(Some(pid));
-    let how = loop {
-        if let Some((how, _)) = super::reap(pid) {
-            break how;
+    let ended = loop {
+        if let Some(e) = super::reap(pid) {
+            break e;
         }
         match fsdax_hal::console::read_byte() {
             Some(0x03) => {
+                // As a terminal's line discipline sends it: SI_KERNEL.
                 if let Some(p) = super::get(pid) {
-                    p.signal(sig::SIGINT);
+                    let _ = p.send(sig::kill_info(sig::SIGINT, sig::SI_KERNEL, 0));
                 }
             }
             Some(b) => {
@@ -53,14 +78,14 @@ pub fn run_foreground(args: &[&str]) -> Result<Exit, String> {
         }
     };
     console::set_foreground(None);
-    Ok(how)
+    Ok(ended)
 }
 
 fn background_report() {
     for p in super::all() {
         if *p.parent.lock() == Parent::Console && matches!(p.state(), State::Zombie(_)) {
-            if let Some((how, _)) = super::reap(p.pid()) {
-                crate::kprintln!("[{}] {} ({})", p.pid(), describe(how), p.name());
+            if let Some(e) = super::reap(p.pid()) {
+                crate::kprintln!("[{}] {} ({})", p.pid(), describe_end(&e), p.name());
             }
         }
     }
@@ -76,7 +101,7 @@ fn cmd_exec(args: &[&str]) {
         return;
     }
     match run_foreground(args) {
-        Ok(how) => crate::kprintln!("{}", describe(how)),
+        Ok(e) => crate::kprintln!("{}", describe_end(&e)),
         Err(e) => crate::kprintln!("{e}"),
     }
 }
@@ -91,7 +116,7 @@ fn cmd_ps(_: &[&str]) {
     for p in super::all() {
         let state = match p.state() {
             State::Alive => String::from("running"),
-            State::Zombie(how) => describe(how),
+            State::Zombie(how) => describe(how, p.death()),
         };
         let mapped = p.vm().map_or(0, |v| v.mapped_bytes());
         let ppid = match *p.parent.lock() {
@@ -170,7 +195,7 @@ pub fn mount_at_boot() -> bool {
 pub fn run_exec_mode(args: &[&str]) -> ! {
     if mount_at_boot() {
         match run_foreground(args) {
-            Ok(how) => crate::kprintln!("{EXEC_STATUS_PREFIX}{} ({})", how.shell_status(), describe(how)),
+            Ok(e) => crate::kprintln!("{EXEC_STATUS_PREFIX}{} ({})", e.how.shell_status(), describe_end(&e)),
             Err(e) => {
                 crate::kprintln!("{e}");
                 crate::kprintln!("{EXEC_STATUS_PREFIX}127 (could not start)");

@@ -107,3 +107,17 @@ ktest!(demand_paging_follows_the_areas_rights_and_the_stack_grows, {
     kassert!(fsdax_hal::mm::frame_stats().free >= free0, "dropping the memory frees every frame");
     Ok(())
 });
+
+ktest!(memory_failure_finds_the_user_page_of_a_physical_address, {
+    // What `memory_failure_consumed` reports as si_addr: the page of this
+    // process that maps the poisoned frame, or nothing.
+    let vm = Vm::new().ok_or(kfail!("vm"))?;
+    let at = 0x1000_0000;
+    vm.map_anon(at, 8 * 4096, Prot::READ | Prot::WRITE).map_err(|_| kfail!("map"))?;
+    kassert_eq!(vm.fault(at + 3 * 4096 + 8, Access::Write, true), Ok(()));
+    let leaf = vm.space().translate(at + 3 * 4096).ok_or(kfail!("mapped"))?;
+    let phys = leaf.phys + (at + 3 * 4096 - leaf.virt);
+    kassert_eq!(vm.user_page_of(phys + 0x123), Some(at + 3 * 4096));
+    kassert_eq!(vm.user_page_of(phys + 4096 * 4096), None, "a frame it does not map");
+    Ok(())
+});

@@ -279,6 +279,20 @@ impl Vm {
         Ok(())
     }
 
+    /// The user address of the page that maps the physical address `phys`,
+    /// if one does (memory failure: where this process sees a poisoned
+    /// page). Walks every mapped page: for rare events only.
+    pub fn user_page_of(&self, phys: u64) -> Option<u64> {
+        let target = phys & !(PAGE_SIZE - 1);
+        self.read(|a| {
+            a.set.iter().find_map(|v| {
+                (v.start..v.end).step_by(PAGE_SIZE as usize).find(|&va| {
+                    self.space.translate(va).is_some_and(|l| (l.phys + (va - l.virt)) & !(PAGE_SIZE - 1) == target)
+                })
+            })
+        })
+    }
+
     /// Bytes of all areas, for `ps`.
     pub fn mapped_bytes(&self) -> u64 {
         self.read(|a| a.set.iter().map(|v| v.len()).sum())

@@ -53,6 +53,39 @@ impl<S> WaitQueue<S> {
         }
     }
 
+    /// [`Self::wait_until`] with a deadline: gives up when the timer tick
+    /// count reaches `until` (`crate::time::ticks`), returning None.
+    pub fn wait_until_tick<R>(&self, until: u64, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> Option<R> {
+        let me = task::current();
+        let mut retried = false;
+        loop {
+            let done = cpu::without_interrupts(|| {
+                let mut g = self.inner.lock();
+                if let Some(r) = f(&mut g.state, retried) {
+                    return Some(Some(r));
+                }
+                if crate::time::ticks() >= until {
+                    g.waiters.retain(|&w| w != me);
+                    return Some(None);
+                }
+                if !g.waiters.contains(&me) {
+                    g.waiters.push_back(me);
+                }
+                // Asleep before the queue's lock is dropped, as in
+                // `wait_until`: a waker finds us queued; the timer wakes us
+                // at `until`.
+                let outcome = task::sleep_current_until(until);
+                drop(g);
+                task::block_switch(outcome);
+                None
+            });
+            if let Some(r) = done {
+                return r;
+            }
+            retried = true;
+        }
+    }
+
     /// Changes the state under the queue's lock, then wakes one waiter (or
     /// all) so it re-checks. Returns what `f` returned.
     pub fn update_and_notify<R>(&self, all: bool, f: impl FnOnce(&mut S) -> R) -> R {

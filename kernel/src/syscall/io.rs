@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 
 use fsdax_abi::linux::general as g;
 use fsdax_abi::wire::{Iovec, PollFd};
-use fsdax_abi::Errno;
+use fsdax_abi::{signal as sig, Errno};
 use fsdax_hal::uaccess;
 
 use super::{read_user, write_user, Ctx};
@@ -54,15 +54,24 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
                         if nonblock {
                             return Some(Err(Errno::EAGAIN));
                         }
-                        if c.proc.fatal_pending() {
-                            return Some(Err(Errno::EINTR));
+                        if c.proc.signal_pending() {
+                            return Some(Err(Errno::ERESTARTSYS));
                         }
                         None
                     });
                     match r {
                         Ok(k) => put += k,
-                        Err(e) if done + put as u64 == 0 => return Err(e),
-                        Err(_) => return Ok(done + put as u64),
+                        Err(e) => {
+                            if e == Errno::EPIPE {
+                                // Linux sends SIGPIPE too (default: the
+                                // writer dies; ignored: only EPIPE).
+                                let _ = c.proc.send(sig::kill_info(sig::SIGPIPE, sig::SI_USER, c.proc.pid() as u32));
+                            }
+                            if done + put as u64 == 0 {
+                                return Err(e);
+                            }
+                            return Ok(done + put as u64);
+                        }
                     }
                     end.pipe.update_and_notify(true, |_| ());
                 }
@@ -125,8 +134,8 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
                 if nonblock {
                     return Some(Err(Errno::EAGAIN));
                 }
-                if c.proc.fatal_pending() {
-                    return Some(Err(Errno::EINTR));
+                if c.proc.signal_pending() {
+                    return Some(Err(Errno::ERESTARTSYS));
                 }
                 None
             })?;
@@ -155,8 +164,8 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
                     let n = i.bytes.iter().take(n).position(|&b| b == b'\n').map_or(n, |p| p + 1);
                     return Some(Ok(i.bytes.drain(..n).collect()));
                 }
-                if c.proc.fatal_pending() {
-                    return Some(Err(Errno::EINTR));
+                if c.proc.signal_pending() {
+                    return Some(Err(Errno::ERESTARTSYS));
                 }
                 None
             })?;
@@ -292,8 +301,8 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             write_user(a[0], &out)?;
             return Ok(ready);
         }
-        if c.proc.fatal_pending() {
-            return Err(Errno::EINTR);
+        if c.proc.signal_pending() {
+            return Err(Errno::ERESTARTNOHAND);
         }
         crate::task::sleep_ticks(1);
     }

@@ -14,12 +14,19 @@
 //! Where the calls are: [`io`] (descriptors of every kind), [`fs`] (names:
 //! open, stat, directories, cwd), [`file`] (open files: positions, sizes,
 //! durability, the file ioctls), [`mem`], [`proc`], [`time`].
+//!
+//! A call that a signal interrupts returns EINTR, or one of the
+//! kernel-internal restart codes (`Errno::ERESTARTSYS`, ...): the
+//! dispatcher records it with the call's number, and the return to user
+//! mode turns it into EINTR or runs the call again, as Linux does
+//! (`SA_RESTART`).
 
 mod file;
 mod fs;
 mod io;
 mod mem;
 mod proc;
+mod signal;
 mod time;
 
 use alloc::sync::Arc;
@@ -123,9 +130,17 @@ static TABLE: [Option<Entry>; MAX_NR] = table! {
     __NR_munmap => mem::munmap,
     __NR_brk => mem::brk,
     __NR_madvise => mem::madvise,
-    __NR_rt_sigaction => proc::rt_sigaction,
-    __NR_rt_sigprocmask => proc::rt_sigprocmask,
-    __NR_sigaltstack => proc::sigaltstack,
+    __NR_rt_sigaction => signal::rt_sigaction,
+    __NR_rt_sigprocmask => signal::rt_sigprocmask,
+    __NR_rt_sigreturn => signal::rt_sigreturn,
+    __NR_rt_sigpending => signal::rt_sigpending,
+    __NR_rt_sigsuspend => signal::rt_sigsuspend,
+    __NR_rt_sigtimedwait => signal::rt_sigtimedwait,
+    __NR_sigaltstack => signal::sigaltstack,
+    __NR_pause => signal::pause,
+    __NR_kill => signal::kill,
+    __NR_tkill => signal::tkill,
+    __NR_tgkill => signal::tgkill,
     __NR_sched_yield => time::sched_yield,
     __NR_nanosleep => time::nanosleep,
     __NR_getpid => proc::getpid,
@@ -181,18 +196,25 @@ pub fn dispatch(frame: &mut TrapFrame) {
         return;
     };
     let entry = usize::try_from(nr).ok().and_then(|i| TABLE.get(i)).copied().flatten();
+    let mut ctx = Ctx { proc, frame };
     let result = match entry {
         Some(e) => {
             let _ = e.name;
-            (e.run)(&mut Ctx { proc, frame }, args)
+            (e.run)(&mut ctx, args)
         }
         None => {
             report_missing(nr);
             Err(Errno::ENOSYS)
         }
     };
+    let Ctx { proc, frame } = ctx;
     frame.rax = match result {
         Ok(v) => v,
+        Err(e) if e.is_restart() => {
+            // Interrupted: EINTR or a restart, decided on the way out.
+            proc.signals.lock().interrupt_syscall(nr, e);
+            Errno::EINTR.as_return()
+        }
         Err(e) => e.as_return(),
     };
 }

@@ -1,21 +1,18 @@
 //! Process system calls: identity, exit, vfork/clone, execve, wait,
-//! uname, rusage, prctl, arch_prctl, and the signal state a program sets up
-//! at start (actions, mask, alternate stack: stored; delivery to handlers
-//! comes with signal frames).
+//! uname, rusage, prctl, arch_prctl. (Signals: [`super::signal`].)
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use fsdax_abi::linux::general as g;
 use fsdax_abi::request::{self, Prctl, WaitFor};
-use fsdax_abi::signal::{self as sig, Action, AltStack, Exit};
+use fsdax_abi::signal::{self as sig, Exit};
 use fsdax_abi::stack::MAX_ARG_BYTES;
-use fsdax_abi::wire::{KernelSigaction, Rusage, SigFields, Siginfo, StackT, Utsname};
+use fsdax_abi::wire::{Rusage, Siginfo, Utsname};
 use fsdax_abi::Errno;
 use fsdax_hal::uaccess::{self, UserStrError};
 
-use super::{read_path, read_u64, read_user_array, write_user, Ctx};
+use super::{read_path, read_u64, write_user, Ctx};
 use crate::process::{self, Process, State};
 
 /// `getpid`, `gettid`: pid == tid.
@@ -179,7 +176,8 @@ pub fn execve(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 
 /// Waits for a child matching `who` to end: Some(child) when one did,
 /// None for WNOHANG with none yet. ECHILD without matching children;
-/// EINTR if a fatal signal arrives (the process then dies).
+/// interrupted by a signal that runs a handler or kills: EINTR, or a
+/// restart for an `SA_RESTART` handler (`ERESTARTSYS`, as Linux).
 fn wait_child(p: &Arc<Process>, who: WaitFor, nohang: bool) -> Result<Option<Arc<Process>>, Errno> {
     let want = match who {
         WaitFor::Any => None,
@@ -196,8 +194,8 @@ fn wait_child(p: &Arc<Process>, who: WaitFor, nohang: bool) -> Result<Option<Arc
         if nohang {
             return Some(Ok(None));
         }
-        if p.fatal_pending() {
-            return Some(Err(Errno::EINTR));
+        if p.signal_pending() {
+            return Some(Err(Errno::ERESTARTSYS));
         }
         None
     })
@@ -216,13 +214,13 @@ pub fn wait4(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let w = request::wait4(a[0], a[2])?;
     let Some(child) = wait_child(&c.proc, w.who, w.nohang)? else { return Ok(0) };
     let pid = child.pid();
-    let (how, usage) = process::reap(pid).ok_or(Errno::ECHILD)?;
-    add_usage(&mut c.proc.children_usage.lock(), &usage);
+    let ended = process::reap(pid).ok_or(Errno::ECHILD)?;
+    add_usage(&mut c.proc.children_usage.lock(), &ended.usage);
     if a[1] != 0 {
-        write_user(a[1], &sig::wait_status(how).to_le_bytes())?;
+        write_user(a[1], &sig::wait_status(ended.how).to_le_bytes())?;
     }
     if a[3] != 0 {
-        write_user(a[3], &usage.encode())?;
+        write_user(a[3], &ended.usage.encode())?;
     }
     Ok(pid)
 }
@@ -244,93 +242,7 @@ pub fn waitid(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         add_usage(&mut c.proc.children_usage.lock(), &usage);
     }
     if a[2] != 0 {
-        let (code, status) = match how {
-            Exit::Code(v) => (sig::CLD_EXITED, i32::from(v)),
-            Exit::Signal(s) => (sig::CLD_KILLED, s as i32),
-        };
-        let info = Siginfo {
-            signo: sig::SIGCHLD,
-            errno: 0,
-            code,
-            fields: SigFields::Child {
-                pid: pid as u32,
-                uid: 0,
-                status,
-                utime: (usage.utime_us / 10_000) as i64,
-                stime: (usage.stime_us / 10_000) as i64,
-            },
-        };
-        write_user(a[2], &info.encode())?;
+        write_user(a[2], &process::sigchld_info(pid, how, &usage).encode())?;
     }
-    Ok(0)
-}
-
-/// `rt_sigaction(sig, act, oact, sigsetsize)`: the action is stored (and
-/// reported back); delivery to a handler comes with signal frames.
-pub fn rt_sigaction(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    request::sigsetsize(a[3])?;
-    let s = request::sigaction(a[0], a[1] != 0)?;
-    let new = if a[1] != 0 {
-        Some(KernelSigaction::decode(&read_user_array::<{ KernelSigaction::SIZE }>(a[1])?))
-    } else {
-        None
-    };
-    let old = c.proc.signals.lock().action(s);
-    if a[2] != 0 {
-        let k = KernelSigaction { handler: old.handler, flags: old.flags, restorer: old.restorer, mask: old.mask };
-        write_user(a[2], &k.encode())?;
-    }
-    if let Some(k) = new {
-        let action =
-            Action { handler: k.handler, flags: k.flags, restorer: k.restorer, mask: sig::sanitize_mask(k.mask) };
-        c.proc.signals.lock().actions[s as usize - 1] = action;
-    }
-    Ok(0)
-}
-
-/// `rt_sigprocmask(how, set, oset, sigsetsize)`.
-pub fn rt_sigprocmask(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    request::sigsetsize(a[3])?;
-    let set = if a[1] != 0 { Some(read_u64(a[1])?) } else { None };
-    let old = c.proc.signals.lock().blocked;
-    if let Some(set) = set {
-        let new = match a[0] as u32 {
-            sig::SIG_BLOCK => old | set,
-            sig::SIG_UNBLOCK => old & !set,
-            sig::SIG_SETMASK => set,
-            _ => return Err(Errno::EINVAL),
-        };
-        c.proc.signals.lock().blocked = sig::sanitize_mask(new);
-    }
-    if a[2] != 0 {
-        write_user(a[2], &old.to_le_bytes())?;
-    }
-    Ok(0)
-}
-
-/// `sigaltstack(ss, old_ss)`.
-pub fn sigaltstack(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    let rsp = c.frame.rsp;
-    let old = c.proc.signals.lock().altstack;
-    let new = if a[0] != 0 { Some(StackT::decode(&read_user_array::<{ StackT::SIZE }>(a[0])?)) } else { None };
-    if a[1] != 0 {
-        write_user(a[1], &old.report(rsp).encode())?;
-    }
-    if let Some(ss) = new {
-        if old.contains(rsp) {
-            return Err(Errno::EPERM);
-        }
-        let alt = if ss.flags & sig::SS_DISABLE != 0 {
-            AltStack { sp: 0, size: 0, disabled: true }
-        } else if ss.flags & !sig::SS_ONSTACK != 0 {
-            return Err(Errno::EINVAL);
-        } else if ss.size < sig::MINSIGSTKSZ {
-            return Err(Errno::ENOMEM);
-        } else {
-            AltStack { sp: ss.sp, size: ss.size, disabled: false }
-        };
-        c.proc.signals.lock().altstack = alt;
-    }
-    let _ = g::SS_ONSTACK;
     Ok(0)
 }

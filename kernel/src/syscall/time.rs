@@ -5,13 +5,14 @@
 //! since; `CLOCK_MONOTONIC` (and `BOOTTIME`, `MONOTONIC_RAW`, the coarse
 //! variants) is the TSC time since boot; the CPU-time clocks count timer
 //! ticks. Sleeps have the timer's 10 ms granularity and end early (EINTR)
-//! when a fatal signal arrives.
+//! when a signal runs a handler or kills.
 
 use fsdax_abi::wire::Timespec;
 use fsdax_abi::Errno;
 
 use super::{read_user_array, write_user, Ctx};
 use crate::process::exec::random_bytes;
+use crate::process::Process;
 
 const CLOCK_REALTIME: u64 = 0;
 const CLOCK_MONOTONIC: u64 = 1;
@@ -24,7 +25,7 @@ const CLOCK_BOOTTIME: u64 = 7;
 const TIMER_ABSTIME: u64 = 1;
 
 /// Nanoseconds since boot (TSC).
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     crate::time::uptime_ns()
 }
 
@@ -50,27 +51,43 @@ fn read_timespec(addr: u64) -> Result<u64, Errno> {
     Timespec::decode(&read_user_array::<{ Timespec::SIZE }>(addr)?).to_ns().ok_or(Errno::EINVAL)
 }
 
-/// Sleeps until the monotonic time `deadline`; EINTR (with the time left)
-/// if a fatal signal arrives first.
-fn sleep_until(c: &Ctx<'_>, deadline: u64) -> Result<(), u64> {
+/// Waits on the process's event queue until `check` gives an answer
+/// (Some) or the monotonic time reaches `deadline` (None). `check` runs
+/// under the queue's lock, so a wake-up (a signal, a child's end) cannot
+/// slip in between a check and the sleep. Timer granularity is a tick; the
+/// last half tick is spun.
+pub(super) fn wait_until_deadline<R>(p: &Process, deadline: u64, mut check: impl FnMut() -> Option<R>) -> Option<R> {
     let tick_ns = 1_000_000_000 / crate::time::TICK_HZ;
     loop {
+        if let Some(r) = check() {
+            return Some(r);
+        }
         let now = monotonic_ns();
         if now >= deadline {
-            return Ok(());
-        }
-        if c.proc.fatal_pending() {
-            return Err(deadline - now);
+            return None;
         }
         let left = deadline - now;
         if left < tick_ns / 2 {
-            // Less than half a tick: wait it out here.
-            while monotonic_ns() < deadline && !c.proc.pending.any() {
+            while monotonic_ns() < deadline && !p.signals.attention() {
                 core::hint::spin_loop();
             }
             continue;
         }
-        crate::task::sleep_ticks((left / tick_ns).max(1));
+        let until = crate::time::ticks() + (left / tick_ns).max(1);
+        if let Some(r) = p.events.wait_until_tick(until, |_, _| check()) {
+            return Some(r);
+        }
+    }
+}
+
+/// Sleeps until the monotonic time `deadline`; Err(the time left) if a
+/// signal that runs a handler or kills arrives first (EINTR: Linux does not
+/// restart sleeps for `SA_RESTART`).
+fn sleep_until(c: &Ctx<'_>, deadline: u64) -> Result<(), u64> {
+    let p = &c.proc;
+    match wait_until_deadline(p, deadline, || p.signal_pending().then_some(())) {
+        None => Ok(()),
+        Some(()) => Err(deadline.saturating_sub(monotonic_ns())),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
-use x86_64::VirtAddr;
+use x86_64::{PrivilegeLevel, VirtAddr};
 
 use super::{entry, gdt};
 use crate::trap::{dispatch_fault, Fault};
@@ -50,8 +50,12 @@ pub fn init() {
         unsafe {
             idt.divide_error.set_handler_addr(stub(0));
             idt.debug.set_handler_addr(stub(1));
-            idt.breakpoint.set_handler_addr(stub(3));
-            idt.overflow.set_handler_addr(stub(4));
+            // `int3` (and `into`) may be executed in user mode, as on
+            // Linux: their gates have DPL 3, so a process gets SIGTRAP
+            // rather than a #GP. Every other gate keeps DPL 0: a software
+            // `int N` from user mode is a #GP (SIGSEGV).
+            idt.breakpoint.set_handler_addr(stub(3)).set_privilege_level(PrivilegeLevel::Ring3);
+            idt.overflow.set_handler_addr(stub(4)).set_privilege_level(PrivilegeLevel::Ring3);
             idt.bound_range_exceeded.set_handler_addr(stub(5));
             idt.invalid_opcode.set_handler_addr(stub(6));
             idt.device_not_available.set_handler_addr(stub(7));
