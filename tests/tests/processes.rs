@@ -41,33 +41,22 @@ fn nullderef_dies_of_sigsegv_with_status_139_and_a_line_naming_the_address() {
     assert!(text.contains("exec status: 139 (killed by SIGSEGV (SEGV_MAPERR at 0x0))"), "{text}");
 }
 
-/// The case lines of a check.h program (`ok NAME`, `FAIL NAME: ...`,
-/// `skip NAME: ...`): (verdict, name, rest).
-fn case_lines(text: &str) -> Vec<(&str, &str, &str)> {
-    text.lines()
-        .filter_map(|l| {
-            let (verdict, rest) = l.split_once(' ')?;
-            matches!(verdict, "ok" | "FAIL" | "skip").then(|| {
-                let (name, why) = rest.split_once(": ").unwrap_or((rest, ""));
-                (verdict, name, why)
-            })
-        })
-        .collect()
-}
-
 #[test]
-fn c_suite_signal_section_passes() {
-    let _s = scenario("c_suite_signal_section_passes");
-    // The signal cases of the C suite (user/c/suite_sig.c, checked against
-    // Linux by user_linux.rs): frames, si_code/si_addr, alternate stack and
-    // stack overflow, SA_RESETHAND/SA_NODEFER, masks, siglongjmp,
-    // kill/tgkill, default actions through posix_spawn + wait4, SA_RESTART,
-    // SIGCHLD, sigsuspend/pause, sigtimedwait, real-time queueing, FPU and
-    // mask restored by rt_sigreturn, sleeping children woken by signals,
-    // SIGPIPE, CPU exceptions' siginfo, a frame that cannot be written.
-    let (text, status) = exec("proc-suite-sig", &["suite"], "/bin/suite --section sig /");
+fn the_whole_c_suite_passes_with_dax_and_reflink_required() {
+    let _s = scenario("the_whole_c_suite_passes_with_dax_and_reflink_required");
+    // The C suite (user/c/suite*.c, checked against Linux by user_linux.rs),
+    // every section, with DAX and reflink required (fsdax has both, so
+    // nothing may skip): process and memory calls; signals (frames,
+    // si_code/si_addr, alternate stack and stack overflow,
+    // SA_RESETHAND/SA_NODEFER, masks, siglongjmp, kill/tgkill, default
+    // actions through posix_spawn + wait4, SA_RESTART, SIGCHLD,
+    // sigsuspend/pause, sigtimedwait, real-time queueing, FPU and mask
+    // restored by rt_sigreturn, sleeping children woken by signals, SIGPIPE,
+    // CPU exceptions' siginfo, a frame that cannot be written); files and
+    // directories; bad pointers (one case per errno).
+    let (text, status) = exec("proc-suite", &["suite"], "/bin/suite --require-dax --require-reflink /");
     let cases = case_lines(&text);
-    let bad: Vec<_> = cases.iter().filter(|(v, _, _)| *v != "ok").collect();
+    let bad: Vec<_> = cases.iter().filter(|(_, (v, _))| v != "ok").collect();
     assert!(bad.is_empty(), "cases that did not pass: {bad:#?}\n{text}");
     for want in [
         "sigsegv_maperr_si_addr",
@@ -82,10 +71,27 @@ fn c_suite_signal_section_passes() {
         "pipe_read_killed_by_sigkill",
         "cpu_exceptions_siginfo",
         "unwritable_frame_kills_with_sigsegv",
+        "open_o_creat_o_excl",
+        "unlink_unlinkat",
+        "statx_attr_dax",
+        "fallocate_modes",
+        "getdents64",
+        "getcwd_chdir",
+        "ioctl_ficlone",
+        "ioctl_fideduperange",
+        "fiemap_extent_shared",
+        "enospc_bounded",
+        "straddling_buffers_short_count",
+        "efault_path_strings",
+        "lseek_seek_data_seek_hole",
+        "renameat2_noreplace",
+        "dev_null",
+        "fchdir_dirfd_relative",
+        "statfs_fstatfs",
     ] {
-        assert!(cases.iter().any(|(_, n, _)| *n == want), "case {want} did not run:\n{text}");
+        assert!(cases.contains_key(want), "case {want} did not run:\n{text}");
     }
-    assert!(cases.len() >= 33, "only {} cases ran:\n{text}", cases.len());
+    assert!(cases.len() >= 100, "only {} cases ran:\n{text}", cases.len());
     assert!(text.contains(&format!("summary: {} passed, 0 failed, 0 skipped", cases.len())), "{text}");
     // Only the child that moves its stack pointer to 0x2000 on purpose has
     // frames that cannot be written (SIGUSR1's, then SIGSEGV's).

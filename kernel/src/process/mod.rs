@@ -65,6 +65,12 @@ use crate::task::{self, TaskId};
 /// A process id (the id of its task).
 pub type Pid = TaskId;
 
+/// The parent pid that programs the console starts, and orphans, see: the
+/// console and the kernel stand in for init, as on Linux, where such a
+/// process's parent is pid 1. No process has pid 1 (task 1 is the idle
+/// task), so the number names nothing else.
+pub const INIT_PID: Pid = 1;
+
 /// Where a process's end is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parent {
@@ -227,7 +233,7 @@ impl Process {
     pub fn ppid(&self) -> Pid {
         match *self.parent.lock() {
             Parent::Process(p) => p,
-            _ => 0,
+            Parent::Console | Parent::Kernel => INIT_PID,
         }
     }
 

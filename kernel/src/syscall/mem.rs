@@ -54,7 +54,9 @@ fn populate(c: &Ctx<'_>, vm: &Vm, start: u64, len: u64, write: bool) -> Result<(
 pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let m = request::mmap(a[0], a[1], a[2], a[3], a[4], a[5])?;
     if !m.anonymous {
-        // File mappings are the DAX path of the file system (not yet).
+        // The descriptor first (EBADF), as Linux; file mappings are the DAX
+        // path of the file system (not yet).
+        c.proc.fds.lock().get(m.fd as u64)?;
         return Err(Errno::ENODEV);
     }
     // Linux's overcommit heuristic: no single request larger than RAM.

@@ -20,7 +20,8 @@ pub fn getpid(c: &mut Ctx<'_>, _: [u64; 6]) -> Result<u64, Errno> {
     Ok(c.proc.pid())
 }
 
-/// `getppid`: the parent process (0 if the console or the kernel).
+/// `getppid`: the parent process (1 if the console or the kernel: see
+/// [`crate::process::INIT_PID`]).
 pub fn getppid(c: &mut Ctx<'_>, _: [u64; 6]) -> Result<u64, Errno> {
     Ok(c.proc.ppid())
 }
