@@ -380,6 +380,7 @@ pub fn to_json(results: &Results, setup: &Setup) -> Value {
                 "fsdax": stats_json(r.fsdax, per.get("fsdax")),
                 "linux": stats_json(r.linux, per.get("linux")),
                 "ratio": r.ratio,
+                "reference": r.reference,
             })
         })
         .collect();
