@@ -1,5 +1,5 @@
 //! Benchmarks, printed as one JSON line per measurement. Numbers, never
-//! assertions: run with `./fsdax bench` (command line `bench [NAME...]`) or
+//! assertions: run with `./fsdax bench --kernel` (command line `bench [NAME...]`) or
 //! `bench NAME` in the console.
 //!
 //! `pmem`: the raw ceiling of the pmem device that file benchmarks are held
