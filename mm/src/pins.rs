@@ -31,10 +31,16 @@ pub struct NotPinned {
 }
 
 /// The pin counts of persistent-memory pages, by page size.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Pins {
     /// 4 KiB, 2 MiB and 1 GiB pages: physical address -> count (never 0).
     by_size: [BTreeMap<u64, u32>; 3],
+}
+
+impl Default for Pins {
+    fn default() -> Self {
+        Pins::new()
+    }
 }
 
 fn level(size: PageSize) -> usize {
@@ -48,6 +54,11 @@ fn level(size: PageSize) -> usize {
 const SIZES: [PageSize; 3] = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
 
 impl Pins {
+    /// No pins.
+    pub const fn new() -> Pins {
+        Pins { by_size: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()] }
+    }
+
     /// Takes one pin on the page of `size` at `phys` (aligned down to the
     /// page size).
     pub fn get(&mut self, phys: u64, size: PageSize) {

@@ -265,6 +265,15 @@ impl<P: Pmem> FileSystem<P> {
         if size > old {
             self.zero_tail(ino, old, size)?;
         } else {
+            // The new last block's bytes past EOF are zeroed now, durably (in
+            // place; copied first only if shared): a DAX mapping of that page
+            // shows them, and no later write may expose what was there.
+            let tail_end = (size.div_ceil(BS) * BS).min(old);
+            if tail_end > size
+                && self.write_range(ino, size, tail_end - size, &mut Fill::Zero, false, true, true)? != tail_end - size
+            {
+                return Err(FsError::NoSpace);
+            }
             let keep = size.div_ceil(BS);
             self.unmap_if_mapped(ino, keep, MAX_FILE_BLOCKS - keep)?;
         }
