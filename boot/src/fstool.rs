@@ -310,13 +310,7 @@ fn run_cmd(cmd: &str, args: &[String]) -> Result<(), ToolError> {
                 }
             }
             let pm = FilePmem::open(&image, false)?;
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
-            let seed = t.as_nanos() ^ (u128::from(std::process::id()) << 64);
-            let uuid = fsdax_fs::crc::crc32c(&seed.to_le_bytes());
-            let mut u = [0u8; 16];
-            u[..16].copy_from_slice(&seed.to_le_bytes());
-            u[..4].copy_from_slice(&uuid.to_le_bytes());
-            let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: u, ..Default::default() })
+            let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: fresh_uuid()?, ..Default::default() })
                 .map_err(|e| format!("mkfs: {name}: {e}"))?;
             let mut text = String::new();
             let _ = cli::describe_mkfs(&fs, &tool, &mut text);
@@ -399,6 +393,27 @@ fn existing_fs(image: &Path) -> Option<String> {
         }
     }
     found
+}
+
+/// Formats `image` (an existing NVDIMM backing file) with a fresh file
+/// system, whatever it held: the runners' "fresh file system" boots.
+pub fn format(image: &Path) -> Result<(), ToolError> {
+    let name = image.display().to_string();
+    let pm = FilePmem::open(image, false)?;
+    let fs = FileSystem::mkfs(pm, MkfsOptions { uuid: fresh_uuid()?, ..Default::default() })
+        .map_err(|e| format!("mkfs: {name}: {e}"))?;
+    finish(fs)
+}
+
+/// A new file-system UUID from the clock and the process id.
+fn fresh_uuid() -> Result<[u8; 16], ToolError> {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
+    let seed = t.as_nanos() ^ (u128::from(std::process::id()) << 64);
+    let crc = fsdax_fs::crc::crc32c(&seed.to_le_bytes());
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&seed.to_le_bytes());
+    u[..4].copy_from_slice(&crc.to_le_bytes());
+    Ok(u)
 }
 
 /// Copies the host file `host` to `path` (which must not name a

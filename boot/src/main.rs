@@ -182,14 +182,10 @@ fn bench_side_by_side(args: &[String]) -> Result<ProcessExit> {
     }
     let mut not_measured = Vec::new();
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(system::Linux::default())];
-    match (vs_linux, system::Fsdax::not_ready()) {
-        (true, Some(why)) => {
-            eprintln!("fsdax bench: cannot compare yet: {why}.");
-            eprintln!("fsdax bench: `./fsdax bench --linux-only` measures the Linux side alone.");
-            return Ok(ProcessExit::FAILURE);
-        }
-        (true, None) => systems.insert(0, Box::new(system::Fsdax)),
-        (false, why) => not_measured.push(("fsdax", why.unwrap_or("--linux-only"))),
+    if vs_linux {
+        systems.insert(0, Box::new(system::Fsdax::default()));
+    } else {
+        not_measured.push(("fsdax", "--linux-only"));
     }
     let md = bench::run(&mut systems, &not_measured, &opts)?;
     println!("{md}");
@@ -220,14 +216,7 @@ fn scenarios(args: &[String]) -> Result<ProcessExit> {
     }
     let mut systems: Vec<Box<dyn System>> = Vec::new();
     if fsdax {
-        match system::Fsdax::not_ready() {
-            Some(why) => {
-                eprintln!("fsdax scenario: not on fsdax yet: {why}.");
-                eprintln!("fsdax scenario: `./fsdax scenario --linux NAME|all` runs them on Linux 6.1 XFS-DAX.");
-                return Ok(ProcessExit::FAILURE);
-            }
-            None => systems.push(Box::new(system::Fsdax)),
-        }
+        systems.push(Box::new(system::Fsdax::default()));
     }
     if linux {
         systems.push(Box::new(system::Linux::default()));

@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::build::{self, Firmware};
+use crate::fstool;
 use crate::linux::{self, LinuxGuest};
-use crate::qemu::{self, Accel, Machine};
+use crate::qemu::{self, Accel, Machine, RunOptions};
 
 /// NVDIMM size of the machine, for both systems.
 pub const PMEM_SIZE: u64 = 1 << 30;
@@ -84,19 +86,36 @@ pub trait System {
     fn boot(&mut self, spec: &BootSpec) -> Result<Machine>;
 }
 
-/// fsdax: runs the programs from its own file system once the kernel can `exec`.
+/// fsdax: each boot installs the program into the NVDIMM image's file
+/// system as `/bin/NAME` (formatting the image first for a fresh file
+/// system) and boots the kernel with `run [fsck] /bin/NAME ARGS`, which
+/// speaks the status protocol above.
 #[derive(Debug, Default)]
-pub struct Fsdax;
+pub struct Fsdax {
+    image: Option<PathBuf>,
+    programs: Option<PathBuf>,
+}
 
-impl Fsdax {
-    /// Why fsdax cannot run user programs yet (`None` once it can).
-    pub fn not_ready() -> Option<&'static str> {
-        Some(
-            "the fsdax kernel runs user programs (`./fsdax exec`) but not yet the file-system \
-             calls the benchmark makes (openat, pwrite64, fsync, ...); its kernel-side figures \
-             come from `./fsdax bench`",
-        )
+/// The directory programs work in, and the raw device, on fsdax.
+const FSDAX_DIR: &str = "/";
+const FSDAX_DEVICE: &str = "/dev/pmem0";
+
+/// The kernel command line that runs `spec` on fsdax.
+pub fn fsdax_cmdline(spec: &BootSpec) -> Result<String> {
+    let Some((program, args)) = spec.command.split_first() else { bail!("no program to run") };
+    let mut words = vec![String::from("run")];
+    if spec.fsck {
+        words.push("fsck".into());
     }
+    words.push(format!("/bin/{program}"));
+    for arg in args {
+        let arg = arg.replace("{dir}", FSDAX_DIR).replace("{device}", FSDAX_DEVICE);
+        if arg.is_empty() || arg.contains(char::is_whitespace) {
+            bail!("argument {arg:?} cannot pass through the kernel command line (empty, or white space)");
+        }
+        words.push(arg);
+    }
+    Ok(words.join(" "))
 }
 
 impl System for Fsdax {
@@ -104,15 +123,33 @@ impl System for Fsdax {
         "fsdax"
     }
 
-    fn prepare(&mut self, _programs: &Path, _progress: &dyn Fn(&str)) -> Result<()> {
-        match Fsdax::not_ready() {
-            Some(why) => bail!("{why}"),
-            None => Ok(()),
-        }
+    fn prepare(&mut self, programs: &Path, progress: &dyn Fn(&str)) -> Result<()> {
+        progress("building the fsdax kernel image");
+        self.image = Some(build::build_all(Firmware::Bios)?);
+        self.programs = Some(programs.to_path_buf());
+        Ok(())
     }
 
-    fn boot(&mut self, _spec: &BootSpec) -> Result<Machine> {
-        bail!("{}", Fsdax::not_ready().unwrap_or("fsdax boots are not wired up"))
+    fn boot(&mut self, spec: &BootSpec) -> Result<Machine> {
+        let (Some(image), Some(programs)) = (&self.image, &self.programs) else {
+            bail!("Fsdax::prepare was not called");
+        };
+        if let Some(dir) = spec.pmem.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        qemu::ensure_pmem_file(&spec.pmem, PMEM_SIZE)?;
+        if spec.mkfs {
+            fstool::format(&spec.pmem).map_err(|e| anyhow::anyhow!("formatting {}: {e}", spec.pmem.display()))?;
+        }
+        let program = spec.command.first().context("no program to run")?;
+        let dest = format!("/bin/{program}");
+        fstool::install(&spec.pmem, &programs.join(program), &dest)
+            .map_err(|e| anyhow::anyhow!("installing {program}: {e}"))?;
+        let mut opts = RunOptions::new(Firmware::Bios, image.clone(), spec.pmem.clone());
+        opts.pmem_size = PMEM_SIZE;
+        opts.qmp = spec.qmp.clone();
+        opts.cmdline = fsdax_cmdline(spec)?;
+        Machine::start(&opts)
     }
 }
 
@@ -183,6 +220,21 @@ impl System for Linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fsdax_command_line_carries_the_program() {
+        let mut spec = BootSpec::new(
+            vec!["scen_dax".into(), "--device".into(), "{device}".into(), "hole_read,coherence".into(), "{dir}".into()],
+            "/tmp/p.img".into(),
+        );
+        assert_eq!(fsdax_cmdline(&spec).unwrap(), "run /bin/scen_dax --device /dev/pmem0 hole_read,coherence /");
+        spec.fsck = true;
+        assert!(fsdax_cmdline(&spec).unwrap().starts_with("run fsck /bin/scen_dax "));
+        spec.command = vec!["bench".into(), "two words".into()];
+        assert!(fsdax_cmdline(&spec).is_err());
+        spec.command.clear();
+        assert!(fsdax_cmdline(&spec).is_err());
+    }
 
     #[test]
     fn linux_command_line_carries_the_program() {

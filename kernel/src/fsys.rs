@@ -233,6 +233,21 @@ pub fn unmount() -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the mounted file system: `Ok` when clean, otherwise the verdict
+/// (or why it could not be checked).
+pub fn check() -> Result<(), String> {
+    let mut out = String::new();
+    let r = with_fs(|fs| Command::Fsck { repair: false }.run(fs, &TOOL, &mut out))
+        .ok_or_else(|| String::from(NOT_MOUNTED))?;
+    let verdict = out.lines().find(|l| l.starts_with("verdict")).unwrap_or("").trim();
+    let verdict = String::from(verdict);
+    match r {
+        Ok(cli::Status::Done) => Ok(()),
+        Ok(cli::Status::NotClean) => Err(verdict),
+        Err(e) => Err(alloc::format!("{e}")),
+    }
+}
+
 /// How the console names the device and its commands in messages.
 const TOOL: Tool<'static> = Tool { device: "pmem0", prefix: "fs" };
 

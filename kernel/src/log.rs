@@ -39,11 +39,24 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
         return;
     }
     let us = fsdax_hal::time::uptime_us();
+    if level <= Level::Warn && MIRROR.load(Ordering::Relaxed) {
+        fsdax_hal::console::print_all(&[format_args!("@@fsdax dmesg: "), args, format_args!("\n")]);
+    }
     fsdax_hal::console::print_all(&[
         format_args!("[{:5}.{:06}] {} ", us / 1_000_000, us % 1_000_000, tag(level)),
         args,
         format_args!("\n"),
     ]);
+}
+
+/// Whether warnings and errors are repeated as `@@fsdax dmesg:` status
+/// lines (the `run` mode, for the host's runners).
+static MIRROR: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Repeats every warning and error as a `@@fsdax dmesg: ...` line (on) or
+/// stops (off).
+pub fn mirror_warnings_as_status(on: bool) {
+    MIRROR.store(on, Ordering::Relaxed);
 }
 
 /// Writes without taking the console lock (panic, fault, machine check).

@@ -106,6 +106,7 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
         "test" => harness::run_and_exit(&args),
         "bench" => bench::run_and_exit(&args),
         "exec" => process::shell::run_exec_mode(&args),
+        "run" => process::shell::run_system_mode(&args),
         "shell" => {
             // `shell nomount` leaves pmem0 alone (to look at it raw first).
             if args.contains(&"nomount") {
@@ -116,7 +117,7 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
             shell::run()
         }
         other => {
-            error!("unknown mode `{other}` (modes: shell, test, bench, exec); starting the shell");
+            error!("unknown mode `{other}` (modes: shell, test, bench, exec, run); starting the shell");
             shell::run()
         }
     }

@@ -303,3 +303,26 @@ fn a_machine_check_in_user_mode_kills_only_the_process_with_sigbus() {
     }
     panic!("the machine check hit kernel code twice");
 }
+
+/// The `run` mode the host's benchmark and scenario runners boot, through
+/// their own `System`: a fresh file system, the program installed, its
+/// output, then the status lines `ready`, `exit N`, `fsck clean`, `done`.
+#[test]
+fn the_runners_run_mode_reports_ready_exit_fsck_and_done() {
+    use fsdax_boot::system::{BootSpec, System};
+    let _s = scenario("the_runners_run_mode_reports_ready_exit_fsck_and_done");
+    let programs = fsdax_boot::user::build_all().expect("user programs");
+    let mut fsdax = fsdax_boot::system::Fsdax::default();
+    fsdax.prepare(&programs, &|_| {}).expect("prepare");
+    let mut spec = BootSpec::new(vec!["hello".into(), "5".into(), "{dir}".into()], fresh_pmem("run-mode"));
+    spec.fsck = true;
+    let mut m = fsdax.boot(&spec).expect("boot");
+    m.wait_for("@@fsdax done", BOOT_TIMEOUT).expect("the done line");
+    let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
+    let text = m.transcript();
+    assert_eq!(exit_code(status), Some(ExitCode::ProgramEnded), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("@@fsdax ")).collect();
+    assert!(lines[0].starts_with("@@fsdax ready: fsdax "), "{text}");
+    assert_eq!(&lines[1..], ["@@fsdax exit 5", "@@fsdax fsck clean", "@@fsdax done"], "{text}");
+    assert!(text.contains("argv[2]=/\n"), "the program ran with {{dir}} = /: {text}");
+}

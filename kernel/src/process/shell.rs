@@ -190,6 +190,52 @@ pub fn mount_at_boot() -> bool {
     }
 }
 
+/// The `run [fsck] PATH [ARGS...]` command line: the mode the host's
+/// benchmark and scenario runners boot (`fsdax_boot::system`). It speaks
+/// their status protocol, one line each, prefixed `@@fsdax `: `ready: ...`
+/// once the file system is mounted, `exit N` when the program ended (N as a
+/// shell reports it), `dmesg: ...` for each warning or error the kernel
+/// logs meanwhile, `fsck clean` or `fsck errors: ...` with `fsck`, `error:
+/// ...` when something could not be done, and `done` last; then QEMU exits
+/// with [`ExitCode::ProgramEnded`].
+pub fn run_system_mode(args: &[&str]) -> ! {
+    let (fsck, program) = match args.split_first() {
+        Some((&"fsck", rest)) => (true, rest),
+        _ => (false, args),
+    };
+    crate::log::mirror_warnings_as_status(true);
+    if program.is_empty() {
+        crate::kprintln!("@@fsdax error: no program to run (run [fsck] PATH [ARGS...])");
+    } else if mount_at_boot() {
+        let (used, total) = crate::fsys::with_fs_read(|fs| {
+            let st = fs.statfs();
+            (st.data_blocks - st.free_blocks, st.data_blocks)
+        })
+        .unwrap_or((0, 0));
+        crate::kprintln!(
+            "@@fsdax ready: fsdax {} on x86_64, pmem0 {} MiB, {} of {} blocks in use",
+            env!("CARGO_PKG_VERSION"),
+            crate::pmem::device("pmem0").map_or(0, |d| d.len() >> 20),
+            used,
+            total
+        );
+        match run_foreground(program) {
+            Ok(e) => crate::kprintln!("@@fsdax exit {}", e.how.shell_status()),
+            Err(e) => crate::kprintln!("@@fsdax error: {e}"),
+        }
+        if fsck {
+            match crate::fsys::check() {
+                Ok(()) => crate::kprintln!("@@fsdax fsck clean"),
+                Err(why) => crate::kprintln!("@@fsdax fsck errors: {why}"),
+            }
+        }
+    } else {
+        crate::kprintln!("@@fsdax error: pmem0 holds no file system that mounts (see the lines above)");
+    }
+    crate::kprintln!("@@fsdax done");
+    fsdax_hal::power::exit_qemu(ExitCode::ProgramEnded)
+}
+
 /// The `exec PATH [ARGS...]` command line: mount, run, print the end
 /// line, leave QEMU with [`ExitCode::ProgramEnded`].
 pub fn run_exec_mode(args: &[&str]) -> ! {
