@@ -261,3 +261,34 @@ ktest!(dax_a_fault_on_a_bad_block_is_poison_not_a_mapping, {
         .map_err(|_| kfail!("clear"))?;
     finish(alloc::vec![vm], alloc::vec![k])
 });
+
+ktest!(dax_a_2m_page_goes_where_4k_pages_of_an_earlier_mapping_left_an_empty_table, {
+    fresh_mount()?;
+    let k = file("reuse", HUGE_2M, 6)?;
+    let vm = Vm::new().ok_or(kfail!("vm"))?;
+    // A one-page mapping maps a 4 KiB page (and leaves its table behind
+    // when it goes).
+    map(&vm, &k, VA, PAGE_SIZE, 0, true)?;
+    vm.fault(VA, Access::Write, true).map_err(|_| kfail!("small"))?;
+    kassert_eq!(vm.space().translate(VA).map(|l| l.size), Some(PageSize::Size4K));
+    let removed = vm.write(|areas, _| vm.unmap_locked(areas, VA, PAGE_SIZE)).map_err(|_| kfail!("munmap"))?;
+    drop(removed);
+    // The same place mapped again, whole: a write fault maps 2 MiB, and
+    // again after a flush write-protected it.
+    map(&vm, &k, VA, HUGE_2M, 0, true)?;
+    kassert_eq!(vm.fault(VA + 5, Access::Write, true).map(|r| r.major), Ok(false));
+    let leaf = vm.space().translate(VA).ok_or(kfail!("the fault mapped nothing"))?;
+    kassert_eq!(leaf.size, PageSize::Size2M);
+    // The read path too, on a second file.
+    let z = file("reuse-hole", HUGE_2M, 0)?;
+    map(&vm, &z, VA + 4 * HUGE_2M, PAGE_SIZE, 0, true)?;
+    vm.fault(VA + 4 * HUGE_2M, Access::Read, true).map_err(|_| kfail!("small hole"))?;
+    let removed =
+        vm.write(|areas, _| vm.unmap_locked(areas, VA + 4 * HUGE_2M, PAGE_SIZE)).map_err(|_| kfail!("munmap"))?;
+    drop(removed);
+    map(&vm, &z, VA + 4 * HUGE_2M, HUGE_2M, 0, true)?;
+    vm.fault(VA + 4 * HUGE_2M, Access::Read, true).map_err(|_| kfail!("hole"))?;
+    let zl = vm.space().translate(VA + 4 * HUGE_2M).ok_or(kfail!("the hole fault mapped nothing"))?;
+    kassert_eq!((zl.size, LeafKind::of(zl.flags)), (PageSize::Size2M, LeafKind::Zero));
+    finish(alloc::vec![vm], alloc::vec![k, z])
+});

@@ -182,6 +182,29 @@ impl Drop for PmemPin {
 static ZERO_4K: spin::Once<Option<u64>> = spin::Once::new();
 static ZERO_2M: spin::Once<Option<u64>> = spin::Once::new();
 
+/// Before a huge leaf is mapped at `virt` of the private lower half: frees
+/// the page tables left empty there (4 KiB pages once mapped and unmapped
+/// at the same place leave their table behind, and a table where the huge
+/// leaf's entry would go refuses it as already mapped). Returns whether it
+/// freed any (the caller flushes the range: paging-structure caches may
+/// still hold the freed table).
+fn prune_for_huge(
+    m: &mut fsdax_mm::paging::PageMapper<'static>,
+    a: &mut fsdax_mm::frame::BitmapFrameAllocator<'static>,
+    virt: u64,
+    size: PageSize,
+) -> bool {
+    let bytes = size.bytes();
+    if size == PageSize::Size4K || layout::is_kernel_half(virt) || m.next_leaf(virt, virt + bytes).is_some() {
+        return false;
+    }
+    let free = a.stats().free;
+    // SAFETY: `virt` is in the lower half, whose tables belong to this
+    // space alone; nothing is mapped in the range, so only empty tables go.
+    unsafe { m.free_empty_tables(virt, bytes, a) };
+    a.stats().free != free
+}
+
 fn zero_page(size: PageSize) -> Option<u64> {
     match size {
         PageSize::Size4K => *ZERO_4K.call_once(alloc_frame),
@@ -516,9 +539,19 @@ impl AddressSpace {
         // are persistent memory of a mapped region, which no allocator
         // hands out; the pin keeps the kernel from giving its blocks to
         // someone else while the leaf exists.
-        let r = unsafe { with_tables(self.pml4, |m, a| m.map_range(virt, phys, bytes, flags, size, a)) };
+        let r = unsafe {
+            with_tables(self.pml4, |m, a| {
+                let pruned = prune_for_huge(m, a, virt, size);
+                m.map_range(virt, phys, bytes, flags, size, a).map(|_| pruned)
+            })
+        };
         match r {
-            Ok(_) => Ok(()),
+            Ok(pruned) => {
+                if pruned && self.is_live() {
+                    flush_tlb(TlbFlush::Range { start: virt, end: virt + bytes, step: bytes });
+                }
+                Ok(())
+            }
             Err(e) => {
                 unpin_all(&[(phys, size)]);
                 Err(e)
@@ -543,7 +576,16 @@ impl AddressSpace {
         let flags = Flags::PRESENT | ZERO | (flags & (Flags::USER_ACCESSIBLE | Flags::NO_EXECUTE));
         // SAFETY: this space's PML4 is live while `self` exists; the zero
         // page is RAM the hal keeps for ever and maps read-only only.
-        unsafe { with_tables(self.pml4, |m, a| m.map_range(virt, phys, bytes, flags, size, a)) }.map(|_| ())
+        let pruned = unsafe {
+            with_tables(self.pml4, |m, a| {
+                let pruned = prune_for_huge(m, a, virt, size);
+                m.map_range(virt, phys, bytes, flags, size, a).map(|_| pruned)
+            })
+        }?;
+        if pruned && self.is_live() {
+            flush_tlb(TlbFlush::Range { start: virt, end: virt + bytes, step: bytes });
+        }
+        Ok(())
     }
 
     /// The first leaf that overlaps `[virt, end)`, if any (skipping empty
