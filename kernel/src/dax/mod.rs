@@ -147,10 +147,21 @@ pub fn fault(
     } else {
         fsys::with_fs_read_wait(block, |fs| read_or_private(fs, space, k, prot, &site))
     };
-    match r {
+    let r = match r {
         Err(Busy) => Err(FaultError::WouldBlock),
         Ok(None) => Err(FaultError::BeyondEof),
         Ok(Some(r)) => r,
+    }?;
+    // Still under the mapping lock (nothing can unmap the range): a fault
+    // that says it resolved must have left an entry that allows the
+    // access, or the store would fault again for ever. Should that ever
+    // not hold, the process gets SIGBUS instead of a livelock.
+    match space.translate(addr) {
+        Some(l) if !write || l.flags.contains(Flags::WRITABLE) => Ok(r),
+        _ => {
+            crate::warn!("dax: a fault at {addr:#x} of inode {} left no usable entry", k.ino());
+            Err(FaultError::BeyondEof)
+        }
     }
 }
 
