@@ -292,3 +292,35 @@ ktest!(dax_a_2m_page_goes_where_4k_pages_of_an_earlier_mapping_left_an_empty_tab
     kassert_eq!((zl.size, LeafKind::of(zl.flags)), (PageSize::Size2M, LeafKind::Zero));
     finish(alloc::vec![vm], alloc::vec![k, z])
 });
+
+ktest!(dax_punch_hole_unmaps_the_range_everywhere_keeps_private_copies_and_frees_unpinned_blocks, {
+    fresh_mount()?;
+    let k = file("punch", 4 * HUGE_2M, 8)?;
+    let (a, b) = (Vm::new().ok_or(kfail!("vm"))?, Vm::new().ok_or(kfail!("vm"))?);
+    map(&a, &k, VA, 4 * HUGE_2M, 0, true)?;
+    map(&b, &k, VA, 4 * HUGE_2M, 0, false)?;
+    for off in [0, HUGE_2M, 2 * HUGE_2M, 3 * HUGE_2M] {
+        a.fault(VA + off, Access::Read, true).map_err(|_| kfail!("fault a"))?;
+    }
+    b.fault(VA + HUGE_2M, Access::Read, true).map_err(|_| kfail!("fault b"))?;
+    // b's private copy of a page in the punched range.
+    b.fault(VA + HUGE_2M + 9 * PAGE_SIZE, Access::Write, true).map_err(|_| kfail!("private copy"))?;
+    b.space().write(VA + HUGE_2M + 9 * PAGE_SIZE, &[0xee]).map_err(|_| kfail!("write the copy"))?;
+    let punched = ByteRange::from_len_saturating(pmem_base()? + phys_of(&k, HUGE_2M)?.ok_or(kfail!("hole"))?, HUGE_2M);
+    kassert!(fsdax_hal::mm::pins_in(punched) > 0);
+    crate::vfs::file::fallocate(&k, fsdax_fs::Falloc::PunchHole, HUGE_2M, HUGE_2M).map_err(|_| kfail!("punch"))?;
+    kassert_eq!(fsdax_hal::mm::pins_in(punched), 0, "nothing pins the freed blocks");
+    kassert_eq!(phys_of(&k, HUGE_2M)?, None, "a hole now");
+    // a: the punched block is gone, its neighbours stay mapped.
+    kassert!(a.space().first_leaf(VA + HUGE_2M, VA + 2 * HUGE_2M).is_none());
+    kassert!(a.space().translate(VA).is_some() && a.space().translate(VA + 2 * HUGE_2M).is_some());
+    // b: the file pages went, the private copy stayed.
+    let copy = b.space().translate(VA + HUGE_2M + 9 * PAGE_SIZE).ok_or(kfail!("the private copy went"))?;
+    kassert_eq!(LeafKind::of(copy.flags), LeafKind::Ram);
+    kassert!(b.space().translate(VA + HUGE_2M).is_none());
+    // The hole reads as zeros through the mapping: the zero page.
+    a.fault(VA + HUGE_2M + 5, Access::Read, true).map_err(|_| kfail!("read the hole"))?;
+    let z = a.space().translate(VA + HUGE_2M).ok_or(kfail!("unmapped"))?;
+    kassert_eq!((z.size, LeafKind::of(z.flags)), (PageSize::Size2M, LeafKind::Zero));
+    finish(alloc::vec![a, b], alloc::vec![k])
+});

@@ -327,21 +327,7 @@ pub fn fallocate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         Fallocate::PunchHole => Falloc::PunchHole,
         Fallocate::ZeroRange { keep_size } => Falloc::ZeroRange { keep_size },
     };
-    let moves = !matches!(mode, Falloc::Allocate { .. });
-    let range = ByteRange::from_len_saturating(off, len);
-    let _shared = (!moves).then(|| k.mapping_lock.read());
-    let _exclusive = moves.then(|| k.mapping_lock.write());
-    if moves {
-        // Punched or zeroed blocks are freed or replaced: no mapping of the
-        // range may keep them (private copies stay, as on Linux).
-        crate::dax::layout::break_layouts(k, range, Unmap::FileOnly)?;
-    }
-    let r = with_fs_on(k, |fs| fs.fallocate(k.ino(), mode, off, len).map_err(errno));
-    if !moves {
-        // Holes filled: their zero pages, where mapped, are stale.
-        crate::dax::layout::after_write(k, range);
-    }
-    r.map(|()| 0)
+    crate::vfs::file::fallocate(k, mode, off, len).map(|()| 0)
 }
 
 // ---------------------------------------------------------------- ioctl

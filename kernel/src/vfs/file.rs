@@ -266,3 +266,28 @@ pub fn truncate(k: &KInode, len: u64) -> Result<(), Errno> {
     })
     .unwrap_or(Err(Errno::EIO))
 }
+
+/// `fallocate` of `[off, off + len)` of `k`: allocating takes the mapping
+/// lock shared and then removes the zero pages mapped over the holes it
+/// filled; punching a hole or zeroing a range frees or replaces blocks, so
+/// it takes the lock exclusive and breaks the layouts of the range first
+/// (every file mapping of it goes, none stays pinned; private copies stay,
+/// as on Linux).
+pub fn fallocate(k: &KInode, mode: fsdax_fs::Falloc, off: u64, len: u64) -> Result<(), Errno> {
+    let moves = !matches!(mode, fsdax_fs::Falloc::Allocate { .. });
+    let range = fsdax_pmem_api::ByteRange::from_len_saturating(off, len);
+    let _shared = (!moves).then(|| k.mapping_lock.read());
+    let _exclusive = moves.then(|| k.mapping_lock.write());
+    if moves {
+        crate::dax::layout::break_layouts(k, range, fsdax_hal::mm::Unmap::FileOnly)?;
+    }
+    let r = fsys::with_fs(|fs| {
+        k.check_mount()?;
+        fs.fallocate(k.ino(), mode, off, len).map_err(|e| fs_errno(&e))
+    })
+    .unwrap_or(Err(Errno::EIO));
+    if !moves {
+        crate::dax::layout::after_write(k, range);
+    }
+    r
+}
