@@ -88,6 +88,8 @@ fn the_whole_c_suite_passes_with_dax_and_reflink_required() {
         "dev_null",
         "fchdir_dirfd_relative",
         "statfs_fstatfs",
+        "mmap_files",
+        "proc_pagemap",
     ] {
         assert!(cases.contains_key(want), "case {want} did not run:\n{text}");
     }

@@ -83,6 +83,13 @@ impl<P: Pmem> FileSystem<P> {
         Ok(false)
     }
 
+    /// The first byte of the device range `[phys, phys + len)` that lies in
+    /// a block of the persistent bad-block list, if any (the DAX fault path
+    /// refuses to map such a page: SIGBUS instead of a machine check).
+    pub fn first_bad(&self, phys: u64, len: u64) -> Option<u64> {
+        self.first_bad_byte(phys, len)
+    }
+
     /// Where file offset `offset` lives (for the DAX fault path).
     pub fn bmap(&self, ino: Ino, offset: u64) -> Result<Bmap> {
         let i = self.file(ino)?;
