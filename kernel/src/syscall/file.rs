@@ -23,7 +23,7 @@ use fsdax_hal::mm::Unmap;
 use fsdax_hal::uaccess;
 use fsdax_pmem_api::ByteRange;
 
-use super::io::{file, iovecs};
+use super::io::{each_iovec, file, iovecs};
 use super::{read_user, write_user, Ctx};
 use crate::fsys::{self, KernelFs};
 use crate::process::fd::{FileKind, OpenFile};
@@ -177,26 +177,12 @@ pub fn preadv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if !readable(&f) {
         return Err(Errno::EBADF);
     }
-    let mut off = a[3];
+    let off = a[3];
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
     let Some(k) = positional(&f)? else { return Ok(0) };
-    let mut total = 0;
-    for v in iovecs(a[1], a[2])? {
-        match read_at(&c.proc, k, v.base, v.len, off) {
-            Ok(n) => {
-                total += n;
-                off += n;
-                if n < v.len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    each_iovec(&iovecs(a[1], a[2])?, false, |v, done| read_at(&c.proc, k, v.base, v.len, off + done))
 }
 
 /// `pwritev(fd, iov, iovcnt, pos_l, pos_h)`.
@@ -212,23 +198,10 @@ pub fn pwritev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let append = f.status() & g::O_APPEND != 0;
     let vs: Vec<Iovec> = iovecs(a[1], a[2])?;
     let Some(k) = k else { return Ok(vs.iter().map(|v| v.len).sum()) };
-    let mut off = a[3];
-    let mut total = 0;
-    for v in vs {
-        let at = if append { WriteAt::End } else { WriteAt::Offset(off) };
-        match write_at(&c.proc, k, v.base, v.len, at) {
-            Ok((n, _)) => {
-                total += n;
-                off += n;
-                if n < v.len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    each_iovec(&vs, false, |v, done| {
+        let at = if append { WriteAt::End } else { WriteAt::Offset(a[3] + done) };
+        write_at(&c.proc, k, v.base, v.len, at).map(|(n, _)| n)
+    })
 }
 
 // ------------------------------------------------------------ durability

@@ -209,15 +209,22 @@ pub(super) fn iovecs(addr: u64, count: u64) -> Result<alloc::vec::Vec<Iovec>, Er
     Ok(v)
 }
 
-/// `writev(fd, iov, iovcnt)`.
-pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
-    let f = file(c, a[0])?;
+/// Moves the buffers `vs` in order with `op` (given the buffer and the
+/// bytes moved so far), as every vectored call does: empty buffers are
+/// skipped; a short transfer ends the call, and so does any transfer when
+/// `one_only`; an error ends it too and is the result only if nothing moved
+/// before it (otherwise the bytes moved are).
+pub(super) fn each_iovec(
+    vs: &[Iovec],
+    one_only: bool,
+    mut op: impl FnMut(&Iovec, u64) -> Result<u64, Errno>,
+) -> Result<u64, Errno> {
     let mut total = 0u64;
-    for v in iovecs(a[1], a[2])? {
-        match write_to(c, &f, v.base, v.len) {
+    for v in vs.iter().filter(|v| v.len > 0) {
+        match op(v, total) {
             Ok(n) => {
                 total += n;
-                if n < v.len {
+                if n < v.len || one_only {
                     break;
                 }
             }
@@ -228,29 +235,19 @@ pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     Ok(total)
 }
 
+/// `writev(fd, iov, iovcnt)`.
+pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let f = file(c, a[0])?;
+    each_iovec(&iovecs(a[1], a[2])?, false, |v, _| write_to(c, &f, v.base, v.len))
+}
+
 /// `readv(fd, iov, iovcnt)`: a file fills the buffers in order; one
-/// console or pipe read fills the first ones.
+/// console or pipe read fills the first ones (they hand out what is there,
+/// a line at a time).
 pub fn readv(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
-    let mut total = 0u64;
-    for v in iovecs(a[1], a[2])? {
-        if v.len == 0 {
-            continue;
-        }
-        match read_from(c, &f, v.base, v.len) {
-            Ok(n) => {
-                total += n;
-                // A short read ends it; so does any console or pipe read
-                // (they hand out what is there, a line at a time).
-                if n < v.len || !matches!(f.kind, FileKind::File(_)) {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    let one_only = !matches!(f.kind, FileKind::File(_));
+    each_iovec(&iovecs(a[1], a[2])?, one_only, |v, _| read_from(c, &f, v.base, v.len))
 }
 
 /// `poll(fds, nfds, timeout_ms)`: console output is always writable;
