@@ -319,22 +319,15 @@ impl<P: Pmem> FileSystem<P> {
         end: u64,
     ) -> Result<()> {
         match mode {
-            Falloc::Allocate { keep_size } => {
+            Falloc::Allocate { keep_size } | Falloc::ZeroRange { keep_size } => {
+                // Allocation keeps what is there; zero range zeroes it and
+                // unshares reflinked blocks.
+                let zero = matches!(mode, Falloc::ZeroRange { .. });
                 if end > size && !keep_size {
                     self.zero_tail(ino, size, end)?;
                 }
-                if self.write_range(ino, offset, len, &mut Fill::Keep, true, false, true)? != len {
-                    return Err(FsError::NoSpace);
-                }
-                if !keep_size && end > size {
-                    self.push(Mutation::SetSize { ino, size: end })?;
-                }
-            }
-            Falloc::ZeroRange { keep_size } => {
-                if end > size && !keep_size {
-                    self.zero_tail(ino, size, end)?;
-                }
-                if self.write_range(ino, offset, len, &mut Fill::Zero, true, true, true)? != len {
+                let mut fill = if zero { Fill::Zero } else { Fill::Keep };
+                if self.write_range(ino, offset, len, &mut fill, true, zero, true)? != len {
                     return Err(FsError::NoSpace);
                 }
                 if !keep_size && end > size {
