@@ -764,18 +764,30 @@ static void scen_truncate_race(void)
 #define FZ_SPARSE (256UL << 20)
 
 struct fz_ctl {
-    int ready_mapped, ready_new;
+    int ready_mapped, ready_new, ready_write;
     int stop;
 };
 
-/* Stores a counter into already-faulted pages (mode "mapped"), or into one new page after
- * another of a sparse file (mode "new"), keeping its progress at offset 0 of its file. */
+/* Stores a counter into already-faulted pages (mode "mapped"), or into one new 2 MiB block
+ * after another of a sparse file (mode "new"), keeping its progress at offset 0 of its file; or
+ * (mode "write") writes the counter with pwrite() at offset 0, over and over. */
 static void fz_storer(const char *ctl_path, const char *file, const char *mode)
 {
     struct fz_ctl *c = ctl_open(ctl_path, PAGE);
     int fd = open(file, O_RDWR);
     if (fd < 0)
         die("open %s", file);
+    if (strcmp(mode, "write") == 0) {
+        uint64_t n = 0;
+        __atomic_store_n(&c->ready_write, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+            n++;
+            if (pwrite(fd, &n, 8, 0) != 8)
+                die("pwrite");
+            sleep_ms(1);
+        }
+        exit(0);
+    }
     int mapped = strcmp(mode, "mapped") == 0;
     uint64_t len = mapped ? FZ_MAPPED : FZ_SPARSE;
     volatile uint64_t *p = mmap_aligned(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -793,9 +805,12 @@ static void fz_storer(const char *ctl_path, const char *file, const char *mode)
         if (mapped) {
             p[(n % pages) * PAGE / 8 + 1] = n;
             p[0] = n;
-        } else if (n < pages) {
-            p[n * PAGE / 8 + 1] = n; /* a write fault on a hole: allocation */
+        } else if (n < len / HUGE) {
+            /* a write fault on a hole in a new 2 MiB block: allocation; paced so that the file
+             * does not fill before the freeze */
+            p[n * HUGE / 8 + 1] = n;
             p[0] = n;
+            sleep_ms(2);
         } else {
             sleep_ms(1); /* the file is full */
         }
@@ -814,18 +829,21 @@ static uint64_t fz_progress(int fd)
 static void scen_freeze(void)
 {
     const char *ctl_path = in_dir(dir, "freeze.ctl"), *mapped_path = in_dir(dir, "freeze.mapped"),
-               *new_path = in_dir(dir, "freeze.new");
+               *new_path = in_dir(dir, "freeze.new"), *written_path = in_dir(dir, "freeze.written");
     int mfd = open(mapped_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
     int nfd = open(new_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
-    if (mfd < 0 || nfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
+    int wfd = open(written_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    if (mfd < 0 || nfd < 0 || wfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
         die("create the files");
     fill_fast(mfd, FZ_MAPPED, 0);
     struct fz_ctl *c = ctl_create(ctl_path, PAGE);
     char *a1[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)mapped_path, "mapped", NULL};
     char *a2[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)new_path, "new", NULL};
-    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2);
+    char *a3[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)written_path, "write", NULL};
+    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2), p3 = spawn_self(a3);
     for (int i = 0; i < 20000; i++) {
-        if (__atomic_load_n(&c->ready_mapped, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_new, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&c->ready_mapped, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_new, __ATOMIC_ACQUIRE) &&
+            __atomic_load_n(&c->ready_write, __ATOMIC_ACQUIRE))
             break;
         sleep_ms(1);
     }
@@ -833,19 +851,19 @@ static void scen_freeze(void)
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)
         die("open %s", dir);
-    uint64_t m0 = fz_progress(mfd), n0 = fz_progress(nfd);
+    uint64_t m0 = fz_progress(mfd), n0 = fz_progress(nfd), w0 = fz_progress(wfd);
     uint64_t t0 = now_ns();
     int frozen = ioctl(dfd, FIFREEZE, 0) == 0;
     int freeze_err = frozen ? 0 : errno;
     double freeze_secs = (double)(now_ns() - t0) / 1e9;
-    uint64_t m1 = fz_progress(mfd), n1 = fz_progress(nfd);
+    uint64_t m1 = fz_progress(mfd), n1 = fz_progress(nfd), w1 = fz_progress(wfd);
     sleep_ms(1000);
-    uint64_t m2 = fz_progress(mfd), n2 = fz_progress(nfd);
+    uint64_t m2 = fz_progress(mfd), n2 = fz_progress(nfd), w2 = fz_progress(wfd);
     int thawed = frozen && ioctl(dfd, FITHAW, 0) == 0;
     sleep_ms(300);
-    uint64_t m3 = fz_progress(mfd), n3 = fz_progress(nfd);
+    uint64_t m3 = fz_progress(mfd), n3 = fz_progress(nfd), w3 = fz_progress(wfd);
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
-    int s1 = wait_status(p1), s2 = wait_status(p2);
+    int s1 = wait_status(p1), s2 = wait_status(p2), s3 = wait_status(p3);
     if (!frozen) {
         char why[96];
         snprintf(why, sizeof why, "FIFREEZE: %s", errno_name(freeze_err));
@@ -860,12 +878,17 @@ static void scen_freeze(void)
         jl_int(&j, "new_page_stores_before_freeze_300ms", (long long)(n1 - n0));
         jl_int(&j, "new_page_stores_while_frozen_1s", (long long)(n2 - n1));
         jl_int(&j, "new_page_stores_after_thaw_300ms", (long long)(n3 - n2));
+        jl_int(&j, "pwrites_before_freeze_300ms", (long long)(w1 - w0));
+        jl_int(&j, "pwrites_while_frozen_1s", (long long)(w2 - w1));
+        jl_int(&j, "pwrites_after_thaw_300ms", (long long)(w3 - w2));
         jl_bool(&j, "stores_to_mapped_pages_stopped", m2 == m1);
+        jl_bool(&j, "pwrite_waited", w2 == w1);
         jl_bool(&j, "write_faults_waited", n2 - n1 <= 1);
-        jl_bool(&j, "sparse_file_full_before_freeze", n1 + 1 >= FZ_SPARSE / PAGE);
+        jl_bool(&j, "sparse_file_full_before_freeze", n1 + 1 >= FZ_SPARSE / HUGE);
         jl_bool(&j, "thawed", thawed);
         jl_int(&j, "storer_status_mapped", s1);
         jl_int(&j, "storer_status_new", s2);
+        jl_int(&j, "storer_status_write", s3);
         jl_end(&j);
     }
     if (frozen && !thawed)
@@ -874,8 +897,10 @@ static void scen_freeze(void)
     munmap(c, PAGE);
     close(mfd);
     close(nfd);
+    close(wfd);
     unlink(mapped_path);
     unlink(new_path);
+    unlink(written_path);
     unlink(ctl_path);
 }
 

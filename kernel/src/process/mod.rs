@@ -671,6 +671,9 @@ fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
                     }
                     FaultError::BeyondEof => p.force(sig::bus_adrerr_info(addr)),
                     FaultError::Poisoned => p.force(sig::mce_info(sig::BUS_MCEERR_AR, addr & !0xfff, 12)),
+                    // The fatal signal pending ends the process on its way
+                    // back to user mode.
+                    FaultError::Interrupted => {}
                     e => p.force(sig::page_fault_info(addr, e == FaultError::Denied)),
                 }
             }

@@ -167,6 +167,9 @@ pub enum FaultError {
     BeyondEof,
     /// The page is poisoned (a bad block): SIGBUS, BUS_MCEERR_AR, lsb 12.
     Poisoned,
+    /// A fatal signal ended a wait (a write fault on a frozen file
+    /// system): nothing was mapped, the process dies on its way out.
+    Interrupted,
 }
 
 /// A resolved fault.

@@ -281,7 +281,10 @@ pub fn ftruncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
     let f = file(c, a[0])?;
     match &f.kind {
-        FileKind::File(rf) if writable(&f) => crate::vfs::file::truncate(&rf.inode, a[1]).map(|()| 0),
+        FileKind::File(rf) if writable(&f) => {
+            let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
+            crate::vfs::file::truncate(&rf.inode, a[1]).map(|()| 0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -303,7 +306,8 @@ pub fn truncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         crate::vfs::inode::get(fs, ino).map_err(errno)
     })
     .unwrap_or(Err(Errno::ENOENT))?;
-    let r = crate::vfs::file::truncate(&k, a[1]).map(|()| 0);
+    let gate = crate::freeze::start_write(true).map_err(|e| e.errno());
+    let r = gate.and_then(|_gate| crate::vfs::file::truncate(&k, a[1]).map(|()| 0));
     drop(k);
     r
 }
@@ -327,6 +331,7 @@ pub fn fallocate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         Fallocate::PunchHole => Falloc::PunchHole,
         Fallocate::ZeroRange { keep_size } => Falloc::ZeroRange { keep_size },
     };
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     crate::vfs::file::fallocate(k, mode, off, len).map(|()| 0)
 }
 
@@ -367,6 +372,8 @@ fn with_both_locked<R>(
     dst: ByteRange,
     f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>,
 ) -> Result<R, Errno> {
+    // A freeze waits for it; it waits for a freeze.
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     let (first, second) = if s.ino() <= d.ino() { (s, d) } else { (d, s) };
     let _a = first.mapping_lock.write();
     let _b = (first.ino() != second.ino()).then(|| second.mapping_lock.write());
@@ -546,6 +553,15 @@ pub fn ioctl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         io::FICLONERANGE => ficlonerange(c, a[0], a[2]),
         io::FIDEDUPERANGE => fideduperange(c, a[0], a[2]),
         wire::FS_IOC_FIEMAP => fiemap(c, a[0], a[2]),
+        // Any descriptor of the file system (a file or a directory): EBUSY
+        // if already frozen, EINVAL to thaw what is not frozen (Linux).
+        io::FIFREEZE | io::FITHAW => match &f.kind {
+            FileKind::File(_) | FileKind::Dir(_) if a[1] as u32 == io::FIFREEZE => {
+                crate::freeze::freeze_user().map(|()| 0)
+            }
+            FileKind::File(_) | FileKind::Dir(_) => crate::freeze::thaw_user().map(|()| 0),
+            _ => Err(Errno::ENOTTY),
+        },
         _ => Err(Errno::ENOTTY),
     }
 }

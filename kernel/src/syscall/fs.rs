@@ -162,6 +162,11 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         return install(c, OpenFile::new(FileKind::Proc(pf), flags.status), flags.cloexec);
     }
     let start = start_dir(c, dirfd, &path)?;
+    // Creating or truncating changes the file system: not while frozen.
+    let _gate = (flags.create || flags.truncate)
+        .then(|| crate::freeze::start_write(true))
+        .transpose()
+        .map_err(|e| e.errno())?;
     let (f, truncate) = with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         open_in(fs, &p, &flags)
@@ -379,6 +384,7 @@ pub fn fstatfs(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 pub fn mkdirat(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let path = read_path(a[1], false)?;
     let start = start_dir(c, a[0], &path)?;
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         match p.last {
@@ -417,6 +423,7 @@ pub fn unlinkat(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let dir = request::unlinkat_flags(a[2])?;
     let path = read_path(a[1], false)?;
     let start = start_dir(c, a[0], &path)?;
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         remove(fs, &p, dir)
@@ -441,6 +448,7 @@ pub fn renameat2(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let old = read_path(a[1], false)?;
     let new = read_path(a[3], false)?;
     let (s0, d0) = (start_dir(c, a[0], &old)?, start_dir(c, a[2], &new)?);
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let sp = vfs::resolve_parent(fs, s0, &old)?;
         let dp = vfs::resolve_parent(fs, d0, &new)?;
