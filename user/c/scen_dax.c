@@ -810,7 +810,7 @@ static void fz_storer(const char *ctl_path, const char *file, const char *mode)
              * does not fill before the freeze */
             p[n * HUGE / 8 + 1] = n;
             p[0] = n;
-            sleep_ms(2);
+            sleep_ms(10);
         } else {
             sleep_ms(1); /* the file is full */
         }
@@ -847,11 +847,12 @@ static void scen_freeze(void)
             break;
         sleep_ms(1);
     }
-    sleep_ms(300);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)
         die("open %s", dir);
+    /* progress over the 300 ms before the freeze (the storers run meanwhile) */
     uint64_t m0 = fz_progress(mfd), n0 = fz_progress(nfd), w0 = fz_progress(wfd);
+    sleep_ms(300);
     uint64_t t0 = now_ns();
     int frozen = ioctl(dfd, FIFREEZE, 0) == 0;
     int freeze_err = frozen ? 0 : errno;
