@@ -153,7 +153,10 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
         return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
     }
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
-        return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));
+        return Err(alloc::format!(
+            "{} is in raw use by `{who}` (a process has it open or mapped: end it first, `ps` and `kill`)",
+            dev.name()
+        ));
     }
     // The metadata lives in DRAM and a failed allocation in the kernel is
     // fatal: know the cost before decoding anything big. An image the

@@ -93,9 +93,9 @@ fn dax_scenarios_hold_on_fsdax() {
     let faults = cow["faults"].as_u64().unwrap();
     assert!((1..=32).contains(&faults), "{faults} faults to copy 64 MiB: {cow}");
     assert_eq!(cow["majflt"].as_u64().unwrap(), faults, "each copies blocks (a major fault): {cow}");
-    // The raw device is not built: the case says so, nothing else.
+    // The file system is mounted on the raw device: EBUSY.
     let raw = case(&basic, "raw_device", "map_the_device");
-    assert!(raw["checks"].is_null() || raw["open"] == "ENOENT", "{raw}");
+    assert_eq!(raw["open"], "EBUSY", "{raw}");
 
     let touch = lines_of(&results, "first_touch");
     for (scen, c) in [
@@ -154,18 +154,57 @@ fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
         let lines = lines_of(&results, name);
         let l = case(&lines, "freeze", "stores_while_frozen");
         assert_eq!(l["thawed"], true, "{name}: {l}");
-        assert_eq!(l["sparse_file_full_before_freeze"], false, "{name}: the storer of new blocks had nothing left to do: {l}");
-        for before in ["mapped_stores_before_freeze_300ms", "new_page_stores_before_freeze_300ms", "pwrites_before_freeze_300ms"] {
+        assert_eq!(
+            l["sparse_file_full_before_freeze"], false,
+            "{name}: the storer of new blocks had nothing left to do: {l}"
+        );
+        for before in
+            ["mapped_stores_before_freeze_300ms", "new_page_stores_before_freeze_300ms", "pwrites_before_freeze_300ms"]
+        {
             assert!(l[before].as_u64().unwrap() > 0, "{name}: {before}: the storers were not running: {l}");
         }
         assert_eq!(l["mapped_stores_while_frozen_1s"], 0, "{name}: {l}");
         assert_eq!(l["new_page_stores_while_frozen_1s"], 0, "{name}: {l}");
         assert_eq!(l["pwrites_while_frozen_1s"], 0, "{name}: {l}");
-        for after in ["mapped_stores_after_thaw_300ms", "new_page_stores_after_thaw_300ms", "pwrites_after_thaw_300ms"] {
+        for after in ["mapped_stores_after_thaw_300ms", "new_page_stores_after_thaw_300ms", "pwrites_after_thaw_300ms"]
+        {
             assert!(l[after].as_u64().unwrap() > 0, "{name}: {after}: thaw did not release it: {l}");
         }
         for st in ["storer_status_mapped", "storer_status_new", "storer_status_write"] {
             assert_eq!(l[st], 0, "{name}: {st}: {l}");
         }
     }
+}
+
+/// `/dev/pmem0` with the file system unmounted: `mmap` of 256 MiB and a
+/// load from every page takes at most 128 faults (2 MiB entries) onto the
+/// NVDIMM's frames, and of the whole 1 GiB device one fault (a 1 GiB
+/// entry); stores through a shared
+/// mapping and `pwrite`/`pread` see each other at once; `fstat` says a
+/// block device of the device's size; `MAP_PRIVATE` is EINVAL (as Linux's
+/// device DAX); the file system, mounted again after, checks clean.
+#[test]
+fn raw_device_maps_whole_with_large_pages() {
+    let _s = scenario("raw_device_maps_whole_with_large_pages");
+    let results = run_scenarios("dax-raw", &["raw_device", "raw_device_1g"]);
+    let lines = lines_of(&results, "raw_device");
+    let m = case(&lines, "raw_device", "map_the_device");
+    assert_eq!(m["mmap"], "ok", "{m}");
+    assert_eq!(m["size"], 256 << 20, "{m}");
+    let faults = m["faults"].as_u64().unwrap();
+    assert!((1..=128).contains(&faults), "{faults} faults for 256 MiB of the raw device: {m}");
+    assert_eq!(m["phys_in_pmem"], true, "{m}");
+    let w = case(&lines, "raw_device_rw", "write_the_device");
+    checks_hold(w);
+    assert_eq!(w["fstat_type"], "block", "{w}");
+    assert_eq!(w["fstat_size"], w["device_size"], "{w}");
+    assert_eq!(w["private_mmap"], "EINVAL", "{w}");
+
+    // The whole 1 GiB device (its physical address is 1 GiB aligned under
+    // QEMU): one 1 GiB entry, one fault.
+    let lines = lines_of(&results, "raw_device_1g");
+    let g = case(&lines, "raw_device", "map_the_device");
+    assert_eq!((g["mmap"].as_str(), g["size"].as_u64()), (Some("ok"), Some(1 << 30)), "{g}");
+    assert_eq!(g["faults"], 1, "one 1 GiB entry: {g}");
+    assert_eq!(g["phys_in_pmem"], true, "{g}");
 }

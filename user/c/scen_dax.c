@@ -936,7 +936,8 @@ static void scen_raw_device(void)
     uint64_t len = dev_size && dev_size < size ? dev_size / HUGE * HUGE : size;
     jl_int(&j, "device_size", (long long)dev_size);
     jl_int(&j, "size", (long long)len);
-    unsigned char *p = mmap_aligned(len, PROT_READ, MAP_SHARED, fd, 0);
+    /* the kernel picks the address: a device DAX mapping gets one that allows its largest pages */
+    unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         jl_str(&j, "mmap", errno_name(errno));
         jl_end(&j);
@@ -958,6 +959,72 @@ static void scen_raw_device(void)
     close(fd);
 }
 
+/* Stores through a shared writable mapping of the raw device and pwrite/pread on it see each
+ * other at once; the page used (in the middle of the device) gets its old bytes back after. */
+static void scen_raw_device_rw(void)
+{
+    struct jl j;
+    jl_start(&j, "write_the_device");
+    jl_str(&j, "device", device);
+    int fd = open(device, O_RDWR);
+    if (fd < 0) {
+        jl_str(&j, "open", errno_name(errno));
+        jl_end(&j);
+        return;
+    }
+    struct stat st;
+    int stat_ok = fstat(fd, &st) == 0;
+    uint64_t dev_size = 0;
+    if (ioctl(fd, BLKGETSIZE64, &dev_size) != 0)
+        dev_size = 0;
+    jl_int(&j, "device_size", (long long)dev_size);
+    jl_str(&j, "fstat_type", !stat_ok ? "error" : S_ISBLK(st.st_mode) ? "block" : S_ISCHR(st.st_mode) ? "char" : "other");
+    jl_int(&j, "fstat_size", stat_ok ? (long long)st.st_size : -1);
+    uint64_t off = dev_size / 2 / HUGE * HUGE;
+    unsigned char *p = dev_size >= 2 * HUGE ? mmap_aligned(HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off)
+                                            : MAP_FAILED;
+    if (p == MAP_FAILED) {
+        jl_str(&j, "mmap", errno_name(errno));
+        jl_end(&j);
+        close(fd);
+        return;
+    }
+    jl_str(&j, "mmap", "ok");
+    void *priv = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (priv == MAP_FAILED)
+        jl_str(&j, "private_mmap", errno_name(errno));
+    else {
+        jl_str(&j, "private_mmap", "ok");
+        munmap(priv, PAGE);
+    }
+    static unsigned char saved[PAGE], buf[PAGE], pat[PAGE];
+    int saved_ok = pread(fd, saved, PAGE, (off_t)off) == (ssize_t)PAGE;
+    for (size_t i = 0; i < PAGE; i++)
+        p[i] = (unsigned char)(i * 7 + 1);
+    int store_seen = pread(fd, buf, PAGE, (off_t)off) == (ssize_t)PAGE;
+    for (size_t i = 0; store_seen && i < PAGE; i++)
+        if (buf[i] != (unsigned char)(i * 7 + 1))
+            store_seen = 0;
+    for (size_t i = 0; i < PAGE; i++)
+        pat[i] = (unsigned char)(i * 13 + 5);
+    int pwrite_seen = pwrite(fd, pat, PAGE, (off_t)off) == (ssize_t)PAGE && memcmp((void *)p, pat, PAGE) == 0;
+    int restored = saved_ok && pwrite(fd, saved, PAGE, (off_t)off) == (ssize_t)PAGE;
+    /* read(2) at the file offset after lseek, and past the end */
+    int seek_ok = lseek(fd, (off_t)off, SEEK_SET) == (off_t)off && read(fd, buf, PAGE) == (ssize_t)PAGE &&
+                  memcmp(buf, saved, PAGE) == 0;
+    int end_read = (int)pread(fd, buf, PAGE, (off_t)dev_size);
+    jl_hex(&j, "offset", off);
+    jl_obj_begin(&j, "checks");
+    jl_bool(&j, "store_visible_to_pread", store_seen);
+    jl_bool(&j, "pwrite_visible_in_mapping", pwrite_seen);
+    jl_bool(&j, "old_bytes_restored", restored && seek_ok);
+    jl_bool(&j, "pread_at_end_is_0", end_read == 0);
+    jl_obj_end(&j);
+    jl_end(&j);
+    munmap(p, HUGE);
+    close(fd);
+}
+
 /* ---- main ---- */
 
 static const struct {
@@ -975,6 +1042,7 @@ static const struct {
     {"truncate_race", scen_truncate_race, "truncate while another process faults the range, ROUNDS rounds"},
     {"freeze", scen_freeze, "FIFREEZE while processes store through mappings"},
     {"raw_device", scen_raw_device, "mmap SIZE of the raw device (PATH) and read every page"},
+    {"raw_device_rw", scen_raw_device_rw, "stores through a mapping of the raw device vs pread/pwrite"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 

@@ -90,6 +90,20 @@ pub const SCENARIOS: &[Scenario] = &[
         "scen_dax",
         &["truncate_race"]
     ),
+    single!(
+        "raw_device",
+        "mmap 256 MiB of the raw device (on fsdax with the file system unmounted), read every page; stores vs pread/pwrite",
+        DefaultLayout,
+        "scen_dax",
+        &["{raw}", "--device", "{device}", "raw_device,raw_device_rw"]
+    ),
+    single!(
+        "raw_device_1g",
+        "mmap all 1 GiB of the raw device (on fsdax with the file system unmounted), read every page",
+        DefaultLayout,
+        "scen_dax",
+        &["{raw}", "--device", "{device}", "--size", "1G", "raw_device"]
+    ),
     single!("freeze", "FIFREEZE while processes store through mappings", DefaultLayout, "scen_dax", &["freeze"]),
     single!("freeze_2m", "the same on a file system laid out for 2 MiB mappings", Aligned2M, "scen_dax", &["freeze"]),
     Scenario {

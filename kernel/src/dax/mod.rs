@@ -48,6 +48,7 @@
 
 pub mod flush;
 pub mod layout;
+pub mod raw;
 pub mod rmap;
 mod tests;
 

@@ -45,6 +45,8 @@ const BLKSIZE: u32 = 4096;
 const ST_RDONLY: u64 = 1;
 /// `st_rdev` of `/dev/null` (1:3).
 const NULL_RDEV: u64 = (1 << 8) | 3;
+/// `/dev/pmem0`: block major 259 (Linux's "blkext"), minor 0.
+const PMEM_RDEV: u64 = 259 << 8;
 /// `st_dev` of `/proc` files (Linux's procfs is an anonymous device too).
 const PROC_DEV: u64 = 0x16;
 
@@ -153,6 +155,17 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         }
         return install(c, OpenFile::new(FileKind::Null, flags.status), flags.cloexec);
     }
+    if path == crate::dax::raw::PATH {
+        if flags.directory {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags.create && flags.exclusive {
+            return Err(Errno::EEXIST);
+        }
+        let raw = crate::dax::raw::open()?;
+        let df = crate::process::fd::DeviceFile { raw, pos: Mutex::new(0) };
+        return install(c, OpenFile::new(FileKind::Device(df), flags.status), flags.cloexec);
+    }
     if let Some(kind) = crate::vfs::proc::lookup(&path, c.proc.pid()) {
         // Read-only files (Linux: mode 0444/0400).
         if flags.access != request::Access::Read || flags.truncate || flags.directory {
@@ -246,6 +259,18 @@ fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
         FileKind::File(rf) => with_fs_read(|fs| {
             rf.inode.check_mount()?;
             stat_ino(fs, rf.inode.ino())
+        }),
+        // A block device (Linux's pmem: major 259), its size in bytes.
+        FileKind::Device(d) => Ok(Stat {
+            dev: ANON_DEV,
+            ino: 5,
+            nlink: 1,
+            mode: g::S_IFBLK | 0o660,
+            rdev: PMEM_RDEV,
+            size: d.raw.len() as i64,
+            blksize: 4096,
+            blocks: (d.raw.len() / 512) as i64,
+            ..Stat::default()
         }),
         FileKind::Proc(_) => {
             Ok(Stat { dev: PROC_DEV, ino: 2, nlink: 1, mode: wire::S_IFREG | 0o444, blksize: 1024, ..Stat::default() })
