@@ -513,7 +513,8 @@ mod tests {
             let src = std::fs::read_to_string(crate::workspace_root().join("user/c").join(file)).unwrap();
             for s in SCENARIOS {
                 for p in s.phases.iter().filter(|p| p.program == program) {
-                    let list = p.args.iter().find(|a| !a.starts_with('-') && !a.starts_with('{')).unwrap();
+                    // The list of names comes last (after options and their values).
+                    let list = p.args.last().unwrap();
                     for name in list.split(',') {
                         assert!(src.contains(&format!("{{\"{name}\", ")), "{program} has no scenario {name}");
                     }
