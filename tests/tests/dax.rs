@@ -144,8 +144,9 @@ fn truncate_races_faults_and_map_sync_survives_a_crash() {
 /// another stores into new blocks of a sparse file (write faults that
 /// allocate) and a third calls `pwrite` in a loop: while frozen none of
 /// them gets anything through (the mapped pages were write-protected, the
-/// faults and the `pwrite` wait); `FITHAW` lets all three go on, and the
-/// file system checks clean after. Both layouts (4 KiB and 2 MiB entries).
+/// faults and the `pwrite` wait), and two more such waiters killed with
+/// SIGKILL die while it lasts; `FITHAW` lets the three go on, and the file
+/// system checks clean after. Both layouts (4 KiB and 2 MiB entries).
 #[test]
 fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
     let _s = scenario("freeze_stops_stores_through_mappings_and_writes_until_thaw");
@@ -173,6 +174,14 @@ fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
         for st in ["storer_status_mapped", "storer_status_new", "storer_status_write"] {
             assert_eq!(l[st], 0, "{name}: {st}: {l}");
         }
+        // Processes waiting on the freeze (in a write fault, in pwrite) die
+        // of SIGKILL while it lasts.
+        assert_eq!(l["killed_waiters_died_while_frozen"], true, "{name}: {l}");
+        assert_eq!(
+            (l["killed_status_fault"].as_i64(), l["killed_status_pwrite"].as_i64()),
+            (Some(137), Some(137)),
+            "{name}: {l}"
+        );
     }
 }
 

@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "scen.h"
@@ -764,22 +765,27 @@ static void scen_truncate_race(void)
 #define FZ_SPARSE (256UL << 20)
 
 struct fz_ctl {
-    int ready_mapped, ready_new, ready_write;
+    int ready_mapped, ready_new, ready_write, ready_victims;
     int stop;
 };
 
 /* Stores a counter into already-faulted pages (mode "mapped"), or into one new 2 MiB block
  * after another of a sparse file (mode "new"), keeping its progress at offset 0 of its file; or
- * (mode "write") writes the counter with pwrite() at offset 0, over and over. */
+ * (mode "write") writes the counter with pwrite() at offset 0, over and over. Modes
+ * "mapped-victim" and "write-victim" do the same and are killed while frozen. */
 static void fz_storer(const char *ctl_path, const char *file, const char *mode)
 {
     struct fz_ctl *c = ctl_open(ctl_path, PAGE);
     int fd = open(file, O_RDWR);
     if (fd < 0)
         die("open %s", file);
-    if (strcmp(mode, "write") == 0) {
+    int victim = strstr(mode, "-victim") != NULL;
+    if (strncmp(mode, "write", 5) == 0) {
         uint64_t n = 0;
-        __atomic_store_n(&c->ready_write, 1, __ATOMIC_RELEASE);
+        if (victim)
+            __atomic_fetch_add(&c->ready_victims, 1, __ATOMIC_ACQ_REL);
+        else
+            __atomic_store_n(&c->ready_write, 1, __ATOMIC_RELEASE);
         while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
             n++;
             if (pwrite(fd, &n, 8, 0) != 8)
@@ -788,7 +794,7 @@ static void fz_storer(const char *ctl_path, const char *file, const char *mode)
         }
         exit(0);
     }
-    int mapped = strcmp(mode, "mapped") == 0;
+    int mapped = strncmp(mode, "mapped", 6) == 0;
     uint64_t len = mapped ? FZ_MAPPED : FZ_SPARSE;
     volatile uint64_t *p = mmap_aligned(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
@@ -798,7 +804,10 @@ static void fz_storer(const char *ctl_path, const char *file, const char *mode)
         for (uint64_t i = 0; i < pages; i++)
             p[i * PAGE / 8 + 1] = 0; /* fault every page writable */
     p[0] = 0;
-    __atomic_store_n(mapped ? &c->ready_mapped : &c->ready_new, 1, __ATOMIC_RELEASE);
+    if (victim)
+        __atomic_fetch_add(&c->ready_victims, 1, __ATOMIC_ACQ_REL);
+    else
+        __atomic_store_n(mapped ? &c->ready_mapped : &c->ready_new, 1, __ATOMIC_RELEASE);
     uint64_t n = 0;
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
         n++;
@@ -829,21 +838,27 @@ static uint64_t fz_progress(int fd)
 static void scen_freeze(void)
 {
     const char *ctl_path = in_dir(dir, "freeze.ctl"), *mapped_path = in_dir(dir, "freeze.mapped"),
-               *new_path = in_dir(dir, "freeze.new"), *written_path = in_dir(dir, "freeze.written");
+               *new_path = in_dir(dir, "freeze.new"), *written_path = in_dir(dir, "freeze.written"),
+               *vm_path = in_dir(dir, "freeze.victim-mapped"), *vw_path = in_dir(dir, "freeze.victim-written");
     int mfd = open(mapped_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
     int nfd = open(new_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
     int wfd = open(written_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
-    if (mfd < 0 || nfd < 0 || wfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
+    int vmfd = open(vm_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    int vwfd = open(vw_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    if (mfd < 0 || nfd < 0 || wfd < 0 || vmfd < 0 || vwfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
         die("create the files");
     fill_fast(mfd, FZ_MAPPED, 0);
+    fill_fast(vmfd, FZ_MAPPED, 0);
     struct fz_ctl *c = ctl_create(ctl_path, PAGE);
     char *a1[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)mapped_path, "mapped", NULL};
     char *a2[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)new_path, "new", NULL};
     char *a3[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)written_path, "write", NULL};
-    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2), p3 = spawn_self(a3);
+    char *a4[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)vm_path, "mapped-victim", NULL};
+    char *a5[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)vw_path, "write-victim", NULL};
+    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2), p3 = spawn_self(a3), p4 = spawn_self(a4), p5 = spawn_self(a5);
     for (int i = 0; i < 20000; i++) {
         if (__atomic_load_n(&c->ready_mapped, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_new, __ATOMIC_ACQUIRE) &&
-            __atomic_load_n(&c->ready_write, __ATOMIC_ACQUIRE))
+            __atomic_load_n(&c->ready_write, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_victims, __ATOMIC_ACQUIRE) == 2)
             break;
         sleep_ms(1);
     }
@@ -860,11 +875,32 @@ static void scen_freeze(void)
     uint64_t m1 = fz_progress(mfd), n1 = fz_progress(nfd), w1 = fz_progress(wfd);
     sleep_ms(1000);
     uint64_t m2 = fz_progress(mfd), n2 = fz_progress(nfd), w2 = fz_progress(wfd);
+    /* two more storers, now waiting on the freeze (a write fault, a pwrite), are killed: do they
+     * die while it lasts? */
+    kill(p4, SIGKILL);
+    kill(p5, SIGKILL);
+    int s4 = -1, s5 = -1;
+    uint64_t tk = now_ns();
+    for (int i = 0; i < 2000 && (s4 < 0 || s5 < 0); i++) {
+        int st;
+        if (s4 < 0 && waitpid(p4, &st, WNOHANG) == p4)
+            s4 = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        if (s5 < 0 && waitpid(p5, &st, WNOHANG) == p5)
+            s5 = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        if (s4 < 0 || s5 < 0)
+            sleep_ms(1);
+    }
+    double kill_secs = (double)(now_ns() - tk) / 1e9;
+    int victims_died_while_frozen = s4 >= 0 && s5 >= 0;
     int thawed = frozen && ioctl(dfd, FITHAW, 0) == 0;
     sleep_ms(300);
     uint64_t m3 = fz_progress(mfd), n3 = fz_progress(nfd), w3 = fz_progress(wfd);
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
     int s1 = wait_status(p1), s2 = wait_status(p2), s3 = wait_status(p3);
+    if (s4 < 0)
+        s4 = wait_status(p4);
+    if (s5 < 0)
+        s5 = wait_status(p5);
     if (!frozen) {
         char why[96];
         snprintf(why, sizeof why, "FIFREEZE: %s", errno_name(freeze_err));
@@ -890,6 +926,10 @@ static void scen_freeze(void)
         jl_int(&j, "storer_status_mapped", s1);
         jl_int(&j, "storer_status_new", s2);
         jl_int(&j, "storer_status_write", s3);
+        jl_bool(&j, "killed_waiters_died_while_frozen", victims_died_while_frozen);
+        jl_num(&j, "killed_waiters_secs", kill_secs);
+        jl_int(&j, "killed_status_fault", s4);
+        jl_int(&j, "killed_status_pwrite", s5);
         jl_end(&j);
     }
     if (frozen && !thawed)
@@ -899,6 +939,10 @@ static void scen_freeze(void)
     close(mfd);
     close(nfd);
     close(wfd);
+    close(vmfd);
+    close(vwfd);
+    unlink(vm_path);
+    unlink(vw_path);
     unlink(mapped_path);
     unlink(new_path);
     unlink(written_path);
