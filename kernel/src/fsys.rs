@@ -340,11 +340,19 @@ fn cmd_fs(args: &[&str]) {
             Ok(())
         }
         words => match Command::parse(words, &TOOL) {
-            Some(Ok(cmd)) => with_fs(|fs| {
-                ensure_memory_for(fs, &cmd)?;
-                cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
-            })
-            .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+            Some(Ok(cmd)) => {
+                // A change enters the freeze's gate; the console does not
+                // wait for a thaw only it could type.
+                let gate = if cmd.modifies() { Some(crate::freeze::start_write(false)) } else { None };
+                match gate {
+                    Some(Err(_)) => Err(String::from("pmem0 is frozen: `fs thaw` first")),
+                    _ => with_fs(|fs| {
+                        ensure_memory_for(fs, &cmd)?;
+                        cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
+                    })
+                    .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+                }
+            }
             Some(Err(e)) => Err(alloc::format!("{e}")),
             None => Err(String::from("unknown fs command: `fs help` lists them")),
         },

@@ -217,3 +217,42 @@ fn raw_device_maps_whole_with_large_pages() {
     assert_eq!(g["faults"], 1, "one 1 GiB entry: {g}");
     assert_eq!(g["phys_in_pmem"], true, "{g}");
 }
+
+/// The console's `fs freeze` and `fs thaw`: frozen, the file system checks
+/// clean, a change typed on the console is refused (it would wait for a
+/// thaw only the console could type), unmounting is refused; freezing
+/// twice and thawing what is not frozen say so; thawed, changes go on.
+#[test]
+fn console_freezes_and_thaws() {
+    let _s = scenario("console_freezes_and_thaws");
+    let pmem = fresh_pmem("dax-console-freeze");
+    let args = vec!["--pmem".to_string(), pmem.to_str().unwrap().to_string(), "--size".into(), "256M".into()];
+    fsdax_boot::fstool::run("mkfs", &args).expect("mkfs").expect("mkfs");
+    let mut m =
+        fsdax_boot::qemu::Machine::start(&options(Firmware::Bios, pmem, "shell nomount")).expect("starting QEMU");
+    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("shell prompt");
+    assert!(command(&mut m, "fs mount").contains("mounted pmem0"));
+    command(&mut m, "fs write /before words");
+    let out = command(&mut m, "fs freeze");
+    assert!(out.contains("pmem0 frozen"), "{out}");
+    let out = command(&mut m, "fs freeze");
+    assert!(out.contains("already frozen"), "{out}");
+    let out = command(&mut m, "fs fsck");
+    assert!(out.contains("clean"), "fsck while frozen: {out}");
+    let out = command(&mut m, "fs write /during words");
+    assert!(out.contains("pmem0 is frozen"), "{out}");
+    let out = command(&mut m, "fs umount");
+    assert!(out.contains("pmem0 is frozen"), "{out}");
+    let out = command(&mut m, "fs thaw");
+    assert!(out.contains("thawed"), "{out}");
+    let out = command(&mut m, "fs thaw");
+    assert!(out.contains("not frozen"), "{out}");
+    let out = command(&mut m, "fs write /after words");
+    assert!(!out.contains("frozen"), "{out}");
+    assert!(command(&mut m, "fs cat /after").contains("words"));
+    assert!(command(&mut m, "fs cat /before").contains("words"));
+    assert!(!command(&mut m, "fs ls /").contains("during"), "the refused write left nothing");
+    assert!(command(&mut m, "fs umount").contains("unmounted"));
+    m.send_line("poweroff").unwrap();
+    m.wait_exit(BOOT_TIMEOUT).unwrap();
+}
