@@ -234,6 +234,7 @@ pub fn fault(
     prot: Prot,
     d: &DeviceMap,
     addr: u64,
+    access: Access,
 ) -> Result<Resolved, FaultError> {
     let dev = d.raw.dev;
     let region = dev.media().region();
@@ -244,6 +245,15 @@ pub fn fault(
     }
     if dev.is_poisoned(off_of(page), PAGE_SIZE) {
         return Err(FaultError::Poisoned);
+    }
+    // Mapped already: a store after `mprotect` added write access (the
+    // page tables keep a persistent-memory leaf read-only until a fault
+    // gives it write access), or a fault that raced another.
+    if let Some(leaf) = space.translate(page) {
+        if access == Access::Write && !leaf.flags.contains(Flags::WRITABLE) {
+            space.make_writable(page).map_err(|_| FaultError::BeyondEof)?;
+        }
+        return Ok(Resolved::MINOR);
     }
     let flags = pte_flags(prot) & (Flags::WRITABLE | Flags::USER_ACCESSIBLE | Flags::NO_EXECUTE);
     for size in SIZES {
@@ -330,6 +340,14 @@ mod tests {
         kassert_eq!(l.size, PageSize::Size4K);
         kassert_eq!(l.phys, d.phys_base() + 4096 + 8192);
         kassert!(!l.flags.contains(Flags::WRITABLE), "a read-only area maps read-only");
+        // mprotect adds write access: a store faults once and gets it.
+        vm.write(|a, space| -> Result<(), Failure> {
+            a.set.protect(VB, 4 << 20, rw).map_err(|_| kfail!("protect the area"))?;
+            space.protect(VB, 4 << 20, pte_flags(rw)).map_err(|_| kfail!("protect the pages"))
+        })?;
+        vm.fault(VB + 8192, Access::Write, true).map_err(|_| kfail!("write fault after mprotect"))?;
+        let l = vm.space().translate(VB + 8192).ok_or(kfail!("not mapped"))?;
+        kassert!(l.flags.contains(Flags::WRITABLE), "the store got write access");
         // Beyond the device: SIGBUS.
         const VC: u64 = 0x0060_0000_0000;
         let last = d.len() - 4096;

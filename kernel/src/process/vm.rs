@@ -309,7 +309,7 @@ impl Vm {
             }
             Backing::Device(d) => {
                 let area = ByteRange::new(v.start, v.end).ok_or(FaultError::NotMapped)?;
-                crate::dax::raw::fault(&self.space, area, v.prot, d, addr)
+                crate::dax::raw::fault(&self.space, area, v.prot, d, addr, access)
             }
         }
     }
