@@ -1057,12 +1057,17 @@ static void scen_raw_device_rw(void)
     int seek_ok = lseek(fd, (off_t)off, SEEK_SET) == (off_t)off && read(fd, buf, PAGE) == (ssize_t)PAGE &&
                   memcmp(buf, saved, PAGE) == 0;
     int end_read = (int)pread(fd, buf, PAGE, (off_t)dev_size);
+    int fsync_ok = fsync(fd) == 0;
+    struct stat pst;
+    int path_stat_block = stat(device, &pst) == 0 && S_ISBLK(pst.st_mode) && (uint64_t)pst.st_size == dev_size;
     jl_hex(&j, "offset", off);
     jl_obj_begin(&j, "checks");
     jl_bool(&j, "store_visible_to_pread", store_seen);
     jl_bool(&j, "pwrite_visible_in_mapping", pwrite_seen);
     jl_bool(&j, "old_bytes_restored", restored && seek_ok);
     jl_bool(&j, "pread_at_end_is_0", end_read == 0);
+    jl_bool(&j, "fsync_ok", fsync_ok);
+    jl_bool(&j, "stat_by_path_is_the_block_device", path_stat_block);
     jl_obj_end(&j);
     jl_end(&j);
     munmap(p, HUGE);

@@ -105,6 +105,11 @@ impl RawDevice {
         self.dev.len()
     }
 
+    /// Orders the device's writes before what follows (`fsync`).
+    pub fn fence(&self) {
+        self.dev.fence();
+    }
+
     /// Physical address of device offset 0.
     fn phys_base(&self) -> u64 {
         self.dev.phys_base()

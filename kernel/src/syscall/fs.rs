@@ -234,6 +234,22 @@ fn stat_ino(fs: &KernelFs, ino: Ino) -> Result<Stat, Errno> {
     })
 }
 
+/// What `stat` says about the raw device of `len` bytes: a block device
+/// (Linux's pmem: major 259) whose size is the device's.
+fn device_stat(len: u64) -> Stat {
+    Stat {
+        dev: ANON_DEV,
+        ino: 5,
+        nlink: 1,
+        mode: g::S_IFBLK | 0o660,
+        rdev: PMEM_RDEV,
+        size: len as i64,
+        blksize: 4096,
+        blocks: (len / 512) as i64,
+        ..Stat::default()
+    }
+}
+
 /// What `fstat` says about an open description.
 fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
     let chr = |rdev| Stat {
@@ -260,18 +276,7 @@ fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
             rf.inode.check_mount()?;
             stat_ino(fs, rf.inode.ino())
         }),
-        // A block device (Linux's pmem: major 259), its size in bytes.
-        FileKind::Device(d) => Ok(Stat {
-            dev: ANON_DEV,
-            ino: 5,
-            nlink: 1,
-            mode: g::S_IFBLK | 0o660,
-            rdev: PMEM_RDEV,
-            size: d.raw.len() as i64,
-            blksize: 4096,
-            blocks: (d.raw.len() / 512) as i64,
-            ..Stat::default()
-        }),
+        FileKind::Device(d) => Ok(device_stat(d.raw.len())),
         FileKind::Proc(_) => {
             Ok(Stat { dev: PROC_DEV, ino: 2, nlink: 1, mode: wire::S_IFREG | 0o444, blksize: 1024, ..Stat::default() })
         }
@@ -295,6 +300,11 @@ fn stat_at(c: &Ctx<'_>, dirfd: u64, path: &[u8]) -> Result<Stat, Errno> {
     }
     if is_dev_null(path) {
         return stat_open(&OpenFile { kind: FileKind::Null, status: Default::default() });
+    }
+    if path == crate::dax::raw::PATH {
+        // Without opening it (an open claims the device).
+        let dev = crate::pmem::device("pmem0").ok_or(Errno::ENOENT)?;
+        return Ok(device_stat(dev.len()));
     }
     if let Some(kind) = crate::vfs::proc::lookup(path, c.proc.pid()) {
         let pf = crate::vfs::proc::ProcFile { kind: kind?, pos: Mutex::new(0) };
