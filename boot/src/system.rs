@@ -55,7 +55,10 @@ impl FsLayout {
 pub struct BootSpec {
     /// A user program (its name in `target/fsdax/user/`) and its arguments;
     /// `{dir}` stands for the directory of the mounted file system and
-    /// `{device}` for its raw device.
+    /// `{device}` for its raw device. An argument `{raw}` (taken out of the
+    /// program's arguments) asks for the program to run with the file system
+    /// unmounted, so that it may use the raw device (on fsdax; Linux keeps
+    /// it mounted).
     pub command: Vec<String>,
     /// The NVDIMM backing file (created when missing).
     pub pmem: PathBuf,
@@ -116,6 +119,10 @@ pub struct Fsdax {
 const FSDAX_DIR: &str = "/";
 const FSDAX_DEVICE: &str = "/dev/pmem0";
 
+/// The argument that asks for the file system unmounted while the program
+/// runs ([`BootSpec::command`]).
+pub const RAW: &str = "{raw}";
+
 /// The kernel command line that runs `spec` on fsdax.
 pub fn fsdax_cmdline(spec: &BootSpec) -> Result<String> {
     let Some((program, args)) = spec.command.split_first() else { bail!("no program to run") };
@@ -123,8 +130,11 @@ pub fn fsdax_cmdline(spec: &BootSpec) -> Result<String> {
     if spec.fsck {
         words.push("fsck".into());
     }
+    if args.iter().any(|a| a == RAW) {
+        words.push("raw".into());
+    }
     words.push(format!("/bin/{program}"));
-    for arg in args {
+    for arg in args.iter().filter(|a| *a != RAW) {
         let arg = arg.replace("{dir}", FSDAX_DIR).replace("{device}", FSDAX_DEVICE);
         if arg.is_empty() || arg.contains(char::is_whitespace) {
             bail!("argument {arg:?} cannot pass through the kernel command line (empty, or white space)");
@@ -194,7 +204,7 @@ const LINUX_DEVICE: &str = "/dev/pmem0";
 /// The kernel command line that makes the guest's `/init` run `spec`.
 pub fn linux_append(spec: &BootSpec) -> Result<String> {
     let mut words = Vec::new();
-    for arg in &spec.command {
+    for arg in spec.command.iter().filter(|a| *a != RAW) {
         let arg = arg.replace("{dir}", LINUX_DIR).replace("{device}", LINUX_DEVICE);
         if arg.is_empty() || arg.contains(['+', ' ', '"', '\t', '\n']) {
             bail!("argument {arg:?} cannot pass through the kernel command line (empty, or a space, quote or '+')");
@@ -256,6 +266,14 @@ mod tests {
             "/tmp/p.img".into(),
         );
         assert_eq!(fsdax_cmdline(&spec).unwrap(), "run /bin/scen_dax --device /dev/pmem0 hole_read,coherence /");
+        let mut raw = spec.clone();
+        raw.command.insert(1, RAW.into());
+        raw.fsck = true;
+        assert_eq!(
+            fsdax_cmdline(&raw).unwrap(),
+            "run fsck raw /bin/scen_dax --device /dev/pmem0 hole_read,coherence /"
+        );
+        assert!(!linux_append(&raw).unwrap().contains("raw"), "Linux keeps its file system mounted");
         spec.fsck = true;
         assert!(fsdax_cmdline(&spec).unwrap().starts_with("run fsck /bin/scen_dax "));
         spec.command = vec!["bench".into(), "two words".into()];

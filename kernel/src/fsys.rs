@@ -153,7 +153,10 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
         return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
     }
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
-        return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));
+        return Err(alloc::format!(
+            "{} is in raw use by `{who}` (a process has it open or mapped: end it first, `ps` and `kill`)",
+            dev.name()
+        ));
     }
     // The metadata lives in DRAM and a failed allocation in the kernel is
     // fatal: know the cost before decoding anything big. An image the
@@ -296,7 +299,25 @@ fn cmd_fs(args: &[&str]) {
                 out.push_str(&alloc::format!("{line}; the file system is pmem0's holder\n"));
             }
         }),
+        ["umount"] if crate::freeze::user_frozen() => Err(String::from("pmem0 is frozen: `fs thaw` first")),
         ["umount"] => unmount().map(|()| out.push_str("unmounted pmem0\n")),
+        ["freeze"] => match crate::freeze::freeze_user() {
+            Ok(()) => {
+                out.push_str("pmem0 frozen: checkpointed, writes and stores through mappings wait (`fs thaw`)\n");
+                Ok(())
+            }
+            Err(fsdax_abi::Errno::EBUSY) if crate::freeze::user_frozen() => {
+                Err(String::from("pmem0 is already frozen (`fs thaw` first)"))
+            }
+            Err(e) => Err(alloc::format!("freeze failed ({}): not frozen", e.name().unwrap_or("error"))),
+        },
+        ["thaw"] => match crate::freeze::thaw_user() {
+            Ok(()) => {
+                out.push_str("pmem0 thawed: waiting writes go on\n");
+                Ok(())
+            }
+            Err(_) => Err(String::from("pmem0 is not frozen")),
+        },
         ["fsck", "--repair"] if FS.read().is_none() => dev().and_then(|d| {
             // Not mounted (perhaps because the mount failed): mount for
             // repair, then check.
@@ -313,15 +334,25 @@ fn cmd_fs(args: &[&str]) {
             out.push_str("  fs mkfs [--force]  format pmem0 (--force: over an existing file system)\n");
             out.push_str("  fs mount   mount pmem0 (the file system becomes its holder)\n");
             out.push_str("  fs umount  checkpoint and unmount\n");
+            out.push_str("  fs freeze  checkpoint and stop every change (writes, stores through mappings) until thaw\n");
+            out.push_str("  fs thaw    let the changes go on\n");
             let _ = cli::help("fs", &mut out);
             Ok(())
         }
         words => match Command::parse(words, &TOOL) {
-            Some(Ok(cmd)) => with_fs(|fs| {
-                ensure_memory_for(fs, &cmd)?;
-                cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
-            })
-            .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+            Some(Ok(cmd)) => {
+                // A change enters the freeze's gate; the console does not
+                // wait for a thaw only it could type.
+                let gate = if cmd.modifies() { Some(crate::freeze::start_write(false)) } else { None };
+                match gate {
+                    Some(Err(_)) => Err(String::from("pmem0 is frozen: `fs thaw` first")),
+                    _ => with_fs(|fs| {
+                        ensure_memory_for(fs, &cmd)?;
+                        cmd.run(fs, &TOOL, &mut out).map(|_| ()).map_err(|e| alloc::format!("{e}"))
+                    })
+                    .unwrap_or_else(|| Err(String::from(NOT_MOUNTED))),
+                }
+            }
             Some(Err(e)) => Err(alloc::format!("{e}")),
             None => Err(String::from("unknown fs command: `fs help` lists them")),
         },
@@ -333,7 +364,7 @@ fn cmd_fs(args: &[&str]) {
     }
 }
 
-fsdax_hal::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|info|df|ls|stat|cat|write|fsck|clear-bad|...",
+fsdax_hal::shell_command!(FS_CMD, name: "fs", usage: "fs mkfs|mount|umount|freeze|thaw|info|df|ls|stat|cat|write|fsck|clear-bad|...",
     help: "the fsdax file system on pmem0 (mounted, it is pmem0's holder)",
     run: cmd_fs);
 

@@ -27,6 +27,7 @@ mod acpi;
 mod bench;
 mod cmdline;
 mod dax;
+mod freeze;
 mod fsys;
 mod harness;
 mod log;

@@ -93,9 +93,9 @@ fn dax_scenarios_hold_on_fsdax() {
     let faults = cow["faults"].as_u64().unwrap();
     assert!((1..=32).contains(&faults), "{faults} faults to copy 64 MiB: {cow}");
     assert_eq!(cow["majflt"].as_u64().unwrap(), faults, "each copies blocks (a major fault): {cow}");
-    // The raw device is not built: the case says so, nothing else.
+    // The file system is mounted on the raw device: EBUSY.
     let raw = case(&basic, "raw_device", "map_the_device");
-    assert!(raw["checks"].is_null() || raw["open"] == "ENOENT", "{raw}");
+    assert_eq!(raw["open"], "EBUSY", "{raw}");
 
     let touch = lines_of(&results, "first_touch");
     for (scen, c) in [
@@ -138,4 +138,121 @@ fn truncate_races_faults_and_map_sync_survives_a_crash() {
     let v = case(&crash, "map_sync_verify", "map_sync");
     checks_hold(v);
     assert_eq!((v["pages_allocated"].as_u64(), v["pages_intact"].as_u64()), (Some(8), Some(8)), "{v}");
+}
+
+/// `FIFREEZE` while one process stores into pages it mapped writable,
+/// another stores into new blocks of a sparse file (write faults that
+/// allocate) and a third calls `pwrite` in a loop: while frozen none of
+/// them gets anything through (the mapped pages were write-protected, the
+/// faults and the `pwrite` wait), and two more such waiters killed with
+/// SIGKILL die while it lasts; `FITHAW` lets the three go on, and the file
+/// system checks clean after. Both layouts (4 KiB and 2 MiB entries).
+#[test]
+fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
+    let _s = scenario("freeze_stops_stores_through_mappings_and_writes_until_thaw");
+    let results = run_scenarios("dax-freeze", &["freeze", "freeze_2m"]);
+    for name in ["freeze", "freeze_2m"] {
+        let lines = lines_of(&results, name);
+        let l = case(&lines, "freeze", "stores_while_frozen");
+        assert_eq!(l["thawed"], true, "{name}: {l}");
+        assert_eq!(
+            l["sparse_file_full_before_freeze"], false,
+            "{name}: the storer of new blocks had nothing left to do: {l}"
+        );
+        for before in
+            ["mapped_stores_before_freeze_300ms", "new_page_stores_before_freeze_300ms", "pwrites_before_freeze_300ms"]
+        {
+            assert!(l[before].as_u64().unwrap() > 0, "{name}: {before}: the storers were not running: {l}");
+        }
+        assert_eq!(l["mapped_stores_while_frozen_1s"], 0, "{name}: {l}");
+        assert_eq!(l["new_page_stores_while_frozen_1s"], 0, "{name}: {l}");
+        assert_eq!(l["pwrites_while_frozen_1s"], 0, "{name}: {l}");
+        for after in ["mapped_stores_after_thaw_300ms", "new_page_stores_after_thaw_300ms", "pwrites_after_thaw_300ms"]
+        {
+            assert!(l[after].as_u64().unwrap() > 0, "{name}: {after}: thaw did not release it: {l}");
+        }
+        for st in ["storer_status_mapped", "storer_status_new", "storer_status_write"] {
+            assert_eq!(l[st], 0, "{name}: {st}: {l}");
+        }
+        // Processes waiting on the freeze (in a write fault, in pwrite) die
+        // of SIGKILL while it lasts.
+        assert_eq!(l["killed_waiters_died_while_frozen"], true, "{name}: {l}");
+        assert_eq!(
+            (l["killed_status_fault"].as_i64(), l["killed_status_pwrite"].as_i64()),
+            (Some(137), Some(137)),
+            "{name}: {l}"
+        );
+    }
+}
+
+/// `/dev/pmem0` with the file system unmounted: `mmap` of 256 MiB and a
+/// load from every page takes at most 128 faults (2 MiB entries) onto the
+/// NVDIMM's frames, and of the whole 1 GiB device one fault (a 1 GiB
+/// entry); stores through a shared
+/// mapping and `pwrite`/`pread` see each other at once; `fstat` says a
+/// block device of the device's size; `MAP_PRIVATE` is EINVAL (as Linux's
+/// device DAX); the file system, mounted again after, checks clean.
+#[test]
+fn raw_device_maps_whole_with_large_pages() {
+    let _s = scenario("raw_device_maps_whole_with_large_pages");
+    let results = run_scenarios("dax-raw", &["raw_device", "raw_device_1g"]);
+    let lines = lines_of(&results, "raw_device");
+    let m = case(&lines, "raw_device", "map_the_device");
+    assert_eq!(m["mmap"], "ok", "{m}");
+    assert_eq!(m["size"], 256 << 20, "{m}");
+    let faults = m["faults"].as_u64().unwrap();
+    assert!((1..=128).contains(&faults), "{faults} faults for 256 MiB of the raw device: {m}");
+    assert_eq!(m["phys_in_pmem"], true, "{m}");
+    let w = case(&lines, "raw_device_rw", "write_the_device");
+    checks_hold(w);
+    assert_eq!(w["fstat_type"], "block", "{w}");
+    assert_eq!(w["fstat_size"], w["device_size"], "{w}");
+    assert_eq!(w["private_mmap"], "EINVAL", "{w}");
+
+    // The whole 1 GiB device (its physical address is 1 GiB aligned under
+    // QEMU): one 1 GiB entry, one fault.
+    let lines = lines_of(&results, "raw_device_1g");
+    let g = case(&lines, "raw_device", "map_the_device");
+    assert_eq!((g["mmap"].as_str(), g["size"].as_u64()), (Some("ok"), Some(1 << 30)), "{g}");
+    assert_eq!(g["faults"], 1, "one 1 GiB entry: {g}");
+    assert_eq!(g["phys_in_pmem"], true, "{g}");
+}
+
+/// The console's `fs freeze` and `fs thaw`: frozen, the file system checks
+/// clean, a change typed on the console is refused (it would wait for a
+/// thaw only the console could type), unmounting is refused; freezing
+/// twice and thawing what is not frozen say so; thawed, changes go on.
+#[test]
+fn console_freezes_and_thaws() {
+    let _s = scenario("console_freezes_and_thaws");
+    let pmem = fresh_pmem("dax-console-freeze");
+    let args = vec!["--pmem".to_string(), pmem.to_str().unwrap().to_string(), "--size".into(), "256M".into()];
+    fsdax_boot::fstool::run("mkfs", &args).expect("mkfs").expect("mkfs");
+    let mut m =
+        fsdax_boot::qemu::Machine::start(&options(Firmware::Bios, pmem, "shell nomount")).expect("starting QEMU");
+    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("shell prompt");
+    assert!(command(&mut m, "fs mount").contains("mounted pmem0"));
+    command(&mut m, "fs write /before words");
+    let out = command(&mut m, "fs freeze");
+    assert!(out.contains("pmem0 frozen"), "{out}");
+    let out = command(&mut m, "fs freeze");
+    assert!(out.contains("already frozen"), "{out}");
+    let out = command(&mut m, "fs fsck");
+    assert!(out.contains("clean"), "fsck while frozen: {out}");
+    let out = command(&mut m, "fs write /during words");
+    assert!(out.contains("pmem0 is frozen"), "{out}");
+    let out = command(&mut m, "fs umount");
+    assert!(out.contains("pmem0 is frozen"), "{out}");
+    let out = command(&mut m, "fs thaw");
+    assert!(out.contains("thawed"), "{out}");
+    let out = command(&mut m, "fs thaw");
+    assert!(out.contains("not frozen"), "{out}");
+    let out = command(&mut m, "fs write /after words");
+    assert!(!out.contains("frozen"), "{out}");
+    assert!(command(&mut m, "fs cat /after").contains("words"));
+    assert!(command(&mut m, "fs cat /before").contains("words"));
+    assert!(!command(&mut m, "fs ls /").contains("during"), "the refused write left nothing");
+    assert!(command(&mut m, "fs umount").contains("unmounted"));
+    m.send_line("poweroff").unwrap();
+    m.wait_exit(BOOT_TIMEOUT).unwrap();
 }

@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "scen.h"
@@ -764,19 +765,36 @@ static void scen_truncate_race(void)
 #define FZ_SPARSE (256UL << 20)
 
 struct fz_ctl {
-    int ready_mapped, ready_new;
+    int ready_mapped, ready_new, ready_write, ready_victims;
     int stop;
 };
 
-/* Stores a counter into already-faulted pages (mode "mapped"), or into one new page after
- * another of a sparse file (mode "new"), keeping its progress at offset 0 of its file. */
+/* Stores a counter into already-faulted pages (mode "mapped"), or into one new 2 MiB block
+ * after another of a sparse file (mode "new"), keeping its progress at offset 0 of its file; or
+ * (mode "write") writes the counter with pwrite() at offset 0, over and over. Modes
+ * "mapped-victim" and "write-victim" do the same and are killed while frozen. */
 static void fz_storer(const char *ctl_path, const char *file, const char *mode)
 {
     struct fz_ctl *c = ctl_open(ctl_path, PAGE);
     int fd = open(file, O_RDWR);
     if (fd < 0)
         die("open %s", file);
-    int mapped = strcmp(mode, "mapped") == 0;
+    int victim = strstr(mode, "-victim") != NULL;
+    if (strncmp(mode, "write", 5) == 0) {
+        uint64_t n = 0;
+        if (victim)
+            __atomic_fetch_add(&c->ready_victims, 1, __ATOMIC_ACQ_REL);
+        else
+            __atomic_store_n(&c->ready_write, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+            n++;
+            if (pwrite(fd, &n, 8, 0) != 8)
+                die("pwrite");
+            sleep_ms(1);
+        }
+        exit(0);
+    }
+    int mapped = strncmp(mode, "mapped", 6) == 0;
     uint64_t len = mapped ? FZ_MAPPED : FZ_SPARSE;
     volatile uint64_t *p = mmap_aligned(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
@@ -786,16 +804,22 @@ static void fz_storer(const char *ctl_path, const char *file, const char *mode)
         for (uint64_t i = 0; i < pages; i++)
             p[i * PAGE / 8 + 1] = 0; /* fault every page writable */
     p[0] = 0;
-    __atomic_store_n(mapped ? &c->ready_mapped : &c->ready_new, 1, __ATOMIC_RELEASE);
+    if (victim)
+        __atomic_fetch_add(&c->ready_victims, 1, __ATOMIC_ACQ_REL);
+    else
+        __atomic_store_n(mapped ? &c->ready_mapped : &c->ready_new, 1, __ATOMIC_RELEASE);
     uint64_t n = 0;
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
         n++;
         if (mapped) {
             p[(n % pages) * PAGE / 8 + 1] = n;
             p[0] = n;
-        } else if (n < pages) {
-            p[n * PAGE / 8 + 1] = n; /* a write fault on a hole: allocation */
+        } else if (n < len / HUGE) {
+            /* a write fault on a hole in a new 2 MiB block: allocation; paced so that the file
+             * does not fill before the freeze */
+            p[n * HUGE / 8 + 1] = n;
             p[0] = n;
+            sleep_ms(10);
         } else {
             sleep_ms(1); /* the file is full */
         }
@@ -814,38 +838,69 @@ static uint64_t fz_progress(int fd)
 static void scen_freeze(void)
 {
     const char *ctl_path = in_dir(dir, "freeze.ctl"), *mapped_path = in_dir(dir, "freeze.mapped"),
-               *new_path = in_dir(dir, "freeze.new");
+               *new_path = in_dir(dir, "freeze.new"), *written_path = in_dir(dir, "freeze.written"),
+               *vm_path = in_dir(dir, "freeze.victim-mapped"), *vw_path = in_dir(dir, "freeze.victim-written");
     int mfd = open(mapped_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
     int nfd = open(new_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
-    if (mfd < 0 || nfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
+    int wfd = open(written_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    int vmfd = open(vm_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    int vwfd = open(vw_path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    if (mfd < 0 || nfd < 0 || wfd < 0 || vmfd < 0 || vwfd < 0 || ftruncate(nfd, FZ_SPARSE) != 0)
         die("create the files");
     fill_fast(mfd, FZ_MAPPED, 0);
+    fill_fast(vmfd, FZ_MAPPED, 0);
     struct fz_ctl *c = ctl_create(ctl_path, PAGE);
     char *a1[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)mapped_path, "mapped", NULL};
     char *a2[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)new_path, "new", NULL};
-    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2);
+    char *a3[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)written_path, "write", NULL};
+    char *a4[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)vm_path, "mapped-victim", NULL};
+    char *a5[] = {"--role", "freeze-storer", (char *)ctl_path, (char *)vw_path, "write-victim", NULL};
+    pid_t p1 = spawn_self(a1), p2 = spawn_self(a2), p3 = spawn_self(a3), p4 = spawn_self(a4), p5 = spawn_self(a5);
     for (int i = 0; i < 20000; i++) {
-        if (__atomic_load_n(&c->ready_mapped, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_new, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&c->ready_mapped, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_new, __ATOMIC_ACQUIRE) &&
+            __atomic_load_n(&c->ready_write, __ATOMIC_ACQUIRE) && __atomic_load_n(&c->ready_victims, __ATOMIC_ACQUIRE) == 2)
             break;
         sleep_ms(1);
     }
-    sleep_ms(300);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)
         die("open %s", dir);
-    uint64_t m0 = fz_progress(mfd), n0 = fz_progress(nfd);
+    /* progress over the 300 ms before the freeze (the storers run meanwhile) */
+    uint64_t m0 = fz_progress(mfd), n0 = fz_progress(nfd), w0 = fz_progress(wfd);
+    sleep_ms(300);
     uint64_t t0 = now_ns();
     int frozen = ioctl(dfd, FIFREEZE, 0) == 0;
     int freeze_err = frozen ? 0 : errno;
     double freeze_secs = (double)(now_ns() - t0) / 1e9;
-    uint64_t m1 = fz_progress(mfd), n1 = fz_progress(nfd);
+    uint64_t m1 = fz_progress(mfd), n1 = fz_progress(nfd), w1 = fz_progress(wfd);
     sleep_ms(1000);
-    uint64_t m2 = fz_progress(mfd), n2 = fz_progress(nfd);
+    uint64_t m2 = fz_progress(mfd), n2 = fz_progress(nfd), w2 = fz_progress(wfd);
+    /* two more storers, now waiting on the freeze (a write fault, a pwrite), are killed: do they
+     * die while it lasts? */
+    kill(p4, SIGKILL);
+    kill(p5, SIGKILL);
+    int s4 = -1, s5 = -1;
+    uint64_t tk = now_ns();
+    for (int i = 0; i < 2000 && (s4 < 0 || s5 < 0); i++) {
+        int st;
+        if (s4 < 0 && waitpid(p4, &st, WNOHANG) == p4)
+            s4 = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        if (s5 < 0 && waitpid(p5, &st, WNOHANG) == p5)
+            s5 = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        if (s4 < 0 || s5 < 0)
+            sleep_ms(1);
+    }
+    double kill_secs = (double)(now_ns() - tk) / 1e9;
+    int victims_died_while_frozen = s4 >= 0 && s5 >= 0;
     int thawed = frozen && ioctl(dfd, FITHAW, 0) == 0;
     sleep_ms(300);
-    uint64_t m3 = fz_progress(mfd), n3 = fz_progress(nfd);
+    uint64_t m3 = fz_progress(mfd), n3 = fz_progress(nfd), w3 = fz_progress(wfd);
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
-    int s1 = wait_status(p1), s2 = wait_status(p2);
+    int s1 = wait_status(p1), s2 = wait_status(p2), s3 = wait_status(p3);
+    if (s4 < 0)
+        s4 = wait_status(p4);
+    if (s5 < 0)
+        s5 = wait_status(p5);
     if (!frozen) {
         char why[96];
         snprintf(why, sizeof why, "FIFREEZE: %s", errno_name(freeze_err));
@@ -860,12 +915,21 @@ static void scen_freeze(void)
         jl_int(&j, "new_page_stores_before_freeze_300ms", (long long)(n1 - n0));
         jl_int(&j, "new_page_stores_while_frozen_1s", (long long)(n2 - n1));
         jl_int(&j, "new_page_stores_after_thaw_300ms", (long long)(n3 - n2));
+        jl_int(&j, "pwrites_before_freeze_300ms", (long long)(w1 - w0));
+        jl_int(&j, "pwrites_while_frozen_1s", (long long)(w2 - w1));
+        jl_int(&j, "pwrites_after_thaw_300ms", (long long)(w3 - w2));
         jl_bool(&j, "stores_to_mapped_pages_stopped", m2 == m1);
+        jl_bool(&j, "pwrite_waited", w2 == w1);
         jl_bool(&j, "write_faults_waited", n2 - n1 <= 1);
-        jl_bool(&j, "sparse_file_full_before_freeze", n1 + 1 >= FZ_SPARSE / PAGE);
+        jl_bool(&j, "sparse_file_full_before_freeze", n1 + 1 >= FZ_SPARSE / HUGE);
         jl_bool(&j, "thawed", thawed);
         jl_int(&j, "storer_status_mapped", s1);
         jl_int(&j, "storer_status_new", s2);
+        jl_int(&j, "storer_status_write", s3);
+        jl_bool(&j, "killed_waiters_died_while_frozen", victims_died_while_frozen);
+        jl_num(&j, "killed_waiters_secs", kill_secs);
+        jl_int(&j, "killed_status_fault", s4);
+        jl_int(&j, "killed_status_pwrite", s5);
         jl_end(&j);
     }
     if (frozen && !thawed)
@@ -874,8 +938,14 @@ static void scen_freeze(void)
     munmap(c, PAGE);
     close(mfd);
     close(nfd);
+    close(wfd);
+    close(vmfd);
+    close(vwfd);
+    unlink(vm_path);
+    unlink(vw_path);
     unlink(mapped_path);
     unlink(new_path);
+    unlink(written_path);
     unlink(ctl_path);
 }
 
@@ -910,7 +980,8 @@ static void scen_raw_device(void)
     uint64_t len = dev_size && dev_size < size ? dev_size / HUGE * HUGE : size;
     jl_int(&j, "device_size", (long long)dev_size);
     jl_int(&j, "size", (long long)len);
-    unsigned char *p = mmap_aligned(len, PROT_READ, MAP_SHARED, fd, 0);
+    /* the kernel picks the address: a device DAX mapping gets one that allows its largest pages */
+    unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         jl_str(&j, "mmap", errno_name(errno));
         jl_end(&j);
@@ -932,6 +1003,77 @@ static void scen_raw_device(void)
     close(fd);
 }
 
+/* Stores through a shared writable mapping of the raw device and pwrite/pread on it see each
+ * other at once; the page used (in the middle of the device) gets its old bytes back after. */
+static void scen_raw_device_rw(void)
+{
+    struct jl j;
+    jl_start(&j, "write_the_device");
+    jl_str(&j, "device", device);
+    int fd = open(device, O_RDWR);
+    if (fd < 0) {
+        jl_str(&j, "open", errno_name(errno));
+        jl_end(&j);
+        return;
+    }
+    struct stat st;
+    int stat_ok = fstat(fd, &st) == 0;
+    uint64_t dev_size = 0;
+    if (ioctl(fd, BLKGETSIZE64, &dev_size) != 0)
+        dev_size = 0;
+    jl_int(&j, "device_size", (long long)dev_size);
+    jl_str(&j, "fstat_type", !stat_ok ? "error" : S_ISBLK(st.st_mode) ? "block" : S_ISCHR(st.st_mode) ? "char" : "other");
+    jl_int(&j, "fstat_size", stat_ok ? (long long)st.st_size : -1);
+    uint64_t off = dev_size / 2 / HUGE * HUGE;
+    unsigned char *p = dev_size >= 2 * HUGE ? mmap_aligned(HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off)
+                                            : MAP_FAILED;
+    if (p == MAP_FAILED) {
+        jl_str(&j, "mmap", errno_name(errno));
+        jl_end(&j);
+        close(fd);
+        return;
+    }
+    jl_str(&j, "mmap", "ok");
+    void *priv = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (priv == MAP_FAILED)
+        jl_str(&j, "private_mmap", errno_name(errno));
+    else {
+        jl_str(&j, "private_mmap", "ok");
+        munmap(priv, PAGE);
+    }
+    static unsigned char saved[PAGE], buf[PAGE], pat[PAGE];
+    int saved_ok = pread(fd, saved, PAGE, (off_t)off) == (ssize_t)PAGE;
+    for (size_t i = 0; i < PAGE; i++)
+        p[i] = (unsigned char)(i * 7 + 1);
+    int store_seen = pread(fd, buf, PAGE, (off_t)off) == (ssize_t)PAGE;
+    for (size_t i = 0; store_seen && i < PAGE; i++)
+        if (buf[i] != (unsigned char)(i * 7 + 1))
+            store_seen = 0;
+    for (size_t i = 0; i < PAGE; i++)
+        pat[i] = (unsigned char)(i * 13 + 5);
+    int pwrite_seen = pwrite(fd, pat, PAGE, (off_t)off) == (ssize_t)PAGE && memcmp((void *)p, pat, PAGE) == 0;
+    int restored = saved_ok && pwrite(fd, saved, PAGE, (off_t)off) == (ssize_t)PAGE;
+    /* read(2) at the file offset after lseek, and past the end */
+    int seek_ok = lseek(fd, (off_t)off, SEEK_SET) == (off_t)off && read(fd, buf, PAGE) == (ssize_t)PAGE &&
+                  memcmp(buf, saved, PAGE) == 0;
+    int end_read = (int)pread(fd, buf, PAGE, (off_t)dev_size);
+    int fsync_ok = fsync(fd) == 0;
+    struct stat pst;
+    int path_stat_block = stat(device, &pst) == 0 && S_ISBLK(pst.st_mode) && (uint64_t)pst.st_size == dev_size;
+    jl_hex(&j, "offset", off);
+    jl_obj_begin(&j, "checks");
+    jl_bool(&j, "store_visible_to_pread", store_seen);
+    jl_bool(&j, "pwrite_visible_in_mapping", pwrite_seen);
+    jl_bool(&j, "old_bytes_restored", restored && seek_ok);
+    jl_bool(&j, "pread_at_end_is_0", end_read == 0);
+    jl_bool(&j, "fsync_ok", fsync_ok);
+    jl_bool(&j, "stat_by_path_is_the_block_device", path_stat_block);
+    jl_obj_end(&j);
+    jl_end(&j);
+    munmap(p, HUGE);
+    close(fd);
+}
+
 /* ---- main ---- */
 
 static const struct {
@@ -949,6 +1091,7 @@ static const struct {
     {"truncate_race", scen_truncate_race, "truncate while another process faults the range, ROUNDS rounds"},
     {"freeze", scen_freeze, "FIFREEZE while processes store through mappings"},
     {"raw_device", scen_raw_device, "mmap SIZE of the raw device (PATH) and read every page"},
+    {"raw_device_rw", scen_raw_device_rw, "stores through a mapping of the raw device vs pread/pwrite"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 

@@ -90,6 +90,20 @@ pub const SCENARIOS: &[Scenario] = &[
         "scen_dax",
         &["truncate_race"]
     ),
+    single!(
+        "raw_device",
+        "mmap 256 MiB of the raw device (on fsdax with the file system unmounted), read every page; stores vs pread/pwrite",
+        DefaultLayout,
+        "scen_dax",
+        &["{raw}", "--device", "{device}", "raw_device,raw_device_rw"]
+    ),
+    single!(
+        "raw_device_1g",
+        "mmap all 1 GiB of the raw device (on fsdax with the file system unmounted), read every page",
+        DefaultLayout,
+        "scen_dax",
+        &["{raw}", "--device", "{device}", "--size", "1G", "raw_device"]
+    ),
     single!("freeze", "FIFREEZE while processes store through mappings", DefaultLayout, "scen_dax", &["freeze"]),
     single!("freeze_2m", "the same on a file system laid out for 2 MiB mappings", Aligned2M, "scen_dax", &["freeze"]),
     Scenario {
@@ -499,7 +513,8 @@ mod tests {
             let src = std::fs::read_to_string(crate::workspace_root().join("user/c").join(file)).unwrap();
             for s in SCENARIOS {
                 for p in s.phases.iter().filter(|p| p.program == program) {
-                    let list = p.args.iter().find(|a| !a.starts_with('-') && !a.starts_with('{')).unwrap();
+                    // The list of names comes last (after options and their values).
+                    let list = p.args.last().unwrap();
                     for name in list.split(',') {
                         assert!(src.contains(&format!("{{\"{name}\", ")), "{program} has no scenario {name}");
                     }

@@ -48,6 +48,7 @@
 
 pub mod flush;
 pub mod layout;
+pub mod raw;
 pub mod rmap;
 mod tests;
 
@@ -139,6 +140,16 @@ pub fn fault(
 ) -> Result<Resolved, FaultError> {
     let k = &*f.inode;
     let write = access == Access::Write;
+    // A shared write fault changes the file (blocks, dirty pages): it
+    // waits while the file system is frozen, before the mapping lock.
+    let _gate = if write && f.shared {
+        Some(crate::freeze::start_write(block).map_err(|e| match e {
+            crate::freeze::GateError::WouldBlock => FaultError::WouldBlock,
+            crate::freeze::GateError::Interrupted => FaultError::Interrupted,
+        })?)
+    } else {
+        None
+    };
     let _mapping =
         if block { k.mapping_lock.read() } else { k.mapping_lock.try_read().ok_or(FaultError::WouldBlock)? };
     let site = FaultSite { vma: area, file_offset: f.offset, shared: f.shared, write, addr };

@@ -168,6 +168,26 @@ pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) ->
     Ok(())
 }
 
+/// Makes `kind` the holder of `dev` for the device file (`/dev/pmem0`):
+/// as [`claim`], but a file system on the device that is not mounted does
+/// not stop it (as on Linux, a process that opens the raw device owns its
+/// bytes).
+pub fn claim_device_file(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    let mut current = HOLDERS[index_of(dev)].lock();
+    if *current != HolderKind::Logging {
+        return Err(ClaimError::Held(*current));
+    }
+    let old = dev.clear_holder();
+    if dev.set_holder(holder).is_err() {
+        if let Some(old) = old {
+            let _ = dev.set_holder(old);
+        }
+        return Err(ClaimError::Held(*current));
+    }
+    *current = kind;
+    Ok(())
+}
+
 /// Gives `dev` back to the logging holder.
 pub fn release(dev: &'static Device) {
     let mut current = HOLDERS[index_of(dev)].lock();

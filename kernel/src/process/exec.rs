@@ -37,7 +37,7 @@ pub struct ExecError {
 }
 
 impl ExecError {
-    fn new(errno: Errno, why: impl Into<String>) -> Self {
+    pub fn new(errno: Errno, why: impl Into<String>) -> Self {
         ExecError { errno, why: why.into() }
     }
 }

@@ -43,6 +43,15 @@ pub enum FileKind {
     Null,
     /// A `/proc` file (`/proc/self/pagemap`, `/proc/iomem`): read-only.
     Proc(ProcFile),
+    /// The raw persistent-memory device (`/dev/pmem0`).
+    Device(DeviceFile),
+}
+
+/// An open raw device: the claim on it and the offset of `read`/`write`.
+#[derive(Debug)]
+pub struct DeviceFile {
+    pub raw: Arc<crate::dax::raw::RawDevice>,
+    pub pos: crate::sync::Mutex<u64>,
 }
 
 /// Bytes a pipe holds (Linux's default pipe size).

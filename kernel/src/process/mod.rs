@@ -399,10 +399,20 @@ fn start_task(proc: &Arc<Process>, frame: TrapFrame, user: UserCpuInit) -> Resul
     Ok(id)
 }
 
-/// Loads `path` and starts it as a new process with `argv` and `envp`.
-pub fn spawn(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>], parent: Parent) -> Result<Pid, SpawnError> {
+/// Loads `path` and starts it as a new process with `argv` and `envp`,
+/// running `between` after the program is loaded (its memory is its own:
+/// nothing of it stays on the file system) and before it starts; an error
+/// there stops the start.
+pub fn spawn_after_load(
+    path: &str,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    parent: Parent,
+    between: impl FnOnce() -> Result<(), String>,
+) -> Result<Pid, SpawnError> {
     let root = fsdax_fs::ROOT_INO;
     let loaded = exec::load(root, path, argv, envp).map_err(SpawnError::Exec)?;
+    between().map_err(|why| SpawnError::Exec(ExecError::new(fsdax_abi::Errno::EBUSY, why)))?;
     let proc = Process::new(
         basename(path).as_bytes(),
         parent,
@@ -671,6 +681,9 @@ fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
                     }
                     FaultError::BeyondEof => p.force(sig::bus_adrerr_info(addr)),
                     FaultError::Poisoned => p.force(sig::mce_info(sig::BUS_MCEERR_AR, addr & !0xfff, 12)),
+                    // The fatal signal pending ends the process on its way
+                    // back to user mode.
+                    FaultError::Interrupted => {}
                     e => p.force(sig::page_fault_info(addr, e == FaultError::Denied)),
                 }
             }

@@ -47,16 +47,27 @@ pub fn describe_end(e: &Ended) -> String {
 }
 
 fn start(args: &[&str]) -> Result<Pid, String> {
+    start_after_load(args, || Ok(()))
+}
+
+fn start_after_load(args: &[&str], between: impl FnOnce() -> Result<(), String>) -> Result<Pid, String> {
     let Some(&path) = args.first() else { return Err(String::from("usage: exec PATH [ARGS...] [&]")) };
     let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = ENV.iter().map(|e| e.as_bytes().to_vec()).collect();
-    super::spawn(path, &argv, &envp, Parent::Console).map_err(|e| alloc::format!("exec {path}: {e}"))
+    super::spawn_after_load(path, &argv, &envp, Parent::Console, between)
+        .map_err(|e| alloc::format!("exec {path}: {e}"))
 }
 
 /// Runs a program in the foreground: typed bytes go to it (Ctrl-C sends
 /// SIGINT); returns how it ended.
 pub fn run_foreground(args: &[&str]) -> Result<Ended, String> {
-    let pid = start(args)?;
+    run_foreground_after_load(args, || Ok(()))
+}
+
+/// [`run_foreground`], running `between` after the program is loaded and
+/// before it starts.
+fn run_foreground_after_load(args: &[&str], between: impl FnOnce() -> Result<(), String>) -> Result<Ended, String> {
+    let pid = start_after_load(args, between)?;
     console::set_foreground(Some(pid));
     let ended = loop {
         if let Some(e) = super::reap(pid) {
@@ -190,8 +201,11 @@ pub fn mount_at_boot() -> bool {
     }
 }
 
-/// The `run [fsck] PATH [ARGS...]` command line: the mode the host's
-/// benchmark and scenario runners boot (`fsdax_boot::system`). It speaks
+/// The `run [fsck] [raw] PATH [ARGS...]` command line: the mode the host's
+/// benchmark and scenario runners boot (`fsdax_boot::system`). With `raw`
+/// the program is loaded from the file system, which is then unmounted
+/// while it runs (it uses the raw device, `/dev/pmem0`) and mounted again
+/// after it (for `fsck`). It speaks
 /// their status protocol, one line each, prefixed `@@fsdax `: `ready: ...`
 /// once the file system is mounted, `exit N` when the program ended (N as a
 /// shell reports it), `dmesg: ...` for each warning or error the kernel
@@ -202,6 +216,10 @@ pub fn run_system_mode(args: &[&str]) -> ! {
     let (fsck, program) = match args.split_first() {
         Some((&"fsck", rest)) => (true, rest),
         _ => (false, args),
+    };
+    let (raw, program) = match program.split_first() {
+        Some((&"raw", rest)) => (true, rest),
+        _ => (false, program),
     };
     crate::log::mirror_warnings_as_status(true);
     if program.is_empty() {
@@ -219,9 +237,25 @@ pub fn run_system_mode(args: &[&str]) -> ! {
             used,
             total
         );
-        match run_foreground(program) {
+        let ran = if raw {
+            run_foreground_after_load(program, || {
+                crate::fsys::unmount().map_err(|e| alloc::format!("unmounting pmem0: {e}"))
+            })
+        } else {
+            run_foreground(program)
+        };
+        match ran {
             Ok(e) => crate::kprintln!("@@fsdax exit {}", e.how.shell_status()),
             Err(e) => crate::kprintln!("@@fsdax error: {e}"),
+        }
+        if raw {
+            // The program's end released the device (its descriptors and
+            // mappings are gone with it).
+            match crate::pmem::device("pmem0").map(crate::fsys::mount) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => crate::kprintln!("@@fsdax error: mounting pmem0 again: {e}"),
+                None => crate::kprintln!("@@fsdax error: no pmem0"),
+            }
         }
         if fsck {
             match crate::fsys::check() {

@@ -41,6 +41,7 @@ use fsdax_mm::vma::{Backing as VmaBacking, Prot, Vma, VmaError, VmaSet};
 use fsdax_mm::PAGE_SIZE;
 use fsdax_pmem_api::ByteRange;
 
+use crate::dax::raw::DeviceMap;
 use crate::sync::RwLock;
 use crate::vfs::inode::KInode;
 
@@ -69,8 +70,8 @@ pub const MMAP_TOP: u64 = (STACK_TOP - STACK_MAX - (1 << 20)) & !((2 << 20) - 1)
 /// keep working.
 pub const RESERVED_FRAMES: usize = 2048;
 
-/// What backs an area: anonymous memory, or a file of the DAX file system
-/// (the raw pmem device will add an arm).
+/// What backs an area: anonymous memory, a file of the DAX file system, or
+/// the raw persistent-memory device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backing {
     /// Private, zero-filled on first touch; the frames belong to the page
@@ -78,6 +79,9 @@ pub enum Backing {
     Anon,
     /// A file mapped straight onto persistent memory (DAX).
     File(FileMap),
+    /// The raw device (`/dev/pmem0`), shared, mapped with the largest
+    /// leaves that fit (`crate::dax::raw`).
+    Device(DeviceMap),
 }
 
 /// A file mapping: the file, the file offset of the area's first byte, and
@@ -116,6 +120,7 @@ impl VmaBacking for Backing {
         match self {
             Backing::Anon => Backing::Anon,
             Backing::File(f) => Backing::File(FileMap { offset: f.offset + delta, ..f.clone() }),
+            Backing::Device(d) => Backing::Device(DeviceMap { offset: d.offset + delta, ..d.clone() }),
         }
     }
 
@@ -124,6 +129,9 @@ impl VmaBacking for Backing {
             (Backing::Anon, Backing::Anon) => true,
             (Backing::File(a), Backing::File(b)) => {
                 a.offset.checked_add(len) == Some(b.offset) && *b == FileMap { offset: b.offset, ..a.clone() }
+            }
+            (Backing::Device(a), Backing::Device(b)) => {
+                a.offset.checked_add(len) == Some(b.offset) && *b == DeviceMap { offset: b.offset, ..a.clone() }
             }
             _ => false,
         }
@@ -135,7 +143,7 @@ impl Backing {
     pub fn file(&self) -> Option<&FileMap> {
         match self {
             Backing::File(f) => Some(f),
-            Backing::Anon => None,
+            Backing::Anon | Backing::Device(_) => None,
         }
     }
 }
@@ -167,6 +175,9 @@ pub enum FaultError {
     BeyondEof,
     /// The page is poisoned (a bad block): SIGBUS, BUS_MCEERR_AR, lsb 12.
     Poisoned,
+    /// A fatal signal ended a wait (a write fault on a frozen file
+    /// system): nothing was mapped, the process dies on its way out.
+    Interrupted,
 }
 
 /// A resolved fault.
@@ -295,6 +306,10 @@ impl Vm {
             Backing::File(f) => {
                 let area = ByteRange::new(v.start, v.end).ok_or(FaultError::NotMapped)?;
                 crate::dax::fault(&self.space, area, v.prot, f, addr, access, block)
+            }
+            Backing::Device(d) => {
+                let area = ByteRange::new(v.start, v.end).ok_or(FaultError::NotMapped)?;
+                crate::dax::raw::fault(&self.space, area, v.prot, d, addr, access)
             }
         }
     }

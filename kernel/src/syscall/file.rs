@@ -104,6 +104,13 @@ pub fn lseek(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         }
         // Linux: seeking /dev/null always lands at 0.
         FileKind::Null => Ok(0),
+        // The raw device: its size is the end; no holes.
+        FileKind::Device(d) => {
+            let mut pos = d.pos.lock();
+            let size = d.raw.len();
+            *pos = fsdax_kcore::seek::lseek(whence, offset, *pos, size, size, &[(0, size)])?;
+            Ok(*pos)
+        }
         // `/proc` files: any position (Linux's `mem_lseek`).
         FileKind::Proc(pf) => {
             let mut pos = pf.pos.lock();
@@ -148,6 +155,12 @@ pub fn pread64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         let bytes = crate::vfs::proc::read(&pf.kind, a[3], a[2])?;
         return write_user(a[1], &bytes).map(|()| bytes.len() as u64);
     }
+    if let FileKind::Device(d) = &f.kind {
+        if !uaccess::user_range(a[1], a[2] as usize) {
+            return Err(Errno::EFAULT);
+        }
+        return d.raw.read_at(&c.proc, a[1], a[2], a[3]);
+    }
     let k = positional(&f)?;
     match k {
         Some(k) => read_at(&c.proc, k, a[1], a[2], a[3]),
@@ -161,6 +174,12 @@ pub fn pwrite64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
     if !writable(&f) {
         return Err(Errno::EBADF);
+    }
+    if let FileKind::Device(d) = &f.kind {
+        if (a[3] as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        return d.raw.write_at(a[1], a[2], a[3]);
     }
     let k = positional(&f)?;
     if (a[3] as i64) < 0 {
@@ -223,6 +242,12 @@ pub fn fsync(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         })
         .unwrap_or(Err(Errno::EIO))
         .map(|()| 0),
+        // `write` on the device is durable when it returns; stores through
+        // a mapping are the program's to flush (as with device DAX).
+        FileKind::Device(d) => {
+            d.raw.fence();
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -254,7 +279,10 @@ pub fn ftruncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
     let f = file(c, a[0])?;
     match &f.kind {
-        FileKind::File(rf) if writable(&f) => crate::vfs::file::truncate(&rf.inode, a[1]).map(|()| 0),
+        FileKind::File(rf) if writable(&f) => {
+            let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
+            crate::vfs::file::truncate(&rf.inode, a[1]).map(|()| 0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -276,7 +304,8 @@ pub fn truncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         crate::vfs::inode::get(fs, ino).map_err(errno)
     })
     .unwrap_or(Err(Errno::ENOENT))?;
-    let r = crate::vfs::file::truncate(&k, a[1]).map(|()| 0);
+    let gate = crate::freeze::start_write(true).map_err(|e| e.errno());
+    let r = gate.and_then(|_gate| crate::vfs::file::truncate(&k, a[1]).map(|()| 0));
     drop(k);
     r
 }
@@ -300,6 +329,7 @@ pub fn fallocate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         Fallocate::PunchHole => Falloc::PunchHole,
         Fallocate::ZeroRange { keep_size } => Falloc::ZeroRange { keep_size },
     };
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     crate::vfs::file::fallocate(k, mode, off, len).map(|()| 0)
 }
 
@@ -340,6 +370,8 @@ fn with_both_locked<R>(
     dst: ByteRange,
     f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>,
 ) -> Result<R, Errno> {
+    // A freeze waits for it; it waits for a freeze.
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     let (first, second) = if s.ino() <= d.ino() { (s, d) } else { (d, s) };
     let _a = first.mapping_lock.write();
     let _b = (first.ino() != second.ino()).then(|| second.mapping_lock.write());
@@ -519,6 +551,19 @@ pub fn ioctl(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         io::FICLONERANGE => ficlonerange(c, a[0], a[2]),
         io::FIDEDUPERANGE => fideduperange(c, a[0], a[2]),
         wire::FS_IOC_FIEMAP => fiemap(c, a[0], a[2]),
+        io::BLKGETSIZE64 => match &f.kind {
+            FileKind::Device(d) => write_user(a[2], &d.raw.len().to_le_bytes()).map(|()| 0),
+            _ => Err(Errno::ENOTTY),
+        },
+        // Any descriptor of the file system (a file or a directory): EBUSY
+        // if already frozen, EINVAL to thaw what is not frozen (Linux).
+        io::FIFREEZE | io::FITHAW => match &f.kind {
+            FileKind::File(_) | FileKind::Dir(_) if a[1] as u32 == io::FIFREEZE => {
+                crate::freeze::freeze_user().map(|()| 0)
+            }
+            FileKind::File(_) | FileKind::Dir(_) => crate::freeze::thaw_user().map(|()| 0),
+            _ => Err(Errno::ENOTTY),
+        },
         _ => Err(Errno::ENOTTY),
     }
 }

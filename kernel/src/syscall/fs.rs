@@ -45,6 +45,8 @@ const BLKSIZE: u32 = 4096;
 const ST_RDONLY: u64 = 1;
 /// `st_rdev` of `/dev/null` (1:3).
 const NULL_RDEV: u64 = (1 << 8) | 3;
+/// `/dev/pmem0`: block major 259 (Linux's "blkext"), minor 0.
+const PMEM_RDEV: u64 = 259 << 8;
 /// `st_dev` of `/proc` files (Linux's procfs is an anonymous device too).
 const PROC_DEV: u64 = 0x16;
 
@@ -153,6 +155,17 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         }
         return install(c, OpenFile::new(FileKind::Null, flags.status), flags.cloexec);
     }
+    if path == crate::dax::raw::PATH {
+        if flags.directory {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags.create && flags.exclusive {
+            return Err(Errno::EEXIST);
+        }
+        let raw = crate::dax::raw::open()?;
+        let df = crate::process::fd::DeviceFile { raw, pos: Mutex::new(0) };
+        return install(c, OpenFile::new(FileKind::Device(df), flags.status), flags.cloexec);
+    }
     if let Some(kind) = crate::vfs::proc::lookup(&path, c.proc.pid()) {
         // Read-only files (Linux: mode 0444/0400).
         if flags.access != request::Access::Read || flags.truncate || flags.directory {
@@ -162,6 +175,11 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         return install(c, OpenFile::new(FileKind::Proc(pf), flags.status), flags.cloexec);
     }
     let start = start_dir(c, dirfd, &path)?;
+    // Creating or truncating changes the file system: not while frozen.
+    let _gate = (flags.create || flags.truncate)
+        .then(|| crate::freeze::start_write(true))
+        .transpose()
+        .map_err(|e| e.errno())?;
     let (f, truncate) = with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         open_in(fs, &p, &flags)
@@ -216,6 +234,22 @@ fn stat_ino(fs: &KernelFs, ino: Ino) -> Result<Stat, Errno> {
     })
 }
 
+/// What `stat` says about the raw device of `len` bytes: a block device
+/// (Linux's pmem: major 259) whose size is the device's.
+fn device_stat(len: u64) -> Stat {
+    Stat {
+        dev: ANON_DEV,
+        ino: 5,
+        nlink: 1,
+        mode: g::S_IFBLK | 0o660,
+        rdev: PMEM_RDEV,
+        size: len as i64,
+        blksize: 4096,
+        blocks: (len / 512) as i64,
+        ..Stat::default()
+    }
+}
+
 /// What `fstat` says about an open description.
 fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
     let chr = |rdev| Stat {
@@ -242,6 +276,7 @@ fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
             rf.inode.check_mount()?;
             stat_ino(fs, rf.inode.ino())
         }),
+        FileKind::Device(d) => Ok(device_stat(d.raw.len())),
         FileKind::Proc(_) => {
             Ok(Stat { dev: PROC_DEV, ino: 2, nlink: 1, mode: wire::S_IFREG | 0o444, blksize: 1024, ..Stat::default() })
         }
@@ -265,6 +300,11 @@ fn stat_at(c: &Ctx<'_>, dirfd: u64, path: &[u8]) -> Result<Stat, Errno> {
     }
     if is_dev_null(path) {
         return stat_open(&OpenFile { kind: FileKind::Null, status: Default::default() });
+    }
+    if path == crate::dax::raw::PATH {
+        // Without opening it (an open claims the device).
+        let dev = crate::pmem::device("pmem0").ok_or(Errno::ENOENT)?;
+        return Ok(device_stat(dev.len()));
     }
     if let Some(kind) = crate::vfs::proc::lookup(path, c.proc.pid()) {
         let pf = crate::vfs::proc::ProcFile { kind: kind?, pos: Mutex::new(0) };
@@ -379,6 +419,7 @@ pub fn fstatfs(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 pub fn mkdirat(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let path = read_path(a[1], false)?;
     let start = start_dir(c, a[0], &path)?;
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         match p.last {
@@ -417,6 +458,7 @@ pub fn unlinkat(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let dir = request::unlinkat_flags(a[2])?;
     let path = read_path(a[1], false)?;
     let start = start_dir(c, a[0], &path)?;
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
         remove(fs, &p, dir)
@@ -441,6 +483,7 @@ pub fn renameat2(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let old = read_path(a[1], false)?;
     let new = read_path(a[3], false)?;
     let (s0, d0) = (start_dir(c, a[0], &old)?, start_dir(c, a[2], &new)?);
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     with_fs(|fs| {
         let sp = vfs::resolve_parent(fs, s0, &old)?;
         let dp = vfs::resolve_parent(fs, d0, &new)?;

@@ -90,6 +90,12 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
         }
         FileKind::Dir(_) => Err(Errno::EISDIR),
         FileKind::Null => Ok(len),
+        FileKind::Device(d) => {
+            let mut pos = d.pos.lock();
+            let n = d.raw.write_at(buf, len, *pos)?;
+            *pos += n;
+            Ok(n)
+        }
         FileKind::Proc(_) => Err(Errno::EBADF),
         FileKind::ConsoleOut | FileKind::ConsoleIn => {
             let mut chunk = [0u8; CHUNK];
@@ -152,6 +158,12 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
         }
         FileKind::Dir(_) => Err(Errno::EISDIR),
         FileKind::Null => Ok(0),
+        FileKind::Device(d) => {
+            let mut pos = d.pos.lock();
+            let n = d.raw.read_at(&c.proc, buf, len, *pos)?;
+            *pos += n;
+            Ok(n)
+        }
         FileKind::Proc(pf) => {
             let mut pos = pf.pos.lock();
             let bytes = crate::vfs::proc::read(&pf.kind, *pos, len)?;
@@ -285,7 +297,7 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                 }
                 FileKind::Pipe(end) => (end.pipe.peek(|p| !p.bytes.is_empty() || p.writers == 0), false),
                 // Files never block (Linux: always ready).
-                FileKind::File(_) | FileKind::Null | FileKind::Proc(_) => (true, true),
+                FileKind::File(_) | FileKind::Null | FileKind::Proc(_) | FileKind::Device(_) => (true, true),
                 FileKind::Dir(_) => (true, false),
             };
             let mut ev = 0u16;

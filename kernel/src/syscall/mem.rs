@@ -21,6 +21,7 @@ use fsdax_mm::{HUGE_2M, PAGE_SIZE};
 use fsdax_pmem_api::ByteRange;
 
 use super::Ctx;
+use crate::dax::raw::{DeviceMap, RawDevice};
 use crate::process::fd::FileKind;
 use crate::process::vm::{pte_flags, Access, Areas, Backing, FileMap, Vm, MMAP_TOP};
 use crate::vfs::inode::KInode;
@@ -87,6 +88,27 @@ fn mappable(c: &Ctx<'_>, fd: i32, shared: bool, write: bool) -> Result<(Arc<KIno
     Ok((Arc::clone(&rf.inode), !shared || writable))
 }
 
+/// The raw device an `mmap` of descriptor `fd` maps, if it is one.
+fn device_of(c: &Ctx<'_>, fd: i32) -> Result<Option<Arc<RawDevice>>, Errno> {
+    let f = super::io::file(c, u64::from(fd as u32))?;
+    Ok(match &f.kind {
+        FileKind::Device(d) => Some(Arc::clone(&d.raw)),
+        _ => None,
+    })
+}
+
+/// EACCES unless the device's descriptor reads (and writes, for a
+/// writable mapping); whether `mprotect` may add write access later.
+fn device_access(c: &Ctx<'_>, fd: i32, write: bool) -> Result<bool, Errno> {
+    let s = super::io::file(c, u64::from(fd as u32))?.status();
+    let readable = s & g::O_PATH == 0 && matches!(s & g::O_ACCMODE, g::O_RDONLY | g::O_RDWR);
+    let writable = s & g::O_PATH == 0 && s & g::O_ACCMODE == g::O_RDWR;
+    if !readable || (write && !writable) {
+        return Err(Errno::EACCES);
+    }
+    Ok(writable)
+}
+
 /// `mmap(addr, len, prot, flags, fd, offset)`.
 pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let m = request::mmap(a[0], a[1], a[2], a[3], a[4], a[5])?;
@@ -96,6 +118,16 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             return Err(Errno::ENOMEM);
         }
         Backing::Anon
+    } else if let Some(raw) = device_of(c, m.fd)? {
+        // As Linux's device DAX: shared mappings only, inside the device.
+        if m.sharing != Sharing::Shared {
+            return Err(Errno::EINVAL);
+        }
+        let may_write = device_access(c, m.fd, m.write)?;
+        if m.offset.checked_add(m.len).is_none_or(|e| e > raw.len()) {
+            return Err(Errno::ENXIO);
+        }
+        Backing::Device(DeviceMap { raw, offset: m.offset, may_write })
     } else {
         let shared = m.sharing == Sharing::Shared;
         let (inode, may_write) = mappable(c, m.fd, shared, m.write)?;
@@ -110,6 +142,7 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     // modulo 2 MiB, so that 2 MiB pages can be used.
     let (align, phase) = match &backing {
         Backing::File(f) => (HUGE_2M, f.offset % HUGE_2M),
+        Backing::Device(d) => d.raw.placement(d.offset, m.len),
         Backing::Anon => (PAGE_SIZE, 0),
     };
     let mut replaced = Vec::new();
@@ -181,7 +214,12 @@ pub fn mprotect(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let prot = prot_of(r, w, x);
     let vm = vm_of(c)?;
     vm.write(|areas, space| -> Result<(), Errno> {
-        if w && areas.set.overlapping(start, start + len).any(|v| v.backing.file().is_some_and(|f| !f.may_write)) {
+        let denied = |v: &Vma<Backing>| match &v.backing {
+            Backing::File(f) => !f.may_write,
+            Backing::Device(d) => !d.may_write,
+            Backing::Anon => false,
+        };
+        if w && areas.set.overlapping(start, start + len).any(denied) {
             return Err(Errno::EACCES);
         }
         let changed = areas.set.protect(start, len, prot).map_err(vma_errno)?;

@@ -170,6 +170,9 @@ pub fn write_at(p: &Process, k: &KInode, buf: u64, len: u64, at: WriteAt) -> Res
     if !uaccess::user_range(buf, len as usize) {
         return Err(Errno::EFAULT);
     }
+    // Before every lock: a freeze waits for the write, the write for a
+    // freeze (until thaw; a fatal signal ends the wait with EINTR).
+    let _gate = crate::freeze::start_write(true).map_err(|e| e.errno())?;
     let (mut done, mut end) = (0u64, start);
     let mut retried_at = None;
     loop {
