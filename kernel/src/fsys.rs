@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
 use fsdax_fs::{FileSystem, MemoryEstimate, MkfsOptions, MountOptions, RmapOwner, RmapRecord};
+use fsdax_kcore::memfail::Hit;
 
 use crate::pmem::{self, Device, HolderKind};
 use crate::sync::RwLock;
@@ -69,9 +70,14 @@ pub struct FsHolder;
 /// Describes the owners of a poisoned range, one line each.
 fn report_owners(offset: u64, owners: &[RmapRecord]) {
     if owners.is_empty() {
+        crate::memfail::note_hit(Hit::Free);
         crate::warn!("fs: poison at {offset:#x} hits free space: nothing lost");
     }
     for r in owners {
+        crate::memfail::note_hit(match r.owner {
+            RmapOwner::File { .. } => Hit::FileData,
+            RmapOwner::Metadata(_) => Hit::Metadata,
+        });
         match r.owner {
             RmapOwner::File { ino, offset: file_off } => crate::warn!(
                 "fs: poison at {offset:#x} hits file data: inode {ino} at file offset {:#x} (extent {file_off:#x}+{:#x}){}",

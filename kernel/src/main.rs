@@ -31,6 +31,7 @@ mod harness;
 mod log;
 mod mce;
 mod mem;
+mod memfail;
 mod panic;
 mod pmem;
 mod power;

@@ -29,7 +29,7 @@ use fsdax_drivers::pmem::device::{DeviceLock, DeviceState, Holder, HolderError, 
 use fsdax_drivers::pmem::ByteRange;
 use fsdax_hal::mm::{discover_pmem, PmemDiscovery};
 use fsdax_hal::sync::IrqMutex;
-use fsdax_kcore::memfail::{route, DeviceSpan, Route};
+use fsdax_kcore::memfail::{route, DeviceSpan, Route, Source};
 
 use self::media::KernelMedia;
 use crate::shell::parse_num;
@@ -249,9 +249,44 @@ impl core::fmt::Display for Failure {
 }
 
 /// Handles poison at physical range `phys`: record it in the owning
-/// device's bad-block list, tell the device's holder, log one line.
-/// Runs in task context (the #MC handler only queues).
+/// device's bad-block list, tell the device's holder, log one line, then
+/// tell the processes that map it ([`crate::memfail`]). Runs in task
+/// context (the #MC handler only queues).
 pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
+    let source = if flags.contains(MfFlags::ACTION_REQUIRED) { Source::ActionRequired } else { Source::Scrub };
+    memory_failure_with(phys, flags, source, None)
+}
+
+/// [`memory_failure`] from `source`, with the process that consumed the
+/// poison and the address it touched, if one did.
+pub fn memory_failure_from(phys: ByteRange, source: Source, consumer: Option<(crate::process::Pid, u64)>) -> Failure {
+    let flags = match source {
+        Source::ConsumedByProcess | Source::ActionRequired | Source::Madvise => MfFlags::ACTION_REQUIRED,
+        Source::Scrub | Source::Software => MfFlags::ACTION_OPTIONAL,
+        Source::PreRemove => MfFlags::PRE_REMOVE,
+    };
+    memory_failure_with(phys, flags, source, consumer)
+}
+
+fn memory_failure_with(
+    phys: ByteRange,
+    flags: MfFlags,
+    source: Source,
+    consumer: Option<(crate::process::Pid, u64)>,
+) -> Failure {
+    let mut result = Failure::NotPmem;
+    crate::memfail::event(phys, source, consumer, || {
+        let (index, offset, len, handled, new) = record_and_notify(phys, flags)?;
+        result = Failure::Recorded { device: index, offset, len, new, holder_notified: handled };
+        Some((index, offset, len, handled, new))
+    });
+    result
+}
+
+/// The device's part of a memory failure: route, record, tell the holder,
+/// log one line. Returns the device's index, the offset and length in it,
+/// whether the holder handled it and whether the poison was new.
+fn record_and_notify(phys: ByteRange, flags: MfFlags) -> Option<(usize, u64, u64, bool, bool)> {
     let kind = mf_kind(flags);
     let spans: Vec<DeviceSpan> =
         devices().iter().map(|d| DeviceSpan { phys_base: d.phys_base(), len: d.len() }).collect();
@@ -261,7 +296,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
             phys.start(),
             phys.len()
         );
-        return Failure::NotPmem;
+        return None;
     };
     let dev = &devices()[index];
     let new = match dev.record_poison(offset, len) {
@@ -279,7 +314,6 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
             false
         }
     };
-    let f = Failure::Recorded { device: index, offset, len, new, holder_notified };
     crate::warn!(
         "memory failure: {} offset {offset:#x} len {len} (phys {:#x}), {kind}: {}; {}",
         dev.name(),
@@ -287,7 +321,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
         if new { "recorded as bad block" } else { "already known" },
         if holder_notified { "holder notified" } else { "no holder" }
     );
-    f
+    Some((index, offset, len, holder_notified, new))
 }
 
 /// Handles everything the #MC handler queued. Returns how many ranges.
@@ -480,21 +514,21 @@ run: |_| {
     }
 });
 
-fsdax_hal::shell_command!(MF_CMD, name: "mf", usage: "mf REGION OFFSET [LEN]",
-help: "software-inject a memory failure (action optional), as a #MC would",
-run: |args| {
+/// `mf inject REGION OFFSET [LEN]`: a software memory failure (action
+/// optional), as a #MC would report it.
+pub fn inject(args: &[&str]) {
     let (Some(d), Some(off)) = (args.first().and_then(|a| device(a)), args.get(1).and_then(|a| parse_num(a))) else {
-        return crate::kprintln!("usage: mf REGION OFFSET [LEN]");
+        return crate::kprintln!("usage: mf inject REGION OFFSET [LEN]");
     };
     let len = args.get(2).and_then(|a| parse_num(a)).unwrap_or(64);
     match ByteRange::from_len(d.phys_base() + off, len) {
         Some(r) if off.checked_add(len).is_some_and(|e| e <= d.len()) => {
-            let f = memory_failure(r, MfFlags::ACTION_OPTIONAL);
+            let f = memory_failure_from(r, Source::Software, None);
             crate::kprintln!("memory failure: {f}");
         }
         _ => crate::kprintln!("mf: {off:#x}+{len:#x} is outside {} ({} MiB)", d.name(), d.len() >> 20),
     }
-});
+}
 
 mod tests {
     use fsdax_ktest::{kassert, kassert_eq, kfail, ktest, Failure as KFailure};
