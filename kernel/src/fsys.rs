@@ -93,10 +93,12 @@ fn report_owners(offset: u64, owners: &[RmapRecord]) {
 impl Holder for FsHolder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), HolderError> {
         if flags.contains(MfFlags::PRE_REMOVE) {
-            crate::warn!("fs: device going away: unmounting");
+            crate::warn!("fs: device going away: writing a checkpoint and unmounting");
             let fs = FS.write().take();
             if let Some(fs) = fs {
-                let _ = fs.unmount();
+                if let Err(e) = fs.unmount() {
+                    crate::error!("fs: the checkpoint at removal failed ({e}); the log still holds every change");
+                }
             }
             return Ok(());
         }
@@ -140,6 +142,9 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
     let mut slot = FS.write();
     if slot.is_some() {
         return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
+    }
+    if pmem::is_dead(dev) {
+        return Err(alloc::format!("{}: {}", dev.name(), pmem::DEAD_DEVICE));
     }
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
         return Err(alloc::format!("{} is in raw use by `{who}`", dev.name()));

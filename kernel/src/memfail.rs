@@ -194,6 +194,26 @@ fn event_with(
     });
 }
 
+/// Device removal, before the holder unmounts: every process that maps
+/// device `device` (physical `phys_base`, `len` bytes) loses those mappings
+/// and gets SIGBUS `BUS_MCEERR_AO` once (no poison is recorded).
+///
+/// With file mappings this is the place for the whole sequence: freeze the
+/// file system (new faults and writes wait, then fail); walk every mapped
+/// range (`DaxMappings::mapped(.., whole)`); `plan(PreRemove)`; unmap + AO;
+/// then the holder unmounts, and thaw.
+pub fn pre_remove(device: usize, phys_base: u64, len: u64) {
+    let Some(whole) = ByteRange::from_len(phys_base, len) else { return };
+    event(whole, Source::PreRemove, None, || Some((device, 0, len, true, false)));
+    if let Some((_, e)) = LOG.lock().recent().last() {
+        crate::warn!(
+            "Memory failure: device removal: {} mapping(s) removed, {} process(es) got SIGBUS BUS_MCEERR_AO",
+            e.unmapped,
+            e.deliveries.len()
+        );
+    }
+}
+
 /// Poison outside persistent memory consumed by a process: only it is told.
 fn deliver_consumer_only(dax: Option<&dyn DaxMappings>, phys: u64, pid: Pid, va: u64) {
     let (_, deliveries) = carry_out(dax, &plan(Cause::Poison { consumer: Some((pid, va)) }, &[]));

@@ -12,8 +12,23 @@
  *                            recovery write) clears the poison, after which
  *                            the whole file reads back
  *
+ *   poison_rw eio FILE       block 1 fails with EIO, blocks 0 and 2 read
+ *                            (after a machine check, or after a reboot,
+ *                            before any machine check)
+ *   poison_rw zero FILE      block 1 fails with EIO; fallocate(ZERO_RANGE)
+ *                            of the whole block clears it: it reads zeros
+ *   poison_rw punch FILE     block 1 fails with EIO; punching it leaves a
+ *                            hole (zeros) and does not return the bad block
+ *                            to free space (statfs); a new whole-block
+ *                            pwrite lands on another block (FIEMAP)
+ *   poison_rw writeloop FILE MIB
+ *                            1 MiB pwrites over the first MIB MiB of FILE,
+ *                            round and round, until one fails; passes if it
+ *                            failed with EIO or ENXIO (the device went away)
+ *
  * Prints check.h lines; exits 0 iff every check passed. On Linux, the
- * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf`.
+ * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf` or
+ * a machine check the host injects.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -21,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -91,16 +108,151 @@ static void check(const char *path)
     t_pass();
 }
 
+/* Block 1 is poisoned, its neighbours are intact. */
+static int expect_poisoned(int fd)
+{
+    static unsigned char buf[BLOCK];
+    errno = 0;
+    if (pread(fd, buf, BLOCK, BLOCK) != -1 || errno != EIO) {
+        t_fail(__FILE__, __LINE__, "-1 (EIO)", "errno %d: pread of block 1", errno);
+        return 0;
+    }
+    for (int b = 0; b <= 2; b += 2) {
+        if (pread(fd, buf, BLOCK, (off_t)b * BLOCK) != BLOCK) {
+            t_fail(__FILE__, __LINE__, "a whole block", "errno %d: pread of block %d", errno, b);
+            return 0;
+        }
+        for (size_t i = 0; i < BLOCK; i++)
+            if (buf[i] != byte_at((size_t)b * BLOCK + i)) {
+                t_fail(__FILE__, __LINE__, "the pattern", "byte %zu of block %d differs", i, b);
+                return 0;
+            }
+    }
+    return 1;
+}
+
+static void eio(const char *path)
+{
+    T_BEGIN("poison_rw_eio");
+    int fd = CHECK_SYS(open(path, O_RDONLY));
+    if (!expect_poisoned(fd))
+        return;
+    close(fd);
+    t_pass();
+}
+
+static void zero(const char *path)
+{
+    T_BEGIN("poison_rw_zero");
+    static unsigned char buf[3 * BLOCK];
+    int fd = CHECK_SYS(open(path, O_RDWR));
+    if (!expect_poisoned(fd))
+        return;
+    /* Zeroing part of the block cannot clear it. */
+    CHECK_ERRNO(fallocate(fd, FALLOC_FL_ZERO_RANGE, BLOCK + 100, 200), EIO);
+    CHECK_SYS(fallocate(fd, FALLOC_FL_ZERO_RANGE, BLOCK, BLOCK));
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], i >= BLOCK && i < 2 * BLOCK ? 0 : byte_at(i));
+    close(fd);
+    t_pass();
+}
+
+static long long block_of(int fd, off_t at)
+{
+    struct {
+        struct fiemap fm;
+        struct fiemap_extent e[4];
+    } req;
+    memset(&req, 0, sizeof req);
+    req.fm.fm_start = at;
+    req.fm.fm_length = BLOCK;
+    req.fm.fm_extent_count = 4;
+    if (ioctl(fd, FS_IOC_FIEMAP, &req) != 0 || req.fm.fm_mapped_extents < 1)
+        return -1;
+    struct fiemap_extent *e = &req.e[0];
+    if (e->fe_logical > (unsigned long long)at || e->fe_logical + e->fe_length <= (unsigned long long)at)
+        return -1;
+    return (long long)(e->fe_physical + (at - e->fe_logical));
+}
+
+static void punch(const char *path)
+{
+    T_BEGIN("poison_rw_punch");
+    static unsigned char buf[3 * BLOCK];
+    int fd = CHECK_SYS(open(path, O_RDWR));
+    if (!expect_poisoned(fd))
+        return;
+    long long bad = block_of(fd, BLOCK);
+    CHECK(bad >= 0, "FIEMAP names block 1's device offset");
+    struct statfs before, after;
+    CHECK_SYS(fstatfs(fd, &before));
+    CHECK_SYS(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BLOCK, BLOCK));
+    CHECK_SYS(fstatfs(fd, &after));
+    /* The bad block left the file and did not become free space. */
+    CHECK_EQ(after.f_bfree, before.f_bfree);
+    CHECK_EQ(block_of(fd, BLOCK), -1);
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], i >= BLOCK && i < 2 * BLOCK ? 0 : byte_at(i));
+    /* A new block, never the bad one. */
+    for (size_t i = 0; i < BLOCK; i++)
+        buf[i] = byte_at(BLOCK + i);
+    CHECK_EQ(pwrite(fd, buf, BLOCK, BLOCK), BLOCK);
+    CHECK_SYS(fsync(fd));
+    long long now = block_of(fd, BLOCK);
+    CHECK(now >= 0 && now != bad, "block 1 is on another device block");
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], byte_at(i));
+    printf("poison_rw: bad block 0x%llx stays out of use; block 1 now at 0x%llx\n", bad, now);
+    close(fd);
+    t_pass();
+}
+
+static void writeloop(const char *path, long mib)
+{
+    T_BEGIN("poison_rw_writeloop");
+    static unsigned char buf[1 << 20];
+    memset(buf, 0x5a, sizeof buf);
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK(mib >= 1, "MIB >= 1");
+    long n = 0;
+    for (;;) {
+        ssize_t r = pwrite(fd, buf, sizeof buf, (off_t)(n % mib) << 20);
+        if (r != (ssize_t)sizeof buf)
+            break;
+        if (++n == 1)
+            printf("poison_rw: writeloop writing %s\n", path);
+    }
+    int e = errno;
+    printf("poison_rw: writeloop stopped after %ld writes: %s\n", n, errno_name(e));
+    CHECK(e == EIO || e == ENXIO, "the write loop ends with EIO or ENXIO");
+    /* Everything else on the file fails too, and nothing blocks. */
+    errno = 0;
+    CHECK(pread(fd, buf, 4096, 0) == -1 && (errno == EIO || errno == ENXIO), "pread fails with EIO or ENXIO");
+    close(fd);
+    t_pass();
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[1], "prepare") != 0 && strcmp(argv[1], "check") != 0)) {
-        fprintf(stderr, "usage: poison_rw prepare|check FILE\n");
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && strcmp(argv[1], "prepare") == 0)
+        prepare(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "check") == 0)
+        check(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "eio") == 0)
+        eio(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "zero") == 0)
+        zero(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "punch") == 0)
+        punch(argv[2]);
+    else if (argc == 4 && strcmp(argv[1], "writeloop") == 0)
+        writeloop(argv[2], atol(argv[3]));
+    else {
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch FILE | poison_rw writeloop FILE MIB\n");
         return 2;
     }
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (strcmp(argv[1], "prepare") == 0)
-        prepare(argv[2]);
-    else
-        check(argv[2]);
     return t_summary();
 }

@@ -183,9 +183,10 @@ pub struct Event {
 }
 
 impl Event {
-    /// 4 KiB pages the failed range touches.
+    /// 4 KiB pages the failed range touches (none for a removal: the
+    /// memory is good).
     pub fn pages(&self) -> u64 {
-        if self.len == 0 {
+        if self.len == 0 || self.source == Source::PreRemove {
             return 0;
         }
         let first = self.offset / 4096;

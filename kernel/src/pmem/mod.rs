@@ -24,6 +24,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use fsdax_drivers::pmem::device::{DeviceLock, DeviceState, Holder, HolderError, MfFlags, PmemDevice, PmemError};
 use fsdax_drivers::pmem::ByteRange;
@@ -80,6 +81,17 @@ const MAX_DEVICES: usize = 8;
 const DEVICE_NAMES: [&str; MAX_DEVICES] = ["pmem0", "pmem1", "pmem2", "pmem3", "pmem4", "pmem5", "pmem6", "pmem7"];
 static HOLDERS: [IrqMutex<HolderKind>; MAX_DEVICES] = [const { IrqMutex::new(HolderKind::Logging) }; MAX_DEVICES];
 
+/// Devices taken away with `unbind`: nothing uses them again until reboot.
+static DEAD: [AtomicBool; MAX_DEVICES] = [const { AtomicBool::new(false) }; MAX_DEVICES];
+
+/// Whether `dev` was unbound (removed).
+pub fn is_dead(dev: &Device) -> bool {
+    DEAD[index_of(dev)].load(Ordering::Acquire)
+}
+
+/// What `unbind` says when someone asks for a removed device.
+pub const DEAD_DEVICE: &str = "the device was unbound (removed); reboot to use it again";
+
 fn index_of(dev: &Device) -> usize {
     devices().iter().position(|d| core::ptr::eq(d, dev)).unwrap_or(MAX_DEVICES - 1)
 }
@@ -120,6 +132,8 @@ pub enum ClaimError {
     /// The device holds an fsdax file system that is not mounted; raw
     /// writes would destroy it.
     HasFileSystem,
+    /// The device was unbound.
+    Removed,
 }
 
 impl core::fmt::Display for ClaimError {
@@ -128,6 +142,7 @@ impl core::fmt::Display for ClaimError {
             Self::Held(HolderKind::FileSystem) => f.write_str("the mounted file system holds it (`fs umount` first)"),
             Self::Held(HolderKind::Raw(who)) => write!(f, "`{who}` holds it"),
             Self::Held(HolderKind::Logging) => f.write_str("busy"),
+            Self::Removed => f.write_str(DEAD_DEVICE),
             Self::HasFileSystem => {
                 f.write_str("it holds an fsdax file system, which raw writes would destroy (use a device without one)")
             }
@@ -145,6 +160,9 @@ pub fn has_file_system(dev: &Device) -> bool {
 /// Makes `kind` the holder of `dev`, with `holder` receiving memory-failure
 /// notifications. A raw claim is refused on a device with a file system.
 pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    if is_dead(dev) {
+        return Err(ClaimError::Removed);
+    }
     let mut current = HOLDERS[index_of(dev)].lock();
     if *current != HolderKind::Logging {
         return Err(ClaimError::Held(*current));
@@ -393,6 +411,11 @@ fn fill_args(dev: &str, off: &str, byte: &str, len: &str) -> Result<(&'static De
 }
 
 fn cmd_pmem(args: &[&str]) {
+    if let Some(d) = args.get(1).and_then(|a| device(a)) {
+        if is_dead(d) {
+            return crate::kprintln!("{}: {DEAD_DEVICE}", d.name());
+        }
+    }
     match args {
         [] => {
             if devices().is_empty() {
@@ -412,6 +435,7 @@ fn cmd_pmem(args: &[&str]) {
                     s.pages_4k,
                     d.poison_count(),
                     match holder_of(d) {
+                        _ if is_dead(d) => "none (unbound: dead until reboot)",
                         HolderKind::Logging => "none",
                         HolderKind::FileSystem => "file system",
                         HolderKind::Raw(who) => who,
@@ -511,6 +535,53 @@ run: |_| {
         d.for_each_poison(|r| {
             crate::kprintln!("  {:#x}+{:#x} (phys {:#x})", r.start(), r.len(), d.phys_base() + r.start());
         });
+    }
+});
+
+/// How an unbind went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unbound {
+    /// Whether a mounted file system was made consistent and unmounted.
+    pub unmounted: bool,
+}
+
+/// Removes `dev` (Linux's unbind of a pmem namespace, `MF_MEM_PRE_REMOVE`):
+/// every process that maps it loses its mappings and is told
+/// (`crate::memfail::pre_remove`), the holder makes its file system
+/// consistent and unmounts it, the device goes back to no holder and is
+/// marked dead: later system calls on its open files fail (EIO), mounts and
+/// raw access are refused. The file system's lock is taken once, so a
+/// system call in progress (a long `pwrite`) finishes first and the next
+/// one fails: nothing waits for the device again.
+pub fn unbind(dev: &'static Device) -> Result<Unbound, String> {
+    let i = index_of(dev);
+    if DEAD[i].swap(true, Ordering::AcqRel) {
+        return Err(alloc::format!("{}: already unbound", dev.name()));
+    }
+    crate::warn!("{}: unbinding: unmapping every process that maps it, then unmounting", dev.name());
+    crate::memfail::pre_remove(i, dev.phys_base(), dev.len());
+    let unmounted = holder_of(dev) == HolderKind::FileSystem;
+    match dev.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE) {
+        Ok(()) | Err(PmemError::NoHolder) => {}
+        Err(e) => crate::error!("{}: the holder failed at removal: {e}", dev.name()),
+    }
+    release(dev);
+    crate::warn!("{}: unbound: the device is dead until reboot", dev.name());
+    Ok(Unbound { unmounted })
+}
+
+fsdax_hal::shell_command!(UNBIND_CMD, name: "unbind", usage: "unbind REGION",
+help: "remove a pmem device: unmap and tell its mappers, unmount its file system, mark it dead",
+run: |args| {
+    let [dev] = args else { return crate::kprintln!("usage: unbind REGION (e.g. unbind pmem0)") };
+    let Some(d) = device(dev) else { return crate::kprintln!("no device {dev} (`pmem` lists them)") };
+    match unbind(d) {
+        Ok(u) => crate::kprintln!(
+            "{}: unbound{}; later use of its files fails with EIO",
+            d.name(),
+            if u.unmounted { " (file system made consistent and unmounted)" } else { "" }
+        ),
+        Err(e) => crate::kprintln!("unbind: {e}"),
     }
 });
 
