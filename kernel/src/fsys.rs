@@ -63,6 +63,12 @@ pub fn with_fs_read<R>(f: impl FnOnce(&KernelFs) -> R) -> Option<R> {
     FS.read().as_ref().map(f)
 }
 
+/// Memory failures the mounted file system has counted on its device since
+/// mkfs (persistent), if one is mounted.
+pub fn memory_failure_count() -> Option<u64> {
+    with_fs_read(|fs| fs.memory_failures())
+}
+
 /// The holder a mounted file system registers on its device.
 #[derive(Debug)]
 pub struct FsHolder;
@@ -102,7 +108,16 @@ impl Holder for FsHolder {
             }
             return Ok(());
         }
-        let result = with_fs(|fs| fs.mark_bad(offset, len)).ok_or(HolderError::ShutDown)?;
+        let result = with_fs(|fs| {
+            let r = fs.mark_bad(offset, len);
+            if r.is_ok() {
+                if let Err(e) = fs.count_memory_failure() {
+                    crate::warn!("fs: counting the memory failure on the media: {e}");
+                }
+            }
+            r
+        })
+        .ok_or(HolderError::ShutDown)?;
         match result {
             Ok(rep) => {
                 report_owners(offset, &rep.owners);

@@ -302,7 +302,7 @@ fn cmd_mf(args: &[&str]) {
     match args {
         [] | ["report"] => {
             crate::pmem::drain_machine_check_poison();
-            report(None);
+            report(crate::fsys::memory_failure_count());
         }
         ["policy"] => crate::kprintln!(
             "default memory-failure policy: {}",

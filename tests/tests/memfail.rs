@@ -1,9 +1,10 @@
 //! Memory failure from processes' point of view, in QEMU, with machine
 //! checks injected through QMP: poisoned file blocks afterwards (EIO with
 //! the neighbours intact, `fallocate(ZERO_RANGE)` clears, a punched bad
-//! block stays out of free space, a reboot keeps the bad block), the `mf`
-//! report and its Linux-worded log lines, the default policy command, and
-//! `unbind pmem0` under writing processes.
+//! block stays out of free space, a reboot keeps the bad block and the
+//! persistent event counter), the `mf` report and its Linux-worded log
+//! lines, the default policy command, and `unbind pmem0` under writing
+//! processes.
 
 use std::time::Duration;
 
@@ -92,6 +93,7 @@ fn poisoned_file_blocks_after_a_machine_check_and_after_a_reboot() {
     let row = report.lines().find(|l| l.starts_with("pmem0")).unwrap_or_else(|| panic!("{report}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[1..3], ["3", "3"], "3 events, 3 pages: {report}");
+    assert_eq!(cols[6], "3", "3 events counted in the file system's metadata: {report}");
     assert_eq!(report.matches("machine check (action optional)  file data: Recovered").count(), 3, "{report}");
     // The default policy is shown and set from the console.
     assert!(command(&mut m, "mf policy late").contains("default memory-failure policy: late"));
@@ -109,6 +111,9 @@ fn poisoned_file_blocks_after_a_machine_check_and_after_a_reboot() {
     m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
     run_ok(&mut m, "eio", files[2]);
     assert!(command(&mut m, "mce").contains("0 machine check(s) logged"), "no machine check this boot");
+    // The counter persisted; fsck prints it.
+    let fsck = command(&mut m, "fs fsck");
+    assert!(fsck.contains("events   3 memory failures recorded on this device since mkfs"), "{fsck}");
     m.send_line("poweroff").unwrap();
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
 }

@@ -300,7 +300,10 @@ fn a_machine_check_in_user_mode_kills_only_the_process_with_sigbus() {
                         && l.ends_with("got SIGBUS BUS_MCEERR_AR at 0x0 (si_addr_lsb 12)")),
                     "{text}"
                 );
-                assert!(text.contains("Memory failure: 0x10c800: recovery action for free dax page: Recovered"), "{text}");
+                assert!(
+                    text.contains("Memory failure: 0x10c800: recovery action for free dax page: Recovered"),
+                    "{text}"
+                );
                 return;
             }
             None => {
