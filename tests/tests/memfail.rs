@@ -3,8 +3,9 @@
 //! the neighbours intact, `fallocate(ZERO_RANGE)` clears, a punched bad
 //! block stays out of free space, a reboot keeps the bad block and the
 //! persistent event counter), the `mf` report and its Linux-worded log
-//! lines, the default policy command, and `unbind pmem0` under writing
-//! processes.
+//! lines, the default policy command, an action-required machine check in
+//! the kernel's copy for `pread` (a short count, then EIO), and `unbind
+//! pmem0` under writing processes.
 
 use std::time::Duration;
 
@@ -161,4 +162,72 @@ fn unbind_under_writing_processes_ends_them_with_an_error_and_leaves_a_clean_ima
     m.send_line("poweroff").unwrap();
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
     fstool::run("fsck", &["--pmem".into(), pmem.to_str().unwrap().into()]).unwrap().expect("a clean image");
+}
+
+/// Action required (a data load): MCi_STATUS, MCG_STATUS.
+const SRAR: (&str, &str) = ("0xbd80000000000134", "0x7");
+
+/// One try of a machine check during a process's 2 MiB `pread` loop:
+/// `Ok(transcript)` if the program ended by itself, `Err(why)` if the
+/// machine check landed outside the kernel's copy.
+fn machine_check_during_pread(test: &str) -> Result<String, String> {
+    let pmem = image_with(test, &["poison_rw"]);
+    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{test}.qmp"));
+    let _ = std::fs::remove_file(&qmp_path);
+    let mut opts = options(Firmware::Bios, pmem, "exec /bin/poison_rw readloop /r.dat");
+    opts.qmp = Some(qmp_path.clone());
+    let mut m = Machine::start(&opts).expect("QEMU");
+    let mut qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    m.wait_for("readloop block 256 at device offset 0x", BOOT_TIMEOUT).expect("the reader runs");
+    m.wait_for("\n", BOOT_TIMEOUT).expect("the whole line");
+    let text = m.transcript();
+    let off = text
+        .lines()
+        .find_map(|l| l.strip_prefix("poison_rw: readloop block 256 at device offset 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no offset in {text}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let cmd = format!("mce -b 0 9 {} {} {:#x} 0x86", SRAR.0, SRAR.1, PMEM_BASE + off + 0x40);
+    let out = qmp.hmp(&cmd).expect("mce");
+    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
+    let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
+    let text = m.transcript();
+    assert!(!text.contains("KERNEL PANIC"), "{text}");
+    match exit_code(status) {
+        Some(ExitCode::ProgramEnded) if text.contains("killed by SIGBUS (BUS_MCEERR_AR") => {
+            Err(String::from("the machine check hit the reader in user mode"))
+        }
+        Some(ExitCode::ProgramEnded) => Ok(text),
+        Some(ExitCode::FatalMachineCheck) => {
+            assert!(text.contains("FATAL MACHINE CHECK") && text.contains("RIP 0xffff"), "{text}");
+            Err(String::from("the machine check hit kernel code outside the copy"))
+        }
+        other => panic!("QEMU ended with {other:?}:\n{text}"),
+    }
+}
+
+/// An action-required machine check while the kernel copies a file from
+/// persistent memory for `pread`: the call returns the bytes before the
+/// poison (a short count, all correct), the next `pread` there is EIO, and
+/// the kernel runs on. The injection lands wherever the CPU is; the reader
+/// spends nearly all its time in the kernel's copy, and only a landing
+/// elsewhere (user mode: SIGBUS; other kernel code: fatal by design) earns
+/// another try.
+#[test]
+fn a_machine_check_in_the_kernels_copy_for_pread_gives_a_short_count_then_eio() {
+    let _s = scenario("a_machine_check_in_the_kernels_copy_for_pread_gives_a_short_count_then_eio");
+    for attempt in 0..3 {
+        match machine_check_during_pread(&format!("mf-pread-{attempt}")) {
+            Ok(text) => {
+                assert!(text.contains("ok poison_rw_readloop"), "{text}");
+                let line =
+                    text.lines().find(|l| l.contains("readloop stopped after")).unwrap_or_else(|| panic!("{text}"));
+                assert!(line.contains(&format!("{} bytes", (1 << 20) + 0x40)), "stops at the poisoned line: {line}");
+                assert!(text.contains("exec status: 0"), "{text}");
+                return;
+            }
+            Err(why) => eprintln!("attempt {attempt}: {why}; trying again"),
+        }
+    }
+    panic!("the machine check missed the kernel's copy three times");
 }

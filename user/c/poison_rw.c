@@ -21,6 +21,13 @@
  *                            hole (zeros) and does not return the bad block
  *                            to free space (statfs); a new whole-block
  *                            pwrite lands on another block (FIEMAP)
+ *   poison_rw readloop FILE  write 2 MiB of pattern bytes, print the device
+ *                            offset of the block in the middle ("poison_rw:
+ *                            readloop block 256 at device offset 0x..."),
+ *                            then pread all 2 MiB again and again until a
+ *                            read comes back short (a machine check stopped
+ *                            the kernel's copy there): the bytes before are
+ *                            right, a pread at the poison fails with EIO
  *   poison_rw writeloop FILE MIB
  *                            1 MiB pwrites over the first MIB MiB of FILE,
  *                            round and round, until one fails; passes if it
@@ -210,6 +217,36 @@ static void punch(const char *path)
     t_pass();
 }
 
+static void readloop(const char *path)
+{
+    T_BEGIN("poison_rw_readloop");
+    enum { SIZE = 2 << 20 };
+    static unsigned char buf[SIZE];
+    for (size_t i = 0; i < SIZE; i++)
+        buf[i] = byte_at(i);
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_EQ(pwrite(fd, buf, SIZE, 0), SIZE);
+    CHECK_SYS(fsync(fd));
+    long long mid = block_of(fd, SIZE / 2);
+    CHECK(mid >= 0, "FIEMAP names the middle block");
+    printf("poison_rw: readloop block 256 at device offset 0x%llx\n", mid);
+    long n = 0;
+    ssize_t r;
+    for (;;) {
+        r = pread(fd, buf, SIZE, 0);
+        if (r != SIZE)
+            break;
+        n++;
+    }
+    printf("poison_rw: readloop stopped after %ld full reads: %zd bytes (errno %s)\n", n, r, errno_name(errno));
+    CHECK(r >= 0 && r < SIZE, "a short count, not an error");
+    for (ssize_t i = 0; i < r; i++)
+        CHECK_EQ(buf[i], byte_at((size_t)i));
+    CHECK_ERRNO(pread(fd, buf, 4096, r), EIO);
+    close(fd);
+    t_pass();
+}
+
 static void writeloop(const char *path, long mib)
 {
     T_BEGIN("poison_rw_writeloop");
@@ -248,10 +285,12 @@ int main(int argc, char **argv)
         zero(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "punch") == 0)
         punch(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "readloop") == 0)
+        readloop(argv[2]);
     else if (argc == 4 && strcmp(argv[1], "writeloop") == 0)
         writeloop(argv[2], atol(argv[3]));
     else {
-        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch FILE | poison_rw writeloop FILE MIB\n");
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw writeloop FILE MIB\n");
         return 2;
     }
     return t_summary();
