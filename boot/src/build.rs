@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use bootloader::{BootConfig, DiskImageBuilder};
@@ -103,16 +104,28 @@ pub fn image_path(firmware: Firmware) -> PathBuf {
 
 /// Builds the disk image for `firmware` from the kernel ELF.
 pub fn build_image(kernel: &Path, firmware: Firmware) -> Result<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let out = image_path(firmware);
     std::fs::create_dir_all(output_dir())?;
     let mut builder = DiskImageBuilder::new(kernel.to_path_buf());
     builder.set_boot_config(&boot_config());
-    match firmware {
-        Firmware::Bios => builder.create_bios_image(&out),
-        Firmware::Uefi => builder.create_uefi_image(&out),
+    // Written next to the image and renamed over it, so a QEMU that is
+    // booting the old image (another test, another runner) never reads a
+    // half-written one; each writer has a file of its own.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = out.with_extension(format!("img.partial-{}-{n}", std::process::id()));
+    let built = match firmware {
+        Firmware::Bios => builder.create_bios_image(&tmp),
+        Firmware::Uefi => builder.create_uefi_image(&tmp),
     }
-    .with_context(|| format!("creating the {} image {}", firmware.name(), out.display()))?;
-    Ok(out)
+    .with_context(|| format!("creating the {} image {}", firmware.name(), tmp.display()))
+    .and_then(|()| {
+        std::fs::rename(&tmp, &out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))
+    });
+    if built.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    built.map(|()| out)
 }
 
 /// Builds the kernel and the image for `firmware`; returns the image path.

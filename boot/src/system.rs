@@ -84,6 +84,22 @@ pub trait System {
     fn prepare(&mut self, programs: &Path, progress: &dyn Fn(&str)) -> Result<()>;
     /// Boots the machine for `spec` and returns it running.
     fn boot(&mut self, spec: &BootSpec) -> Result<Machine>;
+    /// Boots the system's own raw copy benchmark on the NVDIMM `pmem`
+    /// (which holds no file system), if it has one: the machine prints
+    /// [`RawCopyBench`]'s lines and powers off. None if the system has none.
+    fn boot_raw_copy_bench(&mut self, pmem: &Path) -> Result<Option<(Machine, RawCopyBench)>> {
+        let _ = pmem;
+        Ok(None)
+    }
+}
+
+/// How to read a system's raw copy benchmark from its console.
+#[derive(Debug, Clone, Copy)]
+pub struct RawCopyBench {
+    /// What starts each measurement line (a JSON object).
+    pub line_prefix: &'static str,
+    /// The line that says it is done.
+    pub done: &'static str,
 }
 
 /// fsdax: each boot installs the program into the NVDIMM image's file
@@ -150,6 +166,18 @@ impl System for Fsdax {
         opts.qmp = spec.qmp.clone();
         opts.cmdline = fsdax_cmdline(spec)?;
         Machine::start(&opts)
+    }
+
+    /// The kernel's `bench pmem` (copies between a RAM buffer and the last
+    /// 64 MiB of pmem0, which must hold no file system).
+    fn boot_raw_copy_bench(&mut self, pmem: &Path) -> Result<Option<(Machine, RawCopyBench)>> {
+        let Some(image) = &self.image else { bail!("Fsdax::prepare was not called") };
+        qemu::ensure_pmem_file(pmem, PMEM_SIZE)?;
+        let mut opts = RunOptions::new(Firmware::Bios, image.clone(), pmem.to_path_buf());
+        opts.pmem_size = PMEM_SIZE;
+        opts.cmdline = "bench pmem".into();
+        let m = Machine::start(&opts)?;
+        Ok(Some((m, RawCopyBench { line_prefix: "{\"bench\":\"pmem\"", done: "bench: done" })))
     }
 }
 

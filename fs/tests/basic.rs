@@ -305,6 +305,40 @@ fn bmap_write_unshares_and_allocates_for_dax_faults() {
     fs.fsck().unwrap();
 }
 
+/// Truncating into the middle of a block zeroes the rest of that block on
+/// the media at once (a DAX mapping of the page shows those bytes), in
+/// place when the block is the file's own and into a copy when it is
+/// shared, which keeps the other owner's bytes.
+#[test]
+fn truncate_zeroes_the_partial_last_block_on_the_media() {
+    let mut fs = fresh(16);
+    let r = fs.root();
+    let f = fs.create(r, b"f").unwrap();
+    fs.write(f, 0, &[0xabu8; 3 * 4096]).unwrap();
+    fs.truncate(f, 4096 + 100).unwrap();
+    let m = fs.bmap(f, 4096).unwrap();
+    let phys = m.phys.unwrap() + (4096 - m.file_offset);
+    let block = &fs.pmem().bytes()[phys as usize..phys as usize + 4096];
+    assert!(block[..100].iter().all(|&b| b == 0xab), "the bytes before EOF stay");
+    assert!(block[100..].iter().all(|&b| b == 0), "the bytes past EOF are zero on the media");
+    // A shared last block: the truncated file gets a zeroed copy, the other owner keeps its bytes.
+    let g = fs.create(r, b"g").unwrap();
+    fs.write(g, 0, &[0x5au8; 2 * 4096]).unwrap();
+    let h = fs.create(r, b"h").unwrap();
+    fs.reflink(g, h).unwrap();
+    fs.truncate(h, 4096 + 7).unwrap();
+    assert!(!fs.bmap(h, 4096).unwrap().shared);
+    let mh = fs.bmap(h, 4096).unwrap();
+    let ph = (mh.phys.unwrap() + (4096 - mh.file_offset)) as usize;
+    assert!(fs.pmem().bytes()[ph + 7..ph + 4096].iter().all(|&b| b == 0));
+    assert_eq!(&fs.pmem().bytes()[ph..ph + 7], &[0x5a; 7]);
+    assert_eq!(read_all(&fs, g), vec![0x5au8; 2 * 4096], "the other owner is unchanged");
+    // Truncating to a block boundary zeroes nothing and frees the rest.
+    fs.truncate(f, 4096).unwrap();
+    assert_eq!(fs.stat(f).unwrap().blocks, 1);
+    fs.fsck().unwrap();
+}
+
 #[test]
 fn extreme_arguments_are_errors_not_panics() {
     let mut fs = fresh(16);

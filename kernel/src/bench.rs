@@ -1,5 +1,5 @@
 //! Benchmarks, printed as one JSON line per measurement. Numbers, never
-//! assertions: run with `./fsdax bench` (command line `bench [NAME...]`) or
+//! assertions: run with `./fsdax bench --kernel` (command line `bench [NAME...]`) or
 //! `bench NAME` in the console.
 //!
 //! `pmem`: the raw ceiling of the pmem device that file benchmarks are held
@@ -21,10 +21,11 @@ use crate::pmem::{self, HolderKind};
 /// Prints one measurement.
 fn report(bench: &str, name: &str, size: u64, bytes: u64, cycles: u64) {
     let hz = u128::from(fsdax_hal::time::tsc_hz().max(1));
-    // MB/s = bytes / (cycles / hz) / 1e6
-    let mbps = u128::from(bytes) * hz / u128::from(cycles.max(1)) / 1_000_000;
+    // bytes/s = bytes / (cycles / hz); GB/s (decimal) from MB/s
+    let bps = u128::from(bytes) * hz / u128::from(cycles.max(1));
+    let mbps = bps / 1_000_000;
     crate::kprintln!(
-        "{{\"bench\":\"{bench}\",\"name\":\"{name}\",\"size\":{size},\"bytes\":{bytes},\"cycles\":{cycles},\"gbps\":{}.{:03}}}",
+        "{{\"bench\":\"{bench}\",\"name\":\"{name}\",\"size\":{size},\"bytes\":{bytes},\"cycles\":{cycles},\"bytes_per_s\":{bps},\"gbps\":{}.{:03}}}",
         mbps / 1000,
         mbps % 1000
     );

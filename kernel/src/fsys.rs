@@ -69,6 +69,23 @@ pub fn memory_failure_count() -> Option<u64> {
     with_fs_read(|fs| fs.memory_failures())
 }
 
+/// The file system's lock was taken and the caller may not wait (a page
+/// fault inside a user copy, whose caller may hold it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// [`with_fs`], waiting for the lock only if `block`.
+pub fn with_fs_wait<R>(block: bool, f: impl FnOnce(&mut KernelFs) -> R) -> Result<Option<R>, Busy> {
+    let mut g = if block { FS.write() } else { FS.try_write().ok_or(Busy)? };
+    Ok(g.as_mut().map(f))
+}
+
+/// [`with_fs_read`], waiting for the lock only if `block`.
+pub fn with_fs_read_wait<R>(block: bool, f: impl FnOnce(&KernelFs) -> R) -> Result<Option<R>, Busy> {
+    let g = if block { FS.read() } else { FS.try_read().ok_or(Busy)? };
+    Ok(g.as_ref().map(f))
+}
+
 /// The holder a mounted file system registers on its device.
 #[derive(Debug)]
 pub struct FsHolder;

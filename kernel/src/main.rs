@@ -26,6 +26,7 @@ extern crate alloc;
 mod acpi;
 mod bench;
 mod cmdline;
+mod dax;
 mod fsys;
 mod harness;
 mod log;
@@ -87,6 +88,7 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     mce::register_handler();
     task::init();
     process::init();
+    dax::layout::init();
     let apic_hz = time::start();
     info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
     fsdax_hal::arch::cpu::enable_interrupts();

@@ -108,6 +108,22 @@ pub fn pmd_candidate(site: &FaultSite, file_size: u64, small_page_in_block: bool
     Some(block_file)
 }
 
+/// The virtual range a fault that installs 4 KiB pages may fill at once:
+/// the pages of the fault's 2 MiB virtual block that lie inside the mapping
+/// and start before EOF (a fault-around at 2 MiB). Where the file's blocks
+/// are not 2 MiB extents (an aged file system, a file written in small
+/// pieces), filling the whole block in one fault keeps faults at one per
+/// 2 MiB, as huge pages would; the page tables then hold 4 KiB entries.
+/// Holds the faulting page whenever [`check_eof`] passed.
+pub fn fault_window(site: &FaultSite, file_size: u64) -> ByteRange {
+    let block = site.block();
+    let lo = block.start().max(site.vma.start());
+    let eof_page = file_size.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+    let eof_va = site.vma.start().saturating_add(eof_page.saturating_sub(site.file_offset));
+    let hi = block.end().min(site.vma.end()).min(eof_va);
+    ByteRange::new(lo, hi.max(lo)).unwrap_or(ByteRange::EMPTY)
+}
+
 /// The full decision, given the backing of the block's file range (from
 /// the file system's `bmap` at the block's file offset; for a write fault
 /// after `bmap_write` has allocated or unshared it) and whether a bad block
@@ -195,6 +211,29 @@ mod tests {
         ));
         // 6. A bad block inside.
         assert_eq!(decide(&site(base, 4 * M, 0, base, true, false), 8 * M, false, GOOD, true), Install::Pte);
+    }
+
+    #[test]
+    fn the_fault_window_stays_in_the_block_the_mapping_and_eof() {
+        let base = 0x7f00_0000_0000;
+        let r = |s, e| ByteRange::new(s, e).unwrap();
+        // A mapping of 2.5 blocks at a 2 MiB boundary, file offset 0, big file.
+        let len = 2 * M + M / 2;
+        let s = site(base, len, 0, base + M + 5 * PAGE_SIZE + 9, true, false);
+        assert_eq!(fault_window(&s, 10 * M), r(base + M, base + 2 * M));
+        // The third block is cut by the mapping's end.
+        let s2 = site(base, len, 0, base + 2 * M + 17, true, false);
+        assert_eq!(fault_window(&s2, 10 * M), r(base + 2 * M, base + len));
+        // EOF in the middle of a page: that page is in, the next is not.
+        let s4 = site(base, len, 0, base + 17, true, false);
+        assert_eq!(fault_window(&s4, 5 * PAGE_SIZE + 1), r(base, base + 6 * PAGE_SIZE));
+        // A mapping that starts inside the block, at file offset 8 KiB.
+        let s3 = site(base + 3 * PAGE_SIZE, M, 2 * PAGE_SIZE, base + 4 * PAGE_SIZE, false, true);
+        let w = fault_window(&s3, 4 * PAGE_SIZE);
+        assert_eq!(w, r(base + 3 * PAGE_SIZE, base + 5 * PAGE_SIZE));
+        assert!(w.contains(s3.addr));
+        // Nothing before EOF: empty (check_eof refused the fault already).
+        assert!(fault_window(&s3, PAGE_SIZE).is_empty());
     }
 
     #[test]

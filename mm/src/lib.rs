@@ -7,8 +7,10 @@
 //!   [`layout`]: the kernel's virtual address map;
 //! - [`vma`]: the areas of an address space;
 //! - [`dax`]: the DAX fault decision (2 MiB or 4 KiB page, zero page,
-//!   SIGBUS beyond EOF); [`dirty`]: pages to write back on `fsync`/`msync`;
+//!   SIGBUS beyond EOF, the fault-around window); [`dirty`]: pages to write back on `fsync`/`msync`;
 //!   [`mappers`]: which address spaces map which range of a file;
+//! - [`pins`]: reference counts of mapped persistent-memory pages, idle at
+//!   0 (what truncate waits for after unmapping a range);
 //! - [`failure`]: on poison or device removal, what to unmap and whom to
 //!   signal.
 //!
@@ -32,6 +34,7 @@ pub mod frame;
 pub mod layout;
 pub mod mappers;
 pub mod paging;
+pub mod pins;
 pub mod vma;
 
 /// Page sizes (base, 2 MiB PMD, 1 GiB PUD), defined once for the workspace.

@@ -77,6 +77,42 @@ impl<S: Ord + Copy> Mappers<S> {
         self.map.retain(|&(_, s, _), _| s != space);
     }
 
+    /// Forgets what `space` maps in the virtual range `va` (`munmap`, a
+    /// `MAP_FIXED` replacement): a mapping inside it goes, one that sticks
+    /// out keeps its parts outside (as the areas themselves are split).
+    /// Returns how many mappings it touched.
+    pub fn remove_va_range(&mut self, space: S, va: ByteRange) -> usize {
+        let hit: Vec<(u64, u64, u64)> = self
+            .map
+            .iter()
+            .filter(|(&(_, s, _), _)| s == space)
+            .filter_map(|(&(start, _, v), &end)| {
+                let mapped = ByteRange::from_len_saturating(v, end - start);
+                mapped.overlaps(&va).then_some((start, v, end))
+            })
+            .collect();
+        for &(start, v, end) in &hit {
+            self.map.remove(&(start, space, v));
+            if v < va.start() {
+                self.map.insert((start, space, v), start + (va.start() - v));
+            }
+            let v_end = v + (end - start);
+            if v_end > va.end() {
+                self.map.insert((start + (va.end() - v), space, va.end()), end);
+            }
+        }
+        hit.len()
+    }
+
+    /// Every mapping of `space`.
+    pub fn of_space(&self, space: S) -> Vec<Mapping<S>> {
+        self.map
+            .iter()
+            .filter(|(&(_, s, _), _)| s == space)
+            .filter_map(|(&(start, s, va), &end)| Some(Mapping { space: s, va, file: ByteRange::new(start, end)? }))
+            .collect()
+    }
+
     /// The mappings that overlap `range`, each clipped to it.
     pub fn query(&self, range: ByteRange) -> Vec<Mapping<S>> {
         self.map
@@ -116,5 +152,32 @@ mod tests {
         assert!(!m.remove(1, 0x6000_0000, r(0x3000, 0x4000)));
         m.remove_space(1);
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn removing_a_virtual_range_clips_and_splits() {
+        let mut m: Mappers<u32> = Mappers::default();
+        // Space 1 maps file [0, 0x10000) at 0x7000_0000; space 2 the same range elsewhere.
+        m.insert(1, 0x7000_0000, r(0, 0x10000));
+        m.insert(2, 0x7000_0000, r(0, 0x10000));
+        // munmap of a hole in the middle: the head and the tail stay.
+        assert_eq!(m.remove_va_range(1, r(0x7000_4000, 0x7000_6000)), 1);
+        let mut got = m.of_space(1);
+        got.sort_by_key(|x| x.va);
+        assert_eq!(
+            got,
+            vec![
+                Mapping { space: 1, va: 0x7000_0000, file: r(0, 0x4000) },
+                Mapping { space: 1, va: 0x7000_6000, file: r(0x6000, 0x10000) },
+            ]
+        );
+        // Nothing of file [0x4000, 0x6000) is mapped by space 1 any more; space 2 still maps it.
+        let hits = m.query(r(0x4000, 0x6000));
+        assert_eq!(hits, vec![Mapping { space: 2, va: 0x7000_4000, file: r(0x4000, 0x6000) }]);
+        // A range that covers a whole mapping and part of another.
+        assert_eq!(m.remove_va_range(1, r(0x6fff_0000, 0x7000_8000)), 2);
+        assert_eq!(m.of_space(1), vec![Mapping { space: 1, va: 0x7000_8000, file: r(0x8000, 0x10000) }]);
+        assert_eq!(m.remove_va_range(1, r(0x7100_0000, 0x7200_0000)), 0, "nothing there");
+        assert_eq!(m.of_space(2).len(), 1, "other spaces are untouched");
     }
 }

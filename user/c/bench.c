@@ -8,7 +8,8 @@
  *
  * `primary` names the figure a comparison uses: ops_per_s and bytes_per_s
  * are better when higher, secs when lower. A measurement the system cannot
- * make prints {"bench":NAME,"system":...,"skipped":"reason"} instead.
+ * make (FICLONE refused, a file that cannot be mapped) prints
+ * {"bench":NAME,"system":...,"skipped":"reason"} instead.
  *
  *   bench [--size SIZE] [--files N] [--only NAME[,NAME...]] [--list] DIR
  *
@@ -150,7 +151,12 @@ static void fill_file(int fd)
         die("fsync (setup)");
 }
 
-/* A MAP_SHARED mapping of fd at a 2 MiB-aligned address, so that 2 MiB pages can be used. */
+/* Why the last map_aligned failed: "mmap of a file: ENODEV (...)". */
+static char map_failure[160];
+
+/* A MAP_SHARED mapping of fd at a 2 MiB-aligned address, so that 2 MiB
+ * pages can be used; NULL (and map_failure says why) if the system cannot
+ * map the file. */
 static unsigned char *map_aligned(int fd, int prot)
 {
     unsigned char *area = mmap(NULL, size + M2, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -158,12 +164,24 @@ static unsigned char *map_aligned(int fd, int prot)
         die("mmap (reserve)");
     unsigned char *aligned = (unsigned char *)(((uintptr_t)area + M2 - 1) & ~(M2 - 1));
     unsigned char *p = mmap(aligned, size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
-    if (p == MAP_FAILED)
-        die("mmap (file)");
+    if (p == MAP_FAILED) {
+        snprintf(map_failure, sizeof map_failure, "mmap of a file: %s (errno %s)", strerror(errno),
+                 errno_name(errno));
+        munmap(area, size + M2);
+        return NULL;
+    }
     if (aligned > area)
         munmap(area, aligned - area);
     munmap(aligned + size, area + size + M2 - (aligned + size));
     return p;
+}
+
+/* The selected ones of `names`, skipped because the file could not be mapped. */
+static void skipped_unmapped(const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (selected(names[i]))
+            skipped(names[i], map_failure);
 }
 
 static void bench_memcpy(void)
@@ -317,6 +335,13 @@ static void bench_2m_and_mmap(void)
         die("fsync");
     if (selected("first_touch_written") || selected("mmap_randwrite_4k") || selected("msync")) {
         unsigned char *p = map_aligned(fd, PROT_READ | PROT_WRITE);
+        if (!p) {
+            static const char *const names[] = {"first_touch_written", "mmap_randwrite_4k", "msync"};
+            skipped_unmapped(names, 3);
+            close(fd);
+            unlink(path("b2m"));
+            return;
+        }
         uint64_t pages = n * M2 / K4;
         struct result t = {.ops = pages, .bytes = pages * K4, .faults = 1};
         m = mark();
@@ -353,6 +378,13 @@ static void bench_first_touch_sparse(void)
     if (ftruncate(fd, (off_t)size) != 0)
         die("ftruncate (first_touch_sparse)");
     unsigned char *p = map_aligned(fd, PROT_READ | PROT_WRITE);
+    if (!p) {
+        static const char *const names[] = {"first_touch_sparse"};
+        skipped_unmapped(names, 1);
+        close(fd);
+        unlink(path("sparse"));
+        return;
+    }
     uint64_t pages = size / K4;
     struct result t = {.ops = pages, .bytes = pages * K4, .faults = 1};
     struct clock_mark m = mark();
@@ -429,6 +461,11 @@ static void bench_reflink(void)
         emit("cow_pwrite_first", &c, "secs");
     if (selected("cow_mmap")) {
         unsigned char *p = map_aligned(dst, PROT_READ | PROT_WRITE);
+        if (!p) {
+            static const char *const names[] = {"cow_mmap"};
+            skipped_unmapped(names, 1);
+            goto out;
+        }
         uint64_t pages = size / K4;
         struct result w = {.ops = pages, .bytes = size, .faults = 1};
         m = mark();
@@ -444,6 +481,7 @@ static void bench_reflink(void)
         }
         munmap(p, size);
     }
+out:
     close(src);
     close(dst);
     unlink(path("rl.src"));

@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -1198,6 +1201,146 @@ static void statfs_fields(void)
     t_pass();
 }
 
+
+/* ---- mmap of files ---- */
+
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MAP_SYNC
+#define MAP_SYNC 0x80000
+#endif
+
+static sigjmp_buf mm_jump;
+static volatile int mm_signo, mm_code;
+static volatile uintptr_t mm_addr;
+
+static void mm_on_signal(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    mm_signo = sig;
+    mm_code = si->si_code;
+    mm_addr = (uintptr_t)si->si_addr;
+    siglongjmp(mm_jump, 1);
+}
+
+/* Reads the byte at p; returns the signal it raised (0: none). */
+static int mm_touch(volatile unsigned char *p, unsigned char *got)
+{
+    struct sigaction sa, old_bus, old_segv;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = mm_on_signal;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, &old_bus);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    mm_signo = 0;
+    if (sigsetjmp(mm_jump, 1) == 0)
+        *got = *p;
+    sigaction(SIGBUS, &old_bus, NULL);
+    sigaction(SIGSEGV, &old_segv, NULL);
+    return mm_signo;
+}
+
+static void mmap_files(void)
+{
+    T_BEGIN("mmap_files");
+    const long page = 4096;
+    const size_t len = 3 * page + 100;
+    int fd = CHECK_SYS(make_file("mm", len, 21));
+    unsigned char want[3 * 4096 + 100], b = 0;
+    fill(want, len, 21);
+    /* Shared: stores reach the file at once, writes reach the mapping. */
+    volatile unsigned char *p = mmap(NULL, 5 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED, "a shared mapping of the file");
+    CHECK_EQ(p[4000], want[4000]);
+    p[10] = 0xab;
+    CHECK_EQ(pread(fd, &b, 1, 10), 1);
+    CHECK_EQ(b, 0xab);
+    b = 0xcd;
+    CHECK_EQ(pwrite(fd, &b, 1, 5000), 1);
+    CHECK_EQ(p[5000], 0xcd);
+    /* The page holding EOF reads zeros past it; the next page is SIGBUS (BUS_ADRERR). */
+    CHECK_EQ(p[3 * page + 200], 0);
+    CHECK_EQ(mm_touch(p + 4 * page + 8, &b), SIGBUS);
+    CHECK_EQ(mm_code, BUS_ADRERR);
+    CHECK(mm_addr == (uintptr_t)(p + 4 * page + 8), "si_addr is the address touched");
+    /* msync: whole pages of a mapping; EINVAL unaligned or both MS_SYNC and MS_ASYNC. */
+    CHECK_SYS(msync((void *)p, 5 * page, MS_SYNC));
+    CHECK_SYS(msync((void *)p, page, MS_ASYNC | MS_INVALIDATE));
+    CHECK_ERRNO(msync((void *)(p + 1), page, MS_SYNC), EINVAL);
+    CHECK_ERRNO(msync((void *)p, page, MS_SYNC | MS_ASYNC), EINVAL);
+    /* Private: a store copies the page; the file stays as it was. */
+    volatile unsigned char *q = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, page);
+    CHECK(q != MAP_FAILED, "a private mapping of the file");
+    CHECK_EQ(q[904], 0xcd); /* file offset 5000 */
+    q[20] = (unsigned char)~want[page + 20];
+    CHECK_EQ(q[20], (unsigned char)~want[page + 20]);
+    CHECK_EQ(pread(fd, &b, 1, page + 20), 1);
+    CHECK_EQ(b, want[page + 20]);
+    CHECK_EQ(p[page + 20], want[page + 20]);
+    CHECK_SYS(munmap((void *)q, 2 * page));
+    /* munmap of the middle page: the others stay, the middle one is gone. */
+    CHECK_SYS(munmap((void *)(p + page), page));
+    CHECK_EQ(p[10], 0xab);
+    CHECK_EQ(p[2 * page + 7], want[2 * page + 7]);
+    CHECK_EQ(mm_touch(p + page, &b), SIGSEGV);
+    /* Truncate: what lies beyond the new EOF is SIGBUS now. */
+    CHECK_SYS(ftruncate(fd, page));
+    CHECK_EQ(mm_touch(p + 2 * page, &b), SIGBUS);
+    CHECK_EQ(p[10], 0xab);
+    CHECK_SYS(munmap((void *)p, 5 * page));
+    /* Rights: a read-only descriptor maps shared read-only, never writable. */
+    int ro = CHECK_SYS(open(path_in("mm"), O_RDONLY));
+    CHECK(mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0) == MAP_FAILED && errno == EACCES,
+          "EACCES: a writable shared mapping of a read-only descriptor");
+    void *r = mmap(NULL, page, PROT_READ, MAP_SHARED, ro, 0);
+    CHECK(r != MAP_FAILED, "a read-only shared mapping");
+    CHECK_ERRNO(mprotect(r, page, PROT_READ | PROT_WRITE), EACCES);
+    CHECK_SYS(munmap(r, page));
+    close(ro);
+    /* MAP_SHARED_VALIDATE: unknown flags EOPNOTSUPP; MAP_SYNC on DAX only. */
+    CHECK(mmap(NULL, page, PROT_READ, MAP_SHARED_VALIDATE | 0x400000, fd, 0) == MAP_FAILED && errno == EOPNOTSUPP,
+          "EOPNOTSUPP for an unknown flag with MAP_SHARED_VALIDATE");
+    struct statx sx;
+    CHECK_SYS(do_statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx));
+    void *s = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+    if (sx.stx_attributes & STATX_ATTR_DAX) {
+        CHECK(s != MAP_FAILED, "MAP_SYNC on a DAX file");
+        ((volatile unsigned char *)s)[1] = 0x77;
+        CHECK_EQ(pread(fd, &b, 1, 1), 1);
+        CHECK_EQ(b, 0x77);
+        munmap(s, page);
+    } else {
+        CHECK(s == MAP_FAILED && errno == EOPNOTSUPP, "EOPNOTSUPP for MAP_SYNC off DAX");
+    }
+    close(fd);
+    CHECK_SYS(unlink(path_in("mm")));
+    t_pass();
+}
+
+/* /proc/self/pagemap: 8 bytes per page, bit 63 present; whole entries only. */
+static void proc_pagemap(void)
+{
+    T_BEGIN("proc_pagemap");
+    const long page = 4096;
+    int fd = CHECK_SYS(make_file("pm", 2 * page, 22));
+    volatile unsigned char *p = mmap(NULL, 2 * page, PROT_READ, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED, "a mapping");
+    unsigned char b = p[0];
+    (void)b;
+    int pm = CHECK_SYS(open("/proc/self/pagemap", O_RDONLY));
+    uint64_t e[2] = {0, 0};
+    CHECK_EQ(pread(pm, e, 16, (off_t)((uintptr_t)p / page * 8)), 16);
+    CHECK(e[0] >> 63, "the touched page is present");
+    CHECK_ERRNO(pread(pm, e, 8, (off_t)((uintptr_t)p / page * 8 + 1)), EINVAL);
+    CHECK_ERRNO(write(pm, e, 8), EBADF);
+    close(pm);
+    munmap((void *)p, 2 * page);
+    close(fd);
+    CHECK_SYS(unlink(path_in("pm")));
+    t_pass();
+}
+
 void run_fs(void)
 {
     open_creat_excl();
@@ -1240,5 +1383,7 @@ void run_fs(void)
     fchdir_and_dirfds();
     fionread_fionbio();
     statfs_fields();
+    mmap_files();
+    proc_pagemap();
     enospc();
 }

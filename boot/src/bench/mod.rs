@@ -1,11 +1,15 @@
-//! `fsdax bench --linux-only | --vs-linux`: the same static benchmark binary
-//! (`user/c/bench.c`) on fsdax and on Linux 6.1 XFS-DAX, in the same QEMU
-//! machine, rounds alternating the systems; then medians, ratios, and
-//! `bench.json`, `bench.md` and `bench.png` under `target/fsdax/bench/`.
+//! `fsdax bench [--vs-linux | --linux-only]`: the same static benchmark
+//! binary (`user/c/bench.c`) on fsdax and/or on Linux 6.1 XFS-DAX, in the
+//! same QEMU machine, rounds alternating the systems; then medians, ratios,
+//! the goals, and `bench.json`, `bench.md` and `bench.png` under
+//! `target/fsdax/bench/`.
 //!
 //! Each system is a [`System`] (`crate::system`): it prepares once (build,
 //! download) and boots once per round with a fresh file system, running
-//! `bench` on it; the round hands back the benchmark's JSON lines.
+//! `bench` on it; the round hands back the benchmark's JSON lines. A system
+//! with its own raw copy benchmark (fsdax: the kernel's `bench pmem`) runs
+//! it in a boot of its own after each of its rounds, on a scratch NVDIMM:
+//! the reference rows the 2 MiB file paths are held against.
 
 pub mod plot;
 pub mod report;
@@ -69,6 +73,37 @@ fn run_round(
     Ok(lines)
 }
 
+/// The raw copy figures of the reference rows: (row, the benchmark's
+/// `name` at 2 MiB). What the 2 MiB write and read paths are held against.
+pub const RAW_COPY_ROWS: [(&str, &str); 2] =
+    [("pmem_write_2m (kernel)", "write_nt"), ("pmem_read_2m (kernel)", "read_mc")];
+
+/// Boots `system`'s raw copy benchmark, if it has one, and returns its JSON
+/// lines (empty if it has none).
+fn run_raw_copy(system: &mut dyn System, round: usize, opts: &BenchOptions) -> Result<Vec<Value>> {
+    let name = system.name();
+    let pmem = opts.out_dir.join(format!("{name}-raw-pmem.img"));
+    let Some((mut m, how)) = system.boot_raw_copy_bench(&pmem)? else { return Ok(Vec::new()) };
+    let log = opts.out_dir.join(format!("{name}-raw-round-{round}.log"));
+    let done = m.wait_for(how.done, LINE_TIMEOUT);
+    let _ = std::fs::write(&log, m.transcript());
+    done.with_context(|| format!("{name} raw copy benchmark, round {round} (console log: {})", log.display()))?;
+    m.wait_exit(Duration::from_secs(60))?;
+    let mut lines = Vec::new();
+    for text in m.transcript().lines() {
+        if let Some(i) = text.find(how.line_prefix) {
+            let json = &text[i..];
+            let v: Value = serde_json::from_str(json.trim())
+                .with_context(|| format!("a garbled raw copy line: {json} (console log: {})", log.display()))?;
+            lines.push(v);
+        }
+    }
+    if lines.is_empty() {
+        bail!("{name}'s raw copy benchmark printed no measurement (console log: {})", log.display());
+    }
+    Ok(lines)
+}
+
 fn read_round(m: &mut Machine, name: &str, line: &mut dyn FnMut(&Value)) -> Result<Vec<Value>> {
     let mut lines = Vec::new();
     loop {
@@ -122,6 +157,20 @@ pub fn run(systems: &mut [Box<dyn System>], not_measured: &[(&str, &str)], opts:
             for (order, v) in lines.iter().enumerate() {
                 results.add(name, round, order, v);
             }
+            let raw = run_raw_copy(system.as_mut(), round, opts)?;
+            for (row, bench) in RAW_COPY_ROWS {
+                let v = raw
+                    .iter()
+                    .find(|v| v["name"] == bench && v["size"] == 2 << 20)
+                    .and_then(|v| v["bytes_per_s"].as_f64());
+                if let Some(v) = v {
+                    eprintln!("fsdax bench:   {name:<6} {row:<22} {}", report::Unit::BytesPerSec.format(v));
+                    results.add_reference(name, row, v);
+                }
+            }
+            for v in &raw {
+                results.add_raw(name, round, v);
+            }
         }
     }
     let setup = report::Setup {
@@ -143,12 +192,8 @@ pub fn run(systems: &mut [Box<dyn System>], not_measured: &[(&str, &str)], opts:
             not_measured.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", ")
         )
     };
-    plot::ratios_png(
-        &report::rows(&results),
-        "fsdax vs Linux 6.1 XFS-DAX, same QEMU",
-        &note,
-        &opts.out_dir.join("bench.png"),
-    )?;
+    let compared: Vec<report::Row> = report::rows(&results).into_iter().filter(|r| !r.reference).collect();
+    plot::ratios_png(&compared, "fsdax vs Linux 6.1 XFS-DAX, same QEMU", &note, &opts.out_dir.join("bench.png"))?;
     progress(&format!(
         "wrote {}/bench.{{json,md,png}} in {:.0} s",
         opts.out_dir.display(),

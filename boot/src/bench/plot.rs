@@ -99,9 +99,16 @@ mod tests {
     fn draws_a_png_with_and_without_ratios() {
         let s = Some(Stats { median: 1.0, spread_pct: 0.0, n: 1 });
         let rows = [
-            Row { metric: "append_4k".into(), unit: Unit::OpsPerSec, fsdax: s, linux: s, ratio: Some(5.2) },
-            Row { metric: "ficlone".into(), unit: Unit::Secs, fsdax: s, linux: s, ratio: Some(0.5) },
-            Row { metric: "cow_mmap".into(), unit: Unit::Secs, fsdax: None, linux: s, ratio: None },
+            Row {
+                metric: "append_4k".into(),
+                unit: Unit::OpsPerSec,
+                fsdax: s,
+                linux: s,
+                ratio: Some(5.2),
+                reference: false,
+            },
+            Row { metric: "ficlone".into(), unit: Unit::Secs, fsdax: s, linux: s, ratio: Some(0.5), reference: false },
+            Row { metric: "cow_mmap".into(), unit: Unit::Secs, fsdax: None, linux: s, ratio: None, reference: false },
         ];
         let dir = std::env::temp_dir().join(format!("fsdax-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -133,6 +133,9 @@ pub fn speedup(unit: Unit, fsdax: f64, linux: f64) -> Option<f64> {
 #[derive(Debug, Default)]
 pub struct Results {
     pub metrics: BTreeMap<MetricKey, (Unit, BTreeMap<String, Vec<f64>>)>,
+    /// Metrics that are a system's own raw reference (no counterpart on
+    /// the other system, no ratio).
+    pub references: std::collections::BTreeSet<String>,
     /// Why a benchmark did not run, per system.
     pub skipped: BTreeMap<(String, String), String>,
     /// uname of each system as the benchmark program saw it.
@@ -142,12 +145,27 @@ pub struct Results {
 }
 
 impl Results {
-    /// Adds one JSON line of the benchmark program from `system`.
-    pub fn add(&mut self, system: &str, round: usize, order: usize, line: &Value) {
+    /// Keeps a JSON line as it came, with `round` and `on` added.
+    pub fn add_raw(&mut self, system: &str, round: usize, line: &Value) {
         let mut raw = line.clone();
         raw["on"] = json!(system);
         raw["round"] = json!(round);
         self.raw.push(raw);
+    }
+
+    /// Adds one sample of a raw reference figure (bytes/s) of `system`:
+    /// its rows come right after the first benchmark's (the `memcpy`).
+    pub fn add_reference(&mut self, system: &str, name: &str, bytes_per_s: f64) {
+        // Orders 2..8 lie between the first line's (0, and 1 for faults)
+        // and the second's (8); a known name keeps its first order.
+        let order = 2 + self.references.len().min(5);
+        self.references.insert(name.to_string());
+        self.push(MetricKey { order, name: name.to_string() }, Unit::BytesPerSec, system, bytes_per_s);
+    }
+
+    /// Adds one JSON line of the benchmark program from `system`.
+    pub fn add(&mut self, system: &str, round: usize, order: usize, line: &Value) {
+        self.add_raw(system, round, line);
         let Some(bench) = line["bench"].as_str() else { return };
         if let Some(u) = line["system"].as_str() {
             self.uname.insert(system.to_string(), u.to_string());
@@ -164,11 +182,11 @@ impl Results {
         };
         let field = line["primary"].as_str().unwrap_or_default();
         if let Some(v) = line[field].as_f64() {
-            self.push(MetricKey { order: order * 2, name: bench.to_string() }, unit, system, v);
+            self.push(MetricKey { order: order * 8, name: bench.to_string() }, unit, system, v);
         }
         if let Some(f) = line["minflt"].as_f64() {
             let total = f + line["majflt"].as_f64().unwrap_or(0.0);
-            self.push(MetricKey { order: order * 2 + 1, name: format!("{bench} faults") }, Unit::Faults, system, total);
+            self.push(MetricKey { order: order * 8 + 1, name: format!("{bench} faults") }, Unit::Faults, system, total);
         }
     }
 
@@ -193,6 +211,8 @@ pub struct Row {
     pub fsdax: Option<Stats>,
     pub linux: Option<Stats>,
     pub ratio: Option<f64>,
+    /// A system's own raw reference figure (no counterpart, no ratio).
+    pub reference: bool,
 }
 
 pub fn rows(results: &Results) -> Vec<Row> {
@@ -206,7 +226,125 @@ pub fn rows(results: &Results) -> Vec<Row> {
                 (Some(f), Some(l)) => speedup(*unit, f.median, l.median),
                 _ => None,
             };
-            Row { metric: key.name.clone(), unit: *unit, fsdax, linux, ratio }
+            let reference = results.references.contains(&key.name);
+            Row { metric: key.name.clone(), unit: *unit, fsdax, linux, ratio, reference }
+        })
+        .collect()
+}
+
+/// How a goal is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// fsdax at least this many times better than Linux (the ratio).
+    Ratio(f64),
+    /// fsdax's median at least this fraction of each of fsdax's medians of
+    /// `refs`, measured in the same boot or run (raw copy bandwidth).
+    OfRaw { frac: f64, refs: &'static [&'static str] },
+    /// fsdax's median of the metric's fault count at most this.
+    MaxFaults(f64),
+}
+
+/// A goal fsdax is held to: one metric, one check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Goal {
+    pub metric: &'static str,
+    /// The goal as a person reads it.
+    pub what: &'static str,
+    pub check: Check,
+}
+
+/// The goals, at the default size (256 MiB files).
+pub const GOALS: &[Goal] = &[
+    Goal { metric: "overwrite_4k", what: ">= 3x Linux's ops/s", check: Check::Ratio(3.0) },
+    Goal { metric: "append_4k", what: ">= 5x Linux's ops/s", check: Check::Ratio(5.0) },
+    Goal {
+        metric: "write_2m",
+        what: ">= 0.9x the raw copy bandwidth (memcpy; kernel pmem write)",
+        check: Check::OfRaw { frac: 0.9, refs: &["memcpy", "pmem_write_2m (kernel)"] },
+    },
+    Goal {
+        metric: "read_2m",
+        what: ">= 0.9x the raw copy bandwidth (memcpy; kernel pmem read)",
+        check: Check::OfRaw { frac: 0.9, refs: &["memcpy", "pmem_read_2m (kernel)"] },
+    },
+    Goal { metric: "first_touch_written", what: "<= 129 faults", check: Check::MaxFaults(129.0) },
+    Goal { metric: "first_touch_written", what: ">= 10x faster than Linux", check: Check::Ratio(10.0) },
+    Goal { metric: "first_touch_sparse", what: "<= 129 faults", check: Check::MaxFaults(129.0) },
+    Goal { metric: "first_touch_sparse", what: ">= 10x faster than Linux", check: Check::Ratio(10.0) },
+    Goal { metric: "ficlone", what: "<= 1/10 of Linux's time", check: Check::Ratio(10.0) },
+    Goal { metric: "cow_pwrite_first", what: "<= 1/10 of Linux's time", check: Check::Ratio(10.0) },
+    Goal { metric: "cow_mmap", what: ">= 20x faster than Linux", check: Check::Ratio(20.0) },
+    Goal { metric: "create_close", what: ">= 3x Linux's ops/s", check: Check::Ratio(3.0) },
+];
+
+/// Whether a goal was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// A figure it needs was not measured.
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "missed",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// A goal judged against the results.
+#[derive(Debug, Clone)]
+pub struct GoalRow {
+    pub goal: Goal,
+    /// What was measured, for people: `3.71x`, `0.93x memcpy, 0.88x pmem_write_2m (kernel)`.
+    pub measured: String,
+    pub verdict: Verdict,
+}
+
+/// Judges every goal of [`GOALS`].
+pub fn goals(results: &Results) -> Vec<GoalRow> {
+    let rows = rows(results);
+    let row = |name: &str| rows.iter().find(|r| r.metric == name);
+    let fsdax = |name: &str| row(name).and_then(|r| r.fsdax).map(|s| s.median);
+    GOALS
+        .iter()
+        .map(|&goal| {
+            let (measured, verdict) = match goal.check {
+                Check::Ratio(want) => match row(goal.metric).and_then(|r| r.ratio) {
+                    Some(x) => (format!("{x:.2}x"), if x >= want { Verdict::Met } else { Verdict::Missed }),
+                    None => ("–".to_string(), Verdict::NotMeasured),
+                },
+                Check::MaxFaults(max) => match fsdax(&format!("{} faults", goal.metric)) {
+                    Some(f) => {
+                        (format!("{} faults", thousands(f)), if f <= max { Verdict::Met } else { Verdict::Missed })
+                    }
+                    None => ("–".to_string(), Verdict::NotMeasured),
+                },
+                Check::OfRaw { frac, refs } => {
+                    let mut parts = Vec::new();
+                    let mut verdict = Verdict::Met;
+                    for r in refs {
+                        match (fsdax(goal.metric), fsdax(r)) {
+                            (Some(v), Some(raw)) if raw > 0.0 => {
+                                parts.push(format!("{:.2}x {r}", v / raw));
+                                if v / raw < frac && verdict == Verdict::Met {
+                                    verdict = Verdict::Missed;
+                                }
+                            }
+                            _ => {
+                                parts.push(format!("– {r}"));
+                                verdict = Verdict::NotMeasured;
+                            }
+                        }
+                    }
+                    (parts.join(", "), verdict)
+                }
+            };
+            GoalRow { goal, measured, verdict }
         })
         .collect()
 }
@@ -242,6 +380,7 @@ pub fn to_json(results: &Results, setup: &Setup) -> Value {
                 "fsdax": stats_json(r.fsdax, per.get("fsdax")),
                 "linux": stats_json(r.linux, per.get("linux")),
                 "ratio": r.ratio,
+                "reference": r.reference,
             })
         })
         .collect();
@@ -258,6 +397,10 @@ pub fn to_json(results: &Results, setup: &Setup) -> Value {
         },
         "ratio_means": "how much better fsdax is than Linux: fsdax/linux for rates, linux/fsdax for times and faults",
         "metrics": metrics,
+        "goals": goals(results)
+            .iter()
+            .map(|g| json!({"metric": g.goal.metric, "goal": g.goal.what, "measured": g.measured, "verdict": g.verdict.name()}))
+            .collect::<Vec<_>>(),
         "skipped": skipped,
         "raw": results.raw,
     })
@@ -297,18 +440,42 @@ pub fn to_markdown(results: &Results, setup: &Setup) -> String {
     let _ = writeln!(md, "- wall time of the run: {:.0} s\n", setup.wall_secs);
     let _ = writeln!(md, "| metric | fsdax median | Linux median | ratio | spread (fsdax / Linux) |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let mut references = false;
     for r in rows(results) {
         let ratio = r.ratio.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "–".into());
+        references |= r.reference;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} / {} |",
+            "| {}{} | {} | {} | {} | {} / {} |",
             r.metric,
+            if r.reference { " ¹" } else { "" },
             cell(r.fsdax, r.unit, setup.not_measured.contains_key("fsdax")),
-            cell(r.linux, r.unit, setup.not_measured.contains_key("linux")),
+            if r.reference {
+                "–".to_string()
+            } else {
+                cell(r.linux, r.unit, setup.not_measured.contains_key("linux"))
+            },
             ratio,
             spread(r.fsdax),
             spread(r.linux)
         );
+    }
+    if references {
+        let _ = writeln!(
+            md,
+            "\n¹ A raw reference of fsdax, not a file-system figure: the kernel's `bench pmem` at 2 MiB \
+             (`write_nt`: a RAM buffer to pmem with non-temporal stores and a fence; `read_mc`: pmem to a RAM \
+             buffer with the machine-check-safe copy), in a boot of its own after each fsdax round."
+        );
+    }
+    let goals = goals(results);
+    if !goals.is_empty() {
+        let _ = writeln!(md, "\n## Goals\n");
+        let _ = writeln!(md, "| metric | goal | measured | |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        for g in &goals {
+            let _ = writeln!(md, "| {} | {} | {} | {} |", g.goal.metric, g.goal.what, g.measured, g.verdict.name());
+        }
     }
     if !results.skipped.is_empty() {
         let _ = writeln!(md, "\nSkipped:\n");
@@ -377,6 +544,45 @@ mod tests {
         assert_eq!(j["metrics"][0]["ratio"], json!(2.5));
         assert_eq!(j["metrics"][1]["fsdax"], Value::Null);
         assert_eq!(j["metrics"][1]["linux"]["samples"], json!([4.0, 4.0, 4.0]));
+    }
+
+    #[test]
+    fn goals_are_judged_against_linux_and_the_raw_copy() {
+        let mut r = Results::default();
+        for round in 1..=2 {
+            r.add("fsdax", round, 0, &line("memcpy", "bytes_per_s", 1000.0, None));
+            r.add_reference("fsdax", "pmem_write_2m (kernel)", 2000.0);
+            r.add_reference("fsdax", "pmem_read_2m (kernel)", 1000.0);
+            r.add("fsdax", round, 1, &line("overwrite_4k", "ops_per_s", 300.0, None));
+            r.add("linux", round, 1, &line("overwrite_4k", "ops_per_s", 100.0, None));
+            r.add("fsdax", round, 2, &line("append_4k", "ops_per_s", 400.0, None));
+            r.add("linux", round, 2, &line("append_4k", "ops_per_s", 100.0, None));
+            r.add("fsdax", round, 3, &line("write_2m", "bytes_per_s", 1900.0, None));
+            r.add("fsdax", round, 4, &line("read_2m", "bytes_per_s", 950.0, None));
+            r.add("fsdax", round, 5, &line("first_touch_sparse", "secs", 0.1, Some(129)));
+        }
+        let rows = rows(&r);
+        let names: Vec<_> = rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names[..3], ["memcpy", "pmem_write_2m (kernel)", "pmem_read_2m (kernel)"]);
+        assert!(rows[1].reference && !rows[0].reference && rows[1].ratio.is_none());
+        assert_eq!(rows[1].fsdax.unwrap().n, 2);
+        let g = goals(&r);
+        let verdict = |metric: &str, what: &str| {
+            g.iter()
+                .find(|g| g.goal.metric == metric && g.goal.what.contains(what))
+                .map(|g| (g.verdict, g.measured.clone()))
+        };
+        assert_eq!(verdict("overwrite_4k", "3x"), Some((Verdict::Met, "3.00x".into())));
+        assert_eq!(verdict("append_4k", "5x"), Some((Verdict::Missed, "4.00x".into())));
+        // 1900 is 1.9x memcpy but 0.95x the kernel's pmem write.
+        assert_eq!(
+            verdict("write_2m", "raw"),
+            Some((Verdict::Met, "1.90x memcpy, 0.95x pmem_write_2m (kernel)".into()))
+        );
+        assert_eq!(verdict("read_2m", "raw").map(|v| v.0), Some(Verdict::Met));
+        assert_eq!(verdict("first_touch_sparse", "faults"), Some((Verdict::Met, "129 faults".into())));
+        assert_eq!(verdict("first_touch_sparse", "10x").map(|v| v.0), Some(Verdict::NotMeasured));
+        assert_eq!(verdict("create_close", "3x").map(|v| v.0), Some(Verdict::NotMeasured));
     }
 
     #[test]

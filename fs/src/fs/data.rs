@@ -258,7 +258,26 @@ impl<P: Pmem> FileSystem<P> {
         self.begin()?;
         self.shrinking();
         let r = self.truncate_inner(ino, old, size);
-        self.finish(r)
+        self.finish(r)?;
+        self.zero_past_eof(ino, size, old)
+    }
+
+    /// After a truncate to `size` (from `old`) committed: zeroes the new
+    /// last block's bytes past EOF, durably: a DAX mapping of that page
+    /// shows them. They are past EOF in every committed state by now, so
+    /// an unshared block is zeroed in place; a shared one gets a zeroed
+    /// copy in a transaction of its own (the other owner keeps its bytes).
+    fn zero_past_eof(&mut self, ino: Ino, size: u64, old: u64) -> Result<()> {
+        let tail_end = (size.div_ceil(BS) * BS).min(old);
+        if tail_end <= size {
+            return Ok(());
+        }
+        self.begin()?;
+        let r = self.write_range(ino, size, tail_end - size, &mut Fill::Zero, false, true, true);
+        match self.finish(r)? {
+            n if n == tail_end - size => Ok(()),
+            _ => Err(FsError::NoSpace),
+        }
     }
 
     pub(super) fn truncate_inner(&mut self, ino: Ino, old: u64, size: u64) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::{extents_in, FileSystem, Fill, BS};
+use super::{FileSystem, Fill, BS};
 use crate::error::{FsError, Result};
 use crate::format::*;
 use crate::pmem::Pmem;
@@ -67,13 +67,27 @@ impl<P: Pmem> FileSystem<P> {
         }
         let fb = offset / BS;
         let end = offset.saturating_add(len).div_ceil(BS);
-        for (_, p, l) in extents_in(i, fb, end - fb) {
-            let (shared, n) = self.st.space.shared_run(p, l);
-            if shared || n < l {
-                return Ok(true);
+        // Called before every write: walks the extents in place (no
+        // allocation).
+        let first = i.extent_at(fb).map_or(fb, |(s, _)| s);
+        for (&f, e) in i.extents.range(first..end) {
+            let (lo, hi) = (f.max(fb), (f + e.len).min(end));
+            if hi > lo {
+                let (p, l) = (e.pblk + (lo - f), hi - lo);
+                let (shared, n) = self.st.space.shared_run(p, l);
+                if shared || n < l {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
+    }
+
+    /// The first byte of the device range `[phys, phys + len)` that lies in
+    /// a block of the persistent bad-block list, if any (the DAX fault path
+    /// refuses to map such a page: SIGBUS instead of a machine check).
+    pub fn first_bad(&self, phys: u64, len: u64) -> Option<u64> {
+        self.first_bad_byte(phys, len)
     }
 
     /// Where file offset `offset` lives (for the DAX fault path).

@@ -559,12 +559,44 @@ pub fn sigaction(sig: u64, changing: bool) -> Result<u32, Errno> {
     Ok(sig)
 }
 
+/// A read of `/proc/PID/pagemap` at file offset `offset` for `count`
+/// bytes: the first virtual page number and how many entries, clipped to
+/// the user half (a read past it returns nothing). EINVAL unless both are
+/// multiples of the 8-byte entry, as Linux.
+pub fn pagemap_read(offset: u64, count: u64) -> Result<(u64, u64), Errno> {
+    let e = crate::wire::pagemap::ENTRY;
+    if !offset.is_multiple_of(e) || !count.is_multiple_of(e) {
+        return Err(Errno::EINVAL);
+    }
+    let pages = crate::USER_END / PAGE;
+    let first = offset / e;
+    Ok((first, (count / e).min(pages.saturating_sub(first))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const RW: u64 = (g::PROT_READ | g::PROT_WRITE) as u64;
     const ANON_PRIVATE: u64 = (g::MAP_ANONYMOUS | g::MAP_PRIVATE) as u64;
+
+    #[test]
+    fn pagemap_reads_are_whole_entries_inside_the_user_half() {
+        assert_eq!(pagemap_read(0x7f00_0000_0000 / 4096 * 8, 16), Ok((0x7f00_0000_0000 / 4096, 2)));
+        assert_eq!(pagemap_read(4, 8), Err(Errno::EINVAL));
+        assert_eq!(pagemap_read(8, 7), Err(Errno::EINVAL));
+        let last = crate::USER_END / 4096 - 1;
+        assert_eq!(pagemap_read(last * 8, 64), Ok((last, 1)), "clipped at the end of the user half");
+        assert_eq!(pagemap_read((last + 1) * 8, 64), Ok((last + 1, 0)));
+        assert_eq!(pagemap_read(u64::MAX - 7, 8), Ok((u64::MAX / 8, 0)));
+        use crate::wire::pagemap::{entry, Page};
+        assert_eq!(entry(Page::Absent), 0);
+        let e = entry(Page::Present { pfn: 0x10_0234, file: true });
+        assert_eq!((e >> 63, e & ((1 << 55) - 1), (e >> 61) & 1), (1, 0x10_0234, 1));
+        let e = entry(Page::Present { pfn: 0x5, file: false });
+        assert_eq!((e >> 61) & 1, 0);
+        assert_eq!((e >> 56) & 1, 1);
+    }
 
     #[test]
     fn open_flags_follow_linux() {

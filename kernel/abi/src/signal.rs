@@ -238,6 +238,13 @@ pub fn page_fault_info(addr: u64, mapped: bool) -> Siginfo {
     Siginfo { signo: SIGSEGV, errno: 0, code, fields: SigFields::Fault { addr, addr_lsb: 0 } }
 }
 
+/// The `siginfo` of SIGBUS `BUS_ADRERR` at `addr`: an access to a file
+/// mapping at or beyond the end of the file (or a page the file system
+/// could not provide).
+pub fn bus_adrerr_info(addr: u64) -> Siginfo {
+    Siginfo { signo: SIGBUS, errno: 0, code: BUS_ADRERR, fields: SigFields::Fault { addr, addr_lsb: 0 } }
+}
+
 /// The `siginfo` of consumed poison (`BUS_MCEERR_AR`) or poison found in a
 /// page the process maps (`BUS_MCEERR_AO`): `si_addr` is the page's user
 /// address, `si_addr_lsb` its size (12: 4 KiB, 21: 2 MiB).

@@ -651,6 +651,41 @@ impl DedupeRangeInfo {
     }
 }
 
+/// `/proc/PID/pagemap`: one little-endian 64-bit entry per virtual page
+/// (Linux `Documentation/admin-guide/mm/pagemap.rst`).
+pub mod pagemap {
+    /// Bytes per entry.
+    pub const ENTRY: u64 = 8;
+    /// Bit 63: the page is present.
+    pub const PRESENT: u64 = 1 << 63;
+    /// Bit 61: a file page or shared anonymous memory.
+    pub const FILE_OR_SHARED: u64 = 1 << 61;
+    /// Bit 56: mapped by this process only (set for its private pages).
+    pub const EXCLUSIVE: u64 = 1 << 56;
+    /// Bits 0-54: the page frame number, when present.
+    pub const PFN_MASK: u64 = (1 << 55) - 1;
+
+    /// What one virtual page is, for its entry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Page {
+        /// Nothing is mapped (or not yet faulted in).
+        Absent,
+        /// Mapped to frame `pfn`; `file`: a page of a file (DAX) or the
+        /// shared zero page, else the process's own anonymous page.
+        Present { pfn: u64, file: bool },
+    }
+
+    /// The entry of one page (every process is privileged here, so the
+    /// frame number is shown, as Linux does for `CAP_SYS_ADMIN`).
+    pub fn entry(page: Page) -> u64 {
+        match page {
+            Page::Absent => 0,
+            Page::Present { pfn, file: true } => PRESENT | FILE_OR_SHARED | (pfn & PFN_MASK),
+            Page::Present { pfn, file: false } => PRESENT | EXCLUSIVE | (pfn & PFN_MASK),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::mem::{offset_of, size_of};

@@ -23,6 +23,7 @@ pub use fsdax_kcore::fdtable::MAX_FDS;
 
 use crate::sync::WaitQueue;
 use crate::vfs::file::{Directory, RegularFile};
+use crate::vfs::proc::ProcFile;
 
 /// What an open file description refers to.
 #[derive(Debug)]
@@ -40,6 +41,8 @@ pub enum FileKind {
     Dir(Directory),
     /// `/dev/null`: reads end at once, writes are discarded.
     Null,
+    /// A `/proc` file (`/proc/self/pagemap`, `/proc/iomem`): read-only.
+    Proc(ProcFile),
 }
 
 /// Bytes a pipe holds (Linux's default pipe size).

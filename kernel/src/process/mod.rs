@@ -488,9 +488,12 @@ pub fn exit(p: Arc<Process>, how: Exit) -> ! {
     let closed = p.fds.lock().clear();
     drop(closed);
     p.release_vfork_parent();
-    // Memory: load the kernel's tables, then drop this process's hold.
+    // Memory: load the kernel's tables, then drop this process's hold
+    // (outside the spin lock: its file mappings may hold the last
+    // references to in-memory inodes).
     drop(fsdax_hal::task::replace_address_space(None));
-    drop(p.vm.lock().take());
+    let vm = p.vm.lock().take();
+    drop(vm);
     // Children: zombies are reaped, live ones become the kernel's.
     let mut reaped = Vec::new();
     {
@@ -647,22 +650,30 @@ fn on_user_trap(frame: &mut TrapFrame, fault: &Fault) {
         } else {
             Access::Read
         };
-        let result = match p.vm() {
+        let vm = p.vm();
+        let result = match &vm {
             Some(vm) => vm.fault(addr, access, true),
             None => Err(FaultError::NotMapped),
         };
-        if result.is_ok() {
-            p.minflt.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *p.last_fault.lock() = FaultRegs { trapno: 14, err, cr2: addr };
+        // The process's hold on its memory goes here, outside every lock.
+        drop(vm);
         match result {
-            Err(FaultError::OutOfMemory) => {
-                crate::kprintln!("process {} ({}) is out of memory at {addr:#x}", p.pid(), p.name());
-                p.force(sig::kill_info(sig::SIGKILL, sig::SI_KERNEL, 0));
+            Ok(r) => {
+                count_fault(&p, r);
+                return;
             }
-            Err(e) => p.force(sig::page_fault_info(addr, e == FaultError::Denied)),
-            Ok(()) => {}
+            Err(e) => {
+                *p.last_fault.lock() = FaultRegs { trapno: 14, err, cr2: addr };
+                match e {
+                    FaultError::OutOfMemory => {
+                        crate::kprintln!("process {} ({}) is out of memory at {addr:#x}", p.pid(), p.name());
+                        p.force(sig::kill_info(sig::SIGKILL, sig::SI_KERNEL, 0));
+                    }
+                    FaultError::BeyondEof => p.force(sig::bus_adrerr_info(addr)),
+                    FaultError::Poisoned => p.force(sig::mce_info(sig::BUS_MCEERR_AR, addr & !0xfff, 12)),
+                    e => p.force(sig::page_fault_info(addr, e == FaultError::Denied)),
+                }
+            }
         }
         return;
     }
@@ -687,17 +698,29 @@ fn exit_to_user(frame: &mut TrapFrame) {
     signal::deliver(p, frame);
 }
 
+/// Counts a resolved page fault in the process's rusage (a DAX fault that
+/// allocated blocks is a major fault, as Linux counts it).
+pub fn count_fault(p: &Process, r: vm::Resolved) {
+    if r.major {
+        p.majflt.fetch_add(1, Ordering::Relaxed);
+    } else {
+        p.minflt.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A page fault inside a user copy: resolved only if no lock must be
 /// waited for (the copy's caller may hold some).
 fn resolve_copy_fault(addr: u64, write: bool) -> bool {
     let Some(p) = try_current() else { return false };
     let Some(vm) = p.vm.try_lock().and_then(|v| v.clone()) else { return false };
     let access = if write { Access::Write } else { Access::Read };
-    let ok = vm.fault(addr, access, false).is_ok();
-    if ok {
-        p.minflt.fetch_add(1, Ordering::Relaxed);
+    match vm.fault(addr, access, false) {
+        Ok(r) => {
+            count_fault(&p, r);
+            true
+        }
+        Err(_) => false,
     }
-    ok
 }
 
 /// A machine check consumed poison in user mode (at `rip`, physical

@@ -11,7 +11,7 @@ use fsdax_ktest::{kassert, kassert_eq, kfail, ktest};
 use fsdax_mm::paging::Flags;
 use fsdax_mm::vma::Prot;
 
-use super::vm::{Access, FaultError, Vm, STACK_INITIAL, STACK_MAX, STACK_TOP};
+use super::vm::{Access, FaultError, Resolved, Vm, STACK_INITIAL, STACK_MAX, STACK_TOP};
 use crate::task::{self, ExitReason};
 
 const VA: u64 = 0x6000_0000;
@@ -80,18 +80,18 @@ ktest!(demand_paging_follows_the_areas_rights_and_the_stack_grows, {
     vm.map_anon(ro, 4096, Prot::READ).map_err(|_| kfail!("map ro"))?;
     vm.map_anon(STACK_TOP - STACK_INITIAL, STACK_INITIAL, Prot::READ | Prot::WRITE).map_err(|_| kfail!("stack"))?;
     let free0 = fsdax_hal::mm::frame_stats().free;
-    kassert_eq!(vm.fault(rw + 5 * 4096 + 17, Access::Write, true), Ok(()));
+    kassert_eq!(vm.fault(rw + 5 * 4096 + 17, Access::Write, true), Ok(Resolved::MINOR));
     kassert!(vm.space().translate(rw + 5 * 4096).is_some(), "the page is mapped");
     kassert!(vm.space().translate(rw + 6 * 4096).is_none(), "only the faulting page");
     kassert_eq!(vm.fault(ro, Access::Write, true), Err(FaultError::Denied));
     kassert_eq!(vm.fault(ro, Access::Exec, true), Err(FaultError::Denied));
-    kassert_eq!(vm.fault(ro, Access::Read, true), Ok(()));
+    kassert_eq!(vm.fault(ro, Access::Read, true), Ok(Resolved::MINOR));
     kassert_eq!(vm.fault(0x3000_0000, Access::Read, true), Err(FaultError::NotMapped));
     kassert_eq!(vm.fault(0, Access::Read, true), Err(FaultError::NotMapped), "NULL");
     kassert_eq!(vm.fault(fsdax_abi::USER_END, Access::Read, true), Err(FaultError::NotMapped), "the last page");
     // The stack grows down on a fault below it, within 8 MiB.
     let below = STACK_TOP - STACK_INITIAL - 3 * 4096;
-    kassert_eq!(vm.fault(below, Access::Write, true), Ok(()));
+    kassert_eq!(vm.fault(below, Access::Write, true), Ok(Resolved::MINOR));
     kassert!(vm.read(|a| a.stack_low) <= below);
     kassert_eq!(vm.fault(STACK_TOP - STACK_MAX - 4096, Access::Write, true), Err(FaultError::NotMapped), "guard");
     kassert!(fsdax_hal::mm::frame_stats().free < free0);
@@ -114,7 +114,7 @@ ktest!(memory_failure_finds_the_user_page_of_a_physical_address, {
     let vm = Vm::new().ok_or(kfail!("vm"))?;
     let at = 0x1000_0000;
     vm.map_anon(at, 8 * 4096, Prot::READ | Prot::WRITE).map_err(|_| kfail!("map"))?;
-    kassert_eq!(vm.fault(at + 3 * 4096 + 8, Access::Write, true), Ok(()));
+    kassert_eq!(vm.fault(at + 3 * 4096 + 8, Access::Write, true), Ok(Resolved::MINOR));
     let leaf = vm.space().translate(at + 3 * 4096).ok_or(kfail!("mapped"))?;
     let phys = leaf.phys + (at + 3 * 4096 - leaf.virt);
     kassert_eq!(vm.user_page_of(phys + 0x123), Some(at + 3 * 4096));

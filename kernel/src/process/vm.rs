@@ -20,17 +20,41 @@
 //! hal's page-table spin lock inside. A page fault inside a user copy
 //! (kernel mode, maybe with other locks held) only *tries* the read lock
 //! (`block = false`): it never waits, so it cannot deadlock against the
-//! copy's caller.
+//! copy's caller. A fault in a file mapping (DAX, [`crate::dax`]) holds
+//! the read lock to its end and takes the file's mapping lock and the file
+//! system's lock inside it (`docs/dax.md` has the whole order).
+//!
+//! Every `Vm` has a [`SpaceId`] and is listed in a registry of address
+//! spaces, so that a file's mappers (who maps its pages, by space id) lead
+//! to the page tables to unmap or write-protect, without the `Vm`'s lock.
 
-use alloc::sync::Arc;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use fsdax_abi::{USER_END, USER_MIN};
 use fsdax_hal::mm::{AddressSpace, Frame};
+use fsdax_hal::sync::IrqMutex;
 use fsdax_mm::paging::{Flags, MapError};
-use fsdax_mm::vma::{Backing as VmaBacking, Prot, VmaError, VmaSet};
+use fsdax_mm::vma::{Backing as VmaBacking, Prot, Vma, VmaError, VmaSet};
 use fsdax_mm::PAGE_SIZE;
+use fsdax_pmem_api::ByteRange;
 
 use crate::sync::RwLock;
+use crate::vfs::inode::KInode;
+
+/// Names an address space (a [`Vm`]) in the mappers of files.
+pub type SpaceId = u64;
+
+static NEXT_SPACE: AtomicU64 = AtomicU64::new(1);
+/// Every live address space of a process, by id (a leaf spin lock).
+static SPACES: IrqMutex<BTreeMap<SpaceId, Weak<AddressSpace>>> = IrqMutex::new(BTreeMap::new());
+
+/// The page tables of address space `id`, if it still exists.
+pub fn space_of(id: SpaceId) -> Option<Arc<AddressSpace>> {
+    SPACES.lock().get(&id).and_then(Weak::upgrade)
+}
 
 /// Top of the initial stack.
 pub const STACK_TOP: u64 = 0x7fff_ffff_e000;
@@ -45,24 +69,74 @@ pub const MMAP_TOP: u64 = (STACK_TOP - STACK_MAX - (1 << 20)) & !((2 << 20) - 1)
 /// keep working.
 pub const RESERVED_FRAMES: usize = 2048;
 
-/// What backs an area. Anonymous memory today; file mappings of the DAX
-/// file system (`File { inode, offset, shared, sync }`) and the raw pmem
-/// device (`Device { offset }`) come with DAX and add arms to
-/// [`Vm::fault`] and to `mmap`.
+/// What backs an area: anonymous memory, or a file of the DAX file system
+/// (the raw pmem device will add an arm).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backing {
     /// Private, zero-filled on first touch; the frames belong to the page
     /// tables and are freed at unmap and exit.
     Anon,
+    /// A file mapped straight onto persistent memory (DAX).
+    File(FileMap),
 }
 
+/// A file mapping: the file, the file offset of the area's first byte, and
+/// how it was mapped.
+#[derive(Debug, Clone)]
+pub struct FileMap {
+    /// The file (the mapping keeps its in-memory inode alive).
+    pub inode: Arc<KInode>,
+    /// File offset of the area's first byte (page-aligned).
+    pub offset: u64,
+    /// `MAP_SHARED` (stores reach the file), else `MAP_PRIVATE` (a store
+    /// copies the page into anonymous memory first).
+    pub shared: bool,
+    /// `MAP_SYNC`: a write fault's metadata is durable before the writable
+    /// entry is installed (every fault's is, on this file system).
+    pub sync: bool,
+    /// Whether `mprotect` may add write access (a shared mapping of a
+    /// descriptor opened read-only may not: EACCES).
+    pub may_write: bool,
+}
+
+impl PartialEq for FileMap {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.inode, &o.inode)
+            && self.offset == o.offset
+            && self.shared == o.shared
+            && self.sync == o.sync
+            && self.may_write == o.may_write
+    }
+}
+
+impl Eq for FileMap {}
+
 impl VmaBacking for Backing {
-    fn split_at(&self, _delta: u64) -> Self {
-        self.clone()
+    fn split_at(&self, delta: u64) -> Self {
+        match self {
+            Backing::Anon => Backing::Anon,
+            Backing::File(f) => Backing::File(FileMap { offset: f.offset + delta, ..f.clone() }),
+        }
     }
 
-    fn continues(&self, _len: u64, next: &Self) -> bool {
-        matches!((self, next), (Backing::Anon, Backing::Anon))
+    fn continues(&self, len: u64, next: &Self) -> bool {
+        match (self, next) {
+            (Backing::Anon, Backing::Anon) => true,
+            (Backing::File(a), Backing::File(b)) => {
+                a.offset.checked_add(len) == Some(b.offset) && *b == FileMap { offset: b.offset, ..a.clone() }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Backing {
+    /// The file mapping, if this is one.
+    pub fn file(&self) -> Option<&FileMap> {
+        match self {
+            Backing::File(f) => Some(f),
+            Backing::Anon => None,
+        }
     }
 }
 
@@ -88,6 +162,24 @@ pub enum FaultError {
     OutOfMemory,
     /// The areas' lock was busy and waiting was not allowed.
     WouldBlock,
+    /// A file page at or beyond EOF, or the file is gone (its file system
+    /// was unmounted), or no space for a write (SIGBUS, BUS_ADRERR).
+    BeyondEof,
+    /// The page is poisoned (a bad block): SIGBUS, BUS_MCEERR_AR, lsb 12.
+    Poisoned,
+}
+
+/// A resolved fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// It allocated blocks of a file (Linux counts such a DAX fault as a
+    /// major fault).
+    pub major: bool,
+}
+
+impl Resolved {
+    /// A fault that took nothing but memory.
+    pub const MINOR: Resolved = Resolved { major: false };
 }
 
 /// The areas and the program break.
@@ -106,6 +198,7 @@ pub struct Areas {
 /// A process's memory.
 #[derive(Debug)]
 pub struct Vm {
+    id: SpaceId,
     space: Arc<AddressSpace>,
     areas: RwLock<Areas>,
 }
@@ -124,7 +217,8 @@ pub fn pte_flags(prot: Prot) -> Flags {
     f
 }
 
-fn allowed(prot: Prot, access: Access) -> bool {
+/// Whether `prot` allows `access`.
+pub fn allowed(prot: Prot, access: Access) -> bool {
     match access {
         Access::Read => prot.intersects(Prot::READ | Prot::WRITE | Prot::EXEC),
         Access::Write => prot.contains(Prot::WRITE),
@@ -136,7 +230,10 @@ impl Vm {
     /// An empty address space; None without memory.
     pub fn new() -> Option<Vm> {
         let space = Arc::new(AddressSpace::new()?);
+        let id = NEXT_SPACE.fetch_add(1, Ordering::Relaxed);
+        SPACES.lock().insert(id, Arc::downgrade(&space));
         Some(Vm {
+            id,
             space,
             areas: RwLock::new(Areas {
                 set: VmaSet::default(),
@@ -152,6 +249,11 @@ impl Vm {
         &self.space
     }
 
+    /// Its id in the mappers of the files it maps.
+    pub fn id(&self) -> SpaceId {
+        self.id
+    }
+
     /// Runs `f` on the areas, shared.
     pub fn read<R>(&self, f: impl FnOnce(&Areas) -> R) -> R {
         f(&self.areas.read())
@@ -162,49 +264,66 @@ impl Vm {
         f(&mut self.areas.write(), &self.space)
     }
 
-    /// Resolves a fault at `addr`. `block`: may wait for the areas' lock
-    /// (false inside user copies).
-    pub fn fault(&self, addr: u64, access: Access, block: bool) -> Result<(), FaultError> {
+    /// Resolves a fault at `addr`. `block`: may wait for locks (false
+    /// inside user copies).
+    pub fn fault(&self, addr: u64, access: Access, block: bool) -> Result<Resolved, FaultError> {
         if !(USER_MIN..USER_END).contains(&addr) {
             return Err(FaultError::NotMapped);
         }
         let page = addr & !(PAGE_SIZE - 1);
         let areas = if block { self.areas.read() } else { self.areas.try_read().ok_or(FaultError::WouldBlock)? };
-        let (prot, backing) = match areas.set.find(addr) {
-            Some(v) => (v.prot, v.backing.clone()),
-            None => {
-                let grows = addr < areas.stack_low && addr >= STACK_TOP - STACK_MAX;
-                drop(areas);
-                if !grows || !block {
-                    return Err(FaultError::NotMapped);
-                }
-                self.grow_stack(page)?;
-                return self.fault(addr, access, block);
+        let Some(v) = areas.set.find(addr) else {
+            let grows = addr < areas.stack_low && addr >= STACK_TOP - STACK_MAX;
+            drop(areas);
+            if !grows || !block {
+                return Err(FaultError::NotMapped);
             }
+            self.grow_stack(page)?;
+            return self.fault(addr, access, block);
         };
-        drop(areas);
-        if !allowed(prot, access) {
+        if !allowed(v.prot, access) {
             return Err(FaultError::Denied);
         }
-        match backing {
-            Backing::Anon => self.anon_fault(page, prot),
+        match &v.backing {
+            Backing::Anon => {
+                let prot = v.prot;
+                drop(areas);
+                self.anon_fault(page, prot).map(|()| Resolved::MINOR)
+            }
+            // The areas' read lock stays held: the area (and its file) cannot
+            // go while the fault installs pages of it.
+            Backing::File(f) => {
+                let area = ByteRange::new(v.start, v.end).ok_or(FaultError::NotMapped)?;
+                crate::dax::fault(&self.space, area, v.prot, f, addr, access, block)
+            }
         }
     }
 
-    /// Faults every page of `[start, start + len)` in, waiting for locks:
-    /// what a read/write path does after a user copy came back short
-    /// because its page-fault resolver could not take a lock the caller
-    /// held (drop the locks, call this, retry the copy).
-    pub fn fault_in(&self, start: u64, len: u64, access: Access) -> Result<(), FaultError> {
+    /// Faults every page of `[start, start + len)` in that is not mapped
+    /// with the rights `access` needs, waiting for locks: what a read/write
+    /// path does after a user copy came back short because its page-fault
+    /// resolver could not take a lock the caller held (drop the locks, call
+    /// this, retry the copy), and `MAP_POPULATE`. Returns the faults taken
+    /// (minor, major).
+    pub fn fault_in(&self, start: u64, len: u64, access: Access) -> Result<(u64, u64), FaultError> {
         let end = start.checked_add(len).ok_or(FaultError::NotMapped)?;
         let mut at = start & !(PAGE_SIZE - 1);
+        let (mut minor, mut major) = (0, 0);
         while at < end {
-            if self.space.translate(at).is_none() {
-                self.fault(at.max(start), access, true)?;
+            let needs = match self.space.translate(at) {
+                None => true,
+                Some(l) => access == Access::Write && !l.flags.contains(Flags::WRITABLE),
+            };
+            if needs {
+                if self.fault(at.max(start), access, true)?.major {
+                    major += 1;
+                } else {
+                    minor += 1;
+                }
             }
             at += PAGE_SIZE;
         }
-        Ok(())
+        Ok((minor, major))
     }
 
     fn anon_fault(&self, page: u64, prot: Prot) -> Result<(), FaultError> {
@@ -306,5 +425,48 @@ impl Vm {
     /// Bytes of all areas, for `ps`.
     pub fn mapped_bytes(&self) -> u64 {
         self.read(|a| a.set.iter().map(|v| v.len()).sum())
+    }
+
+    /// Removes `[start, start + len)` from the areas and the page tables
+    /// (call with the areas' write lock: `areas` is its guard's content)
+    /// and forgets the file mappings it held from their files' mappers.
+    /// Returns the removed pieces: drop them after the lock is released
+    /// (the last reference to a file's in-memory inode takes the file
+    /// system's lock).
+    pub fn unmap_locked(&self, areas: &mut Areas, start: u64, len: u64) -> Result<Vec<Vma<Backing>>, VmaError> {
+        let removed = areas.set.remove(start, len)?;
+        if self.space.unmap_sparse(start, len).is_err() {
+            crate::warn!("vm: unmapping {start:#x}+{len:#x} left pages behind");
+        }
+        for v in &removed {
+            if let Backing::File(f) = &v.backing {
+                if let Some(range) = ByteRange::new(v.start, v.end) {
+                    f.inode.mappers.lock().remove_va_range(self.id, range);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for Vm {
+    /// The files this space mapped forget it (its page tables go with the
+    /// last reference to the hal's space, which releases the pins of the
+    /// persistent-memory pages still mapped). A `Vm` is dropped outside
+    /// every lock: its file mappings may hold the last references to
+    /// in-memory inodes.
+    fn drop(&mut self) {
+        SPACES.lock().remove(&self.id);
+        let areas = self.areas.read();
+        let mut seen: Vec<*const KInode> = Vec::new();
+        for v in areas.set.iter() {
+            if let Backing::File(f) = &v.backing {
+                let p = Arc::as_ptr(&f.inode);
+                if !seen.contains(&p) {
+                    seen.push(p);
+                    f.inode.mappers.lock().remove_space(self.id);
+                }
+            }
+        }
     }
 }

@@ -56,6 +56,16 @@ impl<T> RwLock<T> {
         RwLockWriteGuard { lock: self, guard: Some(guard) }
     }
 
+    /// Exclusive access if it can be had without waiting.
+    pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        if !self.state.update(|s| s.try_write(false)) {
+            return None;
+        }
+        task::sleeping_lock_acquired();
+        let guard = self.data.try_write().expect("a granted write hold has a free data lock");
+        Some(RwLockWriteGuard { lock: self, guard: Some(guard) })
+    }
+
     /// Readers holding the lock and whether a writer does (a snapshot).
     pub fn holders(&self) -> (u32, bool) {
         self.state.peek(|s| (s.readers(), s.has_writer()))

@@ -28,7 +28,6 @@ impl<S> WaitQueue<S> {
     /// [`Self::update_and_notify`] wakes it. `retried` is false on the
     /// first call.
     pub fn wait_until<R>(&self, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> R {
-        let me = task::current();
         let mut retried = false;
         loop {
             let done = cpu::without_interrupts(|| {
@@ -36,6 +35,10 @@ impl<S> WaitQueue<S> {
                 if let Some(r) = f(&mut g.state, retried) {
                     return Some(r);
                 }
+                // Only a task that waits needs its id (the scheduler's
+                // lock nests inside the queue's, as in `block_current`):
+                // taking a free lock stays off the scheduler's lock.
+                let me = task::current();
                 if !g.waiters.contains(&me) {
                     g.waiters.push_back(me);
                 }

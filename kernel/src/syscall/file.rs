@@ -4,9 +4,12 @@
 //! `FICLONERANGE`, `FIDEDUPERANGE`, `FS_IOC_FIEMAP`).
 //!
 //! Every operation is durable when it returns (the file system commits
-//! each one), so `fsync` is a fence. What frees or moves a file's blocks
-//! takes the file's mapping lock exclusive first (truncate, punch hole,
-//! zero range, both files of a reflink or dedupe).
+//! each one); what `fsync` adds is the write-back of the pages stores
+//! through DAX mappings dirtied (`crate::dax::flush`), then a fence. What
+//! frees or moves a file's blocks takes the file's mapping lock exclusive
+//! first (truncate, punch hole, zero range, both files of a reflink or
+//! dedupe) and breaks the layouts of the range (`crate::dax::layout`):
+//! unmapped from every process, no pin left on the file's own blocks.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -16,7 +19,9 @@ use fsdax_abi::request::{self, Fallocate, Whence};
 use fsdax_abi::wire::{self, DedupeRangeInfo, Fiemap, FiemapExtent, FileCloneRange, FileDedupeRange, Iovec};
 use fsdax_abi::Errno;
 use fsdax_fs::{Falloc, FsError};
+use fsdax_hal::mm::Unmap;
 use fsdax_hal::uaccess;
+use fsdax_pmem_api::ByteRange;
 
 use super::io::{file, iovecs};
 use super::{read_user, write_user, Ctx};
@@ -99,6 +104,17 @@ pub fn lseek(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         }
         // Linux: seeking /dev/null always lands at 0.
         FileKind::Null => Ok(0),
+        // `/proc` files: any position (Linux's `mem_lseek`).
+        FileKind::Proc(pf) => {
+            let mut pos = pf.pos.lock();
+            let base = match whence {
+                Whence::Set => 0,
+                Whence::Cur => *pos,
+                _ => return Err(Errno::EINVAL),
+            };
+            *pos = u64::try_from(i128::from(base) + i128::from(offset)).map_err(|_| Errno::EINVAL)?;
+            Ok(*pos)
+        }
         FileKind::Dir(d) => {
             let mut pos = d.pos.lock();
             let base = match whence {
@@ -122,10 +138,17 @@ pub fn pread64(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     if !readable(&f) {
         return Err(Errno::EBADF);
     }
-    let k = positional(&f)?;
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
+    if let FileKind::Proc(pf) = &f.kind {
+        if !uaccess::user_range(a[1], a[2] as usize) {
+            return Err(Errno::EFAULT);
+        }
+        let bytes = crate::vfs::proc::read(&pf.kind, a[3], a[2])?;
+        return write_user(a[1], &bytes).map(|()| bytes.len() as u64);
+    }
+    let k = positional(&f)?;
     match k {
         Some(k) => read_at(&c.proc, k, a[1], a[2], a[3]),
         None => Ok(0),
@@ -211,12 +234,16 @@ pub fn pwritev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 // ------------------------------------------------------------ durability
 
 /// `fsync(fd)` and `fdatasync(fd)`: every operation is already durable
-/// (committed before it returned); this orders it all (a fence). EINVAL
-/// for pipes and the console, which cannot be synced.
+/// (committed before it returned); the pages DAX mappings dirtied are
+/// written back, and a fence orders it all. EINVAL for pipes and the
+/// console, which cannot be synced.
 pub fn fsync(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
     match &f.kind {
-        FileKind::File(rf) => with_fs_on(&rf.inode, |fs| fs.fsync(rf.inode.ino()).map_err(errno)).map(|()| 0),
+        FileKind::File(rf) => {
+            crate::dax::flush::flush_dirty(&rf.inode, None)?;
+            with_fs_on(&rf.inode, |fs| fs.fsync(rf.inode.ino()).map_err(errno)).map(|()| 0)
+        }
         FileKind::Dir(d) => fsys::with_fs(|fs| {
             d.check_mount()?;
             fs.fsync(d.ino).map_err(errno)
@@ -227,8 +254,10 @@ pub fn fsync(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
 }
 
-/// `sync()`: a fence on the mounted file system.
+/// `sync()`: the dirty pages of every mapped file written back, and a
+/// fence on the mounted file system.
 pub fn sync(_: &mut Ctx<'_>, _: [u64; 6]) -> Result<u64, Errno> {
+    crate::dax::flush::flush_all();
     fsys::with_fs(|fs| {
         let root = fs.root();
         let _ = fs.fsync(root);
@@ -244,11 +273,6 @@ pub fn syncfs(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 
 // ------------------------------------------------------------- sizes
 
-fn truncate_inode(k: &KInode, len: u64) -> Result<u64, Errno> {
-    let _m = k.mapping_lock.write();
-    with_fs_on(k, |fs| fs.truncate(k.ino(), len).map_err(errno)).map(|()| 0)
-}
-
 /// `ftruncate(fd, length)`: EINVAL unless a regular file open for
 /// writing; EFBIG past the largest file.
 pub fn ftruncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
@@ -257,7 +281,7 @@ pub fn ftruncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
     let f = file(c, a[0])?;
     match &f.kind {
-        FileKind::File(rf) if writable(&f) => truncate_inode(&rf.inode, a[1]),
+        FileKind::File(rf) if writable(&f) => crate::vfs::file::truncate(&rf.inode, a[1]).map(|()| 0),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -279,7 +303,7 @@ pub fn truncate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         crate::vfs::inode::get(fs, ino).map_err(errno)
     })
     .unwrap_or(Err(Errno::ENOENT))?;
-    let r = truncate_inode(&k, a[1]);
+    let r = crate::vfs::file::truncate(&k, a[1]).map(|()| 0);
     drop(k);
     r
 }
@@ -303,10 +327,7 @@ pub fn fallocate(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         Fallocate::PunchHole => Falloc::PunchHole,
         Fallocate::ZeroRange { keep_size } => Falloc::ZeroRange { keep_size },
     };
-    let moves = !matches!(mode, Falloc::Allocate { .. });
-    let _shared = (!moves).then(|| k.mapping_lock.read());
-    let _exclusive = moves.then(|| k.mapping_lock.write());
-    with_fs_on(k, |fs| fs.fallocate(k.ino(), mode, off, len).map_err(errno)).map(|()| 0)
+    crate::vfs::file::fallocate(k, mode, off, len).map(|()| 0)
 }
 
 // ---------------------------------------------------------------- ioctl
@@ -334,14 +355,33 @@ fn remap_pair<'a>(src: &'a OpenFile, dst: &'a OpenFile) -> Result<(&'a Arc<KInod
 
 /// Runs `f` with the mapping locks of both files held exclusive (in inode
 /// order; once if they are the same file), then the file system's lock.
-fn with_both_locked<R>(s: &KInode, d: &KInode, f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>) -> Result<R, Errno> {
+/// Before it, the layouts of the destination's range `dst` are broken (its
+/// blocks are replaced: every mapping of them goes, none stays pinned) and
+/// the source's range `src` is written back (its blocks become shared: a
+/// store through a writable mapping must fault first and copy, so every
+/// mapping of them loses write access).
+fn with_both_locked<R>(
+    s: &KInode,
+    src: ByteRange,
+    d: &KInode,
+    dst: ByteRange,
+    f: impl FnOnce(&mut KernelFs) -> Result<R, Errno>,
+) -> Result<R, Errno> {
     let (first, second) = if s.ino() <= d.ino() { (s, d) } else { (d, s) };
     let _a = first.mapping_lock.write();
     let _b = (first.ino() != second.ino()).then(|| second.mapping_lock.write());
+    crate::dax::layout::break_layouts(d, dst, Unmap::FileOnly)?;
+    crate::dax::flush::write_protect_range(s, src)?;
     with_fs_on(s, |fs| {
         d.check_mount()?;
         f(fs)
     })
+}
+
+/// The whole of a file, as a range (for a reflink of all of it).
+fn whole(k: &KInode) -> Result<ByteRange, Errno> {
+    let size = with_fs_read_on(k, |fs| fs.stat(k.ino()).map(|st| st.size).map_err(errno))?;
+    Ok(ByteRange::from_len_saturating(0, size))
 }
 
 /// `ioctl(dst, FICLONE, src)`: `dst` shares all of `src`'s blocks and
@@ -349,7 +389,9 @@ fn with_both_locked<R>(s: &KInode, d: &KInode, f: impl FnOnce(&mut KernelFs) -> 
 fn ficlone(c: &Ctx<'_>, dst: u64, src: u64) -> Result<u64, Errno> {
     let (src, dst) = (file(c, src)?, file(c, dst)?);
     let (s, d) = remap_pair(&src, &dst)?;
-    with_both_locked(s, d, |fs| fs.reflink(s.ino(), d.ino()).map_err(errno)).map(|()| 0)
+    let (sr, dr) = (whole(s)?, whole(d)?);
+    let dr = ByteRange::new(0, dr.end().max(sr.end())).unwrap_or(dr);
+    with_both_locked(s, sr, d, dr, |fs| fs.reflink(s.ino(), d.ino()).map_err(errno)).map(|()| 0)
 }
 
 /// `ioctl(dst, FICLONERANGE, &file_clone_range)`; a zero length means to
@@ -358,7 +400,10 @@ fn ficlonerange(c: &Ctx<'_>, dst: u64, arg: u64) -> Result<u64, Errno> {
     let r = FileCloneRange::decode(&read_user(arg, FileCloneRange::SIZE)?);
     let (src, dst) = (file(c, r.src_fd as u64)?, file(c, dst)?);
     let (s, d) = remap_pair(&src, &dst)?;
-    with_both_locked(s, d, |fs| {
+    let len = if r.src_length == 0 { whole(s)?.end().saturating_sub(r.src_offset) } else { r.src_length };
+    let sr = ByteRange::from_len_saturating(r.src_offset, len);
+    let dr = ByteRange::from_len_saturating(r.dest_offset, len);
+    with_both_locked(s, sr, d, dr, |fs| {
         let len = if r.src_length == 0 {
             fs.stat(s.ino()).map_err(errno)?.size.checked_sub(r.src_offset).ok_or(Errno::EINVAL)?
         } else {
@@ -382,7 +427,9 @@ fn fideduperange(c: &Ctx<'_>, src_fd: u64, arg: u64) -> Result<u64, Errno> {
         let mut info = DedupeRangeInfo::decode(chunk);
         let r = file(c, info.dest_fd as u64).and_then(|dst| {
             let (s, d) = remap_pair(&src, &dst)?;
-            with_both_locked(s, d, |fs| {
+            let sr = ByteRange::from_len_saturating(hdr.src_offset, hdr.src_length);
+            let dr = ByteRange::from_len_saturating(info.dest_offset, hdr.src_length);
+            with_both_locked(s, sr, d, dr, |fs| {
                 match fs.dedupe_range(s.ino(), hdr.src_offset, d.ino(), info.dest_offset, hdr.src_length) {
                     Ok(()) => Ok(true),
                     Err(FsError::Differs) => Ok(false),

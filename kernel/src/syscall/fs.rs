@@ -45,6 +45,8 @@ const BLKSIZE: u32 = 4096;
 const ST_RDONLY: u64 = 1;
 /// `st_rdev` of `/dev/null` (1:3).
 const NULL_RDEV: u64 = (1 << 8) | 3;
+/// `st_dev` of `/proc` files (Linux's procfs is an anonymous device too).
+const PROC_DEV: u64 = 0x16;
 
 /// Whether `path` is `/dev/null` (absolute; `//dev/./null` too).
 fn is_dev_null(path: &[u8]) -> bool {
@@ -151,6 +153,14 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         }
         return install(c, OpenFile::new(FileKind::Null, flags.status), flags.cloexec);
     }
+    if let Some(kind) = crate::vfs::proc::lookup(&path, c.proc.pid()) {
+        // Read-only files (Linux: mode 0444/0400).
+        if flags.access != request::Access::Read || flags.truncate || flags.directory {
+            return Err(if flags.directory { Errno::ENOTDIR } else { Errno::EACCES });
+        }
+        let pf = crate::vfs::proc::ProcFile { kind: kind?, pos: Mutex::new(0) };
+        return install(c, OpenFile::new(FileKind::Proc(pf), flags.status), flags.cloexec);
+    }
     let start = start_dir(c, dirfd, &path)?;
     let (f, truncate) = with_fs(|fs| {
         let p = vfs::resolve_parent(fs, start, &path)?;
@@ -160,11 +170,7 @@ fn do_openat(c: &Ctx<'_>, dirfd: u64, path: u64, flags: u32) -> Result<u64, Errn
         if let FileKind::File(rf) = &f.kind {
             // O_TRUNC: like ftruncate(0), after the open (Linux does it
             // the same way, under the inode's locks).
-            let _m = rf.inode.mapping_lock.write();
-            with_fs(|fs| {
-                rf.inode.check_mount()?;
-                fs.truncate(rf.inode.ino(), 0).map_err(errno)
-            })?;
+            crate::vfs::file::truncate(&rf.inode, 0)?;
         }
     }
     install(c, f, flags.cloexec)
@@ -236,6 +242,9 @@ fn stat_open(f: &OpenFile) -> Result<Stat, Errno> {
             rf.inode.check_mount()?;
             stat_ino(fs, rf.inode.ino())
         }),
+        FileKind::Proc(_) => {
+            Ok(Stat { dev: PROC_DEV, ino: 2, nlink: 1, mode: wire::S_IFREG | 0o444, blksize: 1024, ..Stat::default() })
+        }
         FileKind::Dir(d) => with_fs_read(|fs| {
             d.check_mount()?;
             stat_ino(fs, d.ino)
@@ -256,6 +265,10 @@ fn stat_at(c: &Ctx<'_>, dirfd: u64, path: &[u8]) -> Result<Stat, Errno> {
     }
     if is_dev_null(path) {
         return stat_open(&OpenFile { kind: FileKind::Null, status: Default::default() });
+    }
+    if let Some(kind) = crate::vfs::proc::lookup(path, c.proc.pid()) {
+        let pf = crate::vfs::proc::ProcFile { kind: kind?, pos: Mutex::new(0) };
+        return stat_open(&OpenFile { kind: FileKind::Proc(pf), status: Default::default() });
     }
     let start = start_dir(c, dirfd, path)?;
     with_fs_read(|fs| {

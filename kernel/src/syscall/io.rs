@@ -90,6 +90,7 @@ fn write_to(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno>
         }
         FileKind::Dir(_) => Err(Errno::EISDIR),
         FileKind::Null => Ok(len),
+        FileKind::Proc(_) => Err(Errno::EBADF),
         FileKind::ConsoleOut | FileKind::ConsoleIn => {
             let mut chunk = [0u8; CHUNK];
             let mut done = 0u64;
@@ -151,6 +152,13 @@ fn read_from(c: &Ctx<'_>, f: &OpenFile, buf: u64, len: u64) -> Result<u64, Errno
         }
         FileKind::Dir(_) => Err(Errno::EISDIR),
         FileKind::Null => Ok(0),
+        FileKind::Proc(pf) => {
+            let mut pos = pf.pos.lock();
+            let bytes = crate::vfs::proc::read(&pf.kind, *pos, len)?;
+            write_user(buf, &bytes)?;
+            *pos += bytes.len() as u64;
+            Ok(bytes.len() as u64)
+        }
         FileKind::ConsoleIn | FileKind::ConsoleOut => {
             let me = c.proc.pid();
             let got = console::INPUT.wait_until(|i, _| {
@@ -280,7 +288,7 @@ pub fn poll(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                 }
                 FileKind::Pipe(end) => (end.pipe.peek(|p| !p.bytes.is_empty() || p.writers == 0), false),
                 // Files never block (Linux: always ready).
-                FileKind::File(_) | FileKind::Null => (true, true),
+                FileKind::File(_) | FileKind::Null | FileKind::Proc(_) => (true, true),
                 FileKind::Dir(_) => (true, false),
             };
             let mut ev = 0u16;

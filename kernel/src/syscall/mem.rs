@@ -1,14 +1,29 @@
-//! Memory system calls: `brk`, `mmap`, `munmap`, `mprotect`, `madvise` of
-//! anonymous memory. File mappings (DAX) return ENODEV until the file
-//! system's mapping path exists.
+//! Memory system calls: `brk`, `mmap`, `munmap`, `mprotect`, `madvise`,
+//! `msync`, of anonymous memory and of files of the fsdax file system,
+//! which are mapped straight onto persistent memory (DAX, `crate::dax`).
+//!
+//! A file mapping gets a virtual address congruent with its file offset
+//! modulo 2 MiB (unless the process fixes the address), so that 2 MiB pages
+//! are possible; it is recorded in the file's mappers at once and forgotten
+//! when unmapped. Areas removed under the areas' lock are dropped after it
+//! is released (a file mapping may hold the last reference to the file's
+//! in-memory inode, whose drop takes the file system's lock).
 
-use fsdax_abi::request::{self, Advice, Placement};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use fsdax_abi::linux::general as g;
+use fsdax_abi::request::{self, Advice, Placement, Sharing};
 use fsdax_abi::{Errno, USER_MIN};
-use fsdax_mm::vma::{Prot, VmaError};
-use fsdax_mm::PAGE_SIZE;
+use fsdax_hal::mm::Unmap;
+use fsdax_mm::vma::{Prot, Vma, VmaError};
+use fsdax_mm::{HUGE_2M, PAGE_SIZE};
+use fsdax_pmem_api::ByteRange;
 
 use super::Ctx;
-use crate::process::vm::{pte_flags, Access, Areas, Backing, Vm, MMAP_TOP};
+use crate::process::fd::FileKind;
+use crate::process::vm::{pte_flags, Access, Areas, Backing, FileMap, Vm, MMAP_TOP};
+use crate::vfs::inode::KInode;
 
 fn prot_of(read: bool, write: bool, exec: bool) -> Prot {
     let mut p = Prot::empty();
@@ -36,40 +51,73 @@ fn vma_errno(e: VmaError) -> Errno {
     }
 }
 
-/// Removes `[start, start + len)` from the areas and the page tables.
-fn unmap(areas: &mut Areas, space: &fsdax_hal::mm::AddressSpace, start: u64, len: u64) -> Result<(), Errno> {
-    areas.set.remove(start, len).map_err(vma_errno)?;
-    space.unmap_sparse(start, len).map_err(|_| Errno::EINVAL)
+/// Removes `[start, start + len)` from the areas and the page tables;
+/// returns the removed areas, to be dropped once the lock is released.
+fn unmap(vm: &Vm, areas: &mut Areas, start: u64, len: u64) -> Result<Vec<Vma<Backing>>, Errno> {
+    vm.unmap_locked(areas, start, len).map_err(vma_errno)
 }
 
-/// Faults every page of `[start, start + len)` in now (each counts as a
-/// minor fault, as on Linux).
+/// Faults every page of `[start, start + len)` in now. Anonymous pages
+/// count one minor fault each (as on Linux); file pages count the faults
+/// taken (a 2 MiB page is one).
 fn populate(c: &Ctx<'_>, vm: &Vm, start: u64, len: u64, write: bool) -> Result<(), Errno> {
-    vm.fault_in(start, len, if write { Access::Write } else { Access::Read }).map_err(|_| Errno::ENOMEM)?;
-    c.proc.minflt.fetch_add(len / PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+    let (minor, major) =
+        vm.fault_in(start, len, if write { Access::Write } else { Access::Read }).map_err(|_| Errno::ENOMEM)?;
+    let file = vm.read(|a| a.set.find(start).is_some_and(|v| v.backing.file().is_some()));
+    let minor = if file { minor } else { len / PAGE_SIZE - major };
+    c.proc.minflt.fetch_add(minor, core::sync::atomic::Ordering::Relaxed);
+    c.proc.majflt.fetch_add(major, core::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+/// The file an `mmap` of descriptor `fd` maps, after Linux's checks:
+/// ENODEV for what cannot be mapped (directories, pipes, the console,
+/// `/dev/null`), EACCES unless it was opened for reading, or for writing
+/// too when a shared mapping may be written (not `O_APPEND`). Returns the
+/// file and whether `mprotect` may add write access later.
+fn mappable(c: &Ctx<'_>, fd: i32, shared: bool, write: bool) -> Result<(Arc<KInode>, bool), Errno> {
+    let f = super::io::file(c, u64::from(fd as u32))?;
+    let FileKind::File(rf) = &f.kind else { return Err(Errno::ENODEV) };
+    let s = f.status();
+    let readable = s & g::O_PATH == 0 && matches!(s & g::O_ACCMODE, g::O_RDONLY | g::O_RDWR);
+    let writable = s & g::O_PATH == 0 && s & g::O_ACCMODE == g::O_RDWR && s & g::O_APPEND == 0;
+    if !readable || (shared && write && !writable) {
+        return Err(Errno::EACCES);
+    }
+    Ok((Arc::clone(&rf.inode), !shared || writable))
 }
 
 /// `mmap(addr, len, prot, flags, fd, offset)`.
 pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let m = request::mmap(a[0], a[1], a[2], a[3], a[4], a[5])?;
-    if !m.anonymous {
-        // The descriptor first (EBADF), as Linux; file mappings are the DAX
-        // path of the file system (not yet).
-        c.proc.fds.lock().get(m.fd as u64)?;
-        return Err(Errno::ENODEV);
-    }
-    // Linux's overcommit heuristic: no single request larger than RAM.
-    if m.len > fsdax_hal::mm::frame_stats().usable as u64 * PAGE_SIZE {
-        return Err(Errno::ENOMEM);
-    }
+    let backing = if m.anonymous {
+        // Linux's overcommit heuristic: no single request larger than RAM.
+        if m.len > fsdax_hal::mm::frame_stats().usable as u64 * PAGE_SIZE {
+            return Err(Errno::ENOMEM);
+        }
+        Backing::Anon
+    } else {
+        let shared = m.sharing == Sharing::Shared;
+        let (inode, may_write) = mappable(c, m.fd, shared, m.write)?;
+        if m.offset.checked_add(m.len).is_none_or(|e| e > fsdax_fs::MAX_FILE_SIZE) {
+            return Err(Errno::EOVERFLOW);
+        }
+        Backing::File(FileMap { inode, offset: m.offset, shared, sync: m.sync, may_write })
+    };
     let vm = vm_of(c)?;
     let prot = prot_of(m.read, m.write, m.exec);
-    let start = vm.write(|areas, space| -> Result<u64, Errno> {
+    // File mappings: a virtual address congruent with the file offset
+    // modulo 2 MiB, so that 2 MiB pages can be used.
+    let (align, phase) = match &backing {
+        Backing::File(f) => (HUGE_2M, f.offset % HUGE_2M),
+        Backing::Anon => (PAGE_SIZE, 0),
+    };
+    let mut replaced = Vec::new();
+    let placed = vm.write(|areas, _| -> Result<u64, Errno> {
         let hi = if m.below_2g { 1 << 31 } else { MMAP_TOP };
         let start = match m.placement {
             Placement::Replace(at) => {
-                unmap(areas, space, at, m.len)?;
+                replaced = unmap(&vm, areas, at, m.len)?;
                 at
             }
             Placement::NoReplace(at) => {
@@ -85,13 +133,23 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                 if fits {
                     h
                 } else {
-                    areas.set.find_free(m.len, PAGE_SIZE, 0, USER_MIN, hi).ok_or(Errno::ENOMEM)?
+                    areas
+                        .set
+                        .find_free(m.len, align, phase, USER_MIN, hi)
+                        .or_else(|| areas.set.find_free(m.len, PAGE_SIZE, 0, USER_MIN, hi))
+                        .ok_or(Errno::ENOMEM)?
                 }
             }
         };
-        areas.set.insert(start, m.len, prot, Backing::Anon).map_err(vma_errno)?;
+        let file = backing.file().map(|f| (Arc::clone(&f.inode), f.offset));
+        areas.set.insert(start, m.len, prot, backing).map_err(vma_errno)?;
+        if let Some((inode, offset)) = file {
+            inode.mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
+        }
         Ok(start)
-    })?;
+    });
+    drop(replaced);
+    let start = placed?;
     if m.populate && prot != Prot::empty() {
         populate(c, &vm, start, m.len, m.write)?;
     }
@@ -105,10 +163,14 @@ pub fn munmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     let vm = vm_of(c)?;
-    vm.write(|areas, space| unmap(areas, space, start, len)).map(|()| 0)
+    let removed = vm.write(|areas, _| unmap(&vm, areas, start, len))?;
+    drop(removed);
+    Ok(0)
 }
 
-/// `mprotect(addr, len, prot)`.
+/// `mprotect(addr, len, prot)`: EACCES to add write access to a shared
+/// mapping of a file opened read-only. A file page gets write access only
+/// through a write fault (which marks it dirty), never here.
 pub fn mprotect(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let (start, len) =
         request::page_range(a[0], a[1]).map_err(|e| if !a[0].is_multiple_of(PAGE_SIZE) { e } else { Errno::ENOMEM })?;
@@ -119,6 +181,9 @@ pub fn mprotect(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let prot = prot_of(r, w, x);
     let vm = vm_of(c)?;
     vm.write(|areas, space| -> Result<(), Errno> {
+        if w && areas.set.overlapping(start, start + len).any(|v| v.backing.file().is_some_and(|f| !f.may_write)) {
+            return Err(Errno::EACCES);
+        }
         let changed = areas.set.protect(start, len, prot).map_err(vma_errno)?;
         for (s, e, _old) in changed {
             space.protect(s, e - s, pte_flags(prot)).map_err(|_| Errno::ENOMEM)?;
@@ -133,7 +198,8 @@ pub fn mprotect(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 pub fn brk(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let want = a[0];
     let vm = vm_of(c)?;
-    Ok(vm.write(|areas, space| {
+    let mut removed = Vec::new();
+    let now = vm.write(|areas, _| {
         let cur = areas.brk;
         if want < areas.brk_start || want >= MMAP_TOP {
             return cur;
@@ -147,17 +213,23 @@ pub fn brk(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             {
                 return cur;
             }
-        } else if new_end < old_end && unmap(areas, space, new_end, old_end - new_end).is_err() {
-            return cur;
+        } else if new_end < old_end {
+            match unmap(&vm, areas, new_end, old_end - new_end) {
+                Ok(r) => removed = r,
+                Err(_) => return cur,
+            }
         }
         areas.brk = want;
         want
-    }))
+    });
+    drop(removed);
+    Ok(now)
 }
 
 /// `madvise(addr, len, advice)`: `MADV_DONTNEED`/`MADV_FREE` drop the
-/// pages (they read as zero afterwards), `MADV_POPULATE_*` fault them in;
-/// other known hints are accepted and ignored. `MADV_HWPOISON` of a mapped
+/// pages (private anonymous ones read as zero afterwards; file pages fault
+/// back from the file), `MADV_POPULATE_*` fault them in; other known hints
+/// are accepted and ignored. `MADV_HWPOISON` of a mapped
 /// persistent-memory page runs memory failure with the caller as the
 /// consumer; of any other page it is refused (EPERM).
 pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
@@ -180,7 +252,51 @@ pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             }
             Ok(0)
         }
-        Advice::DontNeed => vm.write(|_, space| space.unmap_sparse(start, len)).map(|()| 0).map_err(|_| Errno::EINVAL),
+        Advice::DontNeed => {
+            vm.write(|_, space| space.unmap_where(start, len, Unmap::All)).map(|()| 0).map_err(|_| Errno::EINVAL)
+        }
         Advice::Populate { write } => populate(c, &vm, start, len, write).map(|()| 0),
     }
+}
+
+/// `msync(addr, len, flags)`: the dirty pages of the shared file mappings
+/// in the range are written back (write-protected in every mapping, their
+/// cache lines flushed, fenced), for `MS_SYNC` and `MS_ASYNC` alike (the
+/// flush is cheaper than scheduling it); `MS_INVALIDATE` has no cache to
+/// drop. EINVAL for an unaligned address or bad flags, ENOMEM if part of
+/// the range is not mapped.
+pub fn msync(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
+    let _flags = request::msync(a[2])?;
+    let (start, len) = request::page_range(a[0], a[1]).map_err(|_| {
+        if a[0].is_multiple_of(PAGE_SIZE) {
+            Errno::ENOMEM
+        } else {
+            Errno::EINVAL
+        }
+    })?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let vm = vm_of(c)?;
+    // The files and their ranges, collected under the areas' lock and
+    // flushed without it.
+    let files = vm.read(|areas| -> Result<Vec<(Arc<KInode>, ByteRange)>, Errno> {
+        if !areas.set.covers(start, start + len) {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(areas
+            .set
+            .overlapping(start, start + len)
+            .filter_map(|v| {
+                let f = v.backing.file().filter(|f| f.shared)?;
+                let (s, e) = (v.start.max(start), v.end.min(start + len));
+                Some((Arc::clone(&f.inode), ByteRange::from_len_saturating(f.offset + (s - v.start), e - s)))
+            })
+            .collect())
+    })?;
+    for (k, range) in &files {
+        crate::dax::flush::flush_dirty(k, Some(*range))?;
+    }
+    drop(files);
+    Ok(0)
 }

@@ -130,6 +130,7 @@ static TABLE: [Option<Entry>; MAX_NR] = table! {
     __NR_munmap => mem::munmap,
     __NR_brk => mem::brk,
     __NR_madvise => mem::madvise,
+    __NR_msync => mem::msync,
     __NR_rt_sigaction => signal::rt_sigaction,
     __NR_rt_sigprocmask => signal::rt_sigprocmask,
     __NR_rt_sigreturn => signal::rt_sigreturn,

@@ -15,7 +15,9 @@
 //!
 //! Lock order of a write: the description's offset lock, the file's
 //! mapping lock (shared, or exclusive if the range holds shared blocks or
-//! the write appends), the file system's lock.
+//! the write appends), the file system's lock. A write that copies shared
+//! blocks first unmaps the range from every DAX mapping of the file; one
+//! that fills holes then unmaps their zero pages (`crate::dax::layout`).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -185,6 +187,14 @@ pub fn write_at(p: &Process, k: &KInode, buf: u64, len: u64, at: WriteAt) -> Res
         if moves {
             shared = None;
             exclusive = Some(k.mapping_lock.write());
+            // Shared blocks will be copied: no mapping may keep reaching
+            // the old ones (only this file's mappings go).
+            if let WriteAt::Offset(o) = at {
+                let range = fsdax_pmem_api::ByteRange::from_len_saturating(o + done, chunk);
+                if let Err(e) = crate::dax::layout::break_layouts(k, range, fsdax_hal::mm::Unmap::FileOnly) {
+                    return short_or(done, e).map(|n| (n, end));
+                }
+            }
         }
         let attempt = fsys::with_fs(|fs| {
             k.check_mount()?;
@@ -196,6 +206,10 @@ pub fn write_at(p: &Process, k: &KInode, buf: u64, len: u64, at: WriteAt) -> Res
             let r = fs.write_from(k.ino(), off, chunk as usize, &mut c);
             Ok((off, r, c.stop))
         });
+        if let Some(Ok((off, Ok(n), _))) = &attempt {
+            // Holes the write filled may be mapped to the zero page.
+            crate::dax::layout::after_write(k, fsdax_pmem_api::ByteRange::from_len_saturating(*off, *n as u64));
+        }
         drop(shared);
         drop(exclusive);
         let (off, r, stop) = match attempt {
@@ -225,4 +239,55 @@ pub fn write_at(p: &Process, k: &KInode, buf: u64, len: u64, at: WriteAt) -> Res
         }
         retried_at = Some(done);
     }
+}
+
+/// Sets the size of `k` (`ftruncate`, `truncate`, `O_TRUNC`). Shrinking
+/// breaks the layouts from the page that holds the new EOF on: every
+/// mapping of it goes, private copies included (they are beyond EOF now,
+/// as Linux's truncate zaps them), and the file's own blocks there are
+/// unpinned before they are freed; the partial last block is zeroed past
+/// EOF on the media by the file system.
+pub fn truncate(k: &KInode, len: u64) -> Result<(), Errno> {
+    let _m = k.mapping_lock.write();
+    let old = fsys::with_fs_read(|fs| {
+        k.check_mount()?;
+        fs.stat(k.ino()).map(|st| st.size).map_err(|e| fs_errno(&e))
+    })
+    .unwrap_or(Err(Errno::EIO))?;
+    if len < old {
+        let from = len & !(fsdax_mm::PAGE_SIZE - 1);
+        let range = fsdax_pmem_api::ByteRange::new(from, old).unwrap_or(fsdax_pmem_api::ByteRange::EMPTY);
+        crate::dax::layout::break_layouts(k, range, fsdax_hal::mm::Unmap::All)?;
+        k.dirty.lock().truncate(len);
+    }
+    fsys::with_fs(|fs| {
+        k.check_mount()?;
+        fs.truncate(k.ino(), len).map_err(|e| fs_errno(&e))
+    })
+    .unwrap_or(Err(Errno::EIO))
+}
+
+/// `fallocate` of `[off, off + len)` of `k`: allocating takes the mapping
+/// lock shared and then removes the zero pages mapped over the holes it
+/// filled; punching a hole or zeroing a range frees or replaces blocks, so
+/// it takes the lock exclusive and breaks the layouts of the range first
+/// (every file mapping of it goes, none stays pinned; private copies stay,
+/// as on Linux).
+pub fn fallocate(k: &KInode, mode: fsdax_fs::Falloc, off: u64, len: u64) -> Result<(), Errno> {
+    let moves = !matches!(mode, fsdax_fs::Falloc::Allocate { .. });
+    let range = fsdax_pmem_api::ByteRange::from_len_saturating(off, len);
+    let _shared = (!moves).then(|| k.mapping_lock.read());
+    let _exclusive = moves.then(|| k.mapping_lock.write());
+    if moves {
+        crate::dax::layout::break_layouts(k, range, fsdax_hal::mm::Unmap::FileOnly)?;
+    }
+    let r = fsys::with_fs(|fs| {
+        k.check_mount()?;
+        fs.fallocate(k.ino(), mode, off, len).map_err(|e| fs_errno(&e))
+    })
+    .unwrap_or(Err(Errno::EIO));
+    if !moves {
+        crate::dax::layout::after_write(k, range);
+    }
+    r
 }

@@ -17,18 +17,26 @@
 //! (a descriptor table, a process's memory): the descriptor table hands
 //! back what it closes for the caller to drop outside its lock.
 //!
-//! What DAX mappings add (see the design notes): the set of mappers, the
-//! dirty pages, pins on frames under copy. The mapping lock is here now,
-//! and the file calls take it as mappings will need.
+//! What DAX mappings add (`docs/dax.md`): the mapping lock (faults
+//! shared; what moves or frees the file's blocks exclusive), who maps the
+//! file where ([`KInode::mappers`], every live mapping, recorded at `mmap`
+//! and forgotten at `munmap`, `execve` and exit), and the pages mapped
+//! writable since the last flush ([`KInode::dirty`]). A mapping holds its
+//! in-memory inode (the area's backing), so a mapped file stays in the
+//! table after its last descriptor closes.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 
 use fsdax_fs::{FsError, Ino};
 use fsdax_hal::sync::IrqMutex;
+use fsdax_mm::dirty::DirtyPages;
+use fsdax_mm::mappers::Mappers;
 
 use crate::fsys::{self, KernelFs};
-use crate::sync::RwLock;
+use crate::process::vm::SpaceId;
+use crate::sync::{Mutex, RwLock};
 
 /// A regular file of the mounted file system, in memory.
 #[derive(Debug)]
@@ -42,6 +50,16 @@ pub struct KInode {
     /// into the file or from it, a write that must unshare blocks) takes
     /// it exclusive. Taken before the file system's lock.
     pub mapping_lock: RwLock<()>,
+    /// Every live mapping of the file: which address space maps which file
+    /// range at which virtual address. Taken inside the mapping lock, the
+    /// file system's lock and the dirty pages' lock; only page-table locks
+    /// inside it.
+    pub mappers: Mutex<Mappers<SpaceId>>,
+    /// The pages mapped writable since the last flush (`fsync`, `msync`):
+    /// a write fault marks and installs the writable entry under this lock,
+    /// a flush takes the marks and write-protects every mapping of them
+    /// under it, so no store escapes the next flush.
+    pub dirty: Mutex<DirtyPages>,
 }
 
 static TABLE: IrqMutex<BTreeMap<Ino, Weak<KInode>>> = IrqMutex::new(BTreeMap::new());
@@ -70,13 +88,35 @@ impl KInode {
 /// one that holds the file.
 pub fn get(fs: &mut KernelFs, ino: Ino) -> Result<Arc<KInode>, FsError> {
     let mount = fsys::generation();
-    if let Some(k) = TABLE.lock().get(&ino).and_then(Weak::upgrade).filter(|k| k.mount == mount) {
+    let found = TABLE.lock().get(&ino).and_then(Weak::upgrade);
+    if let Some(k) = found.filter(|k| k.mount == mount) {
         return Ok(k);
     }
     fs.hold(ino)?;
-    let k = Arc::new(KInode { ino, mount, mapping_lock: RwLock::new(()) });
+    let k = Arc::new(KInode {
+        ino,
+        mount,
+        mapping_lock: RwLock::new(()),
+        mappers: Mutex::new(Mappers::default()),
+        dirty: Mutex::new(DirtyPages::default()),
+    });
     TABLE.lock().insert(ino, Arc::downgrade(&k));
     Ok(k)
+}
+
+/// The live in-memory inode of `ino` on the current mount, if a process
+/// has the file open or mapped. Drop the result outside every lock (it may
+/// be the last reference).
+pub fn lookup(ino: Ino) -> Option<Arc<KInode>> {
+    let mount = fsys::generation();
+    // Upgraded under the table's lock, judged (and maybe dropped) outside it.
+    let k = TABLE.lock().get(&ino).and_then(Weak::upgrade);
+    k.filter(|k| k.mount == mount)
+}
+
+/// Every live in-memory inode (`sync`). Drop them outside every lock.
+pub fn all() -> Vec<Arc<KInode>> {
+    TABLE.lock().values().filter_map(Weak::upgrade).collect()
 }
 
 /// How many files are open (in-memory inodes alive).

@@ -6,6 +6,7 @@
 //! - [`file`]: open regular files and directories (the descriptions behind
 //!   descriptors) and the read and write paths, which copy once between
 //!   user memory and persistent memory ([`copy`]).
+//! - [`proc`]: `/proc/self/pagemap` and `/proc/iomem`;
 //! - path resolution ([`resolve`], [`resolve_parent`]): Linux's rules
 //!   (`fsdax_kcore::path`) over the mounted file system.
 //!
@@ -16,6 +17,7 @@
 pub mod copy;
 pub mod file;
 pub mod inode;
+pub mod proc;
 
 use fsdax_abi::Errno;
 use fsdax_fs::{FileKind, FsError, Ino};

@@ -34,7 +34,9 @@ use x86_64::PhysAddr;
 pub use self::frame::Frame;
 pub use self::heap::{heap_stats, take_heap_peak, HeapStats};
 pub use self::pmem::{discover_pmem, PmemAccessError, PmemDiscovery, PmemRegion, RangeProblem, UserCopyError};
-pub use self::space::{AddressSpace, NotMapped};
+pub use self::space::{
+    pinned_pages, pins_in, register_pins_idle_hook, AddressSpace, LeafKind, NotMapped, PmemPin, Unmap,
+};
 pub use self::stack::{KernelStack, MAX_STACKS};
 use crate::arch::cpu::{self, Features};
 use crate::sync::IrqMutex;

@@ -1,0 +1,146 @@
+//! Who maps a range of the pmem device: for memory failure, every
+//! (process, virtual address, 2 MiB or 4 KiB entry) that maps it now.
+//!
+//! Three lookups, never a walk over every process: the file system's
+//! persistent reverse map gives the owners of the device range (every
+//! reflink sharer: inode and file offset); each owner's in-memory inode
+//! gives the address spaces that map that file range and where
+//! ([`KInode::mappers`]); each space's page tables say whether a present
+//! entry maps the device range there, and at which size. Private copies in
+//! RAM and zero pages are not the device's, so they are not reported.
+
+use alloc::vec::Vec;
+
+use fsdax_fs::{Ino, RmapOwner};
+use fsdax_hal::mm::LeafKind;
+use fsdax_mm::paging::PageSize;
+use fsdax_pmem_api::ByteRange;
+
+use crate::fsys;
+use crate::process::vm::{space_of, SpaceId};
+use crate::process::{self, Pid};
+use crate::vfs::inode;
+
+/// One page-table entry that maps part of the device range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaxMapper {
+    /// The address space.
+    pub space: SpaceId,
+    /// The processes whose memory it is (a vfork child shares its
+    /// parent's until it calls `execve`); empty for a space whose process
+    /// is ending.
+    pub pids: Vec<Pid>,
+    /// Virtual address of the entry (a 2 MiB entry's start).
+    pub va: u64,
+    /// 4 KiB or 2 MiB.
+    pub size: PageSize,
+    /// The file and the file offset the entry maps (of its first byte).
+    pub ino: Ino,
+    pub file_offset: u64,
+    /// Device offset of the entry's first byte.
+    pub dev_offset: u64,
+}
+
+/// Every present entry, in any address space, that maps part of the
+/// device range `range` (device offsets of the mounted file system's
+/// device), through a file of the mounted file system. Sorted by space and
+/// address, each entry once. Call without locks held.
+pub fn who_maps(range: ByteRange) -> Vec<DaxMapper> {
+    if range.is_empty() {
+        return Vec::new();
+    }
+    let Some((owners, base)) =
+        fsys::with_fs_read(|fs| (fs.rmap_query(range.start(), range.len()), fs.pmem().phys_base()))
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<DaxMapper> = Vec::new();
+    for rec in owners {
+        let RmapOwner::File { ino, offset } = rec.owner else { continue };
+        let rec_range = ByteRange::from_len_saturating(rec.phys, rec.len);
+        let Some(part) = rec_range.intersection(&range) else { continue };
+        let file = ByteRange::from_len_saturating(offset + (part.start() - rec.phys), part.len());
+        let Some(k) = inode::lookup(ino) else { continue };
+        let hits = k.mappers.lock().query(super::layout::pages_around(file));
+        for m in hits {
+            let Some(space) = space_of(m.space) else { continue };
+            let end = m.va + m.file.len();
+            let mut at = m.va;
+            while let Some(leaf) = space.first_leaf(at, end) {
+                at = leaf.virt + leaf.size.bytes();
+                if LeafKind::of(leaf.flags) != LeafKind::Pmem {
+                    continue;
+                }
+                let dev_offset = leaf.phys.wrapping_sub(base);
+                let entry = ByteRange::from_len_saturating(dev_offset, leaf.size.bytes());
+                if !entry.overlaps(&range) {
+                    continue;
+                }
+                if out.iter().any(|d| d.space == m.space && d.va == leaf.virt) {
+                    continue;
+                }
+                out.push(DaxMapper {
+                    space: m.space,
+                    pids: Vec::new(),
+                    va: leaf.virt,
+                    size: leaf.size,
+                    ino,
+                    file_offset: if leaf.virt >= m.va {
+                        m.file.start() + (leaf.virt - m.va)
+                    } else {
+                        m.file.start().saturating_sub(m.va - leaf.virt)
+                    },
+                    dev_offset,
+                });
+            }
+        }
+        drop(k);
+    }
+    if !out.is_empty() {
+        for p in process::all() {
+            let Some(vm) = p.vm() else { continue };
+            for d in out.iter_mut().filter(|d| d.space == vm.id()) {
+                d.pids.push(p.pid());
+            }
+        }
+    }
+    out.sort_by_key(|d| (d.space, d.va));
+    out
+}
+
+fn cmd_dax(args: &[&str]) {
+    let usage = "usage: dax maps OFFSET [LEN] (who maps pmem0's bytes OFFSET..+LEN, default one page) | dax pins";
+    match args {
+        ["maps", off, rest @ ..] => {
+            let (Some(off), Some(len)) =
+                (crate::shell::parse_num(off), rest.first().map_or(Some(4096), |l| crate::shell::parse_num(l)))
+            else {
+                return crate::kprintln!("{usage}");
+            };
+            let Some(range) = ByteRange::from_len(off, len.max(1)) else { return crate::kprintln!("{usage}") };
+            let found = who_maps(range);
+            if found.is_empty() {
+                crate::kprintln!("nobody maps pmem0 {off:#x}+{len:#x}");
+            }
+            crate::kprintln!("  PIDS        VA                  SIZE  INODE  FILE OFFSET   DEVICE OFFSET");
+            for d in found {
+                let pids: Vec<alloc::string::String> = d.pids.iter().map(|p| alloc::format!("{p}")).collect();
+                crate::kprintln!(
+                    "  {:<10}  {:#018x}  {:>4}  {:>5}  {:#12x}  {:#13x}",
+                    if pids.is_empty() { alloc::string::String::from("-") } else { pids.join(",") },
+                    d.va,
+                    if d.size == PageSize::Size2M { "2M" } else { "4K" },
+                    d.ino,
+                    d.file_offset,
+                    d.dev_offset
+                );
+            }
+        }
+        ["pins"] => crate::kprintln!("{} persistent-memory pages pinned", fsdax_hal::mm::pinned_pages()),
+        _ => crate::kprintln!("{usage}"),
+    }
+}
+
+fsdax_hal::shell_command!(DAX_CMD, name: "dax", usage: "dax maps OFFSET [LEN] | dax pins",
+    help: "who maps pmem0's bytes (process, address, 2 MiB or 4 KiB entry); pinned pages",
+    run: cmd_dax);
