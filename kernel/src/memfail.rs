@@ -69,7 +69,6 @@ pub trait DaxMappings: Sync {
 static DAX: spin::Once<&'static dyn DaxMappings> = spin::Once::new();
 
 /// Registers the DAX side (once, when file mappings are set up).
-#[allow(dead_code)] // called by the DAX file-mapping code at boot
 pub fn register_dax(dax: &'static dyn DaxMappings) {
     DAX.call_once(|| dax);
 }
