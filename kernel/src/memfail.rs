@@ -247,6 +247,17 @@ pub fn carry_out(dax: Option<&dyn DaxMappings>, actions: &[Action<Pid>]) -> (u32
                 if p.state() != process::State::Alive {
                     continue;
                 }
+                // A standard signal is not queued twice (Linux's
+                // `legacy_queue`): with SIGBUS already pending (the first
+                // page of a two-page `madvise`), the first one stands.
+                if p.signals.lock().pending() & sig::bit(sig::SIGBUS) != 0 {
+                    crate::warn!(
+                        "Memory failure: {:#x}: SIGBUS already pending for {} (pid {process}): not queued again",
+                        addr,
+                        p.name()
+                    );
+                    continue;
+                }
                 let info = sig::mce_info(code.si_code(), addr, lsb);
                 if code.si_code() == sig::BUS_MCEERR_AR {
                     p.force(info);

@@ -231,3 +231,145 @@ fn a_machine_check_in_the_kernels_copy_for_pread_gives_a_short_count_then_eio() 
     }
     panic!("the machine check missed the kernel's copy three times");
 }
+
+/// Runs the named `scen_mf` scenarios on fsdax through the scenario
+/// runner (one boot each) and returns every result line of every boot,
+/// after checking that each boot ended as planned.
+fn mf_scenarios(test: &str, names: &[&str]) -> Vec<serde_json::Value> {
+    use fsdax_boot::system::{Fsdax, System};
+    // One run at a time: the runner's QMP socket is named by process and
+    // system, and it builds the kernel and the programs.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let out = fsdax_boot::output_dir().join("tests").join(test);
+    let _ = std::fs::remove_dir_all(&out);
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let chosen = fsdax_boot::scenario::select(&names).expect("known scenarios");
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(Fsdax::default())];
+    fsdax_boot::scenario::run(&mut systems, &chosen, &out).expect("the scenario runner");
+    let text = std::fs::read_to_string(out.join("scenarios.json")).expect("scenarios.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let mut lines = Vec::new();
+    for r in doc["results"].as_array().expect("results") {
+        let phases = r["phases"].as_array().expect("phases");
+        assert_eq!(phases.len() as u64, r["phases_planned"].as_u64().unwrap(), "a boot is missing: {r}");
+        for p in phases {
+            assert!(p["problem"].is_null(), "{}: {r}", p["problem"]);
+            assert_eq!(p["ended"], "done", "{r}");
+            assert_eq!(p["exit"], 0, "the program failed: {r}");
+            lines.extend(p["results"].as_array().expect("results").iter().cloned());
+        }
+    }
+    lines
+}
+
+/// The signals a process recorded: (si_code name, page, own address, lsb).
+fn signals(l: &serde_json::Value) -> Vec<(String, u64, bool, u64)> {
+    l["signals"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no signals: {l}"))
+        .iter()
+        .map(|s| {
+            (
+                s["code"].as_str().unwrap_or("?").to_string(),
+                s["page"].as_u64().unwrap_or(u64::MAX),
+                s["addr_ok"] == true,
+                s["lsb"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Microseconds from the poison request to the first signal of `l`.
+fn first_signal_us(l: &serde_json::Value) -> f64 {
+    l["signals"][0]["us"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The xfstests layouts 550 (one file), 551 (a reflink copy) and 552 (even
+/// pages shared) on real DAX mappings, poisoned with `MADV_HWPOISON` and
+/// with an action-required machine check on the spinning poisoner: the
+/// consumer gets `BUS_MCEERR_AR` at its own address of the page with lsb
+/// 12 (once: a second SIGBUS is not queued while one is pending); the
+/// other process `BUS_MCEERR_AO` at its own address at once when early,
+/// nothing when late, and `BUS_MCEERR_AR` when it touches the page (which
+/// is unmapped everywhere); every other page reads right through both
+/// mappings and `pread`, the poisoned one is EIO. Then ndctl's dax-poison:
+/// a 2 MiB mapping poisoned in the middle is split (its neighbours stay
+/// mapped), AR lsb 12; punch, pwrite, fsync and the page reads back.
+#[test]
+fn poison_reaches_every_process_that_maps_the_page() {
+    let _s = scenario("poison_reaches_every_process_that_maps_the_page");
+    let names = ["xfs550_madvise", "xfs551_madvise", "xfs552_madvise", "xfs550_ar", "dax_poison"];
+    let lines = mf_scenarios("mf-processes", &names);
+    let mut timings = Vec::new();
+    for scen in &names[..4] {
+        for case in ["late_1", "late_2", "early_1", "early_2"] {
+            let get = |proc_: &str| {
+                lines
+                    .iter()
+                    .find(|l| l["scenario"] == *scen && l["case"] == case && l["proc"] == proc_)
+                    .unwrap_or_else(|| panic!("no {scen}/{case}/{proc_} in {lines:?}"))
+            };
+            let (poisoner, reader) = (get("poisoner"), get("reader"));
+            let early = case.starts_with("early");
+            let npoison: u64 = if case.ends_with('2') { 2 } else { 1 };
+            // Pages poisoned in the reader's file: 552 shares only page 4.
+            let reader_hit = |pg: u64| pg == 4 || (pg == 5 && npoison == 2 && !scen.starts_with("xfs552"));
+
+            let ps = signals(poisoner);
+            let expected = if scen.ends_with("_ar") { npoison as usize } else { 1 };
+            assert_eq!(ps.len(), expected, "{scen}/{case}: the poisoner's signals: {poisoner}");
+            for (i, (code, page, own, lsb)) in ps.iter().enumerate() {
+                assert_eq!((code.as_str(), *own, *lsb), ("BUS_MCEERR_AR", true, 12), "{scen}/{case}: {poisoner}");
+                assert_eq!(*page, 4 + i as u64, "{scen}/{case}: {poisoner}");
+            }
+            timings.push((format!("{scen}/{case} poisoner AR"), first_signal_us(poisoner)));
+
+            let rs = signals(reader);
+            let ao: Vec<_> = rs.iter().filter(|s| s.0 == "BUS_MCEERR_AO").collect();
+            assert_eq!(!ao.is_empty(), early, "{scen}/{case}: AO only to early processes: {reader}");
+            if early {
+                assert_eq!(rs[0].0, "BUS_MCEERR_AO", "{scen}/{case}: told at once: {reader}");
+                timings.push((format!("{scen}/{case} reader AO"), first_signal_us(reader)));
+            }
+            for (code, page, own, lsb) in &rs {
+                assert!(code == "BUS_MCEERR_AO" || code == "BUS_MCEERR_AR", "{scen}/{case}: {reader}");
+                assert!(reader_hit(*page) && *own && *lsb == 12, "{scen}/{case}: {reader}");
+            }
+            // The reader touches the page every 10 ms: it finds it unmapped.
+            assert!(rs.iter().any(|s| s.0 == "BUS_MCEERR_AR"), "{scen}/{case}: {reader}");
+
+            for (l, who) in [(poisoner, "poisoner"), (reader, "reader")] {
+                assert!(l["other_pages"].as_u64().unwrap() >= 14, "{scen}/{case} {who}: {l}");
+                assert_eq!(l["other_pages_bad_through_mapping"], 0, "{scen}/{case} {who}: {l}");
+                assert_eq!(l["other_pages_bad_through_pread"], 0, "{scen}/{case} {who}: {l}");
+                for p in l["poisoned"].as_array().unwrap() {
+                    let pg = p["page"].as_u64().unwrap();
+                    if who == "reader" && !reader_hit(pg) {
+                        assert_eq!((p["read_at_end"].as_str(), p["pread_at_end"].as_str()), (Some("ok"), Some("ok")));
+                        continue;
+                    }
+                    assert_eq!(p["read_at_end"], "SIGBUS BUS_MCEERR_AR", "{scen}/{case} {who}: {l}");
+                    assert_eq!(p["pread_at_end"], "EIO", "{scen}/{case} {who}: {l}");
+                }
+            }
+        }
+    }
+    for case in ["madvise", "ar"] {
+        let l = lines
+            .iter()
+            .find(|l| l["scenario"] == "dax_poison" && l["case"] == case && l["proc"] == "poisoner")
+            .unwrap_or_else(|| panic!("no dax_poison/{case} in {lines:?}"));
+        assert_eq!(l["first_2m_physically_aligned_and_contiguous"], true, "a 2 MiB page to split: {l}");
+        assert_eq!(signals(l), vec![("BUS_MCEERR_AR".to_string(), 256, true, 12)], "{l}");
+        assert_eq!(l["neighbours_still_mapped"], true, "the 2 MiB page was split: {l}");
+        assert_eq!(l["poisoned_page_unmapped"], true, "{l}");
+        for step in ["punch_hole", "pwrite", "fsync", "read_back_through_mapping", "read_back_through_pread"] {
+            assert_eq!(l["after"][step], "ok", "{step}: {l}");
+        }
+        timings.push((format!("dax_poison/{case} AR"), first_signal_us(l)));
+    }
+    for (what, us) in timings {
+        eprintln!("injection to signal: {what:<32} {:>9.1} ms", us / 1000.0);
+    }
+}
