@@ -119,8 +119,10 @@ fn poisoned_file_blocks_after_a_machine_check_and_after_a_reboot() {
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
 }
 
-/// `unbind pmem0` while two processes write files in 1 MiB `pwrite` loops:
-/// both end with EIO (nothing hangs), the console stays responsive, the
+/// `unbind pmem0` while two processes write files in 1 MiB `pwrite` loops
+/// and two map files and fault them in loops: the writers end with EIO,
+/// the mappers get `BUS_MCEERR_AO` once and then SIGBUS or an mmap error
+/// (nothing hangs), the console stays responsive, the
 /// device is dead (no mount, no raw access), the removal is in the `mf`
 /// report, and the image checks clean on the host afterwards.
 #[test]
@@ -135,30 +137,52 @@ fn unbind_under_writing_processes_ends_them_with_an_error_and_leaves_a_clean_ima
         assert!(out.contains("started in the background"), "{out}");
         m.wait_for(&format!("writeloop writing {f}"), BOOT_TIMEOUT).expect("the writer runs");
     }
+    for f in ["/m1.dat", "/m2.dat"] {
+        let out = command(&mut m, &format!("exec /bin/poison_rw maploop {f} 4 &"));
+        assert!(out.contains("started in the background"), "{out}");
+        m.wait_for(&format!("maploop faulting {f}"), BOOT_TIMEOUT).expect("the mapper runs");
+    }
     std::thread::sleep(Duration::from_millis(500));
     let out = command(&mut m, "unbind pmem0");
     assert!(out.contains("pmem0: unbound (file system made consistent and unmounted)"), "{out}");
-    // Both end within 60 s and pass their checks (the console stays
+    // All four end within 60 s and pass their checks (the console stays
     // responsive meanwhile).
+    let ended = |t: &str| t.matches("ok poison_rw_writeloop").count() + t.matches("ok poison_rw_maploop").count();
     for _ in 0..240 {
-        if m.transcript().matches("ok poison_rw_writeloop").count() == 2 {
+        if ended(&m.transcript()) == 4 {
             break;
         }
         assert!(command(&mut m, "uptime").contains("up"), "the console answers");
         std::thread::sleep(Duration::from_millis(250));
     }
     let text = m.transcript();
-    assert_eq!(text.matches("ok poison_rw_writeloop").count(), 2, "{text}");
+    assert_eq!(ended(&text), 4, "{text}");
     let stops: Vec<&str> = text.lines().filter(|l| l.contains("writeloop stopped after")).collect();
     assert_eq!(stops.len(), 2, "{text}");
     assert!(stops.iter().all(|l| l.trim_end().ends_with(": EIO") || l.trim_end().ends_with(": ENXIO")), "{stops:?}");
+    // The mappers: told once with BUS_MCEERR_AO at an address of their
+    // own mappings (their present entries were removed), then a fault or
+    // mmap on the dead device failed.
+    let maps: Vec<&str> = text.lines().filter(|l| l.contains("maploop stopped after")).collect();
+    assert_eq!(maps.len(), 2, "{text}");
+    assert!(
+        maps.iter().all(|l| l.contains("1 SIGBUS BUS_MCEERR_AO") && l.contains("its own address")),
+        "{maps:?}\n{}",
+        text.lines().filter(|l| l.contains("emory failure") || l.contains("pmem0")).collect::<Vec<_>>().join("\n")
+    );
     assert!(command(&mut m, "fs mount").contains("unbound (removed)"), "no mount on a dead device");
     assert!(command(&mut m, "pmem read pmem0 0 64").contains("unbound (removed)"));
     assert!(command(&mut m, "pmem").contains("unbound: dead until reboot"));
     assert!(command(&mut m, "unbind pmem0").contains("already unbound"));
     let report = command(&mut m, "mf");
     assert!(report.contains("device removal"), "{report}");
-    assert!(m.transcript().contains("Memory failure: device removal: 0 mapping(s) removed"), "{}", m.transcript());
+    let removal = m.transcript().lines().find(|l| l.contains("Memory failure: device removal:")).map(str::to_string);
+    assert!(
+        removal
+            .as_deref()
+            .is_some_and(|l| !l.contains(" 0 mapping(s)") && l.contains("2 process(es) got SIGBUS BUS_MCEERR_AO")),
+        "{removal:?}"
+    );
     m.send_line("poweroff").unwrap();
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
     fstool::run("fsck", &["--pmem".into(), pmem.to_str().unwrap().into()]).unwrap().expect("a clean image");

@@ -32,6 +32,13 @@
  *                            1 MiB pwrites over the first MIB MiB of FILE,
  *                            round and round, until one fails; passes if it
  *                            failed with EIO or ENXIO (the device went away)
+ *   poison_rw maploop FILE MIB
+ *                            map MIB MiB of FILE shared, touch every page,
+ *                            then map and touch it again and again (faults)
+ *                            until a fault gets SIGBUS or mmap fails (the
+ *                            device went away); passes if the process got
+ *                            at most one SIGBUS BUS_MCEERR_AO (at an address
+ *                            of its mappings) and ended that way
  *
  * Prints check.h lines; exits 0 iff every check passed. On Linux, the
  * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf` or
@@ -44,7 +51,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -272,6 +282,75 @@ static void writeloop(const char *path, long mib)
     t_pass();
 }
 
+static sigjmp_buf maploop_env;
+static volatile int maploop_ao, maploop_ao_lsb, maploop_code, maploop_lsb;
+static volatile uintptr_t maploop_ao_addr, maploop_addr;
+
+static void maploop_bus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    if (si->si_code == BUS_MCEERR_AO) {
+        maploop_ao++;
+        maploop_ao_addr = (uintptr_t)si->si_addr;
+        maploop_ao_lsb = si->si_addr_lsb;
+        return;
+    }
+    maploop_code = si->si_code;
+    maploop_addr = (uintptr_t)si->si_addr;
+    maploop_lsb = si->si_addr_lsb;
+    siglongjmp(maploop_env, 1);
+}
+
+static void maploop(const char *path, long mib)
+{
+    T_BEGIN("poison_rw_maploop");
+    size_t len = (size_t)mib << 20;
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_SYS(ftruncate(fd, (off_t)len));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = maploop_bus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    CHECK_SYS(sigaction(SIGBUS, &sa, NULL));
+    volatile unsigned char *keep = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(keep != MAP_FAILED, "mmap");
+    for (size_t i = 0; i < len; i += BLOCK)
+        keep[i] = (unsigned char)(i >> 12);
+    volatile unsigned char *q = NULL;
+    long rounds = 0;
+    int map_errno = 0;
+    if (sigsetjmp(maploop_env, 1) == 0) {
+        for (;;) {
+            q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (q == MAP_FAILED) {
+                map_errno = errno;
+                break;
+            }
+            for (size_t i = 0; i < len; i += BLOCK)
+                q[i + 8] = (unsigned char)(q[i] + 1);
+            munmap((void *)q, len);
+            if (++rounds == 1)
+                printf("poison_rw: maploop faulting %s\n", path);
+        }
+    }
+    uintptr_t k = (uintptr_t)keep, m = (uintptr_t)q;
+    int in_keep = maploop_ao_addr >= k && maploop_ao_addr < k + len;
+    int in_q = q != MAP_FAILED && maploop_ao_addr >= m && maploop_ao_addr < m + len;
+    printf("poison_rw: maploop stopped after %ld rounds: %s; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s)\n", rounds,
+           map_errno ? errno_name(map_errno)
+           : maploop_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
+           : maploop_code == BUS_ADRERR ? "SIGBUS BUS_ADRERR"
+                                        : "SIGBUS (another code)",
+           maploop_ao, maploop_ao_lsb, maploop_ao ? (in_keep || in_q ? "its own address" : "a foreign address") : "-");
+    CHECK(map_errno || maploop_code != 0, "the loop ended with SIGBUS or an mmap error");
+    CHECK(maploop_ao <= 1, "at most one BUS_MCEERR_AO");
+    CHECK(!maploop_ao || in_keep || in_q, "the AO names an address of its mappings");
+    CHECK(!maploop_ao || maploop_ao_lsb == 12 || maploop_ao_lsb == 21, "the AO's lsb is a page's");
+    close(fd);
+    t_pass();
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -289,8 +368,10 @@ int main(int argc, char **argv)
         readloop(argv[2]);
     else if (argc == 4 && strcmp(argv[1], "writeloop") == 0)
         writeloop(argv[2], atol(argv[3]));
+    else if (argc == 4 && strcmp(argv[1], "maploop") == 0)
+        maploop(argv[2], atol(argv[3]));
     else {
-        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw writeloop FILE MIB\n");
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw writeloop|maploop FILE MIB\n");
         return 2;
     }
     return t_summary();
