@@ -317,7 +317,10 @@ static void maploop(const char *path, long mib)
     CHECK(keep != MAP_FAILED, "mmap");
     for (size_t i = 0; i < len; i += BLOCK)
         keep[i] = (unsigned char)(i >> 12);
-    volatile unsigned char *q = NULL;
+    /* Changed after sigsetjmp and read after siglongjmp: volatile itself. */
+    volatile unsigned char *volatile q = NULL;
+    /* Where the loop's mappings were (the AO may name one unmapped since). */
+    static volatile uintptr_t q_lo = UINTPTR_MAX, q_hi = 0;
     long rounds = 0;
     int map_errno = 0;
     if (sigsetjmp(maploop_env, 1) == 0) {
@@ -327,6 +330,10 @@ static void maploop(const char *path, long mib)
                 map_errno = errno;
                 break;
             }
+            if ((uintptr_t)q < q_lo)
+                q_lo = (uintptr_t)q;
+            if ((uintptr_t)q + len > q_hi)
+                q_hi = (uintptr_t)q + len;
             for (size_t i = 0; i < len; i += BLOCK)
                 q[i + 8] = (unsigned char)(q[i] + 1);
             munmap((void *)q, len);
@@ -334,9 +341,9 @@ static void maploop(const char *path, long mib)
                 printf("poison_rw: maploop faulting %s\n", path);
         }
     }
-    uintptr_t k = (uintptr_t)keep, m = (uintptr_t)q;
+    uintptr_t k = (uintptr_t)keep;
     int in_keep = maploop_ao_addr >= k && maploop_ao_addr < k + len;
-    int in_q = q != MAP_FAILED && maploop_ao_addr >= m && maploop_ao_addr < m + len;
+    int in_q = maploop_ao_addr >= q_lo && maploop_ao_addr < q_hi;
     printf("poison_rw: maploop stopped after %ld rounds: %s; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s)\n", rounds,
            map_errno ? errno_name(map_errno)
            : maploop_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
