@@ -318,11 +318,13 @@ fn first_signal_us(l: &serde_json::Value) -> f64 {
 /// is unmapped everywhere); every other page reads right through both
 /// mappings and `pread`, the poisoned one is EIO. Then ndctl's dax-poison:
 /// a 2 MiB mapping poisoned in the middle is split (its neighbours stay
-/// mapped), AR lsb 12; punch, pwrite, fsync and the page reads back.
+/// mapped), AR lsb 12; punch, pwrite, fsync and the page reads back. And
+/// the recovery write: a whole-page pwrite clears the poison, the page maps
+/// again; a page not rewritten is still EIO after a reboot.
 #[test]
 fn poison_reaches_every_process_that_maps_the_page() {
     let _s = scenario("poison_reaches_every_process_that_maps_the_page");
-    let names = ["xfs550_madvise", "xfs551_madvise", "xfs552_madvise", "xfs550_ar", "dax_poison"];
+    let names = ["xfs550_madvise", "xfs551_madvise", "xfs552_madvise", "xfs550_ar", "dax_poison", "recovery"];
     let lines = mf_scenarios("mf-processes", &names);
     let mut timings = Vec::new();
     for scen in &names[..4] {
@@ -392,6 +394,34 @@ fn poison_reaches_every_process_that_maps_the_page() {
         }
         timings.push((format!("dax_poison/{case} AR"), first_signal_us(l)));
     }
+    // The recovery write: a whole-page pwrite of the poisoned page clears
+    // it (pread and both mappings read the new bytes); after a reboot the
+    // other, not rewritten, page is EIO before any machine check.
+    let find = |scen: &str, case: &str| {
+        lines
+            .iter()
+            .find(|l| l["scenario"] == scen && l["case"] == case && (l["proc"] == "poisoner" || l["proc"].is_null()))
+            .unwrap_or_else(|| panic!("no {scen}/{case} in {lines:?}"))
+    };
+    let ar = find("recovery", "ar");
+    assert_eq!(signals(ar), vec![("BUS_MCEERR_AR".to_string(), 5, true, 12)], "{ar}");
+    for (step, want) in [
+        ("pread", "EIO"),
+        ("pread_neighbour_before", "ok"),
+        ("pread_neighbour_after", "ok"),
+        ("read_through_mapping", "SIGBUS BUS_MCEERR_AR"),
+        ("recovery_pwrite", "ok"),
+        ("pread_after_rewrite", "ok"),
+        ("read_through_old_mapping", "ok"),
+        ("read_through_new_mapping", "ok"),
+    ] {
+        assert_eq!(ar["after"][step], want, "{step}: {ar}");
+    }
+    let rewritten = find("recovery_verify", "ar_page_after_reboot");
+    assert_eq!(rewritten["after"]["first_pread"], "ok (rewritten bytes)", "{rewritten}");
+    let kept = find("recovery_verify", "ao_page_after_reboot");
+    assert_eq!(kept["after"]["first_pread"], "EIO", "the bad block outlives the reboot: {kept}");
+    assert_eq!(kept["after"]["pread_neighbour"], "ok", "{kept}");
     for (what, us) in timings {
         eprintln!("injection to signal: {what:<32} {:>9.1} ms", us / 1000.0);
     }
