@@ -354,13 +354,14 @@ fn poison_reaches_every_process_that_maps_the_page() {
             let ao: Vec<_> = rs.iter().filter(|s| s.0 == "BUS_MCEERR_AO").collect();
             assert_eq!(!ao.is_empty(), early, "{scen}/{case}: AO only to early processes: {reader}");
             if early {
-                // Told at once: the notice, or (when the reader touched the
-                // page between its unmap and the notice, as on Linux) an AR
-                // just before it; at most one notice per poisoned page.
+                // Told at once (within the poisoner's 500 ms wait), at most
+                // once per poisoned page; the reader may touch the page
+                // between its unmap and the notice (an AR just before the
+                // AO, a window Linux has too).
                 assert!(ao.len() as u64 <= npoison, "{scen}/{case}: {reader}");
                 let first_ao = rs.iter().position(|s| s.0 == "BUS_MCEERR_AO").unwrap();
-                assert!(first_ao <= 1, "{scen}/{case}: told at once: {reader}");
                 let us = reader["signals"][first_ao]["us"].as_f64().unwrap_or(f64::NAN);
+                assert!(us < 500_000.0, "{scen}/{case}: told at once: {reader}");
                 timings.push((format!("{scen}/{case} reader AO"), us));
             }
             for (code, page, own, lsb) in &rs {
