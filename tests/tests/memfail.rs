@@ -309,8 +309,7 @@ fn first_signal_us(l: &serde_json::Value) -> f64 {
 }
 
 /// The xfstests layouts 550 (one file), 551 (a reflink copy) and 552 (even
-/// pages shared) on real DAX mappings, poisoned with `MADV_HWPOISON` and
-/// with an action-required machine check on the spinning poisoner: the
+/// pages shared) on real DAX mappings, poisoned with `MADV_HWPOISON`: the
 /// consumer gets `BUS_MCEERR_AR` at its own address of the page with lsb
 /// 12 (once: a second SIGBUS is not queued while one is pending); the
 /// other process `BUS_MCEERR_AO` at its own address at once when early,
@@ -324,10 +323,14 @@ fn first_signal_us(l: &serde_json::Value) -> f64 {
 #[test]
 fn poison_reaches_every_process_that_maps_the_page() {
     let _s = scenario("poison_reaches_every_process_that_maps_the_page");
-    let names = ["xfs550_madvise", "xfs551_madvise", "xfs552_madvise", "xfs550_ar", "dax_poison", "recovery"];
+    // Not `xfs550_ar`: QEMU raises the machine check in whichever process
+    // runs, and when that is the reader (it maps the same page) it is the
+    // consumer, outside the program's probes. The single-process cases
+    // below take the action-required machine checks.
+    let names = ["xfs550_madvise", "xfs551_madvise", "xfs552_madvise", "dax_poison", "recovery"];
     let lines = mf_scenarios("mf-processes", &names);
     let mut timings = Vec::new();
-    for scen in &names[..4] {
+    for scen in &names[..3] {
         for case in ["late_1", "late_2", "early_1", "early_2"] {
             let get = |proc_: &str| {
                 lines
