@@ -16,8 +16,8 @@
 //! ```
 //!
 //! Who maps a device range comes from the DAX side through [`DaxMappings`]
-//! (registered once with [`register_dax`]): until file mappings exist no
-//! process maps persistent memory, so only the consumer is told.
+//! (registered once with [`register_dax`] at boot by `dax::rmap`: the file
+//! system's reverse map, each file's mappers, their page tables).
 //! Events are serialised by one sleeping lock (Linux's `mf_mutex`).
 
 use alloc::vec::Vec;
@@ -197,10 +197,10 @@ fn event_with(
 /// device `device` (physical `phys_base`, `len` bytes) loses those mappings
 /// and gets SIGBUS `BUS_MCEERR_AO` once (no poison is recorded).
 ///
-/// With file mappings this is the place for the whole sequence: freeze the
-/// file system (new faults and writes wait, then fail); walk every mapped
-/// range (`DaxMappings::mapped(.., whole)`); `plan(PreRemove)`; unmap + AO;
-/// then the holder unmounts, and thaw.
+/// Every present entry that maps the device is walked
+/// (`DaxMappings::mapped(.., whole)`), `plan(PreRemove)`, unmap + AO; then
+/// the holder unmounts. Freezing the file system around the walk (new
+/// faults and writes wait, then fail) belongs here once freeze exists.
 pub fn pre_remove(device: usize, phys_base: u64, len: u64) {
     let Some(whole) = ByteRange::from_len(phys_base, len) else { return };
     event(whole, Source::PreRemove, None, || Some((device, 0, len, true, false)));
