@@ -262,3 +262,29 @@ fn dedupe_of_a_poisoned_range_is_eio_and_shares_nothing() {
     fs.dedupe_range(a, 0, b, 0, BS).unwrap();
     assert!(fs.bmap(b, 0).unwrap().shared);
 }
+
+/// The persistent memory-failure counter: durable through the log (a
+/// remount without unmount replays it) and through a checkpoint (unmount,
+/// mount); an image that never had an event has no counter section, as
+/// every earlier version 2 image, and mounts with 0.
+#[test]
+fn the_memory_failure_counter_survives_the_log_and_checkpoints() {
+    let image = mkfs(16, None).unmount().unwrap();
+    let fs = FileSystem::mount(image).unwrap();
+    assert_eq!(fs.memory_failures(), 0);
+    let mut fs = FileSystem::mount(fs.unmount().unwrap()).unwrap();
+    fs.count_memory_failure().unwrap();
+    fs.count_memory_failure().unwrap();
+    assert_eq!(fs.memory_failures(), 2);
+    // From the log: a second mount of the same bytes, no checkpoint.
+    let replayed = FileSystem::mount(fs.pmem().clone()).unwrap();
+    assert_eq!(replayed.memory_failures(), 2);
+    // From the checkpoint body (section 9).
+    let image = fs.unmount().unwrap();
+    let mut fs = FileSystem::mount(image).unwrap();
+    assert_eq!(fs.memory_failures(), 2);
+    fs.count_memory_failure().unwrap();
+    let fs = FileSystem::mount(fs.unmount().unwrap()).unwrap();
+    assert_eq!(fs.memory_failures(), 3);
+    assert!(fs.fsck().unwrap().is_clean());
+}

@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags};
 use fsdax_fs::cli::{self, Command, Tool};
 use fsdax_fs::{FileSystem, MemoryEstimate, MkfsOptions, MountOptions, RmapOwner, RmapRecord};
+use fsdax_kcore::memfail::Hit;
 
 use crate::pmem::{self, Device, HolderKind};
 use crate::sync::RwLock;
@@ -62,6 +63,12 @@ pub fn with_fs_read<R>(f: impl FnOnce(&KernelFs) -> R) -> Option<R> {
     FS.read().as_ref().map(f)
 }
 
+/// Memory failures the mounted file system has counted on its device since
+/// mkfs (persistent), if one is mounted.
+pub fn memory_failure_count() -> Option<u64> {
+    with_fs_read(|fs| fs.memory_failures())
+}
+
 /// The file system's lock was taken and the caller may not wait (a page
 /// fault inside a user copy, whose caller may hold it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +93,14 @@ pub struct FsHolder;
 /// Describes the owners of a poisoned range, one line each.
 fn report_owners(offset: u64, owners: &[RmapRecord]) {
     if owners.is_empty() {
+        crate::memfail::note_hit(Hit::Free);
         crate::warn!("fs: poison at {offset:#x} hits free space: nothing lost");
     }
     for r in owners {
+        crate::memfail::note_hit(match r.owner {
+            RmapOwner::File { .. } => Hit::FileData,
+            RmapOwner::Metadata(_) => Hit::Metadata,
+        });
         match r.owner {
             RmapOwner::File { ino, offset: file_off } => crate::warn!(
                 "fs: poison at {offset:#x} hits file data: inode {ino} at file offset {:#x} (extent {file_off:#x}+{:#x}){}",
@@ -104,14 +116,25 @@ fn report_owners(offset: u64, owners: &[RmapRecord]) {
 impl Holder for FsHolder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), HolderError> {
         if flags.contains(MfFlags::PRE_REMOVE) {
-            crate::warn!("fs: device going away: unmounting");
+            crate::warn!("fs: device going away: writing a checkpoint and unmounting");
             let fs = FS.write().take();
             if let Some(fs) = fs {
-                let _ = fs.unmount();
+                if let Err(e) = fs.unmount() {
+                    crate::error!("fs: the checkpoint at removal failed ({e}); the log still holds every change");
+                }
             }
             return Ok(());
         }
-        let result = with_fs(|fs| fs.mark_bad(offset, len)).ok_or(HolderError::ShutDown)?;
+        let result = with_fs(|fs| {
+            let r = fs.mark_bad(offset, len);
+            if r.is_ok() {
+                if let Err(e) = fs.count_memory_failure() {
+                    crate::warn!("fs: counting the memory failure on the media: {e}");
+                }
+            }
+            r
+        })
+        .ok_or(HolderError::ShutDown)?;
         match result {
             Ok(rep) => {
                 report_owners(offset, &rep.owners);
@@ -151,6 +174,9 @@ pub fn mount_with(dev: &'static Device, opts: MountOptions) -> Result<(), String
     let mut slot = FS.write();
     if slot.is_some() {
         return Err(String::from("pmem0 is already mounted (`fs umount` first)"));
+    }
+    if pmem::is_dead(dev) {
+        return Err(alloc::format!("{}: {}", dev.name(), pmem::DEAD_DEVICE));
     }
     if let HolderKind::Raw(who) = pmem::holder_of(dev) {
         return Err(alloc::format!(

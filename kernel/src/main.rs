@@ -33,6 +33,7 @@ mod harness;
 mod log;
 mod mce;
 mod mem;
+mod memfail;
 mod panic;
 mod pmem;
 mod power;
@@ -89,6 +90,7 @@ fn kmain(boot: &'static mut BootInfo) -> ! {
     task::init();
     process::init();
     dax::layout::init();
+    dax::rmap::register_memory_failure();
     let apic_hz = time::start();
     info!("apic: timer {} kHz (/16), tick {} Hz", apic_hz / 1000, time::TICK_HZ);
     fsdax_hal::arch::cpu::enable_interrupts();

@@ -134,19 +134,20 @@ fn on_machine_check(mc: &MachineCheck) -> McResolution {
             McResolution::RecoverAtCopyFixup { poison: poison.map(|r| (r.start(), r.len())) }
         }
         McAction::KillTask => {
-            if let Some(r) = poison {
-                let _ = ACTION_REQUIRED.push(r);
-            }
             let phys = poison.map_or(0, |r| r.start());
             if mc.from_user_mode() && crate::process::on_user_machine_check(mc.rip, poison.map(|r| r.start())) {
-                // The process consumed poison: SIGBUS (BUS_MCEERR_AR) at
-                // its return to user mode (the hal runs that next).
+                // The process consumed poison: its return to user mode
+                // (the hal runs that next) runs memory failure with it as
+                // the consumer (SIGBUS BUS_MCEERR_AR at its address).
                 crate::log::emergency(format_args!(
                     "machine check: process {task} ({}) consumed poisoned memory at {phys:#x} (RIP {:#x}): SIGBUS\n",
                     name.as_str(),
                     mc.rip
                 ));
                 return McResolution::Resume;
+            }
+            if let Some(r) = poison {
+                let _ = ACTION_REQUIRED.push(r);
             }
             crate::log::emergency(format_args!(
                 "machine check: task {task} ({}) killed: it consumed poisoned memory at {phys:#x} (RIP {:#x})\n",

@@ -139,6 +139,18 @@ pub fn plan<P: Copy + Eq>(cause: Cause<P>, mapped: &[Mapped<P>]) -> Vec<Action<P
     unmaps
 }
 
+/// Where a process touched poison: the user address of the 4 KiB page that
+/// holds physical address `phys` inside the leaf mapping `leaf` (a 4 KiB,
+/// 2 MiB or 1 GiB page of its page tables), if the leaf maps it. An
+/// action-required machine check in user mode names only the physical
+/// address (`IA32_MCi_ADDR`); walking the consumer's leaves with this gives
+/// the `si_addr` of its `BUS_MCEERR_AR`.
+pub fn page_in_leaf(leaf: &crate::paging::Leaf, phys: u64) -> Option<u64> {
+    let size = leaf.size.bytes();
+    let off = phys.checked_sub(leaf.phys)?;
+    (off < size).then(|| leaf.virt + (off & !(PAGE_SIZE - 1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +207,21 @@ mod tests {
             signals,
             vec![&Action::Signal { process: 7, code: Code::ActionRequired, addr: 0x9000_0000, lsb: 12 }]
         );
+    }
+
+    #[test]
+    fn the_consumers_page_is_found_in_any_leaf_size() {
+        use crate::paging::{Flags, Leaf, PageSize};
+        let leaf = |virt, phys, size| Leaf { virt, phys, size, flags: Flags::PRESENT };
+        let small = leaf(0x40_3000, 0x1_0020_5000, PageSize::Size4K);
+        assert_eq!(page_in_leaf(&small, 0x1_0020_5abc), Some(0x40_3000));
+        assert_eq!(page_in_leaf(&small, 0x1_0020_6000), None, "one past the page");
+        assert_eq!(page_in_leaf(&small, 0x1_0020_4fff), None, "one before");
+        let huge = leaf(0x7f00_0020_0000, 0x1_0040_0000, PageSize::Size2M);
+        assert_eq!(page_in_leaf(&huge, 0x1_0040_0000 + HUGE_2M / 2 + 0x40), Some(0x7f00_0020_0000 + HUGE_2M / 2));
+        assert_eq!(page_in_leaf(&huge, 0x1_0060_0000), None);
+        let giant = leaf(0x40_0000_0000, 0x1_0000_0000, PageSize::Size1G);
+        assert_eq!(page_in_leaf(&giant, 0x1_3fff_ffff), Some(0x40_3fff_f000));
     }
 
     #[test]

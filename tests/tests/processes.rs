@@ -299,6 +299,17 @@ fn a_machine_check_in_user_mode_kills_only_the_process_with_sigbus() {
                 assert!(text.contains("consumed poisoned memory at 0x10c800000"), "{text}");
                 // BUS_MCEERR_AR; spin maps no page at that address: si_addr 0.
                 assert!(text.contains("exec status: 135 (killed by SIGBUS (BUS_MCEERR_AR at 0x0))"), "{text}");
+                // One memory-failure event with the process as the consumer,
+                // logged as Linux words it.
+                assert!(
+                    text.lines().any(|l| l.contains("Memory failure: 0x10c800: process spin (pid ")
+                        && l.ends_with("got SIGBUS BUS_MCEERR_AR at 0x0 (si_addr_lsb 12)")),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("Memory failure: 0x10c800: recovery action for free dax page: Recovered"),
+                    "{text}"
+                );
                 return;
             }
             None => {

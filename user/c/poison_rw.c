@@ -12,8 +12,37 @@
  *                            recovery write) clears the poison, after which
  *                            the whole file reads back
  *
+ *   poison_rw eio FILE       block 1 fails with EIO, blocks 0 and 2 read
+ *                            (after a machine check, or after a reboot,
+ *                            before any machine check)
+ *   poison_rw zero FILE      block 1 fails with EIO; fallocate(ZERO_RANGE)
+ *                            of the whole block clears it: it reads zeros
+ *   poison_rw punch FILE     block 1 fails with EIO; punching it leaves a
+ *                            hole (zeros) and does not return the bad block
+ *                            to free space (statfs); a new whole-block
+ *                            pwrite lands on another block (FIEMAP)
+ *   poison_rw readloop FILE  write 2 MiB of pattern bytes, print the device
+ *                            offset of the block in the middle ("poison_rw:
+ *                            readloop block 256 at device offset 0x..."),
+ *                            then pread all 2 MiB again and again until a
+ *                            read comes back short (a machine check stopped
+ *                            the kernel's copy there): the bytes before are
+ *                            right, a pread at the poison fails with EIO
+ *   poison_rw writeloop FILE MIB
+ *                            1 MiB pwrites over the first MIB MiB of FILE,
+ *                            round and round, until one fails; passes if it
+ *                            failed with EIO or ENXIO (the device went away)
+ *   poison_rw maploop FILE MIB
+ *                            map MIB MiB of FILE shared, touch every page,
+ *                            then map and touch it again and again (faults)
+ *                            until a fault gets SIGBUS or mmap fails (the
+ *                            device went away); passes if the process got
+ *                            at most one SIGBUS BUS_MCEERR_AO (at an address
+ *                            of its mappings) and ended that way
+ *
  * Prints check.h lines; exits 0 iff every check passed. On Linux, the
- * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf`.
+ * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf` or
+ * a machine check the host injects.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -21,7 +50,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -91,16 +125,261 @@ static void check(const char *path)
     t_pass();
 }
 
+/* Block 1 is poisoned, its neighbours are intact. */
+static int expect_poisoned(int fd)
+{
+    static unsigned char buf[BLOCK];
+    errno = 0;
+    if (pread(fd, buf, BLOCK, BLOCK) != -1 || errno != EIO) {
+        t_fail(__FILE__, __LINE__, "-1 (EIO)", "errno %d: pread of block 1", errno);
+        return 0;
+    }
+    for (int b = 0; b <= 2; b += 2) {
+        if (pread(fd, buf, BLOCK, (off_t)b * BLOCK) != BLOCK) {
+            t_fail(__FILE__, __LINE__, "a whole block", "errno %d: pread of block %d", errno, b);
+            return 0;
+        }
+        for (size_t i = 0; i < BLOCK; i++)
+            if (buf[i] != byte_at((size_t)b * BLOCK + i)) {
+                t_fail(__FILE__, __LINE__, "the pattern", "byte %zu of block %d differs", i, b);
+                return 0;
+            }
+    }
+    return 1;
+}
+
+static void eio(const char *path)
+{
+    T_BEGIN("poison_rw_eio");
+    int fd = CHECK_SYS(open(path, O_RDONLY));
+    if (!expect_poisoned(fd))
+        return;
+    close(fd);
+    t_pass();
+}
+
+static void zero(const char *path)
+{
+    T_BEGIN("poison_rw_zero");
+    static unsigned char buf[3 * BLOCK];
+    int fd = CHECK_SYS(open(path, O_RDWR));
+    if (!expect_poisoned(fd))
+        return;
+    /* Zeroing part of the block cannot clear it. */
+    CHECK_ERRNO(fallocate(fd, FALLOC_FL_ZERO_RANGE, BLOCK + 100, 200), EIO);
+    CHECK_SYS(fallocate(fd, FALLOC_FL_ZERO_RANGE, BLOCK, BLOCK));
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], i >= BLOCK && i < 2 * BLOCK ? 0 : byte_at(i));
+    close(fd);
+    t_pass();
+}
+
+static long long block_of(int fd, off_t at)
+{
+    struct {
+        struct fiemap fm;
+        struct fiemap_extent e[4];
+    } req;
+    memset(&req, 0, sizeof req);
+    req.fm.fm_start = at;
+    req.fm.fm_length = BLOCK;
+    req.fm.fm_extent_count = 4;
+    if (ioctl(fd, FS_IOC_FIEMAP, &req) != 0 || req.fm.fm_mapped_extents < 1)
+        return -1;
+    struct fiemap_extent *e = &req.e[0];
+    if (e->fe_logical > (unsigned long long)at || e->fe_logical + e->fe_length <= (unsigned long long)at)
+        return -1;
+    return (long long)(e->fe_physical + (at - e->fe_logical));
+}
+
+static void punch(const char *path)
+{
+    T_BEGIN("poison_rw_punch");
+    static unsigned char buf[3 * BLOCK];
+    int fd = CHECK_SYS(open(path, O_RDWR));
+    if (!expect_poisoned(fd))
+        return;
+    long long bad = block_of(fd, BLOCK);
+    CHECK(bad >= 0, "FIEMAP names block 1's device offset");
+    struct statfs before, after;
+    CHECK_SYS(fstatfs(fd, &before));
+    CHECK_SYS(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BLOCK, BLOCK));
+    CHECK_SYS(fstatfs(fd, &after));
+    /* The bad block left the file and did not become free space. */
+    CHECK_EQ(after.f_bfree, before.f_bfree);
+    CHECK_EQ(block_of(fd, BLOCK), -1);
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], i >= BLOCK && i < 2 * BLOCK ? 0 : byte_at(i));
+    /* A new block, never the bad one. */
+    for (size_t i = 0; i < BLOCK; i++)
+        buf[i] = byte_at(BLOCK + i);
+    CHECK_EQ(pwrite(fd, buf, BLOCK, BLOCK), BLOCK);
+    CHECK_SYS(fsync(fd));
+    long long now = block_of(fd, BLOCK);
+    CHECK(now >= 0 && now != bad, "block 1 is on another device block");
+    CHECK_EQ(pread(fd, buf, sizeof buf, 0), sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], byte_at(i));
+    printf("poison_rw: bad block 0x%llx stays out of use; block 1 now at 0x%llx\n", bad, now);
+    close(fd);
+    t_pass();
+}
+
+static void readloop(const char *path)
+{
+    T_BEGIN("poison_rw_readloop");
+    enum { SIZE = 2 << 20 };
+    static unsigned char buf[SIZE];
+    for (size_t i = 0; i < SIZE; i++)
+        buf[i] = byte_at(i);
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_EQ(pwrite(fd, buf, SIZE, 0), SIZE);
+    CHECK_SYS(fsync(fd));
+    long long mid = block_of(fd, SIZE / 2);
+    CHECK(mid >= 0, "FIEMAP names the middle block");
+    printf("poison_rw: readloop block 256 at device offset 0x%llx\n", mid);
+    long n = 0;
+    ssize_t r;
+    for (;;) {
+        r = pread(fd, buf, SIZE, 0);
+        if (r != SIZE)
+            break;
+        n++;
+    }
+    printf("poison_rw: readloop stopped after %ld full reads: %zd bytes (errno %s)\n", n, r, errno_name(errno));
+    CHECK(r >= 0 && r < SIZE, "a short count, not an error");
+    for (ssize_t i = 0; i < r; i++)
+        CHECK_EQ(buf[i], byte_at((size_t)i));
+    CHECK_ERRNO(pread(fd, buf, 4096, r), EIO);
+    close(fd);
+    t_pass();
+}
+
+static void writeloop(const char *path, long mib)
+{
+    T_BEGIN("poison_rw_writeloop");
+    static unsigned char buf[1 << 20];
+    memset(buf, 0x5a, sizeof buf);
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK(mib >= 1, "MIB >= 1");
+    long n = 0;
+    for (;;) {
+        ssize_t r = pwrite(fd, buf, sizeof buf, (off_t)(n % mib) << 20);
+        if (r != (ssize_t)sizeof buf)
+            break;
+        if (++n == 1)
+            printf("poison_rw: writeloop writing %s\n", path);
+    }
+    int e = errno;
+    printf("poison_rw: writeloop stopped after %ld writes: %s\n", n, errno_name(e));
+    CHECK(e == EIO || e == ENXIO, "the write loop ends with EIO or ENXIO");
+    /* Everything else on the file fails too, and nothing blocks. */
+    errno = 0;
+    CHECK(pread(fd, buf, 4096, 0) == -1 && (errno == EIO || errno == ENXIO), "pread fails with EIO or ENXIO");
+    close(fd);
+    t_pass();
+}
+
+static sigjmp_buf maploop_env;
+static volatile int maploop_ao, maploop_ao_lsb, maploop_code, maploop_lsb;
+static volatile uintptr_t maploop_ao_addr, maploop_addr;
+
+static void maploop_bus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    if (si->si_code == BUS_MCEERR_AO) {
+        maploop_ao++;
+        maploop_ao_addr = (uintptr_t)si->si_addr;
+        maploop_ao_lsb = si->si_addr_lsb;
+        return;
+    }
+    maploop_code = si->si_code;
+    maploop_addr = (uintptr_t)si->si_addr;
+    maploop_lsb = si->si_addr_lsb;
+    siglongjmp(maploop_env, 1);
+}
+
+static void maploop(const char *path, long mib)
+{
+    T_BEGIN("poison_rw_maploop");
+    size_t len = (size_t)mib << 20;
+    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    CHECK_SYS(ftruncate(fd, (off_t)len));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = maploop_bus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    CHECK_SYS(sigaction(SIGBUS, &sa, NULL));
+    volatile unsigned char *keep = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(keep != MAP_FAILED, "mmap");
+    for (size_t i = 0; i < len; i += BLOCK)
+        keep[i] = (unsigned char)(i >> 12);
+    /* Changed after sigsetjmp and read after siglongjmp: volatile itself. */
+    volatile unsigned char *volatile q = NULL;
+    /* Where the loop's mappings were (the AO may name one unmapped since). */
+    static volatile uintptr_t q_lo = UINTPTR_MAX, q_hi = 0;
+    long rounds = 0;
+    int map_errno = 0;
+    if (sigsetjmp(maploop_env, 1) == 0) {
+        for (;;) {
+            q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (q == MAP_FAILED) {
+                map_errno = errno;
+                break;
+            }
+            if ((uintptr_t)q < q_lo)
+                q_lo = (uintptr_t)q;
+            if ((uintptr_t)q + len > q_hi)
+                q_hi = (uintptr_t)q + len;
+            for (size_t i = 0; i < len; i += BLOCK)
+                q[i + 8] = (unsigned char)(q[i] + 1);
+            munmap((void *)q, len);
+            if (++rounds == 1)
+                printf("poison_rw: maploop faulting %s\n", path);
+        }
+    }
+    uintptr_t k = (uintptr_t)keep;
+    int in_keep = maploop_ao_addr >= k && maploop_ao_addr < k + len;
+    int in_q = maploop_ao_addr >= q_lo && maploop_ao_addr < q_hi;
+    printf("poison_rw: maploop stopped after %ld rounds: %s; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s)\n", rounds,
+           map_errno ? errno_name(map_errno)
+           : maploop_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
+           : maploop_code == BUS_ADRERR ? "SIGBUS BUS_ADRERR"
+                                        : "SIGBUS (another code)",
+           maploop_ao, maploop_ao_lsb, maploop_ao ? (in_keep || in_q ? "its own address" : "a foreign address") : "-");
+    CHECK(map_errno || maploop_code != 0, "the loop ended with SIGBUS or an mmap error");
+    CHECK(maploop_ao <= 1, "at most one BUS_MCEERR_AO");
+    CHECK(!maploop_ao || in_keep || in_q, "the AO names an address of its mappings");
+    CHECK(!maploop_ao || maploop_ao_lsb == 12 || maploop_ao_lsb == 21, "the AO's lsb is a page's");
+    close(fd);
+    t_pass();
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[1], "prepare") != 0 && strcmp(argv[1], "check") != 0)) {
-        fprintf(stderr, "usage: poison_rw prepare|check FILE\n");
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && strcmp(argv[1], "prepare") == 0)
+        prepare(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "check") == 0)
+        check(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "eio") == 0)
+        eio(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "zero") == 0)
+        zero(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "punch") == 0)
+        punch(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "readloop") == 0)
+        readloop(argv[2]);
+    else if (argc == 4 && strcmp(argv[1], "writeloop") == 0)
+        writeloop(argv[2], atol(argv[3]));
+    else if (argc == 4 && strcmp(argv[1], "maploop") == 0)
+        maploop(argv[2], atol(argv[3]));
+    else {
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw writeloop|maploop FILE MIB\n");
         return 2;
     }
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (strcmp(argv[1], "prepare") == 0)
-        prepare(argv[2]);
-    else
-        check(argv[2]);
     return t_summary();
 }

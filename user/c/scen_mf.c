@@ -389,6 +389,14 @@ static void poisoner(const char *ctl_path, const char *file, const struct mf_cas
             jl_bool(&j, NULL, c->acked[i]);
         jl_arr_end(&j);
     }
+    if (ndctl) {
+        /* Before anything touches them again: the neighbours of the poisoned page still
+         * mapped (a 2 MiB page split, not dropped), the poisoned page itself not. */
+        const unsigned char *x = p + (uint64_t)k->first * PAGE;
+        uint64_t before = virt_to_phys(x - PAGE), after = virt_to_phys(x + PAGE), at = virt_to_phys(x);
+        jl_bool(&j, "neighbours_still_mapped", before != 0 && after != 0);
+        jl_bool(&j, "poisoned_page_unmapped", at == 0);
+    }
     jl_signals(&j, &log, 0, &ps);
     jl_arr_begin(&j, "poisoned");
     for (int i = 0; i < k->npoison; i++) {

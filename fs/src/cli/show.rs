@@ -313,6 +313,12 @@ pub(super) fn fsck<P: Pmem, W: Write>(fs: &FileSystem<P>, tool: &Tool<'_>, out: 
                 if ranges.is_empty() { String::new() } else { format!(" at {}", ranges.join(", ")) },
                 if bad == 1 { "" } else { "s" }
             )?;
+            let events = fs.memory_failures();
+            writeln!(
+                out,
+                "events   {events} memory failure{} recorded on this device since mkfs",
+                if events == 1 { "" } else { "s" }
+            )?;
             if rep.poisoned_blocks > 0 {
                 problems.push(format!(
                     "{} data block{} poisoned (media errors, not corruption) at {}: `{p} rmap OFFSET` names the \

@@ -429,6 +429,8 @@ fn count_log<P: Pmem>(pm: &P, sb: &Superblock, h: &Header, body: &BodyCounts) ->
                     c.free += 1;
                     (RANGES.insert(), 16)
                 }
+                // The counter's section appears with the first event.
+                Mutation::MemoryFailure => (0, 32),
                 Mutation::InodeFree { .. } | Mutation::SetSize { .. } | Mutation::DirRemove { .. } => (0, 0),
             };
             c.growth = c.growth.saturating_add(heap);

@@ -95,6 +95,22 @@ impl<P: Pmem> FileSystem<P> {
         out
     }
 
+    /// Memory-failure events recorded on this device since mkfs (the
+    /// persistent counter: body section 9, mutation 11).
+    pub fn memory_failures(&self) -> u64 {
+        self.st.mf_events
+    }
+
+    /// Counts one memory-failure event, durably (one transaction).
+    pub fn count_memory_failure(&mut self) -> Result<()> {
+        if self.ro {
+            return Err(FsError::ReadOnly);
+        }
+        self.begin()?;
+        self.push(Mutation::MemoryFailure)?;
+        self.commit()
+    }
+
     /// Records that device bytes `[phys, phys + len)` are poisoned (a
     /// memory failure) and returns their owners. Data blocks join the
     /// persistent bad-block list (whole blocks; free ones are never

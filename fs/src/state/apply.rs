@@ -150,6 +150,7 @@ impl State {
                     self.space.free.insert(cur, pblk + len - cur)?;
                 }
             }
+            Mutation::MemoryFailure => self.mf_events = self.mf_events.saturating_add(1),
         }
         Ok(())
     }

@@ -19,6 +19,9 @@ pub(crate) const SEC_REFC: u32 = 5;
 pub(crate) const SEC_FREE: u32 = 6;
 pub(crate) const SEC_BAD: u32 = 7;
 pub(crate) const SEC_META_EXTENTS: u32 = 8;
+/// Optional: written only once an event was recorded, so a body without
+/// events is what every earlier version 2 wrote.
+pub(crate) const SEC_MF_EVENTS: u32 = 9;
 /// Bytes of a section's header: tag, count, byte length, CRC.
 const SEC_HDR: u64 = 4 + 8 + 8 + 4;
 
@@ -70,6 +73,7 @@ impl State {
             + 20 * self.space.refc.len() as u64
             + 16 * (self.space.free.len() + self.space.bad.len()) as u64
             + 20 * meta_extents
+            + if self.mf_events > 0 { SEC_HDR + 8 } else { 0 }
     }
 
     /// Serializes the whole state as a checkpoint body, into one buffer
@@ -135,6 +139,9 @@ impl State {
                 e.u32(k.code());
             }
         });
+        if self.mf_events > 0 {
+            section(&mut out, SEC_MF_EVENTS, 1, |e| e.u64(self.mf_events));
+        }
         debug_assert_eq!(out.buf.len() as u64, self.checkpoint_len(self.space.meta.len() as u64));
         Ok(out.buf)
     }
@@ -150,10 +157,17 @@ impl State {
     /// Parses a checkpoint body, checking checksums and structure but not
     /// the cross-structure invariants (repair rebuilds those).
     pub fn decode_checkpoint_unverified(geo: Geometry, body: &[u8]) -> Result<Self> {
-        let mut st =
-            State { geo, inodes: BTreeMap::new(), next_ino: 0, space: Space::default(), dirents: 0, name_bytes: 0 };
+        let mut st = State {
+            geo,
+            inodes: BTreeMap::new(),
+            next_ino: 0,
+            space: Space::default(),
+            dirents: 0,
+            name_bytes: 0,
+            mf_events: 0,
+        };
         let mut d = Dec::new(body);
-        let mut secs: [Option<(u64, &[u8])>; 9] = [None; 9];
+        let mut secs: [Option<(u64, &[u8])>; 10] = [None; 10];
         while d.remaining() > 0 {
             let tag = d.u32()?;
             let count = d.u64()?;
@@ -330,6 +344,12 @@ impl State {
             }
             prev_end = s + l;
             st.space.meta.insert(s, (l, kind));
+        }
+        if let Some((n, b)) = secs[SEC_MF_EVENTS as usize] {
+            if n != 1 || b.len() != 8 {
+                return corrupt(Corruption::Format);
+            }
+            st.mf_events = Dec::new(b).u64()?;
         }
         Ok(st)
     }

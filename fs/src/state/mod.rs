@@ -130,6 +130,9 @@ pub(crate) struct State {
     pub dirents: u64,
     /// Bytes of all directory-entry names (for the checkpoint size).
     pub name_bytes: u64,
+    /// Memory-failure events recorded on this device since mkfs (body
+    /// section 9, mutation 11): a persistent counter for people.
+    pub mf_events: u64,
 }
 
 fn bad<T>() -> Result<T> {
@@ -146,6 +149,7 @@ impl State {
             space: Space::default(),
             dirents: 0,
             name_bytes: 0,
+            mf_events: 0,
         };
         s.inodes.insert(ROOT_INO, Inode::new(FileKind::Dir));
         s.space.free.insert(geo.data_start, geo.data_blocks)?;

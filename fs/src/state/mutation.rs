@@ -81,6 +81,8 @@ pub enum Mutation {
         /// Length.
         len: u64,
     },
+    /// Count one memory-failure event on the device.
+    MemoryFailure,
 }
 
 impl Mutation {
@@ -150,6 +152,7 @@ impl Mutation {
                 e.u64(*pblk);
                 e.u64(*len);
             }
+            Mutation::MemoryFailure => e.u8(11),
         }
     }
     /// Decodes one mutation.
@@ -175,6 +178,7 @@ impl Mutation {
             }
             9 => Mutation::BadAdd { pblk: d.u64()?, len: d.u64()? },
             10 => Mutation::BadRemove { pblk: d.u64()?, len: d.u64()? },
+            11 => Mutation::MemoryFailure,
             _ => return corrupt(Corruption::Log),
         })
     }

@@ -479,7 +479,7 @@ pub fn getrandom_flags(flags: u64) -> Result<(), Errno> {
 /// touch (`prctl(PR_MCE_KILL)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum McePolicy {
-    /// Follow the system default (console `mce-policy`).
+    /// Follow the system default (console `mf policy`).
     #[default]
     Default,
     /// Tell the process at once (SIGBUS BUS_MCEERR_AO).

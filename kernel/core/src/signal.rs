@@ -317,8 +317,10 @@ impl SignalState {
     /// A signal the process cannot go on without handling (a fault, the
     /// out-of-memory kill, consumed poison; Linux's `force_sig_info`): if
     /// it is blocked or ignored, its action becomes `SIG_DFL` and it is
-    /// unblocked, so it kills unless a handler can run now. Its `siginfo`
-    /// replaces a pending one of the same standard signal.
+    /// unblocked, so it kills unless a handler can run now. A standard
+    /// signal already pending keeps its `siginfo` (Linux's `legacy_queue`:
+    /// a fault that finds `SIGBUS BUS_MCEERR_AO` pending lets that be
+    /// delivered; the access faults again after the handler).
     pub fn force(&mut self, info: Siginfo) {
         let sig = info.signo;
         let i = idx(sig);
@@ -327,7 +329,9 @@ impl SignalState {
             self.blocked &= !bit(sig);
         }
         if sig < SIGRTMIN {
-            self.info[i] = Some(info);
+            if self.pending & bit(sig) == 0 || self.info[i].is_none() {
+                self.info[i] = Some(info);
+            }
         } else {
             self.queue.push_back(info);
         }
@@ -626,6 +630,18 @@ mod tests {
         s.set_action(SIGSEGV, handler(SA_ONSTACK));
         s.force(fault(SIGSEGV, 0x50));
         assert_eq!(delivery(s.dequeue()).info, fault(SIGSEGV, 0x50));
+    }
+
+    #[test]
+    fn a_forced_signal_already_pending_keeps_the_first_siginfo() {
+        // An action-optional notice is pending when the process faults on
+        // the page: the notice is delivered; the access faults again later.
+        let mut s = SignalState::new();
+        s.set_action(SIGBUS, handler(0));
+        assert_eq!(s.send(fault(SIGBUS, 0x1000)), Ok(Sent::Queued));
+        s.force(fault(SIGBUS, 0x2000));
+        assert_eq!(delivery(s.dequeue()).info, fault(SIGBUS, 0x1000));
+        assert_eq!(s.dequeue(), Next::Nothing);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 use alloc::vec::Vec;
 
 use fsdax_fs::{Ino, RmapOwner};
-use fsdax_hal::mm::LeafKind;
+use fsdax_hal::mm::{LeafKind, Unmap};
 use fsdax_mm::paging::PageSize;
+use fsdax_mm::PAGE_SIZE;
 use fsdax_pmem_api::ByteRange;
 
 use crate::fsys;
@@ -144,3 +145,74 @@ fn cmd_dax(args: &[&str]) {
 fsdax_hal::shell_command!(DAX_CMD, name: "dax", usage: "dax maps OFFSET [LEN] | dax pins",
     help: "who maps pmem0's bytes (process, address, 2 MiB or 4 KiB entry); pinned pages",
     run: cmd_dax);
+
+/// Memory failure's view of DAX mappings: who maps a device range (through
+/// [`who_maps`]), and the page-table changes its plan asks for. Neither
+/// takes a file's mapping lock nor a process's area lock: page tables are
+/// changed under the page-table lock alone (as [`super::layout`] unmaps),
+/// so an event never waits for a fault holding the mapping lock. The poison
+/// is recorded before the mappers are looked up, and the fault path checks
+/// the bad blocks before it maps a page, so a fault that starts after the
+/// event cannot map the poisoned page again.
+struct MemoryFailure;
+
+impl crate::memfail::DaxMappings for MemoryFailure {
+    fn mapped(&self, _device: usize, offset: u64, len: u64, whole: bool) -> Vec<crate::memfail::DaxMapping> {
+        let Some(range) = ByteRange::from_len(offset, len.max(1)) else { return Vec::new() };
+        let mut out = Vec::new();
+        for d in who_maps(range) {
+            let bytes = d.size.bytes();
+            let va = if whole {
+                ByteRange::from_len_saturating(d.va, bytes)
+            } else {
+                // The poisoned 4 KiB page inside the entry (the range is
+                // one page or less for poison).
+                let first = range.start().max(d.dev_offset) & !(PAGE_SIZE - 1);
+                ByteRange::from_len_saturating(d.va + (first - d.dev_offset), PAGE_SIZE)
+            };
+            for &pid in &d.pids {
+                out.push(crate::memfail::DaxMapping { pid, va, huge: d.size == PageSize::Size2M });
+            }
+        }
+        out
+    }
+
+    fn split(&self, pid: Pid, va: u64) -> Result<(), crate::memfail::MappingError> {
+        let vm = process::get(pid).and_then(|p| p.vm()).ok_or(crate::memfail::MappingError::Gone)?;
+        vm.space().split_pmem_2m(va & !(fsdax_mm::HUGE_2M - 1)).map(|_| ()).map_err(|e| {
+            crate::warn!("memory failure: splitting the 2 MiB page at {va:#x} of pid {pid} failed ({})", map_error(&e));
+            crate::memfail::MappingError::Failed
+        })
+    }
+
+    fn unmap(&self, pid: Pid, va: ByteRange) -> Result<(), crate::memfail::MappingError> {
+        let vm = process::get(pid).and_then(|p| p.vm()).ok_or(crate::memfail::MappingError::Gone)?;
+        vm.space().unmap_where(va.start(), va.len(), Unmap::FileOnly).map_err(|e| {
+            crate::warn!(
+                "memory failure: unmapping {:#x}+{:#x} of pid {pid} failed ({})",
+                va.start(),
+                va.len(),
+                map_error(&e)
+            );
+            crate::memfail::MappingError::Failed
+        })
+    }
+}
+
+static MEMORY_FAILURE: MemoryFailure = MemoryFailure;
+
+/// Registers the DAX mappings with memory failure (at boot).
+pub fn register_memory_failure() {
+    crate::memfail::register_dax(&MEMORY_FAILURE);
+}
+
+fn map_error(e: &fsdax_mm::paging::MapError) -> &'static str {
+    use fsdax_mm::paging::MapError::*;
+    match e {
+        Unaligned => "unaligned",
+        AlreadyMapped(_) => "already mapped",
+        OutOfFrames => "out of memory for a page table",
+        NotMapped(_) => "not mapped",
+        SplitsHugePage(_) => "would cut a huge page",
+    }
+}

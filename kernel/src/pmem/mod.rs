@@ -24,12 +24,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use fsdax_drivers::pmem::device::{DeviceLock, DeviceState, Holder, HolderError, MfFlags, PmemDevice, PmemError};
 use fsdax_drivers::pmem::ByteRange;
 use fsdax_hal::mm::{discover_pmem, PmemDiscovery};
 use fsdax_hal::sync::IrqMutex;
-use fsdax_kcore::memfail::{route, DeviceSpan, Route};
+use fsdax_kcore::memfail::{route, DeviceSpan, Route, Source};
 
 use self::media::KernelMedia;
 use crate::shell::parse_num;
@@ -80,6 +81,17 @@ const MAX_DEVICES: usize = 8;
 const DEVICE_NAMES: [&str; MAX_DEVICES] = ["pmem0", "pmem1", "pmem2", "pmem3", "pmem4", "pmem5", "pmem6", "pmem7"];
 static HOLDERS: [IrqMutex<HolderKind>; MAX_DEVICES] = [const { IrqMutex::new(HolderKind::Logging) }; MAX_DEVICES];
 
+/// Devices taken away with `unbind`: nothing uses them again until reboot.
+static DEAD: [AtomicBool; MAX_DEVICES] = [const { AtomicBool::new(false) }; MAX_DEVICES];
+
+/// Whether `dev` was unbound (removed).
+pub fn is_dead(dev: &Device) -> bool {
+    DEAD[index_of(dev)].load(Ordering::Acquire)
+}
+
+/// What `unbind` says when someone asks for a removed device.
+pub const DEAD_DEVICE: &str = "the device was unbound (removed); reboot to use it again";
+
 fn index_of(dev: &Device) -> usize {
     devices().iter().position(|d| core::ptr::eq(d, dev)).unwrap_or(MAX_DEVICES - 1)
 }
@@ -120,6 +132,8 @@ pub enum ClaimError {
     /// The device holds an fsdax file system that is not mounted; raw
     /// writes would destroy it.
     HasFileSystem,
+    /// The device was unbound.
+    Removed,
 }
 
 impl core::fmt::Display for ClaimError {
@@ -128,6 +142,7 @@ impl core::fmt::Display for ClaimError {
             Self::Held(HolderKind::FileSystem) => f.write_str("the mounted file system holds it (`fs umount` first)"),
             Self::Held(HolderKind::Raw(who)) => write!(f, "`{who}` holds it"),
             Self::Held(HolderKind::Logging) => f.write_str("busy"),
+            Self::Removed => f.write_str(DEAD_DEVICE),
             Self::HasFileSystem => {
                 f.write_str("it holds an fsdax file system, which raw writes would destroy (use a device without one)")
             }
@@ -145,6 +160,9 @@ pub fn has_file_system(dev: &Device) -> bool {
 /// Makes `kind` the holder of `dev`, with `holder` receiving memory-failure
 /// notifications. A raw claim is refused on a device with a file system.
 pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    if is_dead(dev) {
+        return Err(ClaimError::Removed);
+    }
     let mut current = HOLDERS[index_of(dev)].lock();
     if *current != HolderKind::Logging {
         return Err(ClaimError::Held(*current));
@@ -269,9 +287,44 @@ impl core::fmt::Display for Failure {
 }
 
 /// Handles poison at physical range `phys`: record it in the owning
-/// device's bad-block list, tell the device's holder, log one line.
-/// Runs in task context (the #MC handler only queues).
+/// device's bad-block list, tell the device's holder, log one line, then
+/// tell the processes that map it ([`crate::memfail`]). Runs in task
+/// context (the #MC handler only queues).
 pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
+    let source = if flags.contains(MfFlags::ACTION_REQUIRED) { Source::ActionRequired } else { Source::Scrub };
+    memory_failure_with(phys, flags, source, None)
+}
+
+/// [`memory_failure`] from `source`, with the process that consumed the
+/// poison and the address it touched, if one did.
+pub fn memory_failure_from(phys: ByteRange, source: Source, consumer: Option<(crate::process::Pid, u64)>) -> Failure {
+    let flags = match source {
+        Source::ConsumedByProcess | Source::ActionRequired | Source::Madvise => MfFlags::ACTION_REQUIRED,
+        Source::Scrub | Source::Software => MfFlags::ACTION_OPTIONAL,
+        Source::PreRemove => MfFlags::PRE_REMOVE,
+    };
+    memory_failure_with(phys, flags, source, consumer)
+}
+
+fn memory_failure_with(
+    phys: ByteRange,
+    flags: MfFlags,
+    source: Source,
+    consumer: Option<(crate::process::Pid, u64)>,
+) -> Failure {
+    let mut result = Failure::NotPmem;
+    crate::memfail::event(phys, source, consumer, || {
+        let (index, offset, len, handled, new) = record_and_notify(phys, flags)?;
+        result = Failure::Recorded { device: index, offset, len, new, holder_notified: handled };
+        Some((index, offset, len, handled, new))
+    });
+    result
+}
+
+/// The device's part of a memory failure: route, record, tell the holder,
+/// log one line. Returns the device's index, the offset and length in it,
+/// whether the holder handled it and whether the poison was new.
+fn record_and_notify(phys: ByteRange, flags: MfFlags) -> Option<(usize, u64, u64, bool, bool)> {
     let kind = mf_kind(flags);
     let spans: Vec<DeviceSpan> =
         devices().iter().map(|d| DeviceSpan { phys_base: d.phys_base(), len: d.len() }).collect();
@@ -281,7 +334,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
             phys.start(),
             phys.len()
         );
-        return Failure::NotPmem;
+        return None;
     };
     let dev = &devices()[index];
     let new = match dev.record_poison(offset, len) {
@@ -299,7 +352,6 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
             false
         }
     };
-    let f = Failure::Recorded { device: index, offset, len, new, holder_notified };
     crate::warn!(
         "memory failure: {} offset {offset:#x} len {len} (phys {:#x}), {kind}: {}; {}",
         dev.name(),
@@ -307,7 +359,7 @@ pub fn memory_failure(phys: ByteRange, flags: MfFlags) -> Failure {
         if new { "recorded as bad block" } else { "already known" },
         if holder_notified { "holder notified" } else { "no holder" }
     );
-    f
+    Some((index, offset, len, holder_notified, new))
 }
 
 /// Handles everything the #MC handler queued. Returns how many ranges.
@@ -379,6 +431,11 @@ fn fill_args(dev: &str, off: &str, byte: &str, len: &str) -> Result<(&'static De
 }
 
 fn cmd_pmem(args: &[&str]) {
+    if let Some(d) = args.get(1).and_then(|a| device(a)) {
+        if is_dead(d) {
+            return crate::kprintln!("{}: {DEAD_DEVICE}", d.name());
+        }
+    }
     match args {
         [] => {
             if devices().is_empty() {
@@ -398,6 +455,7 @@ fn cmd_pmem(args: &[&str]) {
                     s.pages_4k,
                     d.poison_count(),
                     match holder_of(d) {
+                        _ if is_dead(d) => "none (unbound: dead until reboot)",
                         HolderKind::Logging => "none",
                         HolderKind::FileSystem => "file system",
                         HolderKind::Raw(who) => who,
@@ -500,21 +558,68 @@ run: |_| {
     }
 });
 
-fsdax_hal::shell_command!(MF_CMD, name: "mf", usage: "mf REGION OFFSET [LEN]",
-help: "software-inject a memory failure (action optional), as a #MC would",
+/// How an unbind went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unbound {
+    /// Whether a mounted file system was made consistent and unmounted.
+    pub unmounted: bool,
+}
+
+/// Removes `dev` (Linux's unbind of a pmem namespace, `MF_MEM_PRE_REMOVE`):
+/// every process that maps it loses its mappings and is told
+/// (`crate::memfail::pre_remove`), the holder makes its file system
+/// consistent and unmounts it, the device goes back to no holder and is
+/// marked dead: later system calls on its open files fail (EIO), mounts and
+/// raw access are refused. The file system's lock is taken once, so a
+/// system call in progress (a long `pwrite`) finishes first and the next
+/// one fails: nothing waits for the device again.
+pub fn unbind(dev: &'static Device) -> Result<Unbound, String> {
+    let i = index_of(dev);
+    if DEAD[i].swap(true, Ordering::AcqRel) {
+        return Err(alloc::format!("{}: already unbound", dev.name()));
+    }
+    crate::warn!("{}: unbinding: unmapping every process that maps it, then unmounting", dev.name());
+    crate::memfail::pre_remove(i, dev.phys_base(), dev.len());
+    let unmounted = holder_of(dev) == HolderKind::FileSystem;
+    match dev.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE) {
+        Ok(()) | Err(PmemError::NoHolder) => {}
+        Err(e) => crate::error!("{}: the holder failed at removal: {e}", dev.name()),
+    }
+    release(dev);
+    crate::warn!("{}: unbound: the device is dead until reboot", dev.name());
+    Ok(Unbound { unmounted })
+}
+
+fsdax_hal::shell_command!(UNBIND_CMD, name: "unbind", usage: "unbind REGION",
+help: "remove a pmem device: unmap and tell its mappers, unmount its file system, mark it dead",
 run: |args| {
+    let [dev] = args else { return crate::kprintln!("usage: unbind REGION (e.g. unbind pmem0)") };
+    let Some(d) = device(dev) else { return crate::kprintln!("no device {dev} (`pmem` lists them)") };
+    match unbind(d) {
+        Ok(u) => crate::kprintln!(
+            "{}: unbound{}; later use of its files fails with EIO",
+            d.name(),
+            if u.unmounted { " (file system made consistent and unmounted)" } else { "" }
+        ),
+        Err(e) => crate::kprintln!("unbind: {e}"),
+    }
+});
+
+/// `mf inject REGION OFFSET [LEN]`: a software memory failure (action
+/// optional), as a #MC would report it.
+pub fn inject(args: &[&str]) {
     let (Some(d), Some(off)) = (args.first().and_then(|a| device(a)), args.get(1).and_then(|a| parse_num(a))) else {
-        return crate::kprintln!("usage: mf REGION OFFSET [LEN]");
+        return crate::kprintln!("usage: mf inject REGION OFFSET [LEN]");
     };
     let len = args.get(2).and_then(|a| parse_num(a)).unwrap_or(64);
     match ByteRange::from_len(d.phys_base() + off, len) {
         Some(r) if off.checked_add(len).is_some_and(|e| e <= d.len()) => {
-            let f = memory_failure(r, MfFlags::ACTION_OPTIONAL);
+            let f = memory_failure_from(r, Source::Software, None);
             crate::kprintln!("memory failure: {f}");
         }
         _ => crate::kprintln!("mf: {off:#x}+{len:#x} is outside {} ({} MiB)", d.name(), d.len() >> 20),
     }
-});
+}
 
 mod tests {
     use fsdax_ktest::{kassert, kassert_eq, kfail, ktest, Failure as KFailure};

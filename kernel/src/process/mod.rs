@@ -748,13 +748,26 @@ pub fn on_user_machine_check(rip: u64, phys: Option<u64>) -> bool {
 }
 
 /// Memory failure for poison the current process consumed in user mode
-/// (physical address `phys` if known): the process gets SIGBUS
-/// `BUS_MCEERR_AR` with `si_addr` = the page's address in its own memory
-/// (0 if no page of it maps `phys`) and `si_addr_lsb` 12, forced (Linux's
-/// `force_sig_mceerr`): a handler may run, a blocked or ignored SIGBUS
-/// kills. This is where unmapping the page from every process that maps it
-/// and telling them (`BUS_MCEERR_AO`) joins, with DAX file mappings.
+/// (physical address `phys` if known), at its return to user mode: the
+/// page's address in its own memory comes from its page tables, then
+/// memory failure runs with it as the consumer: it gets SIGBUS
+/// `BUS_MCEERR_AR` with that `si_addr` (0 if no page of it maps `phys`) and
+/// `si_addr_lsb` 12, forced (Linux's `force_sig_mceerr`: a handler may run,
+/// a blocked or ignored SIGBUS kills), and every other process that maps
+/// the page is unmapped and told by its policy.
 pub fn memory_failure_consumed(p: &Arc<Process>, phys: Option<u64>) {
-    let va = phys.and_then(|a| p.vm().and_then(|vm| vm.user_page_of(a)));
-    p.force(sig::mce_info(sig::BUS_MCEERR_AR, va.unwrap_or(0), 12));
+    let Some(phys) = phys else {
+        crate::warn!(
+            "Memory failure: process {} (pid {}) consumed poison at an unknown address: SIGBUS BUS_MCEERR_AR at 0x0",
+            p.name(),
+            p.pid()
+        );
+        p.force(sig::mce_info(sig::BUS_MCEERR_AR, 0, 12));
+        return;
+    };
+    let va = p.vm().and_then(|vm| vm.user_page_of(phys)).unwrap_or(0);
+    // The bank names the cache line.
+    if let Some(line) = fsdax_drivers::pmem::ByteRange::from_len(phys & !63, 64) {
+        crate::pmem::memory_failure_from(line, fsdax_kcore::memfail::Source::ConsumedByProcess, Some((p.pid(), va)));
+    }
 }

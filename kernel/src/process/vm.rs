@@ -415,14 +415,24 @@ impl Vm {
 
     /// The user address of the page that maps the physical address `phys`,
     /// if one does (memory failure: where this process sees a poisoned
-    /// page). Walks every mapped page: for rare events only.
+    /// page). Walks the leaves of every area (a 2 MiB leaf is one step):
+    /// for rare events only.
     pub fn user_page_of(&self, phys: u64) -> Option<u64> {
-        let target = phys & !(PAGE_SIZE - 1);
         self.read(|a| {
             a.set.iter().find_map(|v| {
-                (v.start..v.end).step_by(PAGE_SIZE as usize).find(|&va| {
-                    self.space.translate(va).is_some_and(|l| (l.phys + (va - l.virt)) & !(PAGE_SIZE - 1) == target)
-                })
+                let mut va = v.start;
+                while va < v.end {
+                    match self.space.translate(va) {
+                        Some(leaf) => {
+                            if let Some(page) = fsdax_mm::failure::page_in_leaf(&leaf, phys) {
+                                return Some(page);
+                            }
+                            va = leaf.virt + leaf.size.bytes();
+                        }
+                        None => va += PAGE_SIZE,
+                    }
+                }
+                None
             })
         })
     }

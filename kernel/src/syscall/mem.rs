@@ -267,8 +267,9 @@ pub fn brk(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 /// `madvise(addr, len, advice)`: `MADV_DONTNEED`/`MADV_FREE` drop the
 /// pages (private anonymous ones read as zero afterwards; file pages fault
 /// back from the file), `MADV_POPULATE_*` fault them in; other known hints
-/// are accepted and ignored. `MADV_HWPOISON` needs privileges processes do
-/// not have here (EPERM).
+/// are accepted and ignored. `MADV_HWPOISON` of a mapped
+/// persistent-memory page runs memory failure with the caller as the
+/// consumer; of any other page it is refused (EPERM).
 pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let (start, len) = request::page_range(a[0], a[1])?;
     let advice = request::madvise(a[2])?;
@@ -281,7 +282,14 @@ pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     }
     match advice {
         Advice::Ignored => Ok(0),
-        Advice::HwPoison => Err(Errno::EPERM),
+        Advice::HwPoison => {
+            // Each page, as Linux's `madvise_inject_error`: a DAX page of a
+            // file fails with the caller as the consumer.
+            for va in (start..start + len).step_by(4096) {
+                crate::memfail::madvise_hwpoison(&c.proc, va)?;
+            }
+            Ok(0)
+        }
         Advice::DontNeed => {
             vm.write(|_, space| space.unmap_where(start, len, Unmap::All)).map(|()| 0).map_err(|_| Errno::EINVAL)
         }

@@ -16,6 +16,8 @@
 //! - the shared zero page, 4 KiB or 2 MiB ([`AddressSpace::map_zero`]),
 //!   which reads of file holes map: always read-only.
 
+use alloc::vec::Vec;
+
 use fsdax_drivers::pmem::ByteRange;
 use fsdax_mm::layout::{self, KERNEL_PML4_FIRST};
 use fsdax_mm::paging::{Flags, Leaf, MapError, PageSize, TlbFlush};
@@ -554,6 +556,55 @@ impl AddressSpace {
             }
             Err(e) => {
                 unpin_all(&[(phys, size)]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Splits the 2 MiB persistent-memory leaf that maps `virt` into 512
+    /// 4 KiB leaves of the same frames with the same rights (memory failure
+    /// then unmaps the poisoned page alone: the 511 others stay mapped),
+    /// moving its pin to the 512 small pages; flushes the TLB if the space
+    /// is live. `Ok(false)` if no 2 MiB persistent-memory leaf maps `virt`
+    /// (a 4 KiB one, nothing, RAM or the zero page): nothing changed.
+    pub fn split_pmem_2m(&self, virt: u64) -> Result<bool, MapError> {
+        if layout::is_kernel_half(virt) {
+            return Err(MapError::Unaligned);
+        }
+        let Some(leaf) = self.translate(virt) else { return Ok(false) };
+        if leaf.size != PageSize::Size2M || LeafKind::of(leaf.flags) != LeafKind::Pmem {
+            return Ok(false);
+        }
+        // The small pages' pins are taken before the split (pinning
+        // allocates, which it may not do under the page-table lock).
+        let small: Vec<(u64, PageSize)> =
+            (0..HUGE_2M / PAGE_SIZE).map(|i| (leaf.phys + i * PAGE_SIZE, PageSize::Size4K)).collect();
+        for &(phys, size) in &small {
+            pin(phys, size);
+        }
+        // SAFETY: this space's PML4 is live while `self` exists; the leaf is
+        // checked again under the page-table lock (it may have changed since
+        // `translate`), and the split maps the very same frames.
+        let r = unsafe {
+            with_tables(self.pml4, |m, a| match m.translate(virt) {
+                Some(now) if now == leaf => m.split_2m(virt, a).map(Some),
+                _ => Ok(None),
+            })
+        };
+        match r {
+            Ok(Some(flush)) => {
+                if self.is_live() {
+                    flush_tlb(flush);
+                }
+                unpin_all(&[(leaf.phys, PageSize::Size2M)]);
+                Ok(true)
+            }
+            Ok(None) => {
+                unpin_all(&small);
+                Ok(false)
+            }
+            Err(e) => {
+                unpin_all(&small);
                 Err(e)
             }
         }
