@@ -250,7 +250,36 @@ pub(super) fn each_iovec(
 /// `writev(fd, iov, iovcnt)`.
 pub fn writev(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let f = file(c, a[0])?;
-    each_iovec(&iovecs(a[1], a[2])?, false, |v, _| write_to(c, &f, v.base, v.len))
+    let vs = iovecs(a[1], a[2])?;
+    if let Some(n) = console_writev(&f, &vs) {
+        return n;
+    }
+    each_iovec(&vs, false, |v, _| write_to(c, &f, v.base, v.len))
+}
+
+/// A console `writev` of at most [`CHUNK`] bytes goes out as one piece, as
+/// a terminal write does on Linux (stdio writes a line as two buffers: the
+/// console's own echo must not land between them). None: not the console,
+/// or too long (then buffer by buffer).
+fn console_writev(f: &OpenFile, vs: &[Iovec]) -> Option<Result<u64, Errno>> {
+    let s = f.status();
+    let writable = s & g::O_PATH == 0 && matches!(s & g::O_ACCMODE, g::O_WRONLY | g::O_RDWR);
+    if !matches!(f.kind, FileKind::ConsoleOut | FileKind::ConsoleIn) || !writable {
+        return None;
+    }
+    let total = vs.iter().try_fold(0u64, |t, v| t.checked_add(v.len)).filter(|&t| t <= CHUNK as u64)?;
+    let mut buf = [0u8; CHUNK];
+    let mut at = 0usize;
+    for v in vs {
+        let n = v.len as usize;
+        if uaccess::copy_from_user(&mut buf[at..at + n], v.base).is_err() {
+            // A bad buffer: the buffer-by-buffer path reports what it can.
+            return None;
+        }
+        at += n;
+    }
+    console::write(&buf[..total as usize]);
+    Some(Ok(total))
 }
 
 /// `readv(fd, iov, iovcnt)`: a file fills the buffers in order; one
