@@ -566,7 +566,8 @@ pub struct Unbound {
 }
 
 /// Removes `dev` (Linux's unbind of a pmem namespace, `MF_MEM_PRE_REMOVE`):
-/// every process that maps it loses its mappings and is told
+/// with its file system frozen (`crate::freeze::with_frozen`), every
+/// process that maps it loses its mappings and is told
 /// (`crate::memfail::pre_remove`), the holder makes its file system
 /// consistent and unmounts it, the device goes back to no holder and is
 /// marked dead: later system calls on its open files fail (EIO), mounts and
@@ -579,11 +580,26 @@ pub fn unbind(dev: &'static Device) -> Result<Unbound, String> {
         return Err(alloc::format!("{}: already unbound", dev.name()));
     }
     crate::warn!("{}: unbinding: unmapping every process that maps it, then unmounting", dev.name());
-    crate::memfail::pre_remove(i, dev.phys_base(), dev.len());
     let unmounted = holder_of(dev) == HolderKind::FileSystem;
-    match dev.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE) {
-        Ok(()) | Err(PmemError::NoHolder) => {}
-        Err(e) => crate::error!("{}: the holder failed at removal: {e}", dev.name()),
+    let remove = || {
+        crate::memfail::pre_remove(i, dev.phys_base(), dev.len());
+        match dev.notify_failure(0, u64::MAX, MfFlags::PRE_REMOVE) {
+            Ok(()) | Err(PmemError::NoHolder) => {}
+            Err(e) => crate::error!("{}: the holder failed at removal: {e}", dev.name()),
+        }
+    };
+    if unmounted {
+        // Frozen while its mappings go and it unmounts: new changes and
+        // shared write faults wait at the gate and, after the thaw, find
+        // the file system gone. The device leaves whatever happens, so a
+        // freeze that fails (changes in flight that do not finish) is
+        // logged and the removal goes on without it.
+        if let Err(e) = crate::freeze::with_frozen(remove) {
+            crate::warn!("{}: could not freeze before removal ({e}); removing anyway", dev.name());
+            remove();
+        }
+    } else {
+        remove();
     }
     release(dev);
     crate::warn!("{}: unbound: the device is dead until reboot", dev.name());
