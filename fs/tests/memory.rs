@@ -35,6 +35,23 @@ struct Shape {
     churn: bool,
 }
 
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} files x {} extents, {} dirs, {}-byte names, {} reflinks, {} bad blocks{}{}",
+            self.files,
+            self.extents,
+            self.dirs,
+            self.name_len,
+            self.reflinks,
+            self.bad,
+            if self.crash { ", log not checkpointed" } else { "" },
+            if self.churn { ", churned" } else { "" }
+        )
+    }
+}
+
 fn build(s: Shape) -> Vec<u8> {
     let mut fs = FileSystem::mkfs(MemPmem::new(128 << 20), MkfsOptions::default()).unwrap();
     let r = fs.root();
@@ -120,10 +137,10 @@ fn check(s: Shape, tight: bool) -> (MemoryEstimate, Measured) {
     ];
     for (what, e, got) in pairs {
         let ratio = e as f64 / got as f64;
-        println!("{s:?}: {what}: estimated {e}, measured {got} ({ratio:.2}x)");
-        assert!(e as i64 >= got, "{s:?}: {what}: estimated {e} bytes, but it took {got}");
+        println!("{s}: {what}: estimated {e} bytes, measured {got} bytes ({ratio:.2}x)");
+        assert!(e as i64 >= got, "{s}: {what}: estimated {e} bytes, but it took {got}");
         if tight {
-            assert!(ratio <= 2.0, "{s:?}: {what}: estimated {e} bytes for {got} taken ({ratio:.2}x)");
+            assert!(ratio <= 2.0, "{s}: {what}: estimated {e} bytes for {got} taken ({ratio:.2}x)");
         }
     }
     (est, m)

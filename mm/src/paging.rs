@@ -65,6 +65,18 @@ pub enum MapError {
     SplitsHugePage(u64),
 }
 
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unaligned => f.write_str("address or length not 4 KiB aligned, or the range wraps"),
+            Self::AlreadyMapped(va) => write!(f, "something is already mapped at {va:#x}"),
+            Self::OutOfFrames => f.write_str("out of frames for a page table"),
+            Self::NotMapped(va) => write!(f, "nothing is mapped at {va:#x}"),
+            Self::SplitsHugePage(va) => write!(f, "the range would cut the huge page at {va:#x} in two"),
+        }
+    }
+}
+
 /// A TLB flush the caller must perform after changing mappings.
 #[must_use = "stale TLB entries must be flushed"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

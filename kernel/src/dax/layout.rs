@@ -64,7 +64,7 @@ pub fn unmap_file_range(k: &KInode, range: ByteRange, which: Unmap) -> usize {
     for m in &hits {
         if let Some(space) = space_of(m.space) {
             if let Err(e) = space.unmap_where(m.va, m.file.len(), which) {
-                crate::warn!("dax: unmapping {:#x}+{:#x} of inode {}: {e:?}", m.va, m.file.len(), k.ino());
+                crate::warn!("dax: unmapping {:#x}+{:#x} of inode {}: {e}", m.va, m.file.len(), k.ino());
             }
         }
     }

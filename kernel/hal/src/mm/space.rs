@@ -695,7 +695,7 @@ impl Drop for AddressSpace {
         // Every leaf goes (owned frames freed, pins released, in batches);
         // a leaf that cannot be unmapped stays and is reported.
         if let Err(e) = self.unmap_where(0, 1 << 47, Unmap::All) {
-            crate::console::emergency(format_args!("mm: tearing down an address space: {e:?}\n"));
+            crate::console::emergency(format_args!("mm: tearing down an address space: {e}\n"));
         }
         // SAFETY: the PML4 stays live until the end of this function; the
         // space is not loaded in CR3 (its owner, a task context, switched
