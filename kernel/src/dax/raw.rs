@@ -67,7 +67,7 @@ impl Holder for RawHolder {
 }
 
 /// Opens the raw device: EBUSY while a file system is mounted on it (or
-/// another raw user holds it), ENXIO without an NVDIMM.
+/// another raw user holds it), ENXIO without an NVDIMM or after `unbind`.
 pub fn open() -> Result<Arc<RawDevice>, Errno> {
     let dev = pmem::device("pmem0").ok_or(Errno::ENXIO)?;
     let mut open = OPEN.lock();
@@ -78,7 +78,10 @@ pub fn open() -> Result<Arc<RawDevice>, Errno> {
         HolderKind::Logging => {}
         HolderKind::FileSystem | HolderKind::Raw(_) => return Err(Errno::EBUSY),
     }
-    pmem::claim_device_file(dev, HolderKind::Raw(HOLDER), Arc::new(RawHolder)).map_err(|_| Errno::EBUSY)?;
+    pmem::claim_device_file(dev, HolderKind::Raw(HOLDER), Arc::new(RawHolder)).map_err(|e| match e {
+        pmem::ClaimError::Removed => Errno::ENXIO,
+        _ => Errno::EBUSY,
+    })?;
     let raw = Arc::new(RawDevice { dev });
     *open = Some(Arc::downgrade(&raw));
     Ok(raw)

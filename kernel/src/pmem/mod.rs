@@ -163,27 +163,15 @@ pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) ->
     if is_dead(dev) {
         return Err(ClaimError::Removed);
     }
-    let mut current = HOLDERS[index_of(dev)].lock();
-    if *current != HolderKind::Logging {
-        return Err(ClaimError::Held(*current));
+    let current = *HOLDERS[index_of(dev)].lock();
+    if current != HolderKind::Logging {
+        return Err(ClaimError::Held(current));
     }
-    drop(current);
+    // Read without the lock (it reads the media); `install` checks again.
     if matches!(kind, HolderKind::Raw(_)) && has_file_system(dev) {
         return Err(ClaimError::HasFileSystem);
     }
-    current = HOLDERS[index_of(dev)].lock();
-    if *current != HolderKind::Logging {
-        return Err(ClaimError::Held(*current));
-    }
-    let old = dev.clear_holder();
-    if dev.set_holder(holder).is_err() {
-        if let Some(old) = old {
-            let _ = dev.set_holder(old);
-        }
-        return Err(ClaimError::Held(*current));
-    }
-    *current = kind;
-    Ok(())
+    install(dev, kind, holder)
 }
 
 /// Makes `kind` the holder of `dev` for the device file (`/dev/pmem0`):
@@ -191,6 +179,15 @@ pub fn claim(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) ->
 /// not stop it (as on Linux, a process that opens the raw device owns its
 /// bytes).
 pub fn claim_device_file(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    install(dev, kind, holder)
+}
+
+/// Installs `holder` if the device is alive and only the logging holder
+/// has it (checked under the holder lock, so two claims cannot both win).
+fn install(dev: &'static Device, kind: HolderKind, holder: Arc<dyn Holder>) -> Result<(), ClaimError> {
+    if is_dead(dev) {
+        return Err(ClaimError::Removed);
+    }
     let mut current = HOLDERS[index_of(dev)].lock();
     if *current != HolderKind::Logging {
         return Err(ClaimError::Held(*current));
