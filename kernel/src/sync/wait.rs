@@ -27,39 +27,22 @@ impl<S> WaitQueue<S> {
     /// `Some`; each time it returns `None` the current task sleeps until a
     /// [`Self::update_and_notify`] wakes it. `retried` is false on the
     /// first call.
-    pub fn wait_until<R>(&self, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> R {
-        let mut retried = false;
-        loop {
-            let done = cpu::without_interrupts(|| {
-                let mut g = self.inner.lock();
-                if let Some(r) = f(&mut g.state, retried) {
-                    return Some(r);
-                }
-                // Only a task that waits needs its id (the scheduler's
-                // lock nests inside the queue's, as in `block_current`):
-                // taking a free lock stays off the scheduler's lock.
-                let me = task::current();
-                if !g.waiters.contains(&me) {
-                    g.waiters.push_back(me);
-                }
-                // Blocked before the queue's lock is dropped: a waker that
-                // changes the state after this point finds us queued.
-                let outcome = task::block_current();
-                drop(g);
-                task::block_switch(outcome);
-                None
-            });
-            if let Some(r) = done {
-                return r;
-            }
-            retried = true;
+    pub fn wait_until<R>(&self, f: impl FnMut(&mut S, bool) -> Option<R>) -> R {
+        match self.wait(None, f) {
+            Some(r) => r,
+            // Without a deadline only `f` ends the wait.
+            None => unreachable!("a wait without a deadline gave up"),
         }
     }
 
     /// [`Self::wait_until`] with a deadline: gives up when the timer tick
     /// count reaches `until` (`crate::time::ticks`), returning None.
-    pub fn wait_until_tick<R>(&self, until: u64, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> Option<R> {
-        let me = task::current();
+    pub fn wait_until_tick<R>(&self, until: u64, f: impl FnMut(&mut S, bool) -> Option<R>) -> Option<R> {
+        self.wait(Some(until), f)
+    }
+
+    /// The wait of [`Self::wait_until`] and [`Self::wait_until_tick`].
+    fn wait<R>(&self, until: Option<u64>, mut f: impl FnMut(&mut S, bool) -> Option<R>) -> Option<R> {
         let mut retried = false;
         loop {
             let done = cpu::without_interrupts(|| {
@@ -67,17 +50,24 @@ impl<S> WaitQueue<S> {
                 if let Some(r) = f(&mut g.state, retried) {
                     return Some(Some(r));
                 }
-                if crate::time::ticks() >= until {
+                // Only a task that waits needs its id (the scheduler's
+                // lock nests inside the queue's, as in `block_current`):
+                // taking a free lock stays off the scheduler's lock.
+                let me = task::current();
+                if until.is_some_and(|t| crate::time::ticks() >= t) {
                     g.waiters.retain(|&w| w != me);
                     return Some(None);
                 }
                 if !g.waiters.contains(&me) {
                     g.waiters.push_back(me);
                 }
-                // Asleep before the queue's lock is dropped, as in
-                // `wait_until`: a waker finds us queued; the timer wakes us
-                // at `until`.
-                let outcome = task::sleep_current_until(until);
+                // Blocked (or asleep until the deadline, when the timer
+                // wakes us) before the queue's lock is dropped: a waker
+                // that changes the state after this point finds us queued.
+                let outcome = match until {
+                    None => task::block_current(),
+                    Some(t) => task::sleep_current_until(t),
+                };
                 drop(g);
                 task::block_switch(outcome);
                 None
