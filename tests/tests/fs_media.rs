@@ -1,7 +1,8 @@
 //! The file system in the kernel when persistent memory goes bad, driven
 //! from the host: machine checks injected through QMP into the log, the
-//! superblock, a header and a checkpoint body (the file system rewrites
-//! them and stays mounted; every acknowledged write survives), bad blocks
+//! superblock, a header and a checkpoint body while processes fault, write
+//! and read files (the file system rewrites them and stays mounted; every
+//! acknowledged write survives, the processes see no error), bad blocks
 //! that the device learns again at mount after a reboot, one fsck verdict
 //! in the kernel and on the host, and a crafted image that the kernel's
 //! mount refuses while the console keeps running.
@@ -59,8 +60,21 @@ fn metadata_poison_is_repaired_and_every_acknowledged_write_survives() {
     let pmem = fresh_pmem("fs-meta-poison");
     let image = pmem.to_str().unwrap().to_string();
     tool(&["mkfs", "--pmem", &image, "--size", "256M"]).unwrap();
+    fstool::install(&pmem, &programs().join("poison_rw"), "/bin/poison_rw").expect("installing a program");
     let (mut m, mut qmp) = boot_with_qmp("fs-meta-poison", pmem.clone());
     assert!(command(&mut m, "fs mount").contains("mounted pmem0 read-write"));
+    // Two processes fault, write and read files all along, checking every
+    // byte, until they are sent SIGTERM at the end.
+    let mut busy = Vec::new();
+    for f in ["/busy1.dat", "/busy2.dat"] {
+        let out = command(&mut m, &format!("exec /bin/poison_rw busy {f} 2 sigterm &"));
+        let pid = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix('[')?.split(']').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no process number in {out}"));
+        m.wait_for(&format!("busy faulting, writing and reading {f}"), BOOT_TIMEOUT).expect("the process runs");
+        busy.push(pid);
+    }
     // Poison in the log copy A, where the next record goes.
     let info = command(&mut m, "fs info");
     let log_a = hex_after(&info[info.find("log ").unwrap()..], " at ");
@@ -80,6 +94,23 @@ fn metadata_poison_is_repaired_and_every_acknowledged_write_survives() {
     }
     let out = command(&mut m, "fs write /after still writable");
     assert!(out.contains("(durable)"), "{out}");
+    // The processes ran through every repair without an error or a wrong byte.
+    for pid in &busy {
+        command(&mut m, &format!("kill {pid}"));
+    }
+    let ended = |t: &str| t.matches("ok poison_rw_busy").count() + t.matches("FAIL poison_rw_busy").count();
+    for _ in 0..600 {
+        if ended(&m.transcript()) == busy.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = m.transcript();
+    assert_eq!(text.matches("ok poison_rw_busy").count(), busy.len(), "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("busy stopped after")).all(|l| l.contains(": SIGTERM; 0 wrong bytes;")),
+        "{text}"
+    );
     let fsck = command(&mut m, "fs fsck");
     assert!(fsck.contains("verdict  clean"), "{fsck}");
     let info = command(&mut m, "fs info");

@@ -28,17 +28,21 @@
  *                            read comes back short (a machine check stopped
  *                            the kernel's copy there): the bytes before are
  *                            right, a pread at the poison fails with EIO
- *   poison_rw writeloop FILE MIB
- *                            1 MiB pwrites over the first MIB MiB of FILE,
- *                            round and round, until one fails; passes if it
- *                            failed with EIO or ENXIO (the device went away)
- *   poison_rw maploop FILE MIB
- *                            map MIB MiB of FILE shared, touch every page,
- *                            then map and touch it again and again (faults)
- *                            until a fault gets SIGBUS or mmap fails (the
- *                            device went away); passes if the process got
- *                            at most one SIGBUS BUS_MCEERR_AO (at an address
- *                            of its mappings) and ended that way
+ *   poison_rw busy FILE MIB removal|sigterm
+ *                            faults, writes and reads FILE round after round:
+ *                            map MIB MiB of it shared and store into every
+ *                            page (write faults; a first mapping stays), read
+ *                            the pages back through the mapping, unmap; a
+ *                            1 MiB pwrite; a pread of it, compared. Each
+ *                            round's bytes differ, every read is checked.
+ *                            removal: until a call fails or a fault gets
+ *                            SIGBUS (the device went away); passes if it
+ *                            ended with EIO/ENXIO, an mmap error or SIGBUS,
+ *                            got at most one SIGBUS BUS_MCEERR_AO (at an
+ *                            address of its mappings), every read before
+ *                            was right, and a pread after is EIO/ENXIO.
+ *                            sigterm: until SIGTERM; passes if every round
+ *                            was right (metadata going bad meanwhile).
  *
  * Prints check.h lines; exits 0 iff every check passed. On Linux, the
  * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf` or
@@ -257,74 +261,68 @@ static void readloop(const char *path)
     t_pass();
 }
 
-static void writeloop(const char *path, long mib)
-{
-    T_BEGIN("poison_rw_writeloop");
-    static unsigned char buf[1 << 20];
-    memset(buf, 0x5a, sizeof buf);
-    int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
-    CHECK(mib >= 1, "MIB >= 1");
-    long n = 0;
-    for (;;) {
-        ssize_t r = pwrite(fd, buf, sizeof buf, (off_t)(n % mib) << 20);
-        if (r != (ssize_t)sizeof buf)
-            break;
-        if (++n == 1)
-            printf("poison_rw: writeloop writing %s\n", path);
-    }
-    int e = errno;
-    printf("poison_rw: writeloop stopped after %ld writes: %s\n", n, errno_name(e));
-    CHECK(e == EIO || e == ENXIO, "the write loop ends with EIO or ENXIO");
-    /* Everything else on the file fails too, and nothing blocks. */
-    errno = 0;
-    CHECK(pread(fd, buf, 4096, 0) == -1 && (errno == EIO || errno == ENXIO), "pread fails with EIO or ENXIO");
-    close(fd);
-    t_pass();
-}
+static sigjmp_buf busy_env;
+static volatile int busy_ao, busy_ao_lsb, busy_code;
+static volatile uintptr_t busy_ao_addr;
+static volatile sig_atomic_t busy_term;
 
-static sigjmp_buf maploop_env;
-static volatile int maploop_ao, maploop_ao_lsb, maploop_code, maploop_lsb;
-static volatile uintptr_t maploop_ao_addr, maploop_addr;
-
-static void maploop_bus(int sig, siginfo_t *si, void *ctx)
+static void busy_bus(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
     (void)ctx;
     if (si->si_code == BUS_MCEERR_AO) {
-        maploop_ao++;
-        maploop_ao_addr = (uintptr_t)si->si_addr;
-        maploop_ao_lsb = si->si_addr_lsb;
+        busy_ao++;
+        busy_ao_addr = (uintptr_t)si->si_addr;
+        busy_ao_lsb = si->si_addr_lsb;
         return;
     }
-    maploop_code = si->si_code;
-    maploop_addr = (uintptr_t)si->si_addr;
-    maploop_lsb = si->si_addr_lsb;
-    siglongjmp(maploop_env, 1);
+    busy_code = si->si_code;
+    siglongjmp(busy_env, 1);
 }
 
-static void maploop(const char *path, long mib)
+static void busy_sigterm(int sig)
 {
-    T_BEGIN("poison_rw_maploop");
+    (void)sig;
+    busy_term = 1;
+}
+
+static unsigned char busy_byte(long round, size_t i)
+{
+    return (unsigned char)(round * 7 + (long)(i >> 12) + (long)(i & 0xff));
+}
+
+static void busy(const char *path, long mib, int until_removal)
+{
+    T_BEGIN("poison_rw_busy");
+    CHECK(mib >= 1, "MIB >= 1");
     size_t len = (size_t)mib << 20;
+    static unsigned char buf[1 << 20];
     int fd = CHECK_SYS(open(path, O_CREAT | O_TRUNC | O_RDWR, 0644));
     CHECK_SYS(ftruncate(fd, (off_t)len));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = maploop_bus;
+    sa.sa_sigaction = busy_bus;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     CHECK_SYS(sigaction(SIGBUS, &sa, NULL));
+    struct sigaction st;
+    memset(&st, 0, sizeof st);
+    st.sa_handler = busy_sigterm;
+    st.sa_flags = SA_RESTART;
+    CHECK_SYS(sigaction(SIGTERM, &st, NULL));
+    /* A mapping that stays (its pages are the device's until it goes away). */
     volatile unsigned char *keep = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     CHECK(keep != MAP_FAILED, "mmap");
     for (size_t i = 0; i < len; i += BLOCK)
         keep[i] = (unsigned char)(i >> 12);
-    /* Changed after sigsetjmp and read after siglongjmp: volatile itself. */
-    volatile unsigned char *volatile q = NULL;
-    /* Where the loop's mappings were (the AO may name one unmapped since). */
+    /* Changed after sigsetjmp and read after siglongjmp: volatile themselves. */
+    static volatile unsigned char *volatile q;
     static volatile uintptr_t q_lo = UINTPTR_MAX, q_hi = 0;
-    long rounds = 0;
-    int map_errno = 0;
-    if (sigsetjmp(maploop_env, 1) == 0) {
-        for (;;) {
+    static volatile long rounds, wrong;
+    static volatile int map_errno, io_errno;
+    static const char *volatile failed_call = "";
+    if (sigsetjmp(busy_env, 1) == 0) {
+        while (!busy_term) {
+            long r = rounds;
             q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
             if (q == MAP_FAILED) {
                 map_errno = errno;
@@ -335,25 +333,58 @@ static void maploop(const char *path, long mib)
             if ((uintptr_t)q + len > q_hi)
                 q_hi = (uintptr_t)q + len;
             for (size_t i = 0; i < len; i += BLOCK)
-                q[i + 8] = (unsigned char)(q[i] + 1);
+                q[i + 8] = busy_byte(r, i);
+            for (size_t i = 0; i < len; i += BLOCK)
+                wrong += q[i + 8] != busy_byte(r, i);
             munmap((void *)q, len);
+            off_t at = (off_t)(r % mib) << 20;
+            for (size_t i = 0; i < sizeof buf; i++)
+                buf[i] = busy_byte(r + 1, i);
+            ssize_t w = pwrite(fd, buf, sizeof buf, at);
+            if (w != (ssize_t)sizeof buf) {
+                io_errno = w < 0 ? errno : 0;
+                failed_call = "pwrite";
+                break;
+            }
+            memset(buf, 0, sizeof buf);
+            ssize_t n = pread(fd, buf, sizeof buf, at);
+            if (n != (ssize_t)sizeof buf) {
+                io_errno = n < 0 ? errno : 0;
+                failed_call = "pread";
+                break;
+            }
+            for (size_t i = 0; i < sizeof buf; i++)
+                wrong += buf[i] != busy_byte(r + 1, i);
             if (++rounds == 1)
-                printf("poison_rw: maploop faulting %s\n", path);
+                printf("poison_rw: busy faulting, writing and reading %s\n", path);
         }
     }
     uintptr_t k = (uintptr_t)keep;
-    int in_keep = maploop_ao_addr >= k && maploop_ao_addr < k + len;
-    int in_q = maploop_ao_addr >= q_lo && maploop_ao_addr < q_hi;
-    printf("poison_rw: maploop stopped after %ld rounds: %s; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s)\n", rounds,
-           map_errno ? errno_name(map_errno)
-           : maploop_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
-           : maploop_code == BUS_ADRERR ? "SIGBUS BUS_ADRERR"
-                                        : "SIGBUS (another code)",
-           maploop_ao, maploop_ao_lsb, maploop_ao ? (in_keep || in_q ? "its own address" : "a foreign address") : "-");
-    CHECK(map_errno || maploop_code != 0, "the loop ended with SIGBUS or an mmap error");
-    CHECK(maploop_ao <= 1, "at most one BUS_MCEERR_AO");
-    CHECK(!maploop_ao || in_keep || in_q, "the AO names an address of its mappings");
-    CHECK(!maploop_ao || maploop_ao_lsb == 12 || maploop_ao_lsb == 21, "the AO's lsb is a page's");
+    int own = (busy_ao_addr >= k && busy_ao_addr < k + len) || (busy_ao_addr >= q_lo && busy_ao_addr < q_hi);
+    const char *how = busy_term ? "SIGTERM"
+                      : map_errno ? errno_name(map_errno)
+                      : busy_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
+                      : busy_code == BUS_ADRERR ? "SIGBUS BUS_ADRERR"
+                      : busy_code ? "SIGBUS (another code)"
+                      : io_errno ? errno_name(io_errno)
+                                 : "a short count";
+    printf("poison_rw: busy stopped after %ld rounds: %s%s%s; %ld wrong bytes; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s)\n",
+           rounds, how, *failed_call ? " from " : "", failed_call, wrong, busy_ao, busy_ao_lsb,
+           busy_ao ? (own ? "its own address" : "a foreign address") : "-");
+    CHECK(wrong == 0, "every byte read back was the one written");
+    if (until_removal) {
+        CHECK(!busy_term, "ended by the removal, not by SIGTERM");
+        CHECK(map_errno || busy_code || io_errno == EIO || io_errno == ENXIO,
+              "the loop ended with SIGBUS, an mmap error, EIO or ENXIO");
+        CHECK(busy_ao <= 1, "at most one BUS_MCEERR_AO");
+        CHECK(!busy_ao || own, "the AO names an address of its mappings");
+        CHECK(!busy_ao || busy_ao_lsb == 12 || busy_ao_lsb == 21, "the AO's lsb is a page's");
+        errno = 0;
+        CHECK(pread(fd, buf, 4096, 0) == -1 && (errno == EIO || errno == ENXIO), "a pread after fails with EIO or ENXIO");
+    } else {
+        CHECK(busy_term && rounds > 0, "ran until SIGTERM");
+        CHECK(busy_ao == 0 && busy_code == 0, "no SIGBUS");
+    }
     close(fd);
     t_pass();
 }
@@ -373,12 +404,11 @@ int main(int argc, char **argv)
         punch(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "readloop") == 0)
         readloop(argv[2]);
-    else if (argc == 4 && strcmp(argv[1], "writeloop") == 0)
-        writeloop(argv[2], atol(argv[3]));
-    else if (argc == 4 && strcmp(argv[1], "maploop") == 0)
-        maploop(argv[2], atol(argv[3]));
+    else if (argc == 5 && strcmp(argv[1], "busy") == 0 &&
+             (strcmp(argv[4], "removal") == 0 || strcmp(argv[4], "sigterm") == 0))
+        busy(argv[2], atol(argv[3]), strcmp(argv[4], "removal") == 0);
     else {
-        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw writeloop|maploop FILE MIB\n");
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw busy FILE MIB removal|sigterm\n");
         return 2;
     }
     return t_summary();

@@ -17,7 +17,9 @@
  *   xfs552  16 pages, the even pages of the poison file shared with the test file,
  *           so page 4 is shared and page 5 is not
  * each with _madvise, _ar (action-required machine check while the
- * poisoner spins on the page) or _ao (action-optional machine check), in
+ * poisoner spins on the page; the reader sleeps, its mapping intact, while
+ * the check is on its way, so the poisoner consumes it) or _ao
+ * (action-optional machine check), in
  * four cases: late_1, late_2, early_1, early_2 (PR_MCE_KILL_LATE or
  * _EARLY in both processes; 1 or 2 pages).
  *   dax_poison       ndctl's dax-poison: a 2 MiB-aligned MAP_SHARED_VALIDATE|
@@ -96,6 +98,7 @@ struct mf_case {
     int pages;   /* pages of each file */
     int first;   /* first poisoned page */
     const char *file; /* name of the poison file in DIR (NULL: a fresh name per case) */
+    int pause_fd; /* the reader: a pipe it sleeps on while a machine check is on its way (-1: none) */
 };
 
 static int layout_pages(int layout)
@@ -211,7 +214,21 @@ static void reader(const char *ctl_path, const char *file, const struct mf_case 
     __atomic_store_n(&c->ready_reader, 1, __ATOMIC_RELEASE);
     /* Reads of the poisoned pages after each was poisoned: ok, SIGBUS. */
     long ok_after[4] = {0}, bus_after[4] = {0};
+    int paused = 0, pause_fd = k->pause_fd; /* injections the reader slept through, on this pipe */
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        /* An injected machine check arrives wherever the CPU is, so while one is on its way
+         * the reader sleeps in the kernel (its mapping stays): the spinning poisoner is the
+         * one that consumes it. One byte on the pipe per injection wakes it again. */
+        while (pause_fd >= 0 && paused < k->npoison && __atomic_load_n(&c->request[paused], __ATOMIC_ACQUIRE)) {
+            char b;
+            ssize_t n = read(pause_fd, &b, 1);
+            if (n == 1)
+                paused++;
+            else if (n < 0 && errno == EINTR)
+                continue; /* an action-optional notice */
+            else
+                pause_fd = -1; /* the coordinator is gone */
+        }
         for (int pg = 0; pg < k->pages; pg++) {
             const char *r = probe_page(p, (uint64_t)pg, seed_of(k->layout, 0, pg), &log);
             int i = pg - k->first;
@@ -427,7 +444,8 @@ static void poisoner(const char *ctl_path, const char *file, const struct mf_cas
 
 static void case_args(const struct mf_case *k, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s:%d:%d:%d:%d:%d:%d", k->name, k->layout, k->method, k->early, k->npoison, k->pages, k->first);
+    snprintf(buf, n, "%s:%d:%d:%d:%d:%d:%d:%d", k->name, k->layout, k->method, k->early, k->npoison, k->pages, k->first,
+             k->pause_fd);
 }
 
 static int parse_case(const char *s, struct mf_case *k)
@@ -439,8 +457,8 @@ static int parse_case(const char *s, struct mf_case *k)
     memcpy(name, s, (size_t)(colon - s));
     name[colon - s] = 0;
     k->name = name;
-    return sscanf(colon + 1, "%d:%d:%d:%d:%d:%d", &k->layout, &k->method, &k->early, &k->npoison, &k->pages,
-                  &k->first) == 6
+    return sscanf(colon + 1, "%d:%d:%d:%d:%d:%d:%d", &k->layout, &k->method, &k->early, &k->npoison, &k->pages,
+                  &k->first, &k->pause_fd) == 7
                ? 0
                : -1;
 }
@@ -511,8 +529,18 @@ static void run_case(const struct mf_case *k)
     struct mf_ctl *c = ctl_create(ctl_path, PAGE);
     c->npoison = k->npoison;
     c->inject_kind = k->method;
-    case_args(k, arg, sizeof arg);
     int has_reader = k->layout != L_NDCTL && k->layout != L_RECOVERY;
+    /* Action-required injections: the reader sleeps on this pipe while each is on its way
+     * (its read end is inherited; the write end stays here, so it sees EOF if we go). */
+    int pause[2] = {-1, -1};
+    struct mf_case kr = *k;
+    kr.pause_fd = -1;
+    if (has_reader && k->method == M_AR) {
+        if (pipe(pause) != 0 || fcntl(pause[1], F_SETFD, FD_CLOEXEC) != 0)
+            die("pipe");
+        kr.pause_fd = pause[0];
+    }
+    case_args(&kr, arg, sizeof arg);
     pid_t r = -1;
     if (has_reader) {
         char *ra[] = {"--role", "reader", ctl_path, test, arg, NULL};
@@ -536,6 +564,8 @@ static void run_case(const struct mf_case *k)
             c->acked[served] = scen_wait_go(id, ACK_TIMEOUT_MS);
             c->t_done[served] = now_ns();
             __atomic_store_n(&c->go[served], 1, __ATOMIC_RELEASE);
+            if (pause[1] >= 0 && write(pause[1], "g", 1) != 1)
+                die("write to the reader's pipe");
             served++;
             continue;
         }
@@ -549,6 +579,10 @@ static void run_case(const struct mf_case *k)
     }
     sleep_ms(200);
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+    if (pause[1] >= 0) {
+        close(pause[0]);
+        close(pause[1]); /* a reader still waiting for an injection that never came sees EOF */
+    }
     int status_r = has_reader ? wait_status(r) : 0;
     if (p > 0)
         status_p = wait_status(p);
@@ -574,7 +608,7 @@ static void run_layout(int layout, int method)
     for (int e = 0; e < 2; e++)
         for (int n = 1; n <= 2; n++) {
             struct mf_case k = {.layout = layout, .method = method, .early = e, .npoison = n,
-                                .pages = layout_pages(layout), .first = 4};
+                                .pages = layout_pages(layout), .first = 4, .pause_fd = -1};
             snprintf(names[e * 2 + n - 1], sizeof names[0], "%s_%d", e ? "early" : "late", n);
             k.name = names[e * 2 + n - 1];
             run_case(&k);
