@@ -328,6 +328,7 @@ fn poison_reaches_every_process_that_maps_the_page() {
         "xfs551_ar",
         "xfs552_ar",
         "dax_poison",
+        "madvise_untouched",
         "recovery",
     ];
     let lines = mf_scenarios("mf-processes", &names);
@@ -406,6 +407,27 @@ fn poison_reaches_every_process_that_maps_the_page() {
         }
         timings.push((format!("dax_poison/{case} AR"), first_signal_us(l)));
     }
+    // MADV_HWPOISON of a page never touched: faulted in, then poisoned.
+    let l = lines
+        .iter()
+        .find(|l| l["scenario"] == "madvise_untouched" && l["case"] == "madvise_untouched")
+        .unwrap_or_else(|| panic!("no madvise_untouched in {lines:?}"));
+    assert_eq!(l["present_before"], false, "{l}");
+    assert_eq!(l["madvise"], "interrupted by SIGBUS", "{l}");
+    // One for the madvise, one for the read through the mapping.
+    let ar3 = ("BUS_MCEERR_AR".to_string(), 3, true, 12);
+    assert_eq!(signals(l), vec![ar3.clone(), ar3], "{l}");
+    assert_eq!(l["after"]["signals_from_second_madvise"], 0, "{l}");
+    for (step, want) in [
+        ("pread", "EIO"),
+        ("pread_neighbour_before", "ok"),
+        ("pread_neighbour_after", "ok"),
+        ("read_through_mapping", "SIGBUS BUS_MCEERR_AR"),
+        ("second_madvise", "EHWPOISON"),
+    ] {
+        assert_eq!(l["after"][step], want, "{step}: {l}");
+    }
+    timings.push(("madvise_untouched AR".to_string(), first_signal_us(l)));
     // The recovery write: a whole-page pwrite of the poisoned page clears
     // it (pread and both mappings read the new bytes); after a reboot the
     // other, not rewritten, page is EIO before any machine check.

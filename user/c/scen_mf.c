@@ -28,6 +28,8 @@
  *   recovery         poison (ar on page 5 of one file, ao on page 9 of another),
  *                    pread, a whole-page pwrite of page 5 (recovery write), read again
  *   recovery_verify  after a reboot: pread and map those pages before any machine check
+ *   madvise_untouched MADV_HWPOISON of a page mapped but never touched (Linux faults it in
+ *                    first), then pread, a read through the mapping, a second MADV_HWPOISON
  *   sigbus_selftest  the SIGBUS recording itself, with a plain BUS_ADRERR (no poison)
  */
 #define _GNU_SOURCE
@@ -691,6 +693,46 @@ static void scen_recovery_verify(void)
     verify_page("ao_page_after_reboot", "recovery.ao", 9, 0);
 }
 
+/* MADV_HWPOISON of a page the caller mapped but never touched: Linux takes the page with
+ * get_user_pages (faulting it in), so it is poisoned like a touched one: SIGBUS BUS_MCEERR_AR
+ * at the caller's address of it, lsb 12. Then pread of it and its neighbours, a read through
+ * the mapping, and a second MADV_HWPOISON of the now poisoned page. */
+static void scen_madvise_untouched(void)
+{
+    static struct sig_log log;
+    sig_record_into(&log);
+    const char *path = in_dir(dir, "untouched.dat");
+    int fd = make_file(path, 16 * PAGE, 5);
+    if (fd < 0)
+        die("create %s", path);
+    unsigned char *p = mmap(NULL, 16 * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    struct poison_set ps = {.base = p, .len = 16 * PAGE, .n = 1, .page = {3}};
+    uint64_t present_before = virt_to_phys(p + 3 * PAGE);
+    int err = 0;
+    ps.t_ns[0] = now_ns();
+    int rc = madvise_poison(p + 3 * PAGE, PAGE, &err);
+    struct jl j;
+    jl_start(&j, "madvise_untouched");
+    jl_bool(&j, "present_before", present_before != 0);
+    jl_str(&j, "madvise", rc == 0 ? "ok" : rc == 1 ? "interrupted by SIGBUS" : errno_name(err));
+    jl_obj_begin(&j, "after");
+    jl_str(&j, "pread", pread_page(fd, 3, 5));
+    jl_str(&j, "pread_neighbour_before", pread_page(fd, 2, 5));
+    jl_str(&j, "pread_neighbour_after", pread_page(fd, 4, 5));
+    jl_str(&j, "read_through_mapping", probe_page(p, 3, 5, &log));
+    int n = log.n;
+    rc = madvise_poison(p + 3 * PAGE, PAGE, &err);
+    jl_str(&j, "second_madvise", rc == 0 ? "ok" : rc == 1 ? "interrupted by SIGBUS" : errno_name(err));
+    jl_int(&j, "signals_from_second_madvise", log.n - n);
+    jl_obj_end(&j);
+    jl_signals(&j, &log, 0, &ps);
+    jl_end(&j);
+    munmap(p, 16 * PAGE);
+    close(fd);
+}
+
 static void scen_sigbus_selftest(void)
 {
     /* A 2-page mapping of a file cut to 1 page: page 1 is beyond EOF (BUS_ADRERR). */
@@ -739,6 +781,7 @@ static const struct {
     {"dax_poison", scen_dax_poison, "ndctl dax-poison: MAP_SYNC|MAP_POPULATE 4 MiB, poison at 1 MiB, punch, rewrite"},
     {"recovery", scen_recovery, "poison, pread, whole-page pwrite (recovery write), map again"},
     {"recovery_verify", scen_recovery_verify, "after a reboot: pread and map the poisoned pages"},
+    {"madvise_untouched", scen_madvise_untouched, "MADV_HWPOISON of a mapped page never touched (faulted in, then poisoned)"},
     {"sigbus_selftest", scen_sigbus_selftest, "SIGBUS recording with a plain BUS_ADRERR (no poison)"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])

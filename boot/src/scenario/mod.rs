@@ -174,6 +174,13 @@ pub const SCENARIOS: &[Scenario] = &[
         "scen_mf",
         &["dax_poison"]
     ),
+    single!(
+        "madvise_untouched",
+        "MADV_HWPOISON of a mapped page never touched (faulted in first, as Linux does), pread, map, again",
+        DefaultLayout,
+        "scen_mf",
+        &["madvise_untouched"]
+    ),
     Scenario {
         name: "recovery",
         what: "poison, pread, a whole-page pwrite (recovery write), map again; after a reboot, pread again",

@@ -71,6 +71,15 @@ fn region(fs: &KernelFs) -> &PmemRegion {
     fs.pmem().media().region()
 }
 
+/// Whether any byte of device range `[phys, phys + len)` is known to be
+/// bad: to the file system (its persistent bad-block list) or to the
+/// device (poison it recorded that the list does not hold: a machine check
+/// whose memory-failure event has not run yet, or a file system that could
+/// not record it, being read-only).
+fn known_bad(fs: &KernelFs, phys: u64, len: u64) -> bool {
+    fs.first_bad(phys, len).is_some() || fs.pmem().is_poisoned(phys, len)
+}
+
 /// Page-table flags for a file page of an area with rights `prot`:
 /// writable only if asked (a write fault that marked it dirty).
 fn leaf_flags(prot: Prot, writable: bool) -> Flags {
@@ -206,7 +215,7 @@ fn layout_at(fs: &KernelFs, ino: Ino, off: u64) -> Result<(Layout, bool), FaultE
         Some(p) => {
             let phys = p + skip;
             let shared = fs.range_shared(ino, off, len.min(HUGE_2M)).map_err(fs_fault)?;
-            let bad = fs.first_bad(phys, len.min(HUGE_2M)).is_some();
+            let bad = known_bad(fs, phys, len.min(HUGE_2M));
             (Layout::Extent { phys, len, shared }, bad)
         }
         None => (Layout::Hole { len }, false),
@@ -319,7 +328,7 @@ fn fill_window(
                 None => installed(space.map_zero(va, PageSize::Size4K, leaf_flags(prot, false)))?,
                 Some(p) => {
                     let phys = p + (file_offset_of(site, va) - b.file_offset);
-                    if fs.first_bad(phys, PAGE_SIZE).is_some() {
+                    if known_bad(fs, phys, PAGE_SIZE) {
                         poisoned |= va == page;
                     } else {
                         installed(space.map_pmem(va, region, phys, PageSize::Size4K, leaf_flags(prot, wr)))?;
@@ -353,7 +362,7 @@ fn private_copy(
     let b = fs.bmap(ino, off).map_err(fs_fault)?;
     if let Some(p) = b.phys {
         let phys = p + (off - b.file_offset);
-        if fs.first_bad(phys, PAGE_SIZE).is_some() {
+        if known_bad(fs, phys, PAGE_SIZE) {
             return Err(FaultError::Poisoned);
         }
         let dev = *fs.pmem();

@@ -23,7 +23,7 @@ use fsdax_pmem_api::ByteRange;
 use super::Ctx;
 use crate::dax::raw::{DeviceMap, RawDevice};
 use crate::process::fd::FileKind;
-use crate::process::vm::{pte_flags, Access, Areas, Backing, FileMap, Vm, MMAP_TOP};
+use crate::process::vm::{pte_flags, Access, Areas, Backing, FaultError, FileMap, Vm, MMAP_TOP};
 use crate::vfs::inode::KInode;
 
 fn prot_of(read: bool, write: bool, exec: bool) -> Prot {
@@ -267,9 +267,10 @@ pub fn brk(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
 /// `madvise(addr, len, advice)`: `MADV_DONTNEED`/`MADV_FREE` drop the
 /// pages (private anonymous ones read as zero afterwards; file pages fault
 /// back from the file), `MADV_POPULATE_*` fault them in; other known hints
-/// are accepted and ignored. `MADV_HWPOISON` of a mapped
-/// persistent-memory page runs memory failure with the caller as the
-/// consumer; of any other page it is refused (EPERM).
+/// are accepted and ignored. `MADV_HWPOISON` faults each page in (for
+/// reading) and runs memory failure on a persistent-memory page with the
+/// caller as the consumer (an already poisoned page is EHWPOISON, as on
+/// Linux); any other page is refused (EPERM).
 pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     let (start, len) = request::page_range(a[0], a[1])?;
     let advice = request::madvise(a[2])?;
@@ -283,9 +284,20 @@ pub fn madvise(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
     match advice {
         Advice::Ignored => Ok(0),
         Advice::HwPoison => {
-            // Each page, as Linux's `madvise_inject_error`: a DAX page of a
-            // file fails with the caller as the consumer.
+            // Each page, as Linux's `madvise_inject_error`: the page is
+            // taken as `get_user_pages` would (faulted in for reading if the
+            // caller never touched it), then a DAX page of a file fails
+            // with the caller as the consumer.
             for va in (start..start + len).step_by(4096) {
+                match vm.fault_in(va, PAGE_SIZE, Access::Read) {
+                    Ok(_) => {}
+                    Err(FaultError::Poisoned) => return Err(Errno::EHWPOISON),
+                    Err(FaultError::OutOfMemory) => return Err(Errno::ENOMEM),
+                    Err(FaultError::Interrupted | FaultError::WouldBlock) => return Err(Errno::EINTR),
+                    Err(FaultError::NotMapped | FaultError::Denied | FaultError::BeyondEof) => {
+                        return Err(Errno::EFAULT)
+                    }
+                }
                 crate::memfail::madvise_hwpoison(&c.proc, va)?;
             }
             Ok(0)
