@@ -175,6 +175,13 @@ pub const SCENARIOS: &[Scenario] = &[
         &["dax_poison"]
     ),
     single!(
+        "raw_poison",
+        "MADV_HWPOISON in /dev/pmem0 mapped with 2 MiB pages by two processes (on fsdax unmounted)",
+        DefaultLayout,
+        "scen_mf",
+        &["{raw}", "--device", "{device}", "raw_poison"]
+    ),
+    single!(
         "madvise_untouched",
         "MADV_HWPOISON of a mapped page never touched (faulted in first, as Linux does), pread, map, again",
         DefaultLayout,

@@ -24,6 +24,15 @@
 //!   with Linux's device DAX). A fault on a page with known poison is
 //!   SIGBUS `BUS_MCEERR_AR`, and such a block is never mapped with a large
 //!   leaf.
+//! - Memory failure: the device records who maps which of its bytes
+//!   ([`RawDevice::mappers`], device offsets) from `mmap` to `munmap` or
+//!   the end of the address space, so that poison reaches every process
+//!   that maps the page (`dax::rmap::who_maps`), as for files: the
+//!   consumer gets `BUS_MCEERR_AR`, early mappers `BUS_MCEERR_AO`, the page
+//!   is unmapped everywhere (a 2 MiB leaf is split; a 1 GiB leaf goes
+//!   whole and its good pages fault back with smaller leaves).
+//! - `unbind`: every mapping goes and its process is told; afterwards
+//!   `read`/`write` are ENXIO, `mmap` ENXIO and faults SIGBUS.
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec;
@@ -31,13 +40,14 @@ use alloc::vec;
 use fsdax_abi::Errno;
 use fsdax_drivers::pmem::device::{Holder, HolderError, MfFlags, PmemError};
 use fsdax_hal::mm::AddressSpace;
+use fsdax_mm::mappers::Mappers;
 use fsdax_mm::paging::{Flags, MapError, PageSize};
 use fsdax_mm::vma::Prot;
 use fsdax_mm::{HUGE_1G, HUGE_2M, PAGE_SIZE};
 use fsdax_pmem_api::ByteRange;
 
 use crate::pmem::{self, Device, HolderKind};
-use crate::process::vm::{pte_flags, Access, FaultError, Resolved};
+use crate::process::vm::{pte_flags, Access, FaultError, Resolved, SpaceId};
 use crate::process::Process;
 
 /// The name processes open it by.
@@ -50,6 +60,10 @@ const HOLDER: &str = "/dev/pmem0";
 #[derive(Debug)]
 pub struct RawDevice {
     dev: &'static Device,
+    /// Which address spaces map which of its bytes (device offsets), for
+    /// memory failure and removal. Lock order: after the areas' lock,
+    /// before the page tables.
+    pub mappers: crate::sync::Mutex<Mappers<SpaceId>>,
 }
 
 static OPEN: crate::sync::Mutex<Option<Weak<RawDevice>>> = crate::sync::Mutex::new(None);
@@ -82,9 +96,14 @@ pub fn open() -> Result<Arc<RawDevice>, Errno> {
         pmem::ClaimError::Removed => Errno::ENXIO,
         _ => Errno::EBUSY,
     })?;
-    let raw = Arc::new(RawDevice { dev });
+    let raw = Arc::new(RawDevice { dev, mappers: crate::sync::Mutex::new(Mappers::default()) });
     *open = Some(Arc::downgrade(&raw));
     Ok(raw)
+}
+
+/// The raw device while a descriptor or a mapping of it lives.
+pub fn current() -> Option<Arc<RawDevice>> {
+    OPEN.lock().as_ref().and_then(Weak::upgrade)
 }
 
 impl Drop for RawDevice {
@@ -108,6 +127,15 @@ impl RawDevice {
         self.dev.len()
     }
 
+    /// ENXIO once the device was unbound (removed).
+    pub fn alive(&self) -> Result<(), Errno> {
+        if pmem::is_dead(self.dev) {
+            Err(Errno::ENXIO)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Orders the device's writes before what follows (`fsync`).
     pub fn fence(&self) {
         self.dev.fence();
@@ -122,6 +150,7 @@ impl RawDevice {
     /// the end of the device or before poison (EIO if none); EFAULT for a
     /// bad buffer (a short count first).
     pub fn read_at(&self, p: &Process, buf: u64, len: u64, off: u64) -> Result<u64, Errno> {
+        self.alive()?;
         let end = off.saturating_add(len).min(self.len());
         if off >= end {
             return Ok(0);
@@ -152,6 +181,7 @@ impl RawDevice {
     /// on return: fewer at the end of the device (ENOSPC if none) or before
     /// known poison (EIO if none); EFAULT for a bad buffer.
     pub fn write_at(&self, buf: u64, len: u64, off: u64) -> Result<u64, Errno> {
+        self.alive()?;
         if len == 0 {
             return Ok(0);
         }
@@ -230,6 +260,51 @@ impl PartialEq for DeviceMap {
 
 impl Eq for DeviceMap {}
 
+/// One present leaf that maps bytes of the raw device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawLeaf {
+    pub space: SpaceId,
+    /// Virtual address of the leaf's first byte.
+    pub va: u64,
+    pub size: PageSize,
+    /// Device offset of the leaf's first byte.
+    pub dev_offset: u64,
+}
+
+/// Every present leaf, in any address space, that maps part of device
+/// range `range` through a mapping of the raw device (none while nobody
+/// has it open or mapped). Call without locks held.
+pub fn leaves_mapping(range: ByteRange) -> alloc::vec::Vec<RawLeaf> {
+    let mut out = alloc::vec::Vec::new();
+    let Some(raw) = current() else { return out };
+    // Widened to whole 1 GiB blocks: a large leaf that maps the range may
+    // start before it.
+    let start = range.start() & !(HUGE_1G - 1);
+    let end = range.end().checked_next_multiple_of(HUGE_1G).unwrap_or(u64::MAX & !(HUGE_1G - 1));
+    let Some(wide) = ByteRange::new(start, end) else { return out };
+    let hits = raw.mappers.lock().query(wide);
+    let base = raw.phys_base();
+    for m in hits {
+        let Some(space) = crate::process::vm::space_of(m.space) else { continue };
+        let end = m.va + m.file.len();
+        let mut at = m.va;
+        while let Some(leaf) = space.first_leaf(at, end) {
+            at = leaf.virt + leaf.size.bytes();
+            if fsdax_hal::mm::LeafKind::of(leaf.flags) != fsdax_hal::mm::LeafKind::Pmem {
+                continue;
+            }
+            let dev_offset = leaf.phys.wrapping_sub(base);
+            if !ByteRange::from_len_saturating(dev_offset, leaf.size.bytes()).overlaps(&range) {
+                continue;
+            }
+            if !out.iter().any(|l: &RawLeaf| l.space == m.space && l.va == leaf.virt) {
+                out.push(RawLeaf { space: m.space, va: leaf.virt, size: leaf.size, dev_offset });
+            }
+        }
+    }
+    out
+}
+
 /// The leaf sizes a fault tries, largest first.
 const SIZES: [PageSize; 3] = [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K];
 
@@ -248,7 +323,7 @@ pub fn fault(
     let region = dev.media().region();
     let off_of = |va: u64| d.offset + (va - area.start());
     let page = addr & !(PAGE_SIZE - 1);
-    if off_of(page) >= dev.len() {
+    if off_of(page) >= dev.len() || pmem::is_dead(dev) {
         return Err(FaultError::BeyondEof);
     }
     if dev.is_poisoned(off_of(page), PAGE_SIZE) {

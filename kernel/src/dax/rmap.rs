@@ -1,5 +1,6 @@
 //! Who maps a range of the pmem device: for memory failure, every
-//! (process, virtual address, 2 MiB or 4 KiB entry) that maps it now.
+//! (process, virtual address, 1 GiB, 2 MiB or 4 KiB entry) that maps it
+//! now, through a file or through the raw device (`dax::raw`).
 //!
 //! Three lookups, never a walk over every process: the file system's
 //! persistent reverse map gives the owners of the device range (every
@@ -35,27 +36,55 @@ pub struct DaxMapper {
     pub va: u64,
     /// 4 KiB or 2 MiB.
     pub size: PageSize,
-    /// The file and the file offset the entry maps (of its first byte).
-    pub ino: Ino,
+    /// The file and the file offset the entry maps (of its first byte);
+    /// no file for a mapping of the raw device.
+    pub ino: Option<Ino>,
     pub file_offset: u64,
     /// Device offset of the entry's first byte.
     pub dev_offset: u64,
 }
 
 /// Every present entry, in any address space, that maps part of the
-/// device range `range` (device offsets of the mounted file system's
-/// device), through a file of the mounted file system. Sorted by space and
+/// device range `range` (device offsets of pmem0), through a file of the
+/// mounted file system or a mapping of the raw device. Sorted by space and
 /// address, each entry once. Call without locks held.
 pub fn who_maps(range: ByteRange) -> Vec<DaxMapper> {
     if range.is_empty() {
         return Vec::new();
     }
-    let Some((owners, base)) =
-        fsys::with_fs_read(|fs| (fs.rmap_query(range.start(), range.len()), fs.pmem().phys_base()))
-    else {
-        return Vec::new();
-    };
     let mut out: Vec<DaxMapper> = Vec::new();
+    if let Some((owners, base)) =
+        fsys::with_fs_read(|fs| (fs.rmap_query(range.start(), range.len()), fs.pmem().phys_base()))
+    {
+        files_mapping(range, owners, base, &mut out);
+    }
+    for l in super::raw::leaves_mapping(range) {
+        out.push(DaxMapper {
+            space: l.space,
+            pids: Vec::new(),
+            va: l.va,
+            size: l.size,
+            ino: None,
+            file_offset: l.dev_offset,
+            dev_offset: l.dev_offset,
+        });
+    }
+    if !out.is_empty() {
+        for p in process::all() {
+            let Some(vm) = p.vm() else { continue };
+            for d in out.iter_mut().filter(|d| d.space == vm.id()) {
+                d.pids.push(p.pid());
+            }
+        }
+    }
+    out.sort_by_key(|d| (d.space, d.va));
+    out
+}
+
+/// The present entries of the mounted file system's files that map part of
+/// `range`, from the reverse map's `owners` of it (`base`: the device's
+/// physical address).
+fn files_mapping(range: ByteRange, owners: Vec<fsdax_fs::RmapRecord>, base: u64, out: &mut Vec<DaxMapper>) {
     for rec in owners {
         let RmapOwner::File { ino, offset } = rec.owner else { continue };
         let rec_range = ByteRange::from_len_saturating(rec.phys, rec.len);
@@ -85,7 +114,7 @@ pub fn who_maps(range: ByteRange) -> Vec<DaxMapper> {
                     pids: Vec::new(),
                     va: leaf.virt,
                     size: leaf.size,
-                    ino,
+                    ino: Some(ino),
                     file_offset: if leaf.virt >= m.va {
                         m.file.start() + (leaf.virt - m.va)
                     } else {
@@ -97,16 +126,6 @@ pub fn who_maps(range: ByteRange) -> Vec<DaxMapper> {
         }
         drop(k);
     }
-    if !out.is_empty() {
-        for p in process::all() {
-            let Some(vm) = p.vm() else { continue };
-            for d in out.iter_mut().filter(|d| d.space == vm.id()) {
-                d.pids.push(p.pid());
-            }
-        }
-    }
-    out.sort_by_key(|d| (d.space, d.va));
-    out
 }
 
 fn cmd_dax(args: &[&str]) {
@@ -126,13 +145,21 @@ fn cmd_dax(args: &[&str]) {
             crate::kprintln!("  PIDS        VA                  SIZE  INODE  FILE OFFSET   DEVICE OFFSET");
             for d in found {
                 let pids: Vec<alloc::string::String> = d.pids.iter().map(|p| alloc::format!("{p}")).collect();
+                let (ino, file_offset) = match d.ino {
+                    Some(ino) => (alloc::format!("{ino}"), alloc::format!("{:#x}", d.file_offset)),
+                    None => (alloc::string::String::from("raw"), alloc::string::String::from("-")),
+                };
                 crate::kprintln!(
-                    "  {:<10}  {:#018x}  {:>4}  {:>5}  {:#12x}  {:#13x}",
+                    "  {:<10}  {:#018x}  {:>4}  {:>5}  {:>12}  {:#13x}",
                     if pids.is_empty() { alloc::string::String::from("-") } else { pids.join(",") },
                     d.va,
-                    if d.size == PageSize::Size2M { "2M" } else { "4K" },
-                    d.ino,
-                    d.file_offset,
+                    match d.size {
+                        PageSize::Size1G => "1G",
+                        PageSize::Size2M => "2M",
+                        PageSize::Size4K => "4K",
+                    },
+                    ino,
+                    file_offset,
                     d.dev_offset
                 );
             }
@@ -171,7 +198,7 @@ impl crate::memfail::DaxMappings for MemoryFailure {
                 ByteRange::from_len_saturating(d.va + (first - d.dev_offset), PAGE_SIZE)
             };
             for &pid in &d.pids {
-                out.push(crate::memfail::DaxMapping { pid, va, huge: d.size == PageSize::Size2M });
+                out.push(crate::memfail::DaxMapping { pid, va, huge: d.size != PageSize::Size4K });
             }
         }
         out
@@ -179,6 +206,18 @@ impl crate::memfail::DaxMappings for MemoryFailure {
 
     fn split(&self, pid: Pid, va: u64) -> Result<(), crate::memfail::MappingError> {
         let vm = process::get(pid).and_then(|p| p.vm()).ok_or(crate::memfail::MappingError::Gone)?;
+        if let Some(leaf) = vm.space().translate(va).filter(|l| l.size == PageSize::Size1G) {
+            // A 1 GiB leaf (the raw device) goes whole: its good pages fault
+            // back with 2 MiB and 4 KiB leaves, around the poison.
+            return vm.space().unmap_where(leaf.virt, leaf.size.bytes(), Unmap::FileOnly).map_err(|e| {
+                crate::warn!(
+                    "memory failure: unmapping the 1 GiB page at {:#x} of pid {pid} failed ({})",
+                    leaf.virt,
+                    map_error(&e)
+                );
+                crate::memfail::MappingError::Failed
+            });
+        }
         vm.space().split_pmem_2m(va & !(fsdax_mm::HUGE_2M - 1)).map(|_| ()).map_err(|e| {
             crate::warn!("memory failure: splitting the 2 MiB page at {va:#x} of pid {pid} failed ({})", map_error(&e));
             crate::memfail::MappingError::Failed

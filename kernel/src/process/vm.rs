@@ -454,10 +454,15 @@ impl Vm {
             crate::warn!("vm: unmapping {start:#x}+{len:#x} left pages behind");
         }
         for v in &removed {
-            if let Backing::File(f) = &v.backing {
-                if let Some(range) = ByteRange::new(v.start, v.end) {
+            let Some(range) = ByteRange::new(v.start, v.end) else { continue };
+            match &v.backing {
+                Backing::File(f) => {
                     f.inode.mappers.lock().remove_va_range(self.id, range);
                 }
+                Backing::Device(d) => {
+                    d.raw.mappers.lock().remove_va_range(self.id, range);
+                }
+                Backing::Anon => {}
             }
         }
         Ok(removed)
@@ -475,12 +480,16 @@ impl Drop for Vm {
         let areas = self.areas.read();
         let mut seen: Vec<*const KInode> = Vec::new();
         for v in areas.set.iter() {
-            if let Backing::File(f) = &v.backing {
-                let p = Arc::as_ptr(&f.inode);
-                if !seen.contains(&p) {
-                    seen.push(p);
-                    f.inode.mappers.lock().remove_space(self.id);
+            match &v.backing {
+                Backing::File(f) => {
+                    let p = Arc::as_ptr(&f.inode);
+                    if !seen.contains(&p) {
+                        seen.push(p);
+                        f.inode.mappers.lock().remove_space(self.id);
+                    }
                 }
+                Backing::Device(d) => d.raw.mappers.lock().remove_space(self.id),
+                Backing::Anon => {}
             }
         }
     }

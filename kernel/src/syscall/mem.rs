@@ -124,6 +124,7 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             return Err(Errno::EINVAL);
         }
         let may_write = device_access(c, m.fd, m.write)?;
+        raw.alive()?;
         if m.offset.checked_add(m.len).is_none_or(|e| e > raw.len()) {
             return Err(Errno::ENXIO);
         }
@@ -175,9 +176,16 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
             }
         };
         let file = backing.file().map(|f| (Arc::clone(&f.inode), f.offset));
+        let device = match &backing {
+            Backing::Device(d) => Some((Arc::clone(&d.raw), d.offset)),
+            _ => None,
+        };
         areas.set.insert(start, m.len, prot, backing).map_err(vma_errno)?;
         if let Some((inode, offset)) = file {
             inode.mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
+        }
+        if let Some((raw, offset)) = device {
+            raw.mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
         }
         Ok(start)
     });
