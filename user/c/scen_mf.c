@@ -29,8 +29,8 @@
  *                    pread, a whole-page pwrite of page 5 (recovery write), read again
  *   recovery_verify  after a reboot: pread and map those pages before any machine check
  *   raw_poison       /dev/pmem0 (scen_mf --device PATH raw_poison DIR; on fsdax with the file
- *                    system unmounted) mapped with 2 MiB pages by two processes: MADV_HWPOISON
- *                    in one; AR there, AO in the other, the page unmapped, the leaves split
+ *                    system unmounted) mapped twice with 2 MiB pages: MADV_HWPOISON in one;
+ *                    AR, the page unmapped in both, both leaves split
  *   madvise_untouched MADV_HWPOISON of a page mapped but never touched (Linux faults it in
  *                    first), then pread, a read through the mapping, a second MADV_HWPOISON
  *   sigbus_selftest  the SIGBUS recording itself, with a plain BUS_ADRERR (no poison)
@@ -780,47 +780,15 @@ static const unsigned char *map_raw(int fd, uint64_t off)
     return p;
 }
 
-/* The second process: maps the same device bytes (early kill), says so on `ready`, waits on `go`
- * (a notice interrupts the wait) for the time the poison was requested, then reports what it
- * got and what its page tables hold. */
-static void raw_mapper(int ready, int go, uint64_t off)
-{
-    static struct sig_log log;
-    sig_record_into(&log);
-    set_kill_mode(1);
-    int fd = open(device, O_RDONLY);
-    const unsigned char *p = fd < 0 ? NULL : map_raw(fd, off);
-    struct jl j;
-    if (!p) {
-        jl_start(&j, "raw_mapper");
-        jl_str(&j, "mmap", errno_name(errno));
-        jl_end(&j);
-        exit(1);
-    }
-    if (write(ready, "r", 1) != 1)
-        die("write ready");
-    uint64_t t_req = 0; /* the go message: when the poison was requested */
-    while (read(go, &t_req, sizeof t_req) < 0 && errno == EINTR)
-        ;
-    struct poison_set ps = {.base = p, .len = RAW_LEN, .n = 1, .page = {RAW_PAGE}, .t_ns = {t_req}};
-    jl_start(&j, "raw_mapper");
-    jl_split(&j, p, RAW_PAGE);
-    jl_str(&j, "read_at_end", read_page(p, RAW_PAGE, &log));
-    jl_str(&j, "read_neighbour", read_page(p, RAW_PAGE + 1, &log));
-    jl_signals(&j, &log, 0, &ps);
-    jl_end(&j);
-    exit(0);
-}
-
-/* MADV_HWPOISON of a page of /dev/pmem0 mapped with a 2 MiB leaf by this process and by another
- * (early): this one gets BUS_MCEERR_AR, the other BUS_MCEERR_AO, both lsb 12 at their own
- * addresses; the leaf is split in both, the page unmapped in both, a read of it is AR, a
- * pread of the device there EIO and beside it fine. */
+/* MADV_HWPOISON of a page of /dev/pmem0 that this process maps twice, each time with a 2 MiB
+ * leaf (a second process cannot start while the file system is unmounted: its program lives
+ * there): BUS_MCEERR_AR at the first mapping's address, lsb 12; both leaves are split, the page
+ * unmapped in both, a read of it through either is AR, a pread of the device there EIO and
+ * beside it fine. */
 static void scen_raw_poison(void)
 {
     static struct sig_log log;
     sig_record_into(&log);
-    set_kill_mode(1);
     struct jl j;
     jl_start(&j, "raw_poison");
     int fd = open(device, O_RDONLY);
@@ -832,50 +800,43 @@ static void scen_raw_poison(void)
     }
     /* The middle of the device: a fresh file system keeps its blocks at the start and the end. */
     uint64_t off = (dev_size / 2) & ~(HUGE - 1);
-    int ready[2], go[2];
-    if (pipe(ready) != 0 || pipe(go) != 0 || fcntl(ready[0], F_SETFD, FD_CLOEXEC) != 0 ||
-        fcntl(go[1], F_SETFD, FD_CLOEXEC) != 0)
-        die("pipe");
-    char a1[16], a2[16], a3[24];
-    snprintf(a1, sizeof a1, "%d", ready[1]);
-    snprintf(a2, sizeof a2, "%d", go[0]);
-    snprintf(a3, sizeof a3, "%llu", (unsigned long long)off);
-    char *args[] = {"--raw-mapper", (char *)device, a1, a2, a3, NULL};
-    pid_t child = spawn_self(args);
-    close(ready[1]);
-    close(go[0]);
-    const unsigned char *p = map_raw(fd, off);
-    if (!p) {
+    const unsigned char *p = map_raw(fd, off), *q = map_raw(fd, off);
+    if (!p || !q) {
         jl_str(&j, "mmap", errno_name(errno));
         jl_end(&j);
         return;
     }
-    uint64_t a = virt_to_phys(p), z = virt_to_phys(p + HUGE - PAGE);
+    uint64_t a = virt_to_phys(p), z = virt_to_phys(p + HUGE - PAGE), b = virt_to_phys(q);
     jl_bool(&j, "first_2m_physically_aligned_and_contiguous", a && a % HUGE == 0 && z == a + HUGE - PAGE);
-    char b;
-    jl_str(&j, "other_process_mapped", read(ready[0], &b, 1) == 1 ? "yes" : "no");
+    jl_bool(&j, "second_mapping_same_frames", b && b == a);
     struct poison_set ps = {.base = p, .len = RAW_LEN, .n = 1, .page = {RAW_PAGE}};
     int err = 0;
     ps.t_ns[0] = now_ns();
     int rc = madvise_poison((void *)(p + RAW_PAGE * PAGE), PAGE, &err);
     jl_str(&j, "madvise", rc == 0 ? "ok" : rc == 1 ? "interrupted by SIGBUS" : errno_name(err));
-    sleep_ms(200); /* the other process's notice */
-    jl_split(&j, p, RAW_PAGE);
-    jl_str(&j, "read_at_end", read_page(p, RAW_PAGE, &log));
-    jl_str(&j, "read_neighbour", read_page(p, RAW_PAGE + 1, &log));
+    int n_after_madvise = log.n;
+    const unsigned char *maps[2] = {p, q};
+    const char *names[2] = {"first_mapping", "second_mapping"};
+    for (int m = 0; m < 2; m++) {
+        jl_obj_begin(&j, names[m]);
+        jl_split(&j, maps[m], RAW_PAGE);
+        jl_str(&j, "read_at_end", read_page(maps[m], RAW_PAGE, &log));
+        jl_str(&j, "read_neighbour", read_page(maps[m], RAW_PAGE + 1, &log));
+        jl_obj_end(&j);
+    }
+    jl_int(&j, "signals_after_madvise", log.n - n_after_madvise);
     static unsigned char buf[PAGE];
     ssize_t n = pread(fd, buf, PAGE, (off_t)(off + RAW_PAGE * PAGE));
     jl_str(&j, "pread", n < 0 ? errno_name(errno) : n == (ssize_t)PAGE ? "ok" : "short");
     n = pread(fd, buf, PAGE, (off_t)(off + (RAW_PAGE - 1) * PAGE));
     jl_str(&j, "pread_neighbour", n < 0 ? errno_name(errno) : n == (ssize_t)PAGE ? "ok" : "short");
-    if (write(go[1], &ps.t_ns[0], sizeof ps.t_ns[0]) != (ssize_t)sizeof ps.t_ns[0])
-        die("write go");
-    jl_int(&j, "other_process_status", wait_status(child));
-    jl_signals(&j, &log, 0, &ps);
+    /* Only the madvise's signal: the reads' signals are at the second mapping's address too. */
+    struct sig_log first = log;
+    first.n = n_after_madvise;
+    jl_signals(&j, &first, 0, &ps);
     jl_end(&j);
-    close(ready[0]);
-    close(go[1]);
     munmap((void *)p, RAW_LEN);
+    munmap((void *)q, RAW_LEN);
     close(fd);
 }
 
@@ -927,7 +888,7 @@ static const struct {
     {"dax_poison", scen_dax_poison, "ndctl dax-poison: MAP_SYNC|MAP_POPULATE 4 MiB, poison at 1 MiB, punch, rewrite"},
     {"recovery", scen_recovery, "poison, pread, whole-page pwrite (recovery write), map again"},
     {"recovery_verify", scen_recovery_verify, "after a reboot: pread and map the poisoned pages"},
-    {"raw_poison", scen_raw_poison, "MADV_HWPOISON in /dev/pmem0 mapped with 2 MiB pages by two processes"},
+    {"raw_poison", scen_raw_poison, "MADV_HWPOISON in /dev/pmem0 mapped twice with 2 MiB pages"},
     {"madvise_untouched", scen_madvise_untouched, "MADV_HWPOISON of a mapped page never touched (faulted in, then poisoned)"},
     {"sigbus_selftest", scen_sigbus_selftest, "SIGBUS recording with a plain BUS_ADRERR (no poison)"},
 };
@@ -952,11 +913,6 @@ int main(int argc, char **argv)
         if (strcmp(argv[2], "poisoner") == 0)
             poisoner(argv[3], argv[4], &k);
         return usage();
-    }
-    if (argc == 6 && strcmp(argv[1], "--raw-mapper") == 0) {
-        device = argv[2];
-        scen_set(getenv("SCEN_NAME") ? getenv("SCEN_NAME") : "mf", "mapper");
-        raw_mapper(atoi(argv[3]), atoi(argv[4]), strtoull(argv[5], NULL, 10));
     }
     if (argc >= 3 && strcmp(argv[1], "--device") == 0) {
         device = argv[2];

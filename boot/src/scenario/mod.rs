@@ -176,7 +176,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
     single!(
         "raw_poison",
-        "MADV_HWPOISON in /dev/pmem0 mapped with 2 MiB pages by two processes (on fsdax unmounted)",
+        "MADV_HWPOISON in /dev/pmem0 mapped twice with 2 MiB pages (on fsdax unmounted)",
         DefaultLayout,
         "scen_mf",
         &["{raw}", "--device", "{device}", "raw_poison"]

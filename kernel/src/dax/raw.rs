@@ -280,7 +280,7 @@ pub fn leaves_mapping(range: ByteRange) -> alloc::vec::Vec<RawLeaf> {
     // Widened to whole 1 GiB blocks: a large leaf that maps the range may
     // start before it.
     let start = range.start() & !(HUGE_1G - 1);
-    let end = range.end().checked_next_multiple_of(HUGE_1G).unwrap_or(u64::MAX & !(HUGE_1G - 1));
+    let end = range.end().checked_next_multiple_of(HUGE_1G).unwrap_or(!(HUGE_1G - 1));
     let Some(wide) = ByteRange::new(start, end) else { return out };
     let hits = raw.mappers.lock().query(wide);
     let base = raw.phys_base();
