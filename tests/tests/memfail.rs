@@ -180,6 +180,48 @@ fn unbind_under_busy_processes_ends_them_with_an_error_and_leaves_a_clean_image(
     fstool::run("fsck", &["--pmem".into(), pmem.to_str().unwrap().into()]).unwrap().expect("a clean image");
 }
 
+/// `unbind pmem0` while a process maps the raw device (the file system,
+/// which held its program, unmounted) and reads it in a loop: it gets
+/// `BUS_MCEERR_AO` once at an address of its mapping, then SIGBUS
+/// `BUS_ADRERR` at its next touch, and `pread` and `mmap` of the device
+/// are ENXIO; the log counts it.
+#[test]
+fn unbind_under_a_raw_device_mapping_tells_the_process_and_ends_its_access() {
+    let _s = scenario("unbind_under_a_raw_device_mapping_tells_the_process_and_ends_its_access");
+    let pmem = image_with("mf-unbind-raw", &["poison_rw"]);
+    let mut m = Machine::start(&options(Firmware::Bios, pmem, "shell")).expect("QEMU");
+    m.wait_for("mounted pmem0", BOOT_TIMEOUT).expect("mounted at boot");
+    m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
+    let out = command(&mut m, "exec /bin/poison_rw rawmap /dev/pmem0 4 &");
+    assert!(out.contains("started in the background"), "{out}");
+    // The program is loaded; it opens the device once this unmount lets it.
+    let out = command(&mut m, "fs umount");
+    assert!(out.contains("unmounted"), "{out}");
+    m.wait_for("rawmap mapped /dev/pmem0", BOOT_TIMEOUT).expect("the raw device is mapped");
+    let out = command(&mut m, "unbind pmem0");
+    assert!(out.contains("pmem0: unbound;"), "{out}");
+    for _ in 0..240 {
+        let t = m.transcript();
+        if t.contains("ok poison_rw_rawmap") || t.contains("FAIL poison_rw_rawmap") {
+            break;
+        }
+        assert!(command(&mut m, "uptime").contains("up"), "the console answers");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = m.transcript();
+    assert!(text.contains("ok poison_rw_rawmap"), "{text}");
+    let stop = text.lines().find(|l| l.contains("rawmap stopped after")).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        stop.contains("SIGBUS BUS_ADRERR; 1 SIGBUS BUS_MCEERR_AO") && stop.contains("then pread ENXIO, mmap ENXIO"),
+        "{stop}"
+    );
+    let removal =
+        text.lines().find(|l| l.contains("Memory failure: device removal:")).unwrap_or_else(|| panic!("{text}"));
+    assert!(removal.contains("1 process(es) got SIGBUS BUS_MCEERR_AO"), "{removal}");
+    m.send_line("poweroff").unwrap();
+    assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
+}
+
 /// Action required (a data load): MCi_STATUS, MCG_STATUS.
 const SRAR: (&str, &str) = ("0xbd80000000000134", "0x7");
 

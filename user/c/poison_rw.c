@@ -43,6 +43,16 @@
  *                            was right, and a pread after is EIO/ENXIO.
  *                            sigterm: until SIGTERM; passes if every round
  *                            was right (metadata going bad meanwhile).
+ *   poison_rw rawmap DEVICE MIB
+ *                            open the raw device (retrying while it is busy:
+ *                            the file system that holds this program is to
+ *                            be unmounted first), map its first MIB MiB
+ *                            read-only and read every page round after
+ *                            round until a read gets SIGBUS (the device went
+ *                            away); passes if it got one SIGBUS
+ *                            BUS_MCEERR_AO at an address of the mapping
+ *                            first, and then pread and mmap of the device
+ *                            fail with ENXIO
  *
  * Prints check.h lines; exits 0 iff every check passed. On Linux, the
  * poison comes from MADV_HWPOISON or a real error; on fsdax from `mf` or
@@ -291,6 +301,14 @@ static unsigned char busy_byte(long round, size_t i)
     return (unsigned char)(round * 7 + (long)(i >> 12) + (long)(i & 0xff));
 }
 
+/* The removal's notice may arrive after the fault or call that ended the loop (the
+ * mappings go before the notices are sent): wait for it up to 2 s. */
+static void wait_for_notice(void)
+{
+    for (int i = 0; i < 200 && !busy_ao; i++)
+        usleep(10 * 1000);
+}
+
 static void busy(const char *path, long mib, int until_removal)
 {
     T_BEGIN("poison_rw_busy");
@@ -359,6 +377,8 @@ static void busy(const char *path, long mib, int until_removal)
                 printf("poison_rw: busy faulting, writing and reading %s\n", path);
         }
     }
+    if (until_removal)
+        wait_for_notice();
     uintptr_t k = (uintptr_t)keep;
     int own = (busy_ao_addr >= k && busy_ao_addr < k + len) || (busy_ao_addr >= q_lo && busy_ao_addr < q_hi);
     const char *how = busy_term ? "SIGTERM"
@@ -389,6 +409,62 @@ static void busy(const char *path, long mib, int until_removal)
     t_pass();
 }
 
+static void rawmap(const char *path, long mib)
+{
+    T_BEGIN("poison_rw_rawmap");
+    CHECK(mib >= 1, "MIB >= 1");
+    size_t len = (size_t)mib << 20;
+    int fd = -1;
+    for (int i = 0; i < 600 && fd < 0; i++) {
+        fd = open(path, O_RDONLY);
+        if (fd < 0 && errno == EBUSY)
+            usleep(100 * 1000);
+        else
+            break;
+    }
+    CHECK(fd >= 0, "the raw device opens once the file system is unmounted");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = busy_bus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    CHECK_SYS(sigaction(SIGBUS, &sa, NULL));
+    static volatile const unsigned char *volatile p;
+    p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED, "mmap of the raw device");
+    static volatile long rounds;
+    static volatile unsigned sum;
+    if (sigsetjmp(busy_env, 1) == 0) {
+        for (;;) {
+            for (size_t i = 0; i < len; i += BLOCK)
+                sum += p[i];
+            if (++rounds == 1)
+                printf("poison_rw: rawmap mapped %s\n", path);
+        }
+    }
+    wait_for_notice();
+    uintptr_t k = (uintptr_t)p;
+    int own = busy_ao_addr >= k && busy_ao_addr < k + len;
+    static unsigned char buf[BLOCK];
+    errno = 0;
+    ssize_t r = pread(fd, buf, sizeof buf, 0);
+    int pread_errno = r < 0 ? errno : 0;
+    void *again = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    int mmap_errno = again == MAP_FAILED ? errno : 0;
+    printf("poison_rw: rawmap stopped after %ld rounds: %s; %d SIGBUS BUS_MCEERR_AO (lsb %d, %s); then pread %s, mmap %s\n",
+           rounds,
+           busy_code == BUS_MCEERR_AR ? "SIGBUS BUS_MCEERR_AR"
+           : busy_code == BUS_ADRERR ? "SIGBUS BUS_ADRERR"
+                                     : "SIGBUS (another code)",
+           busy_ao, busy_ao_lsb, busy_ao ? (own ? "its own address" : "a foreign address") : "-",
+           r < 0 ? errno_name(pread_errno) : "ok", again == MAP_FAILED ? errno_name(mmap_errno) : "ok");
+    CHECK(busy_ao == 1 && own, "one BUS_MCEERR_AO at an address of the mapping");
+    CHECK(busy_code == BUS_ADRERR, "then SIGBUS BUS_ADRERR at the next touch");
+    CHECK(pread_errno == ENXIO, "pread of the removed device: ENXIO");
+    CHECK(mmap_errno == ENXIO, "mmap of the removed device: ENXIO");
+    close(fd);
+    t_pass();
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -404,11 +480,13 @@ int main(int argc, char **argv)
         punch(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "readloop") == 0)
         readloop(argv[2]);
+    else if (argc == 4 && strcmp(argv[1], "rawmap") == 0)
+        rawmap(argv[2], atol(argv[3]));
     else if (argc == 5 && strcmp(argv[1], "busy") == 0 &&
              (strcmp(argv[4], "removal") == 0 || strcmp(argv[4], "sigterm") == 0))
         busy(argv[2], atol(argv[3]), strcmp(argv[4], "removal") == 0);
     else {
-        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw busy FILE MIB removal|sigterm\n");
+        fprintf(stderr, "usage: poison_rw prepare|check|eio|zero|punch|readloop FILE | poison_rw busy FILE MIB removal|sigterm | poison_rw rawmap DEVICE MIB\n");
         return 2;
     }
     return t_summary();

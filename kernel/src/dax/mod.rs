@@ -172,6 +172,14 @@ pub fn fault(
         Ok(None) => Err(FaultError::BeyondEof),
         Ok(Some(r)) => r,
     }?;
+    // `unbind` marks the device dead before it unmaps every mapping: an
+    // entry this fault installed after that walk must not stay (a read
+    // fault does not wait at the freeze gate). The area's file pages go.
+    if space.translate(addr).is_some_and(|l| LeafKind::of(l.flags) == LeafKind::Pmem && crate::pmem::is_dead_at(l.phys))
+    {
+        let _ = space.unmap_where(area.start(), area.len(), Unmap::FileOnly);
+        return Err(FaultError::BeyondEof);
+    }
     // Still under the mapping lock (nothing can unmap the range): a fault
     // that says it resolved must have left an entry that allows the
     // access, or the store would fault again for ever. Should that ever

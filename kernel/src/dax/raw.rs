@@ -356,6 +356,12 @@ pub fn fault(
             }
         }
         return match space.map_pmem(va, region, off_of(va), size, flags) {
+            // `unbind` marks the device dead before it unmaps every
+            // mapping: an entry installed after that walk goes again.
+            Ok(()) if pmem::is_dead(dev) => {
+                let _ = space.unmap_where(area.start(), area.len(), fsdax_hal::mm::Unmap::FileOnly);
+                Err(FaultError::BeyondEof)
+            }
             Ok(()) | Err(MapError::AlreadyMapped(_)) => Ok(Resolved::MINOR),
             Err(MapError::OutOfFrames) => Err(FaultError::OutOfMemory),
             Err(_) if size != PageSize::Size4K => continue,

@@ -84,9 +84,16 @@ static HOLDERS: [IrqMutex<HolderKind>; MAX_DEVICES] = [const { IrqMutex::new(Hol
 /// Devices taken away with `unbind`: nothing uses them again until reboot.
 static DEAD: [AtomicBool; MAX_DEVICES] = [const { AtomicBool::new(false) }; MAX_DEVICES];
 
-/// Whether `dev` was unbound (removed).
+/// Whether `dev` was unbound (removed). Sequentially consistent with
+/// `unbind`'s mark: a fault that installed an entry and then finds the
+/// device alive was seen by the removal's walk over the page tables.
 pub fn is_dead(dev: &Device) -> bool {
-    DEAD[index_of(dev)].load(Ordering::Acquire)
+    DEAD[index_of(dev)].load(Ordering::SeqCst)
+}
+
+/// Whether the device that holds physical address `phys` was unbound.
+pub fn is_dead_at(phys: u64) -> bool {
+    devices().iter().any(|d| (d.phys_base()..d.phys_base() + d.len()).contains(&phys) && is_dead(d))
 }
 
 /// What `unbind` says when someone asks for a removed device.
@@ -573,7 +580,7 @@ pub struct Unbound {
 /// one fails: nothing waits for the device again.
 pub fn unbind(dev: &'static Device) -> Result<Unbound, String> {
     let i = index_of(dev);
-    if DEAD[i].swap(true, Ordering::AcqRel) {
+    if DEAD[i].swap(true, Ordering::SeqCst) {
         return Err(alloc::format!("{}: already unbound", dev.name()));
     }
     crate::warn!("{}: unbinding: unmapping every process that maps it, then unmounting", dev.name());
