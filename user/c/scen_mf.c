@@ -699,6 +699,19 @@ static void scen_recovery_verify(void)
     verify_page("ao_page_after_reboot", "recovery.ao", 9, 0);
 }
 
+/* A new file of `pages` pattern pages (seed) in DIR, mapped shared read-only; its descriptor in *fd. */
+static unsigned char *new_mapped_file(const char *name, uint64_t pages, unsigned seed, int *fd)
+{
+    const char *path = in_dir(dir, name);
+    *fd = make_file(path, pages * PAGE, seed);
+    if (*fd < 0)
+        die("create %s", path);
+    unsigned char *p = mmap(NULL, pages * PAGE, PROT_READ, MAP_SHARED, *fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap %s", path);
+    return p;
+}
+
 /* MADV_HWPOISON of a page the caller mapped but never touched: Linux takes the page with
  * get_user_pages (faulting it in), so it is poisoned like a touched one: SIGBUS BUS_MCEERR_AR
  * at the caller's address of it, lsb 12. Then pread of it and its neighbours, a read through
@@ -707,13 +720,8 @@ static void scen_madvise_untouched(void)
 {
     static struct sig_log log;
     sig_record_into(&log);
-    const char *path = in_dir(dir, "untouched.dat");
-    int fd = make_file(path, 16 * PAGE, 5);
-    if (fd < 0)
-        die("create %s", path);
-    unsigned char *p = mmap(NULL, 16 * PAGE, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        die("mmap");
+    int fd;
+    unsigned char *p = new_mapped_file("untouched.dat", 16, 5, &fd);
     struct poison_set ps = {.base = p, .len = 16 * PAGE, .n = 1, .page = {3}};
     uint64_t present_before = virt_to_phys(p + 3 * PAGE);
     int err = 0;
@@ -845,13 +853,10 @@ static void scen_sigbus_selftest(void)
     /* A 2-page mapping of a file cut to 1 page: page 1 is beyond EOF (BUS_ADRERR). */
     static struct sig_log log;
     sig_record_into(&log);
-    const char *path = in_dir(dir, "selftest.dat");
-    int fd = make_file(path, 2 * PAGE, 1);
-    if (fd < 0)
-        die("create %s", path);
-    unsigned char *p = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED || ftruncate(fd, PAGE) != 0)
-        die("mmap/ftruncate");
+    int fd;
+    unsigned char *p = new_mapped_file("selftest.dat", 2, 1, &fd);
+    if (ftruncate(fd, PAGE) != 0)
+        die("ftruncate");
     struct poison_set ps = {.base = p, .len = 2 * PAGE, .n = 1, .page = {1}};
     ps.t_ns[0] = now_ns();
     const char *r0 = probe_page(p, 0, 1, &log);
@@ -868,7 +873,7 @@ static void scen_sigbus_selftest(void)
     jl_end(&j);
     munmap(p, 2 * PAGE);
     close(fd);
-    unlink(path);
+    unlink(in_dir(dir, "selftest.dat"));
 }
 
 static const struct {
