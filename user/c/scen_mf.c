@@ -143,21 +143,29 @@ static void jl_kill_mode(struct jl *j)
     jl_str(j, "mce_kill", m == PR_MCE_KILL_EARLY ? "early" : m == PR_MCE_KILL_LATE ? "late" : m < 0 ? errno_name(errno) : "default");
 }
 
+/* Reads byte 100 of page pg through a mapping into *v: NULL, or "SIGBUS <code>" if the read
+ * got SIGBUS. */
+static const char *read_byte(const unsigned char *p, uint64_t pg, const struct sig_log *log, unsigned char *v)
+{
+    int before = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
+    if (!probe_read(p + pg * PAGE + 100, v))
+        return NULL;
+    static char b[4][40];
+    static int k;
+    char *s = b[k++ % 4];
+    int n = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
+    snprintf(s, 40, "SIGBUS %s", bus_code_name(n > before ? log->rec[n - 1].code : log->last_code));
+    return s;
+}
+
 /* "ok", "wrong" (read, but not the file's bytes) or "SIGBUS <code>" for a read through the mapping. */
 static const char *probe_page(const unsigned char *p, uint64_t pg, unsigned seed, const struct sig_log *log)
 {
     unsigned char v = 0;
-    const uint64_t off = pg * PAGE + 100;
-    int before = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
-    if (probe_read(p + off, &v)) {
-        static char b[4][40];
-        static int k;
-        char *s = b[k++ % 4];
-        int n = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
-        snprintf(s, 40, "SIGBUS %s", bus_code_name(n > before ? log->rec[n - 1].code : log->last_code));
-        return s;
-    }
-    return v == pattern(seed, off) ? "ok" : "wrong";
+    const char *bus = read_byte(p, pg, log, &v);
+    if (bus)
+        return bus;
+    return v == pattern(seed, pg * PAGE + 100) ? "ok" : "wrong";
 }
 
 /* "ok", "wrong" or the errno name of a 4 KiB pread of page pg. */
@@ -755,15 +763,8 @@ static const char *device = "/dev/pmem0";
 static const char *read_page(const unsigned char *p, uint64_t pg, const struct sig_log *log)
 {
     unsigned char v = 0;
-    int before = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
-    if (!probe_read(p + pg * PAGE + 100, &v))
-        return "ok";
-    static char b[2][40];
-    static int k;
-    char *s = b[k++ % 2];
-    int n = __atomic_load_n(&log->n, __ATOMIC_ACQUIRE);
-    snprintf(s, 40, "SIGBUS %s", bus_code_name(n > before ? log->rec[n - 1].code : log->last_code));
-    return s;
+    const char *bus = read_byte(p, pg, log, &v);
+    return bus ? bus : "ok";
 }
 
 /* Page tables of the mapping around page pg: the neighbours present, pg itself not. */
