@@ -40,7 +40,7 @@ pub struct DaxMapping {
     /// The virtual range that maps the affected bytes (for poison: the
     /// poisoned 4 KiB page; for pre-remove: the whole mapped range).
     pub va: ByteRange,
-    /// Whether a 2 MiB entry maps it now.
+    /// Whether a large entry (2 MiB, or 1 GiB on the raw device) maps it now.
     pub huge: bool,
 }
 

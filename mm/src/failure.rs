@@ -49,7 +49,8 @@ pub struct Mapped<P> {
     /// poisoned 4 KiB page in this process; for pre-remove: the whole
     /// mapped range).
     pub va: ByteRange,
-    /// Whether a 2 MiB page maps it now.
+    /// Whether a large page (2 MiB, or 1 GiB on the raw device) maps it now:
+    /// it is split (a 1 GiB one unmapped whole) before the page goes.
     pub huge: bool,
     /// The process's effective policy: tell it at once (`true`) or on its
     /// next touch.

@@ -188,6 +188,26 @@ pub fn case_lines(text: &str) -> std::collections::BTreeMap<String, (String, Str
     cases
 }
 
+/// Runs the named scenarios of the scenario runner on fsdax (one boot per
+/// phase) into a fresh output directory `target/fsdax/tests/TEST` and
+/// returns the result of each (`scenarios.json`'s `results`).
+pub fn run_fsdax_scenarios(test: &str, names: &[&str]) -> Vec<serde_json::Value> {
+    use fsdax_boot::system::{Fsdax, System};
+    // One run at a time: the runner's QMP socket is named by process and
+    // system, and it builds the kernel and the programs.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let out: PathBuf = fsdax_boot::output_dir().join("tests").join(test);
+    let _ = std::fs::remove_dir_all(&out);
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let chosen = fsdax_boot::scenario::select(&names).expect("known scenarios");
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(Fsdax::default())];
+    fsdax_boot::scenario::run(&mut systems, &chosen, &out).expect("the scenario runner");
+    let text = std::fs::read_to_string(out.join("scenarios.json")).expect("scenarios.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    doc["results"].as_array().expect("results").clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

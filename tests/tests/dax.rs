@@ -4,29 +4,8 @@
 //! stops the machine with QMP `quit` when the program asks, then boots
 //! again on the same NVDIMM), and `/proc/self/pagemap` from a program.
 
-use std::path::PathBuf;
-
-use fsdax_boot::system::{Fsdax, System};
 use fsdax_tests::*;
 use serde_json::Value;
-
-/// Runs the named scenarios on fsdax into a fresh output directory and
-/// returns the result of each (`scenarios.json`'s `results`).
-fn run_scenarios(test: &str, names: &[&str]) -> Vec<Value> {
-    // One run at a time: the runner's QMP socket is named by process and
-    // system, and it builds the kernel and the programs.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let out: PathBuf = fsdax_boot::output_dir().join("tests").join(test);
-    let _ = std::fs::remove_dir_all(&out);
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let chosen = fsdax_boot::scenario::select(&names).expect("known scenarios");
-    let mut systems: Vec<Box<dyn System>> = vec![Box::new(Fsdax::default())];
-    fsdax_boot::scenario::run(&mut systems, &chosen, &out).expect("the scenario runner");
-    let text = std::fs::read_to_string(out.join("scenarios.json")).expect("scenarios.json");
-    let doc: Value = serde_json::from_str(&text).expect("JSON");
-    doc["results"].as_array().expect("results").clone()
-}
 
 /// The result lines of scenario `name`, after checking that each of its
 /// boots ended as planned (no panic, no timeout, the file system clean
@@ -76,7 +55,7 @@ fn case<'a>(lines: &[&'a Value], scenario: &str, case: &str) -> &'a Value {
 #[test]
 fn dax_scenarios_hold_on_fsdax() {
     let _s = scenario("dax_scenarios_hold_on_fsdax");
-    let results = run_scenarios("dax-scenarios", &["dax_basic", "first_touch"]);
+    let results = run_fsdax_scenarios("dax-scenarios", &["dax_basic", "first_touch"]);
 
     let basic = lines_of(&results, "dax_basic");
     let hole = case(&basic, "hole_read", "hole");
@@ -122,7 +101,7 @@ fn dax_scenarios_hold_on_fsdax() {
 #[test]
 fn truncate_races_faults_and_map_sync_survives_a_crash() {
     let _s = scenario("truncate_races_faults_and_map_sync_survives_a_crash");
-    let results = run_scenarios("dax-truncate-crash", &["truncate_race", "map_sync_crash"]);
+    let results = run_fsdax_scenarios("dax-truncate-crash", &["truncate_race", "map_sync_crash"]);
 
     let race = lines_of(&results, "truncate_race");
     let l = case(&race, "truncate_race", "truncate_while_faulting");
@@ -150,7 +129,7 @@ fn truncate_races_faults_and_map_sync_survives_a_crash() {
 #[test]
 fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
     let _s = scenario("freeze_stops_stores_through_mappings_and_writes_until_thaw");
-    let results = run_scenarios("dax-freeze", &["freeze", "freeze_2m"]);
+    let results = run_fsdax_scenarios("dax-freeze", &["freeze", "freeze_2m"]);
     for name in ["freeze", "freeze_2m"] {
         let lines = lines_of(&results, name);
         let l = case(&lines, "freeze", "stores_while_frozen");
@@ -195,7 +174,7 @@ fn freeze_stops_stores_through_mappings_and_writes_until_thaw() {
 #[test]
 fn raw_device_maps_whole_with_large_pages() {
     let _s = scenario("raw_device_maps_whole_with_large_pages");
-    let results = run_scenarios("dax-raw", &["raw_device", "raw_device_1g"]);
+    let results = run_fsdax_scenarios("dax-raw", &["raw_device", "raw_device_1g"]);
     let lines = lines_of(&results, "raw_device");
     let m = case(&lines, "raw_device", "map_the_device");
     assert_eq!(m["mmap"], "ok", "{m}");

@@ -294,21 +294,8 @@ fn a_machine_check_in_the_kernels_copy_for_pread_gives_a_short_count_then_eio() 
 /// runner (one boot each) and returns every result line of every boot,
 /// after checking that each boot ended as planned.
 fn mf_scenarios(test: &str, names: &[&str]) -> Vec<serde_json::Value> {
-    use fsdax_boot::system::{Fsdax, System};
-    // One run at a time: the runner's QMP socket is named by process and
-    // system, and it builds the kernel and the programs.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let out = fsdax_boot::output_dir().join("tests").join(test);
-    let _ = std::fs::remove_dir_all(&out);
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let chosen = fsdax_boot::scenario::select(&names).expect("known scenarios");
-    let mut systems: Vec<Box<dyn System>> = vec![Box::new(Fsdax::default())];
-    fsdax_boot::scenario::run(&mut systems, &chosen, &out).expect("the scenario runner");
-    let text = std::fs::read_to_string(out.join("scenarios.json")).expect("scenarios.json");
-    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let mut lines = Vec::new();
-    for r in doc["results"].as_array().expect("results") {
+    for r in run_fsdax_scenarios(test, names) {
         let phases = r["phases"].as_array().expect("phases");
         assert_eq!(phases.len() as u64, r["phases_planned"].as_u64().unwrap(), "a boot is missing: {r}");
         for p in phases {

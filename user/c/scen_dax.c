@@ -30,20 +30,6 @@
 #include "scen.h"
 #include "uapi.h"
 
-#ifndef MAP_SHARED_VALIDATE
-#define MAP_SHARED_VALIDATE 0x03
-#endif
-#ifndef MAP_SYNC
-#define MAP_SYNC 0x80000
-#endif
-#ifndef FIFREEZE
-#define FIFREEZE _IOWR('X', 119, int)
-#define FITHAW _IOWR('X', 120, int)
-#endif
-#ifndef BLKGETSIZE64
-#define BLKGETSIZE64 _IOR(0x12, 114, size_t)
-#endif
-
 static uint64_t size = 256UL << 20;
 static long rounds = 1000;
 static const char *device = "/dev/pmem0";

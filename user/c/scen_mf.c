@@ -52,23 +52,6 @@
 #include "scen.h"
 #include "uapi.h"
 
-#ifndef MAP_SHARED_VALIDATE
-#define MAP_SHARED_VALIDATE 0x03
-#endif
-#ifndef MAP_SYNC
-#define MAP_SYNC 0x80000
-#endif
-#ifndef BLKGETSIZE64
-#define BLKGETSIZE64 _IOR(0x12, 114, size_t)
-#endif
-#ifndef PR_MCE_KILL
-#define PR_MCE_KILL 33
-#define PR_MCE_KILL_SET 1
-#define PR_MCE_KILL_LATE 0
-#define PR_MCE_KILL_EARLY 1
-#define PR_MCE_KILL_GET 34
-#endif
-
 static const char *dir;
 
 /* Time the poisoner spins after the host acknowledged a request (loads of 8 bytes). */

@@ -1201,15 +1201,7 @@ static void statfs_fields(void)
     t_pass();
 }
 
-
 /* ---- mmap of files ---- */
-
-#ifndef MAP_SHARED_VALIDATE
-#define MAP_SHARED_VALIDATE 0x03
-#endif
-#ifndef MAP_SYNC
-#define MAP_SYNC 0x80000
-#endif
 
 static sigjmp_buf mm_jump;
 static volatile int mm_signo, mm_code;

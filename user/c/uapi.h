@@ -1,7 +1,8 @@
 /*
  * uapi.h: the Linux user-space ABI pieces that musl's headers do not carry
- * (they live in the kernel's <linux/fs.h>, <linux/fiemap.h>, <linux/stat.h>
- * and <linux/falloc.h>, which are not on musl-gcc's include path). The values
+ * (they live in the kernel's <linux/fs.h>, <linux/fiemap.h>, <linux/stat.h>,
+ * <linux/falloc.h>, <linux/mman.h> and <linux/prctl.h>, which are not on
+ * musl-gcc's include path, or an older musl lacks them). The values
  * and layouts are Linux's x86_64 ABI; the ioctl numbers are derived with
  * _IOW/_IOWR from the structure sizes exactly as Linux derives them, and the
  * sizes are checked at compile time.
@@ -9,8 +10,37 @@
 #ifndef FSDAX_UAPI_H
 #define FSDAX_UAPI_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+/* <linux/mman.h>: MAP_SYNC mappings (older musl lacks them) */
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MAP_SYNC
+#define MAP_SYNC 0x80000
+#endif
+
+/* <linux/fs.h>: freeze, and a block device's size */
+#ifndef FIFREEZE
+#define FIFREEZE _IOWR('X', 119, int)
+#define FITHAW _IOWR('X', 120, int)
+#endif
+#ifndef BLKGETSIZE64
+#define BLKGETSIZE64 _IOR(0x12, 114, size_t)
+#endif
+
+/* <linux/prctl.h>: the memory-failure kill policy */
+#ifndef PR_MCE_KILL
+#define PR_MCE_KILL 33
+#define PR_MCE_KILL_SET 1
+#define PR_MCE_KILL_LATE 0
+#define PR_MCE_KILL_EARLY 1
+#define PR_MCE_KILL_GET 34
+#endif
 
 /* <linux/fs.h>: reflink and dedupe */
 struct file_clone_range {

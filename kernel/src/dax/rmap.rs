@@ -34,7 +34,7 @@ pub struct DaxMapper {
     pub pids: Vec<Pid>,
     /// Virtual address of the entry (a 2 MiB entry's start).
     pub va: u64,
-    /// 4 KiB or 2 MiB.
+    /// 4 KiB, 2 MiB or (the raw device) 1 GiB.
     pub size: PageSize,
     /// The file and the file offset the entry maps (of its first byte);
     /// no file for a mapping of the raw device.
