@@ -125,13 +125,14 @@ fn take_hit() -> Hit {
 /// tells the holder (returning `None` when the range is not persistent
 /// memory, else the device's index, offset, length, whether the holder
 /// handled it and whether the poison was new), then the mappers are told.
+/// Returns the mappings removed and the processes signalled.
 pub fn event(
     phys: ByteRange,
     source: Source,
     consumer: Option<(Pid, u64)>,
     record: impl FnOnce() -> Option<(usize, u64, u64, bool, bool)>,
-) {
-    event_with(DAX.get().copied(), phys, source, consumer, record);
+) -> (u32, usize) {
+    event_with(DAX.get().copied(), phys, source, consumer, record)
 }
 
 fn event_with(
@@ -140,7 +141,7 @@ fn event_with(
     source: Source,
     consumer: Option<(Pid, u64)>,
     record: impl FnOnce() -> Option<(usize, u64, u64, bool, bool)>,
-) {
+) -> (u32, usize) {
     let _serial = EVENTS.lock();
     HIT.store(0, Ordering::Relaxed);
     let Some((device, offset, len, handled, new)) = record() else {
@@ -148,7 +149,7 @@ fn event_with(
         if let Some((pid, va)) = consumer {
             deliver_consumer_only(dax, phys.start(), pid, va);
         }
-        return;
+        return (0, 0);
     };
     let hit = take_hit();
     let whole = source == Source::PreRemove;
@@ -179,6 +180,7 @@ fn event_with(
     if !whole {
         crate::warn!("{}", recovery_line(phys.start(), hit, outcome));
     }
+    let signalled = deliveries.len();
     LOG.lock().record(Event {
         device,
         offset,
@@ -191,6 +193,7 @@ fn event_with(
         deliveries,
         at_ns: crate::time::uptime_ns(),
     });
+    (unmapped, signalled)
 }
 
 /// Device removal, before the holder unmounts: every process that maps
@@ -199,18 +202,14 @@ fn event_with(
 ///
 /// Every present entry that maps the device is walked
 /// (`DaxMappings::mapped(.., whole)`), `plan(PreRemove)`, unmap + AO; then
-/// the holder unmounts. Freezing the file system around the walk (new
-/// faults and writes wait, then fail) belongs here once freeze exists.
+/// the holder unmounts (`pmem::unbind` runs both with the file system
+/// frozen).
 pub fn pre_remove(device: usize, phys_base: u64, len: u64) {
     let Some(whole) = ByteRange::from_len(phys_base, len) else { return };
-    event(whole, Source::PreRemove, None, || Some((device, 0, len, true, false)));
-    if let Some((_, e)) = LOG.lock().recent().last() {
-        crate::warn!(
-            "Memory failure: device removal: {} mapping(s) removed, {} process(es) got SIGBUS BUS_MCEERR_AO",
-            e.unmapped,
-            e.deliveries.len()
-        );
-    }
+    let (unmapped, signalled) = event(whole, Source::PreRemove, None, || Some((device, 0, len, true, false)));
+    crate::warn!(
+        "Memory failure: device removal: {unmapped} mapping(s) removed, {signalled} process(es) got SIGBUS BUS_MCEERR_AO"
+    );
 }
 
 /// Poison outside persistent memory consumed by a process: only it is told.

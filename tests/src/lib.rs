@@ -173,6 +173,49 @@ pub fn shell_with(test: &str, names: &[&str]) -> Machine {
     m
 }
 
+/// QEMU places the NVDIMM at 4 GiB.
+pub const PMEM_BASE: u64 = 0x1_0000_0000;
+/// An action-optional machine check (a memory scrub): MCi_STATUS and
+/// MCG_STATUS (RIPV|MCIP).
+pub const SRAO: (&str, &str) = ("0xbd000000000000c0", "0x5");
+/// An action-required machine check (a data load): MCi_STATUS and
+/// MCG_STATUS (RIPV|EIPV|MCIP).
+pub const SRAR: (&str, &str) = ("0xbd80000000000134", "0x7");
+
+/// Starts QEMU (BIOS) on `pmem` with kernel command line `cmdline` and a
+/// QMP socket named after `name`; waits for nothing on the console.
+pub fn start_with_qmp(name: &str, pmem: PathBuf, cmdline: &str) -> (Machine, fsdax_boot::qmp::Qmp) {
+    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{name}.qmp"));
+    let _ = std::fs::remove_file(&qmp_path);
+    let mut opts = options(Firmware::Bios, pmem, cmdline);
+    opts.qmp = Some(qmp_path.clone());
+    let m = Machine::start(&opts).expect("QEMU");
+    let qmp = fsdax_boot::qmp::Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    (m, qmp)
+}
+
+/// Raises a machine check of kind `(status, mcg)` ([`SRAO`], [`SRAR`]) at
+/// physical address `phys` on CPU 0, bank 9, and checks that QEMU took it.
+pub fn inject_mce(qmp: &mut fsdax_boot::qmp::Qmp, (status, mcg): (&str, &str), phys: u64) {
+    let cmd = format!("mce -b 0 9 {status} {mcg} {phys:#x} 0x86");
+    let out = qmp.hmp(&cmd).expect("mce");
+    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
+}
+
+/// `exec /bin/poison_rw prepare FILE` on the console: the device offset of
+/// the file's block 1 (page aligned).
+pub fn poison_rw_prepare(m: &mut Machine, file: &str) -> u64 {
+    let out = command(m, &format!("exec /bin/poison_rw prepare {file}"));
+    assert!(out.contains("ok poison_rw_prepare") && out.contains("exit 0"), "{out}");
+    let off = out
+        .lines()
+        .find_map(|l| l.strip_prefix("poison_rw: block 1 at device offset 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no offset in {out}"));
+    assert_eq!(off % 4096, 0, "{out}");
+    off
+}
+
 /// The case lines of a `check.h` program (`ok NAME`, `FAIL NAME: why`,
 /// `skip NAME: why`) in a transcript: name -> (verdict, reason).
 pub fn case_lines(text: &str) -> std::collections::BTreeMap<String, (String, String)> {

@@ -42,14 +42,7 @@ fn two_processes_read_each_others_pwrites_with_pread() {
 fn read_stops_at_a_poisoned_block_and_a_whole_block_write_clears_it() {
     let _s = scenario("read_stops_at_a_poisoned_block_and_a_whole_block_write_clears_it");
     let mut m = shell_with("files-poison", &["poison_rw"]);
-    let out = command(&mut m, "exec /bin/poison_rw prepare /p.dat");
-    assert!(out.contains("ok poison_rw_prepare") && out.contains("exit 0"), "{out}");
-    let off = out
-        .lines()
-        .find_map(|l| l.strip_prefix("poison_rw: block 1 at device offset 0x"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or_else(|| panic!("no offset in {out}"));
-    assert_eq!(off % 4096, 0, "{out}");
+    let off = poison_rw_prepare(&mut m, "/p.dat");
     let out = command(&mut m, &format!("mf pmem0 {:#x} 64", off + 128));
     assert!(out.contains("hits file data"), "the file system did not find the file's block: {out}");
     let out = command(&mut m, "exec /bin/poison_rw check /p.dat");

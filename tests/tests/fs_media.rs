@@ -15,31 +15,15 @@ use fsdax_boot::qmp::Qmp;
 use fsdax_fs::format::{Header, Superblock, HDR_LEN};
 use fsdax_tests::*;
 
-/// QEMU places the NVDIMM at 4 GiB.
-const PMEM_BASE: u64 = 0x1_0000_0000;
-/// Action optional (memory scrub): MCi_STATUS, MCG_STATUS.
-const SRAO: (&str, &str) = ("0xbd000000000000c0", "0x5");
-
 fn tool(args: &[&str]) -> Result<(), fstool::ToolError> {
     let rest: Vec<String> = args[1..].iter().map(|s| s.to_string()).collect();
     fstool::run(args[0], &rest).expect("a file-system tool command")
 }
 
 fn boot_with_qmp(name: &str, pmem: std::path::PathBuf) -> (Machine, Qmp) {
-    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{name}.qmp"));
-    let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, pmem, "shell nomount");
-    opts.qmp = Some(qmp_path.clone());
-    let mut m = Machine::start(&opts).expect("QEMU");
-    let qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    let (mut m, qmp) = start_with_qmp(name, pmem, "shell nomount");
     m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
     (m, qmp)
-}
-
-fn inject(qmp: &mut Qmp, phys: u64) {
-    let cmd = format!("mce -b 0 9 {} {} {phys:#x} 0x86", SRAO.0, SRAO.1);
-    let out = qmp.hmp(&cmd).expect("mce");
-    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
 }
 
 /// The first hex number after `key` in `text`.
@@ -78,7 +62,7 @@ fn metadata_poison_is_repaired_and_every_acknowledged_write_survives() {
     // Poison in the log copy A, where the next record goes.
     let info = command(&mut m, "fs info");
     let log_a = hex_after(&info[info.find("log ").unwrap()..], " at ");
-    inject(&mut qmp, PMEM_BASE + log_a);
+    inject_mce(&mut qmp, SRAO, PMEM_BASE + log_a);
     m.wait_for("still mounted read-write", BOOT_TIMEOUT).expect("the log was relocated");
     for i in 0..6 {
         let out = command(&mut m, &format!("fs write /w{i} written {i}"));
@@ -88,7 +72,7 @@ fn metadata_poison_is_repaired_and_every_acknowledged_write_survives() {
     let info = command(&mut m, "fs info");
     let body_a = hex_after(&info, "two copies starting at ");
     for (what, off) in [("superblock", 0x40u64), ("header", 0x1000), ("body", body_a + 0x80)] {
-        inject(&mut qmp, PMEM_BASE + off);
+        inject_mce(&mut qmp, SRAO, PMEM_BASE + off);
         let line = m.wait_for("still mounted read-write", BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(line.contains("rewritten from memory"), "{what}: {line}");
     }

@@ -15,43 +15,12 @@ use fsdax_boot::qemu::Machine;
 use fsdax_boot::qmp::Qmp;
 use fsdax_tests::*;
 
-/// QEMU places the NVDIMM at 4 GiB.
-const PMEM_BASE: u64 = 0x1_0000_0000;
-/// Action optional (memory scrub): MCi_STATUS, MCG_STATUS.
-const SRAO: (&str, &str) = ("0xbd000000000000c0", "0x5");
-
 /// Boots the shell on `pmem` (mounted at boot) with a QMP socket.
 fn shell_with_qmp(name: &str, pmem: std::path::PathBuf) -> (Machine, Qmp) {
-    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{name}.qmp"));
-    let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, pmem, "shell");
-    opts.qmp = Some(qmp_path.clone());
-    let mut m = Machine::start(&opts).expect("QEMU");
-    let qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    let (mut m, qmp) = start_with_qmp(name, pmem, "shell");
     m.wait_for("mounted pmem0", BOOT_TIMEOUT).expect("the file system is mounted at boot");
     m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
     (m, qmp)
-}
-
-/// An action-optional machine check at physical `phys`, as a patrol scrub
-/// would report it.
-fn inject_ao(qmp: &mut Qmp, phys: u64) {
-    let cmd = format!("mce -b 0 9 {} {} {phys:#x} 0x86", SRAO.0, SRAO.1);
-    let out = qmp.hmp(&cmd).expect("mce");
-    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
-}
-
-/// `poison_rw prepare FILE`: the device offset of the file's block 1.
-fn prepare(m: &mut Machine, file: &str) -> u64 {
-    let out = command(m, &format!("exec /bin/poison_rw prepare {file}"));
-    assert!(out.contains("ok poison_rw_prepare") && out.contains("exit 0"), "{out}");
-    let off = out
-        .lines()
-        .find_map(|l| l.strip_prefix("poison_rw: block 1 at device offset 0x"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or_else(|| panic!("no offset in {out}"));
-    assert_eq!(off % 4096, 0, "{out}");
-    off
 }
 
 fn run_ok(m: &mut Machine, mode: &str, file: &str) -> String {
@@ -71,10 +40,10 @@ fn poisoned_file_blocks_after_a_machine_check_and_after_a_reboot() {
     let pmem = image_with("mf-after", &["poison_rw"]);
     let (mut m, mut qmp) = shell_with_qmp("mf-after", pmem.clone());
     let files = ["/zero.dat", "/punch.dat", "/keep.dat"];
-    let offs: Vec<u64> = files.iter().map(|f| prepare(&mut m, f)).collect();
+    let offs: Vec<u64> = files.iter().map(|f| poison_rw_prepare(&mut m, f)).collect();
     for (i, off) in offs.iter().enumerate() {
         let phys = PMEM_BASE + off + 0x80;
-        inject_ao(&mut qmp, phys);
+        inject_mce(&mut qmp, SRAO, phys);
         let line = m
             .wait_for("recovery action for dax page: Recovered", BOOT_TIMEOUT)
             .unwrap_or_else(|e| panic!("event {i}: {e}\n{}", m.transcript()));
@@ -222,20 +191,12 @@ fn unbind_under_a_raw_device_mapping_tells_the_process_and_ends_its_access() {
     assert_eq!(exit_code(m.wait_exit(BOOT_TIMEOUT).unwrap()), Some(ExitCode::Poweroff));
 }
 
-/// Action required (a data load): MCi_STATUS, MCG_STATUS.
-const SRAR: (&str, &str) = ("0xbd80000000000134", "0x7");
-
 /// One try of a machine check during a process's 2 MiB `pread` loop:
 /// `Ok(transcript)` if the program ended by itself, `Err(why)` if the
 /// machine check landed outside the kernel's copy.
 fn machine_check_during_pread(test: &str) -> Result<String, String> {
     let pmem = image_with(test, &["poison_rw"]);
-    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{test}.qmp"));
-    let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, pmem, "exec /bin/poison_rw readloop /r.dat");
-    opts.qmp = Some(qmp_path.clone());
-    let mut m = Machine::start(&opts).expect("QEMU");
-    let mut qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    let (mut m, mut qmp) = start_with_qmp(test, pmem, "exec /bin/poison_rw readloop /r.dat");
     m.wait_for("readloop block 256 at device offset 0x", BOOT_TIMEOUT).expect("the reader runs");
     m.wait_for("\n", BOOT_TIMEOUT).expect("the whole line");
     let text = m.transcript();
@@ -245,9 +206,7 @@ fn machine_check_during_pread(test: &str) -> Result<String, String> {
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or_else(|| panic!("no offset in {text}"));
     std::thread::sleep(Duration::from_millis(300));
-    let cmd = format!("mce -b 0 9 {} {} {:#x} 0x86", SRAR.0, SRAR.1, PMEM_BASE + off + 0x40);
-    let out = qmp.hmp(&cmd).expect("mce");
-    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
+    inject_mce(&mut qmp, SRAR, PMEM_BASE + off + 0x40);
     let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
     let text = m.transcript();
     assert!(!text.contains("KERNEL PANIC"), "{text}");

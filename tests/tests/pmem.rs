@@ -11,28 +11,10 @@ use fsdax_boot::qemu::Machine;
 use fsdax_boot::qmp::Qmp;
 use fsdax_tests::*;
 
-/// QEMU places the NVDIMM at 4 GiB.
-const PMEM_BASE: u64 = 0x1_0000_0000;
-/// Action optional (memory scrub): MCi_STATUS, MCG_STATUS (RIPV|MCIP).
-const SRAO: (&str, &str) = ("0xbd000000000000c0", "0x5");
-/// Action required (data load): MCG_STATUS = RIPV|EIPV|MCIP.
-const SRAR: (&str, &str) = ("0xbd80000000000134", "0x7");
-
 fn boot_with_qmp(name: &str) -> (Machine, Qmp) {
-    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{name}.qmp"));
-    let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, fresh_pmem(name), "shell");
-    opts.qmp = Some(qmp_path.clone());
-    let mut m = Machine::start(&opts).expect("QEMU");
-    let qmp = Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    let (mut m, qmp) = start_with_qmp(name, fresh_pmem(name), "shell");
     m.wait_for(PROMPT, BOOT_TIMEOUT).expect("prompt");
     (m, qmp)
-}
-
-fn inject(qmp: &mut Qmp, (status, mcg): (&str, &str), phys: u64) {
-    let cmd = format!("mce -b 0 9 {status} {mcg} {phys:#x} 0x86");
-    let out = qmp.hmp(&cmd).expect("mce");
-    assert!(out.trim().is_empty(), "`{cmd}` said: {out}");
 }
 
 #[test]
@@ -57,7 +39,7 @@ fn action_optional_poison_is_recorded_and_reads_give_eio() {
     let _scenario = scenario("action_optional_poison_is_recorded_and_reads_give_eio");
     let (mut m, mut qmp) = boot_with_qmp("srao");
     let off = 0x20_0000 + 0x140;
-    inject(&mut qmp, SRAO, PMEM_BASE + off);
+    inject_mce(&mut qmp, SRAO, PMEM_BASE + off);
     let line = m.wait_for("recorded as bad block", BOOT_TIMEOUT).expect("memory_failure line");
     assert!(line.contains("memory failure: pmem0 offset 0x200140 len 64"), "{line}");
     assert!(line.contains("action optional"), "{line}");
@@ -86,7 +68,7 @@ fn action_required_in_a_machine_check_safe_copy_returns_eio() {
     m.send_line("pmem mcloop 0 0x300000 60").unwrap();
     m.wait_for("mcloop: running", BOOT_TIMEOUT).expect("copy loop started");
     std::thread::sleep(Duration::from_millis(200));
-    inject(&mut qmp, SRAR, PMEM_BASE + off);
+    inject_mce(&mut qmp, SRAR, PMEM_BASE + off);
     let out = m.wait_for(PROMPT, Duration::from_secs(90)).expect("copy loop ended");
     assert!(out.contains("EIO: poisoned range 0x300080+0x40"), "the copy did not return EIO:\n{}", m.transcript());
     assert!(!m.transcript().contains("FATAL"), "{}", m.transcript());

@@ -260,17 +260,11 @@ fn getpid_rate_and_exec_to_exit_time_under_tcg() {
 /// run, or None if the #MC landed in kernel code (see the test).
 fn spin_consumes_poison(test: &str) -> (Option<u8>, String) {
     let pmem = image_with(test, &["spin"]);
-    let qmp_path = fsdax_boot::output_dir().join("tests").join(format!("{test}.qmp"));
-    let _ = std::fs::remove_file(&qmp_path);
-    let mut opts = options(Firmware::Bios, pmem, "exec /bin/spin");
-    opts.qmp = Some(qmp_path.clone());
-    let mut m = Machine::start(&opts).expect("QEMU");
-    let mut qmp = fsdax_boot::qmp::Qmp::connect(&qmp_path, BOOT_TIMEOUT).expect("QMP");
+    let (mut m, mut qmp) = start_with_qmp(test, pmem, "exec /bin/spin");
     m.wait_for("spin: looping forever", BOOT_TIMEOUT).expect("spin runs");
     std::thread::sleep(Duration::from_millis(300));
     // Action required (a data load), 200 MiB into the NVDIMM: free space.
-    let out = qmp.hmp("mce -b 0 9 0xbd80000000000134 0x7 0x10c800000 0x86").expect("mce");
-    assert!(out.trim().is_empty(), "mce said: {out}");
+    inject_mce(&mut qmp, SRAR, PMEM_BASE + 0xc80_0000);
     let status = m.wait_exit(BOOT_TIMEOUT).expect("QEMU exit");
     let text = m.transcript();
     match exit_code(status) {

@@ -632,8 +632,8 @@ LAYOUT_SCEN(s552o, L_PARTIAL, M_AO)
 static void scen_dax_poison(void)
 {
     /* align = 2 MiB; a mapping of 2 * align; the poison at align / 2 (page 256). */
-    struct mf_case m = {"madvise", L_NDCTL, M_MADVISE, 0, 1, 1024, 256, NULL};
-    struct mf_case a = {"ar", L_NDCTL, M_AR, 0, 1, 1024, 256, NULL};
+    struct mf_case m = {"madvise", L_NDCTL, M_MADVISE, 0, 1, 1024, 256, NULL, -1};
+    struct mf_case a = {"ar", L_NDCTL, M_AR, 0, 1, 1024, 256, NULL, -1};
     run_case(&m);
     run_case(&a);
 }
@@ -641,8 +641,8 @@ static void scen_dax_poison(void)
 static void scen_recovery(void)
 {
     /* Their files stay for recovery_verify after the reboot. */
-    struct mf_case a = {"ar", L_RECOVERY, M_AR, 0, 1, 16, 5, "recovery.ar"};
-    struct mf_case o = {"ao", L_RECOVERY, M_AO, 0, 1, 16, 9, "recovery.ao"};
+    struct mf_case a = {"ar", L_RECOVERY, M_AR, 0, 1, 16, 5, "recovery.ar", -1};
+    struct mf_case o = {"ao", L_RECOVERY, M_AO, 0, 1, 16, 9, "recovery.ao", -1};
     run_case(&a);
     run_case(&o);
     sync();

@@ -172,11 +172,11 @@ pub fn fault(
         Ok(None) => Err(FaultError::BeyondEof),
         Ok(Some(r)) => r,
     }?;
+    let leaf = space.translate(addr);
     // `unbind` marks the device dead before it unmaps every mapping: an
     // entry this fault installed after that walk must not stay (a read
     // fault does not wait at the freeze gate). The area's file pages go.
-    if space.translate(addr).is_some_and(|l| LeafKind::of(l.flags) == LeafKind::Pmem && crate::pmem::is_dead_at(l.phys))
-    {
+    if leaf.is_some_and(|l| LeafKind::of(l.flags) == LeafKind::Pmem && crate::pmem::is_dead_at(l.phys)) {
         let _ = space.unmap_where(area.start(), area.len(), Unmap::FileOnly);
         return Err(FaultError::BeyondEof);
     }
@@ -184,7 +184,7 @@ pub fn fault(
     // that says it resolved must have left an entry that allows the
     // access, or the store would fault again for ever. Should that ever
     // not hold, the process gets SIGBUS instead of a livelock.
-    match space.translate(addr) {
+    match leaf {
         Some(l) if !write || l.flags.contains(Flags::WRITABLE) => Ok(r),
         _ => {
             crate::warn!("dax: a fault at {addr:#x} of inode {} left no usable entry", k.ino());

@@ -36,6 +36,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use fsdax_abi::{USER_END, USER_MIN};
 use fsdax_hal::mm::{AddressSpace, Frame};
 use fsdax_hal::sync::IrqMutex;
+use fsdax_mm::mappers::Mappers;
 use fsdax_mm::paging::{Flags, MapError};
 use fsdax_mm::vma::{Backing as VmaBacking, Prot, Vma, VmaError, VmaSet};
 use fsdax_mm::PAGE_SIZE;
@@ -144,6 +145,17 @@ impl Backing {
         match self {
             Backing::File(f) => Some(f),
             Backing::Anon | Backing::Device(_) => None,
+        }
+    }
+
+    /// Where an area of this backing is recorded for "who maps this"
+    /// (memory failure, layout breaks, removal): the file's or the raw
+    /// device's mappers, and the offset there of the area's first byte.
+    pub fn mappers(&self) -> Option<(&crate::sync::Mutex<Mappers<SpaceId>>, u64)> {
+        match self {
+            Backing::File(f) => Some((&f.inode.mappers, f.offset)),
+            Backing::Device(d) => Some((&d.raw.mappers, d.offset)),
+            Backing::Anon => None,
         }
     }
 }
@@ -454,15 +466,8 @@ impl Vm {
             crate::warn!("vm: unmapping {start:#x}+{len:#x} left pages behind");
         }
         for v in &removed {
-            let Some(range) = ByteRange::new(v.start, v.end) else { continue };
-            match &v.backing {
-                Backing::File(f) => {
-                    f.inode.mappers.lock().remove_va_range(self.id, range);
-                }
-                Backing::Device(d) => {
-                    d.raw.mappers.lock().remove_va_range(self.id, range);
-                }
-                Backing::Anon => {}
+            if let (Some((mappers, _)), Some(range)) = (v.backing.mappers(), ByteRange::new(v.start, v.end)) {
+                mappers.lock().remove_va_range(self.id, range);
             }
         }
         Ok(removed)
@@ -478,18 +483,12 @@ impl Drop for Vm {
     fn drop(&mut self) {
         SPACES.lock().remove(&self.id);
         let areas = self.areas.read();
-        let mut seen: Vec<*const KInode> = Vec::new();
-        for v in areas.set.iter() {
-            match &v.backing {
-                Backing::File(f) => {
-                    let p = Arc::as_ptr(&f.inode);
-                    if !seen.contains(&p) {
-                        seen.push(p);
-                        f.inode.mappers.lock().remove_space(self.id);
-                    }
-                }
-                Backing::Device(d) => d.raw.mappers.lock().remove_space(self.id),
-                Backing::Anon => {}
+        let mut seen: Vec<*const crate::sync::Mutex<Mappers<SpaceId>>> = Vec::new();
+        for (mappers, _) in areas.set.iter().filter_map(|v| v.backing.mappers()) {
+            let p: *const _ = mappers;
+            if !seen.contains(&p) {
+                seen.push(p);
+                mappers.lock().remove_space(self.id);
             }
         }
     }

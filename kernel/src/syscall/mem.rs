@@ -175,17 +175,14 @@ pub fn mmap(c: &mut Ctx<'_>, a: [u64; 6]) -> Result<u64, Errno> {
                 }
             }
         };
-        let file = backing.file().map(|f| (Arc::clone(&f.inode), f.offset));
-        let device = match &backing {
-            Backing::Device(d) => Some((Arc::clone(&d.raw), d.offset)),
-            _ => None,
-        };
         areas.set.insert(start, m.len, prot, backing).map_err(vma_errno)?;
-        if let Some((inode, offset)) = file {
-            inode.mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
-        }
-        if let Some((raw, offset)) = device {
-            raw.mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
+        // The area as inserted (perhaps merged with its neighbour): its
+        // file's or device's mappers record the new range.
+        if let Some(v) = areas.set.find(start) {
+            if let Some((mappers, offset)) = v.backing.mappers() {
+                let offset = offset + (start - v.start);
+                mappers.lock().insert(vm.id(), start, ByteRange::from_len_saturating(offset, m.len));
+            }
         }
         Ok(start)
     });
