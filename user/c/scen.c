@@ -383,6 +383,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 
 void sig_record_into(struct sig_log *log)
 {
+    /* The TSC rate is measured here, at the process's start (a 20 ms sleep): never
+     * between asking for a machine check and spinning, where the check would land
+     * outside the spin. */
+    tsc_per_us();
     g_log = log;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
